@@ -1,0 +1,112 @@
+"""The Litestar application: JSON API under /api/v1, staff console pages, health, OpenAPI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from arq.connections import ArqRedis
+from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.stores.redis import RedisStore
+from litestar.template.config import TemplateConfig
+
+from loyalty import db
+from loyalty.console.controllers import ConsoleController
+from loyalty.errors import exception_handlers
+from loyalty.logs import configure_logging, request_log_middleware
+from loyalty.sessions import SESSION_COOKIE, RotatingSessionConfig
+from loyalty.settings import Settings, get_settings
+from loyalty.staff.controllers import ApiKeyController, AuthController, StaffController
+from loyalty.system import health
+from loyalty.web import authentication_middleware
+
+PACKAGE_DIR = Path(__file__).parent
+NOT_SESSION_PATHS = ["^/api/", "^/health", "^/schema", "^/static/"]
+
+
+def redis_client(url: str) -> ArqRedis:
+    """One client for sessions, rate limits and job enqueueing; fails fast when Redis is down."""
+    return ArqRedis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+
+
+async def startup(app: Litestar) -> None:
+    await db.start_pool()
+
+
+async def shutdown(app: Litestar) -> None:
+    await db.close_pool()
+    await app.state.redis.aclose()
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError(
+            "create_app needs LOYALTY_DATABASE_URL and LOYALTY_REDIS_URL; "
+            "the loyalty command sets them when it starts embedded services"
+        )
+    configure_logging(settings.log_level)
+    db.configure_engine(settings.database_url)
+    redis = redis_client(settings.redis_url)
+
+    session_config = RotatingSessionConfig(
+        key=SESSION_COOKIE,
+        max_age=settings.session_max_age,
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+        exclude=NOT_SESSION_PATHS,
+        renew_on_access=True,
+    )
+
+    return Litestar(
+        route_handlers=[
+            health,
+            AuthController,
+            StaffController,
+            ApiKeyController,
+            ConsoleController,
+            create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
+        ],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
+        middleware=[request_log_middleware, session_config.middleware, authentication_middleware],
+        stores={"sessions": RedisStore(redis, namespace="sessions")},
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="loyalty_csrf",
+            cookie_secure=settings.secure_cookies,
+            cookie_httponly=True,
+            exclude=["^/api/", "^/health"],
+        ),
+        template_config=TemplateConfig(
+            directory=[PACKAGE_DIR / "console" / "templates"], engine=JinjaTemplateEngine
+        ),
+        openapi_config=OpenAPIConfig(
+            title="Loyalty platform API",
+            version="1",
+            description="Members, points, tiers and referrals. Authenticate with "
+            "`Authorization: Bearer <staff token or integration API key>`.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", description="Staff token or API key"
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        exception_handlers=exception_handlers,
+        state=State({"settings": settings, "redis": redis}),
+        debug=False,
+    )

@@ -1,0 +1,98 @@
+"""Who is calling, and what they may do: principals, the permission catalogue, guards.
+
+Every endpoint declares the permission it needs with `requires(...)`. Staff get permissions
+from their role; integration API keys from their scopes. Object-level checks (a rep sees only
+assigned members) live in the domain services, which receive the principal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from loyalty.errors import NotAuthenticated, PermissionDenied
+
+ROLES = ("admin", "general_manager", "manager", "rep", "service", "marketing")
+
+PERMISSIONS: dict[str, str] = {
+    "staff:read": "list staff users",
+    "staff:manage": "create, change and deactivate staff users",
+    "api_keys:manage": "create and revoke integration API keys",
+    "members:read": "look up members and their status",
+    "members:write": "enrol members and change archives",
+    "purchases:write": "post purchases and returns",
+}
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset(PERMISSIONS),
+    "general_manager": frozenset({"staff:read", "members:read", "members:write"}),
+    "manager": frozenset({"staff:read", "members:read", "members:write"}),
+    "rep": frozenset({"members:read", "members:write"}),
+    "service": frozenset({"members:read", "members:write"}),
+    "marketing": frozenset({"members:read"}),
+}
+
+# Keys are for machines: they may never administer people or mint other keys.
+API_KEY_SCOPES = frozenset(PERMISSIONS) - {"staff:manage", "api_keys:manage"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "staff" or "api_key"
+    id: UUID
+    label: str
+    role: str | None = None
+    department: str | None = None
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.kind == "staff"
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+def staff_principal(staff_id: UUID, username: str, role: str, department: str | None) -> Principal:
+    return Principal(
+        kind="staff",
+        id=staff_id,
+        label=f"staff:{username}",
+        role=role,
+        department=department,
+        permissions=ROLE_PERMISSIONS.get(role, frozenset()),
+    )
+
+
+def current_principal(connection: ASGIConnection) -> Principal:
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal):
+        raise NotAuthenticated(
+            connection.scope.get("auth_error")  # type: ignore[arg-type]
+            or "sign in, or send an Authorization: Bearer token or API key"
+        )
+    return principal
+
+
+def requires(*permissions: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
+    """A guard: the caller must be authenticated and hold every one of `permissions`."""
+    unknown = set(permissions) - set(PERMISSIONS)
+    if unknown:
+        raise ValueError(f"unknown permissions {sorted(unknown)}")
+
+    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+        principal = current_principal(connection)
+        missing = [p for p in permissions if not principal.can(p)]
+        if missing:
+            raise PermissionDenied(f"this needs the {', '.join(missing)} permission")
+
+    return guard
+
+
+def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard for endpoints any signed-in caller may use."""
+    current_principal(connection)

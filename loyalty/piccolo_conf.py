@@ -1,0 +1,13 @@
+"""Piccolo's configuration: the engine and every domain app."""
+
+from piccolo.conf.apps import AppRegistry
+
+from loyalty.db import engine as DB
+
+APP_REGISTRY = AppRegistry(
+    apps=[
+        "loyalty.staff.piccolo_app",
+    ]
+)
+
+__all__ = ["APP_REGISTRY", "DB"]

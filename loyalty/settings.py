@@ -1,0 +1,144 @@
+"""One settings object, read from the environment (every variable starts with LOYALTY_)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+MODES = ("demo", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "demo"
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: str = ""
+    data_dir: Path = field(default_factory=lambda: Path(".loyalty"))
+    host: str = "127.0.0.1"
+    port: int = 8000
+    currency: str = "CNY"
+    timezone: str = "Asia/Shanghai"
+    phone_region: str = "CN"
+    log_level: str = "INFO"
+    web_workers: int = 1
+    session_max_age: int = 8 * 3600
+    secure_cookies: bool = False
+    login_attempts_per_account: int = 5
+    login_attempts_per_address: int = 20
+    login_window_seconds: int = 900
+    token_ttl_hours: int = 12
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Read and validate every LOYALTY_ variable; generate the demo secret key if needed."""
+        env = dict(os.environ if env is None else env)
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(f"LOYALTY_{name}", "").strip()
+            return value or default
+
+        def get_int(name: str, default: int, minimum: int = 0) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"LOYALTY_{name} must be a whole number, got {raw!r}") from None
+            if value < minimum:
+                raise SettingsError(f"LOYALTY_{name} must be at least {minimum}, got {value}")
+            return value
+
+        mode = (get("MODE", "demo") or "demo").lower()
+        if mode not in MODES:
+            raise SettingsError(f"LOYALTY_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+        log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"LOYALTY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        timezone = get("TIMEZONE", "Asia/Shanghai") or "Asia/Shanghai"
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"LOYALTY_TIMEZONE {timezone!r} is not a known time zone") from None
+        currency = (get("CURRENCY", "CNY") or "CNY").upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise SettingsError(f"LOYALTY_CURRENCY must be an ISO 4217 code, got {currency!r}")
+
+        data_dir = Path(get("DATA_DIR", ".loyalty") or ".loyalty").resolve()
+        secret_key = get("SECRET_KEY")
+        if secret_key is None:
+            if mode == "production":
+                raise SettingsError("LOYALTY_SECRET_KEY is required when LOYALTY_MODE=production")
+            secret_key = _demo_secret_key(data_dir)
+        if len(secret_key) < 32:
+            raise SettingsError("LOYALTY_SECRET_KEY must be at least 32 characters")
+
+        return cls(
+            mode=mode,
+            database_url=get("DATABASE_URL"),
+            redis_url=get("REDIS_URL"),
+            secret_key=secret_key,
+            data_dir=data_dir,
+            host=get("HOST", "127.0.0.1") or "127.0.0.1",
+            port=get_int("PORT", 8000, minimum=1),
+            currency=currency,
+            timezone=timezone,
+            phone_region=(get("PHONE_REGION", "CN") or "CN").upper(),
+            log_level=log_level,
+            web_workers=get_int("WEB_WORKERS", 1, minimum=1),
+            session_max_age=get_int("SESSION_MAX_AGE", 8 * 3600, minimum=60),
+            secure_cookies=(get("SECURE_COOKIES", "") or "").lower() in {"1", "true", "yes"},
+            login_attempts_per_account=get_int("LOGIN_ATTEMPTS_PER_ACCOUNT", 5, minimum=1),
+            login_attempts_per_address=get_int("LOGIN_ATTEMPTS_PER_ADDRESS", 20, minimum=1),
+            login_window_seconds=get_int("LOGIN_WINDOW_SECONDS", 900, minimum=1),
+            token_ttl_hours=get_int("TOKEN_TTL_HOURS", 12, minimum=1),
+        )
+
+
+def _demo_secret_key(data_dir: Path) -> str:
+    """Generate the demo secret once and keep it in the data folder, so sessions survive restarts."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (after the environment changed, e.g. embedded URLs were set)."""
+    global _settings
+    _settings = None

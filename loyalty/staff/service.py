@@ -1,0 +1,371 @@
+"""Staff accounts, sign-in, bearer tokens and integration API keys.
+
+Secrets (passwords, tokens, keys) are never stored: passwords as argon2id hashes, tokens
+and keys as SHA-256 digests (they are long random strings, so a fast hash is enough).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from litestar.stores.base import Store
+from msgspec import UNSET
+from redis.asyncio import Redis
+
+from loyalty import ratelimit
+from loyalty.auth import API_KEY_SCOPES, ROLES, Principal, staff_principal
+from loyalty.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
+from loyalty.settings import Settings
+from loyalty.staff import schemas
+from loyalty.staff.tables import ApiKey, Staff, StaffToken
+
+# OWASP's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
+password_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_DUMMY_HASH = password_hasher.hash("timing-equaliser-for-unknown-users")
+MIN_PASSWORD_LENGTH = 10
+TOKEN_PREFIX = "lst_"
+API_KEY_PREFIX = "lk_"
+SIGN_IN_REFUSED = "unknown username or wrong password"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def check_password_policy(password: str, username: str = "") -> None:
+    """Refuse short or guessable passwords, naming the reason."""
+    from zxcvbn import zxcvbn  # loaded on demand: its word lists are large
+
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"must be at least {MIN_PASSWORD_LENGTH} characters long", field="password"
+        )
+    if len(password) > 128:
+        raise InvalidInput("must be at most 128 characters long", field="password")
+    # Scoring is super-linear in length; the first 64 characters decide commonness anyway.
+    result = zxcvbn(password[:64], user_inputs=[username] if username else [])
+    if result["score"] < 3:
+        warning = result["feedback"].get("warning") or "it is too easy to guess"
+        raise InvalidInput(
+            f"is too common or guessable ({warning.rstrip('.')}); choose a longer, rarer one",
+            field="password",
+        )
+
+
+def generate_password() -> str:
+    words = secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+    return f"{words[:4]}-{words[4:8]}-{words[8:12]}-{words[12:]}"
+
+
+def to_schema(staff: Staff | dict) -> schemas.Staff:
+    row = staff if isinstance(staff, dict) else staff.to_dict()
+    return schemas.Staff(
+        id=row["id"],
+        username=row["username"],
+        display_name=row["display_name"],
+        role=row["role"],
+        department=row["department"],
+        active=row["active"],
+        created_at=row["created_at"],
+    )
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput(f"must be one of {', '.join(ROLES)}", field="role")
+
+
+async def create_staff(data: schemas.StaffCreate) -> schemas.StaffCreated:
+    username = data.username.lower()
+    _check_role(data.role)
+    generated = data.password is None
+    password = generate_password() if generated else data.password
+    check_password_policy(password, username)
+    if await Staff.exists().where(Staff.username == username):
+        raise Conflict(f"the username {username!r} is taken", field="username")
+    staff = Staff(
+        username=username,
+        display_name=data.display_name or username,
+        role=data.role,
+        department=data.department,
+        password_hash=password_hasher.hash(password),
+    )
+    await staff.save()
+    return schemas.StaffCreated(staff=to_schema(staff), password=password if generated else None)
+
+
+async def get_staff(staff_id: UUID) -> Staff:
+    staff = await Staff.objects().where(Staff.id == staff_id).first()
+    if staff is None:
+        raise NotFound("no staff user with that id")
+    return staff
+
+
+async def list_staff(department: str | None = None) -> list[schemas.Staff]:
+    query = Staff.select().order_by(Staff.username)
+    if department is not None:
+        query = query.where(Staff.department == department)
+    return [to_schema(row) for row in await query]
+
+
+async def update_staff(
+    staff_id: UUID,
+    data: schemas.StaffUpdate,
+    *,
+    actor: Principal,
+    redis: Redis,
+    session_store: Store,
+) -> schemas.Staff:
+    staff = await get_staff(staff_id)
+    changes: dict = {}
+    if data.display_name is not UNSET:
+        changes[Staff.display_name] = data.display_name
+    if data.role is not UNSET:
+        _check_role(data.role)
+        changes[Staff.role] = data.role
+    if data.department is not UNSET:
+        changes[Staff.department] = data.department
+    if data.password is not UNSET:
+        check_password_policy(data.password, staff.username)
+        changes[Staff.password_hash] = password_hasher.hash(data.password)
+    ends_access = False
+    if data.active is not UNSET and data.active != staff.active:
+        if not data.active and staff.id == actor.id:
+            raise InvalidInput("you cannot deactivate yourself", field="active")
+        changes[Staff.active] = data.active
+        changes[Staff.deactivated_at] = None if data.active else now()
+        ends_access = not data.active
+    # A new password or a role change also ends old sessions: they carried the old trust.
+    ends_access = ends_access or Staff.password_hash in changes or Staff.role in changes
+    if changes:
+        await Staff.update(changes).where(Staff.id == staff_id)
+    if ends_access:
+        await end_all_sessions(staff_id, redis=redis, session_store=session_store)
+    return to_schema(await get_staff(staff_id))
+
+
+# --- sign-in ------------------------------------------------------------------------------
+
+
+async def authenticate(
+    username: str, password: str, *, client: str, redis: Redis, settings: Settings
+) -> Staff:
+    """Check a username and password, under per-account and per-address attempt limits.
+
+    An unknown user and a wrong password get the same answer in about the same time.
+    """
+    username = username.strip().lower()
+    account_key = f"signin:account:{username}"
+    address_key = f"signin:address:{client}"
+    wait = max(
+        await ratelimit.retry_after(redis, account_key, settings.login_attempts_per_account),
+        await ratelimit.retry_after(redis, address_key, settings.login_attempts_per_address),
+    )
+    if wait:
+        raise RateLimited(
+            f"too many sign-in attempts; try again in {wait} seconds", retry_after=wait
+        )
+    staff = await Staff.objects().where(Staff.username == username).first()
+    if not _password_matches(staff.password_hash if staff else _DUMMY_HASH, password) or (
+        staff is None or not staff.active
+    ):
+        await ratelimit.record(redis, account_key, settings.login_window_seconds)
+        await ratelimit.record(redis, address_key, settings.login_window_seconds)
+        raise NotAuthenticated(SIGN_IN_REFUSED)
+    await ratelimit.reset(redis, account_key)
+    if password_hasher.check_needs_rehash(staff.password_hash):
+        await Staff.update({Staff.password_hash: password_hasher.hash(password)}).where(
+            Staff.id == staff.id
+        )
+    return staff
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return password_hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def principal_for_staff_id(staff_id: UUID) -> Principal | None:
+    row = (
+        await Staff.select(Staff.id, Staff.username, Staff.role, Staff.department)
+        .where((Staff.id == staff_id) & (Staff.active == True))  # noqa: E712
+        .first()
+    )
+    if row is None:
+        return None
+    return staff_principal(row["id"], row["username"], row["role"], row["department"])
+
+
+# --- console sessions ---------------------------------------------------------------------
+
+
+def _sessions_key(staff_id: UUID) -> str:
+    return f"staff-sessions:{staff_id}"
+
+
+async def remember_session(staff_id: UUID, session_id: str, *, redis: Redis, ttl: int) -> None:
+    """Track a staff user's session ids, so deactivation can end every one of them."""
+    key = _sessions_key(staff_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.sadd(key, session_id)
+        pipe.expire(key, ttl)
+        await pipe.execute()
+
+
+async def end_all_sessions(staff_id: UUID, *, redis: Redis, session_store: Store) -> None:
+    key = _sessions_key(staff_id)
+    for session_id in await redis.smembers(key):
+        await session_store.delete(
+            session_id.decode() if isinstance(session_id, bytes) else session_id
+        )
+    await redis.delete(key)
+    await StaffToken.update({StaffToken.revoked_at: now()}).where(
+        (StaffToken.staff == staff_id) & StaffToken.revoked_at.is_null()
+    )
+
+
+# --- bearer tokens ------------------------------------------------------------------------
+
+
+async def issue_token(staff: Staff, *, settings: Settings) -> schemas.Token:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = now() + timedelta(hours=settings.token_ttl_hours)
+    await StaffToken(staff=staff.id, token_hash=digest(token), expires_at=expires_at).save()
+    return schemas.Token(
+        token=token, token_type="Bearer", expires_at=expires_at, staff=to_schema(staff)
+    )
+
+
+async def principal_for_token(token: str) -> Principal | None:
+    rows = await StaffToken.raw(
+        """
+        UPDATE staff_tokens t SET last_used_at = now()
+        FROM staff s
+        WHERE t.token_hash = {} AND t.staff = s.id AND s.active
+          AND t.revoked_at IS NULL AND t.expires_at > now()
+        RETURNING s.id, s.username, s.role, s.department
+        """,
+        digest(token),
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    return staff_principal(row["id"], row["username"], row["role"], row["department"])
+
+
+async def revoke_token(token: str) -> None:
+    await StaffToken.update({StaffToken.revoked_at: now()}).where(
+        (StaffToken.token_hash == digest(token)) & StaffToken.revoked_at.is_null()
+    )
+
+
+async def prune_expired_tokens(older_than: timedelta = timedelta(days=7)) -> int:
+    """Delete tokens that expired or were revoked more than `older_than` ago."""
+    cutoff = now() - older_than
+    deleted = (
+        await StaffToken.delete()
+        .where((StaffToken.expires_at < cutoff) | (StaffToken.revoked_at < cutoff))
+        .returning(StaffToken.id)
+    )
+    return len(deleted)
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+_SCOPE_PATTERN = re.compile(r"^[a-z_]+:[a-z_]+$")
+
+
+def _api_key_schema(row: dict) -> schemas.ApiKey:
+    return schemas.ApiKey(
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=list(row["scopes"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+async def create_api_key(
+    data: schemas.ApiKeyCreate, *, created_by: UUID | None
+) -> schemas.ApiKeyCreated:
+    scopes = sorted(set(data.scopes))
+    for scope in scopes:
+        if not _SCOPE_PATTERN.match(scope) or scope not in API_KEY_SCOPES:
+            raise InvalidInput(
+                f"unknown scope {scope!r}; allowed: {', '.join(sorted(API_KEY_SCOPES))}",
+                field="scopes",
+            )
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        name=data.name,
+        prefix=key[:10],
+        key_hash=digest(key),
+        scopes=scopes,
+        created_by=created_by,
+    )
+    await row.save()
+    return schemas.ApiKeyCreated(api_key=_api_key_schema(row.to_dict()), key=key)
+
+
+async def list_api_keys() -> list[schemas.ApiKey]:
+    rows = await ApiKey.select().order_by(ApiKey.created_at, ascending=False)
+    return [_api_key_schema(row) for row in rows]
+
+
+async def revoke_api_key(key_id: UUID) -> schemas.ApiKey:
+    rows = (
+        await ApiKey.update({ApiKey.revoked_at: now()})
+        .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
+        .returning(*ApiKey.all_columns())
+    )
+    if not rows:
+        row = await ApiKey.select().where(ApiKey.id == key_id).first()
+        if row is None:
+            raise NotFound("no API key with that id")
+        return _api_key_schema(row)
+    return _api_key_schema(rows[0])
+
+
+async def principal_for_api_key(key: str) -> Principal | None:
+    rows = await ApiKey.raw(
+        """
+        SELECT id, name, scopes, (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+               AS stale
+        FROM api_keys WHERE key_hash = {} AND revoked_at IS NULL
+        """,
+        digest(key),
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    if row["stale"]:
+        # Recorded at most once a minute per key, so a busy POS does not write on every call.
+        await ApiKey.update({ApiKey.last_used_at: now()}).where(ApiKey.id == row["id"])
+    return Principal(
+        kind="api_key",
+        id=row["id"],
+        label=f"api_key:{row['name']}",
+        permissions=frozenset(row["scopes"]),
+    )
+
+
+async def principal_for_bearer(secret: str) -> Principal | None:
+    if secret.startswith(API_KEY_PREFIX):
+        return await principal_for_api_key(secret)
+    if secret.startswith(TOKEN_PREFIX):
+        return await principal_for_token(secret)
+    return None

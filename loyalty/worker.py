@@ -1,0 +1,50 @@
+"""The arq worker: every background job and cron schedule of the platform."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.worker import Worker
+
+from loyalty import db
+from loyalty.settings import Settings
+from loyalty.staff.jobs import prune_expired_tokens
+
+FUNCTIONS: list[Any] = [prune_expired_tokens]
+CRON_JOBS = [cron(prune_expired_tokens, hour={3}, minute={15}, run_at_startup=False)]
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    if db.engine.pool is None:
+        await db.start_pool(max_size=10)
+        ctx["owns_pool"] = True
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("owns_pool"):
+        await db.close_pool()
+
+
+def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for arq's Worker; tests override poll_delay and burst."""
+    assert settings.redis_url and settings.database_url, "services must be resolved first"
+    db.configure_engine(settings.database_url)
+    options: dict[str, Any] = {
+        "functions": FUNCTIONS,
+        "cron_jobs": CRON_JOBS,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_startup": _startup,
+        "on_shutdown": _shutdown,
+        "max_jobs": 10,
+        "job_timeout": 600,
+        "keep_result": 3600,
+        "timezone": settings.tz,
+    }
+    options.update(overrides)
+    return options
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    return Worker(**worker_options(settings, **overrides))
