@@ -509,10 +509,17 @@ class EmbeddedPostgres:
         if info.socket_dir:
             self._socket_dir = Path(info.socket_dir)
         if self.bin_dir is None:
+            remembered = self._remembered("bin-dir")
             try:
-                self.bin_dir = Path(os.readlink(f"/proc/{info.pid}/exe")).parent
+                running = Path(os.readlink(f"/proc/{info.pid}/exe")).parent
             except OSError:
-                self.bin_dir = self._remembered("bin-dir")
+                running = None
+            # Prefer the remembered spelling (e.g. via a venv symlink) when it is the same
+            # folder, so describe() and comparisons match what the starter saw.
+            if running is None or (remembered and remembered.resolve() == running):
+                self.bin_dir = remembered
+            else:
+                self.bin_dir = running
 
     def _start(self) -> None:
         user = _postgres_system_user()
@@ -782,7 +789,8 @@ class EmbeddedPostgres:
             cand = self._probe(self.bin_dir, None)
             self._version = cand.version if isinstance(cand, _Candidate) else "?"
         pgserver_bin = _pgserver_bin_dir()
-        origin = "pgserver" if pgserver_bin and self.bin_dir == pgserver_bin else "system"
+        is_pgserver = pgserver_bin is not None and self.bin_dir.resolve() == pgserver_bin.resolve()
+        origin = "pgserver" if is_pgserver else "system"
         return f"{origin} PostgreSQL {self._version} ({self.bin_dir})"
 
 

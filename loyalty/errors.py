@@ -188,7 +188,10 @@ def _http_error_handler(request: Request, exc: HTTPException) -> Response[bytes]
             title="Validation failed",
             slug="validation",
             detail=f"body: {reason}",
-            extra={"field": "body", "errors": [{"field": "body", "source": "body", "reason": reason}]},
+            extra={
+                "field": "body",
+                "errors": [{"field": "body", "source": "body", "reason": reason}],
+            },
         )
     title = _HTTP_TITLES.get(status, "Request failed")
     detail = exc.detail if exc.detail and exc.detail != title else title

@@ -17,8 +17,10 @@ async def retry_after(redis: Redis, key: str, limit: int) -> int:
 async def record(redis: Redis, key: str, window_seconds: int) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.incr(key)
-        pipe.expire(key, window_seconds, nx=True)
-        await pipe.execute()
+        pipe.ttl(key)
+        _, ttl = await pipe.execute()
+    if ttl < 0:  # the first failure of a window starts its clock (EXPIRE NX needs Redis 7)
+        await redis.expire(key, window_seconds)
 
 
 async def reset(redis: Redis, key: str) -> None:

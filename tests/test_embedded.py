@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -226,6 +227,17 @@ def test_postgres_stale_pidfile_does_not_block_start(tmp_path: Path, track: Call
         assert _sql(pg.dsn(), "SELECT 1") == 1
         pg.stop()
     assert _alive(os.getpid())
+
+    # A crash: the postmaster is SIGKILLed (and may linger as a zombie if nobody reaps it).
+    dsn = pg.ensure_running()
+    _exec(dsn, "CREATE TABLE crash (v int)", "INSERT INTO crash VALUES (7)")
+    crashed = _postmaster_pid(pg)
+    os.kill(crashed, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _alive(crashed) and time.monotonic() < deadline:  # SIGKILL is not instantaneous
+        time.sleep(0.01)
+    assert EmbeddedPostgres(pg.data_dir).ensure_running() == dsn
+    assert _sql(dsn, "SELECT v FROM crash") == 7
 
 
 def test_redis_start_reuse_stop_restart_persists(tmp_path: Path, track: Callable) -> None:

@@ -8,7 +8,9 @@ PROBLEM = "application/problem+json"
 async def test_malformed_json_is_a_problem_naming_the_body(client, bearer):
     headers = await bearer("admin")
     response = await client.post(
-        "/api/v1/staff", content=b'{"username": "x",', headers={**headers, "content-type": "application/json"}
+        "/api/v1/staff",
+        content=b'{"username": "x",',
+        headers={**headers, "content-type": "application/json"},
     )
     assert response.status_code == 400
     assert response.headers["content-type"].startswith(PROBLEM)

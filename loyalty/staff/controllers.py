@@ -30,7 +30,10 @@ class AuthController(Controller):
         responses=problems(400, 401, 429),
     )
     async def create_token(
-        self, request: Request, data: JSONBody[schemas.TokenRequest], settings: NamedDependency[Settings]
+        self,
+        request: Request,
+        data: JSONBody[schemas.TokenRequest],
+        settings: NamedDependency[Settings],
     ) -> schemas.Token:
         """Exchange a staff username and password for a bearer token (valid for hours)."""
         staff = await service.authenticate(
