@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +34,23 @@ Server = TypeVar("Server", EmbeddedPostgres, EmbeddedRedis)
 
 
 @pytest.fixture
-def track(tmp_path: Path) -> Iterator[Callable[[Server], Server]]:
+def base() -> Iterator[Path]:
+    """A private scratch folder.
+
+    Not base: as root, every parent of a PostgreSQL data dir must be traversable by
+    the postgres user, and any other pytest session starting meanwhile chmods
+    /tmp/pytest-of-root back to 0700, breaking a server mid-initdb.
+    """
+    path = Path(tempfile.mkdtemp(prefix="loyalty-embedded-test-"))
+    try:
+        yield path
+    finally:
+        stop_pids_in(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def track(base: Path) -> Iterator[Callable[[Server], Server]]:
     """Register servers so they are stopped even when the test fails half-way."""
     servers: list[EmbeddedPostgres | EmbeddedRedis] = []
 
@@ -48,7 +66,7 @@ def track(tmp_path: Path) -> Iterator[Callable[[Server], Server]]:
                 server.stop()
             except Exception:
                 pass  # the last resort below still runs
-        stop_pids_in(tmp_path)
+        stop_pids_in(base)
         for server in servers:
             if isinstance(server, EmbeddedPostgres):
                 assert not _processes_mentioning(server.data_dir), "postgres left running"
@@ -114,8 +132,8 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_postgres_start_reuse_stop_restart(tmp_path: Path, track: Callable) -> None:
-    data_dir = tmp_path / "postgres"
+def test_postgres_start_reuse_stop_restart(base: Path, track: Callable) -> None:
+    data_dir = base / "postgres"
     pg = track(EmbeddedPostgres(data_dir))
     dsn = pg.ensure_running()
     assert pg.started_here
@@ -159,11 +177,11 @@ def test_postgres_start_reuse_stop_restart(tmp_path: Path, track: Callable) -> N
     again.drop_database("x")  # IF EXISTS
 
 
-def test_postgres_falls_back_to_next_candidate(tmp_path: Path, track: Callable) -> None:
+def test_postgres_falls_back_to_next_candidate(base: Path, track: Callable) -> None:
     debian = _debian_bin_dir()
     if debian is None:
         pytest.skip("no /usr/lib/postgresql/*/bin on this machine")
-    pg = track(EmbeddedPostgres(tmp_path / "pg", bin_dirs=[Path("/nonexistent"), debian]))
+    pg = track(EmbeddedPostgres(base / "pg", bin_dirs=[Path("/nonexistent"), debian]))
     dsn = pg.ensure_running()
     assert pg.bin_dir == debian
     major = debian.parent.name
@@ -172,8 +190,8 @@ def test_postgres_falls_back_to_next_candidate(tmp_path: Path, track: Callable) 
     assert str(_sql(dsn, "SHOW server_version")).startswith(major)
 
 
-def test_postgres_all_candidates_bad(tmp_path: Path, track: Callable) -> None:
-    broken = tmp_path / "broken-bin"
+def test_postgres_all_candidates_bad(base: Path, track: Callable) -> None:
+    broken = base / "broken-bin"
     broken.mkdir()
     for name in ("postgres", "initdb", "pg_ctl", "psql"):
         script = broken / name
@@ -181,9 +199,9 @@ def test_postgres_all_candidates_bad(tmp_path: Path, track: Callable) -> None:
             "#!/bin/sh\necho 'error while loading shared libraries: libicu.so.72' >&2\nexit 127\n"
         )
         script.chmod(0o755)
-    half = tmp_path / "half-bin"
+    half = base / "half-bin"
     half.mkdir()
-    pg = track(EmbeddedPostgres(tmp_path / "pg", bin_dirs=[Path("/nonexistent"), broken, half]))
+    pg = track(EmbeddedPostgres(base / "pg", bin_dirs=[Path("/nonexistent"), broken, half]))
     with pytest.raises(EmbeddedServiceError) as excinfo:
         pg.ensure_running()
     message = str(excinfo.value)
@@ -195,12 +213,12 @@ def test_postgres_all_candidates_bad(tmp_path: Path, track: Callable) -> None:
     assert not (pg.data_dir / "pgdata").exists()
 
 
-def test_postgres_refuses_binaries_of_another_major(tmp_path: Path, track: Callable) -> None:
-    pgdata = tmp_path / "pg" / "pgdata"
+def test_postgres_refuses_binaries_of_another_major(base: Path, track: Callable) -> None:
+    pgdata = base / "pg" / "pgdata"
     pgdata.mkdir(parents=True)
     (pgdata / "PG_VERSION").write_text("9\n")
     candidates = default_postgres_bin_dirs()
-    pg = track(EmbeddedPostgres(tmp_path / "pg"))
+    pg = track(EmbeddedPostgres(base / "pg"))
     with pytest.raises(EmbeddedServiceError) as excinfo:
         pg.ensure_running()
     message = str(excinfo.value)
@@ -209,8 +227,8 @@ def test_postgres_refuses_binaries_of_another_major(tmp_path: Path, track: Calla
     assert "created by PostgreSQL 9" in message
 
 
-def test_postgres_stale_pidfile_does_not_block_start(tmp_path: Path, track: Callable) -> None:
-    pg = track(EmbeddedPostgres(tmp_path / "pg"))
+def test_postgres_stale_pidfile_does_not_block_start(base: Path, track: Callable) -> None:
+    pg = track(EmbeddedPostgres(base / "pg"))
     pg.ensure_running()
     pidfile = pg.data_dir / "pgdata" / "postmaster.pid"
     real = pidfile.read_text().split("\n")
@@ -240,8 +258,8 @@ def test_postgres_stale_pidfile_does_not_block_start(tmp_path: Path, track: Call
     assert _sql(dsn, "SELECT v FROM crash") == 7
 
 
-def test_redis_start_reuse_stop_restart_persists(tmp_path: Path, track: Callable) -> None:
-    data_dir = tmp_path / "redis"
+def test_redis_start_reuse_stop_restart_persists(base: Path, track: Callable) -> None:
+    data_dir = base / "redis"
     r = track(EmbeddedRedis(data_dir))
     url = r.ensure_running()
     socket_path = data_dir / "redis.sock"
@@ -273,8 +291,8 @@ def test_redis_start_reuse_stop_restart_persists(tmp_path: Path, track: Callable
     client.close()
 
 
-def test_long_data_dir_uses_short_socket_dir(tmp_path: Path, track: Callable) -> None:
-    deep = tmp_path / ("d" * 60) / ("e" * 60)
+def test_long_data_dir_uses_short_socket_dir(base: Path, track: Callable) -> None:
+    deep = base / ("d" * 60) / ("e" * 60)
     pg = track(EmbeddedPostgres(deep / "postgres"))
     r = track(EmbeddedRedis(deep / "redis"))
     dsn = pg.ensure_running()
@@ -296,18 +314,18 @@ def test_long_data_dir_uses_short_socket_dir(tmp_path: Path, track: Callable) ->
     assert not Path(url.removeprefix("unix://")).parent.exists()
 
 
-def test_stop_pids_in_command_kills_everything(tmp_path: Path, track: Callable) -> None:
-    pg = track(EmbeddedPostgres(tmp_path / "postgres"))
-    r = track(EmbeddedRedis(tmp_path / "redis"))
+def test_stop_pids_in_command_kills_everything(base: Path, track: Callable) -> None:
+    pg = track(EmbeddedPostgres(base / "postgres"))
+    r = track(EmbeddedRedis(base / "redis"))
     pg.ensure_running()
     r.ensure_running()
-    pids = [_postmaster_pid(pg), int((tmp_path / "redis" / "redis.pid").read_text())]
+    pids = [_postmaster_pid(pg), int((base / "redis" / "redis.pid").read_text())]
     subprocess.run(
-        [sys.executable, "-m", "loyalty.embedded", "stop", str(tmp_path)],
+        [sys.executable, "-m", "loyalty.embedded", "stop", str(base)],
         check=True,
         timeout=30,
         cwd=Path(__file__).resolve().parents[1],
     )
     assert not any(_alive(pid) for pid in pids)
     assert not pg.is_running() and not r.is_running()
-    assert not _processes_mentioning(tmp_path)
+    assert not _processes_mentioning(base)
