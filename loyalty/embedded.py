@@ -207,6 +207,10 @@ def stop_pids_in(data_dir: Path) -> None:
     for pid in orphans:
         _signal(pid, signal.SIGKILL)
     _wait_gone(orphans, 5.0)
+    # Short socket folders under /tmp are only removed by stop(); tidy them here too.
+    for note in data_dir.rglob("socket-dir"):
+        with contextlib.suppress(OSError):
+            _remove_dir_if_empty(Path(note.read_text().strip()), note.parent)
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,7 +251,8 @@ def _prepare_private_dir(path: Path, owner: pwd.struct_passwd | None) -> None:
 
 
 def _remove_dir_if_empty(path: Path, data_dir: Path) -> None:
-    if path != data_dir:
+    """Remove a short /tmp socket folder once its server is gone (never anything else)."""
+    if path != data_dir and path.name.startswith("loyalty-"):
         with contextlib.suppress(OSError):
             path.rmdir()
 

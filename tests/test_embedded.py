@@ -37,7 +37,7 @@ Server = TypeVar("Server", EmbeddedPostgres, EmbeddedRedis)
 def base() -> Iterator[Path]:
     """A private scratch folder.
 
-    Not base: as root, every parent of a PostgreSQL data dir must be traversable by
+    Not tmp_path: as root, every parent of a PostgreSQL data dir must be traversable by
     the postgres user, and any other pytest session starting meanwhile chmods
     /tmp/pytest-of-root back to 0700, breaking a server mid-initdb.
     """
