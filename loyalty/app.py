@@ -20,6 +20,12 @@ from loyalty import db
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
 from loyalty.logs import configure_logging, request_log_middleware
+from loyalty.members.controllers import MemberController
+from loyalty.points.controllers import (
+    EarningRulesController,
+    MemberPointsController,
+    PurchaseController,
+)
 from loyalty.sessions import SESSION_COOKIE, RotatingSessionConfig
 from loyalty.settings import Settings, get_settings
 from loyalty.staff.controllers import ApiKeyController, AuthController, StaffController
@@ -73,6 +79,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             StaffController,
             ApiKeyController,
+            MemberController,
+            PurchaseController,
+            MemberPointsController,
+            EarningRulesController,
             ConsoleController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
         ],

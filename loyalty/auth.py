@@ -24,20 +24,23 @@ PERMISSIONS: dict[str, str] = {
     "api_keys:manage": "create and revoke integration API keys",
     "members:read": "look up members and their status",
     "members:write": "enrol members and change archives",
+    "members:merge": "merge a duplicate member into a survivor",
     "purchases:write": "post purchases and returns",
+    "points:adjust": "make manual points adjustments",
+    "rules:manage": "change earning rules",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "general_manager": frozenset({"staff:read", "members:read", "members:write"}),
-    "manager": frozenset({"staff:read", "members:read", "members:write"}),
+    "general_manager": frozenset({"staff:read", "members:read", "members:write", "points:adjust"}),
+    "manager": frozenset({"staff:read", "members:read", "members:write", "points:adjust"}),
     "rep": frozenset({"members:read", "members:write"}),
     "service": frozenset({"members:read", "members:write"}),
     "marketing": frozenset({"members:read"}),
 }
 
 # Keys are for machines: they may never administer people or mint other keys.
-API_KEY_SCOPES = frozenset(PERMISSIONS) - {"staff:manage", "api_keys:manage"}
+API_KEY_SCOPES = frozenset({"members:read", "members:write", "purchases:write", "staff:read"})
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
 engine = PostgresEngine(config={"dsn": os.environ.get("LOYALTY_DATABASE_URL", "")})
@@ -20,3 +23,51 @@ async def start_pool(max_size: int = 20) -> None:
 
 async def close_pool() -> None:
     await engine.close_connection_pool()
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a SQL script into statements, keeping $$-quoted function bodies whole."""
+    statements, current, in_body = [], [], False
+    for line in script.splitlines():
+        current.append(line)
+        if line.count("$$") % 2:
+            in_body = not in_body
+        if not in_body and line.rstrip().endswith(";"):
+            statement = "\n".join(current).strip()
+            if statement:
+                statements.append(statement)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
+
+
+async def run_script(script: str) -> None:
+    """Run a multi-statement script (migrations) one statement at a time."""
+    for statement in split_sql(script):
+        await engine.run_ddl(statement)
+
+
+@asynccontextmanager
+async def connection() -> AsyncIterator[asyncpg.Connection]:
+    """The current transaction's connection, else one from the pool (or a new one)."""
+    current = engine.current_transaction.get()
+    if current is not None:
+        yield current.connection
+    elif engine.pool is not None:
+        async with engine.pool.acquire() as conn:
+            yield conn
+    else:
+        conn = await engine.get_new_connection()
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[asyncpg.Connection]:
+    """A transaction shared by Piccolo queries and raw asyncpg calls made inside it;
+    nested use joins the outer transaction."""
+    async with engine.transaction() as txn:
+        yield txn.connection

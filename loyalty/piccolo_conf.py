@@ -7,6 +7,8 @@ from loyalty.db import engine as DB
 APP_REGISTRY = AppRegistry(
     apps=[
         "loyalty.staff.piccolo_app",
+        "loyalty.members.piccolo_app",
+        "loyalty.points.piccolo_app",
     ]
 )
 

@@ -9,14 +9,12 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from loyalty.schemas import Input
+
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Department = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-
-
-class Input(msgspec.Struct, forbid_unknown_fields=True):
-    """Base for request bodies: unknown fields are refused, not ignored."""
 
 
 class Staff(msgspec.Struct):

@@ -1,0 +1,107 @@
+"""Members API: enrol, look up, update, merge, and the archive's change history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Request, get, patch, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from loyalty.auth import current_principal, requires
+from loyalty.members import schemas, service
+from loyalty.openapi import problems
+
+
+class MemberController(Controller):
+    path = "/api/v1/members"
+    tags = ["members"]
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Enrol a member",
+        responses=problems(400, 401, 403, 409, 422),
+        guards=[requires("members:write")],
+    )
+    async def create_member(
+        self, request: Request, data: JSONBody[schemas.MemberCreate]
+    ) -> schemas.Member:
+        """Enrol a person or organisation. Phone (E.164) and email (lower-cased) must be
+        unused: a duplicate answers 409 naming the existing member when you may see it."""
+        return await service.create_member(data, current_principal(request))
+
+    @get(
+        "/",
+        summary="Look up or search members",
+        responses=problems(400, 401, 403),
+        guards=[requires("members:read")],
+    )
+    async def search(
+        self,
+        request: Request,
+        phone: Annotated[str | None, QueryParameter(max_length=30)] = None,
+        email: Annotated[str | None, QueryParameter(max_length=254)] = None,
+        number: Annotated[str | None, QueryParameter(max_length=20)] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+    ) -> schemas.MemberList:
+        """Find members by phone, email or member number, or search names with `q`. Only
+        members you may see are listed."""
+        return await service.search_members(
+            current_principal(request),
+            phone=phone,
+            email=email,
+            number=number,
+            q=q,
+            limit=limit,
+            offset=offset,
+        )
+
+    @get(
+        "/{member_id:uuid}",
+        summary="Get a member's archive",
+        responses=problems(401, 403, 404),
+        guards=[requires("members:read")],
+    )
+    async def get_member(self, request: Request, member_id: FromPath[UUID]) -> schemas.Member:
+        """The whole archive of a member you may see."""
+        return await service.get_member(member_id, current_principal(request))
+
+    @patch(
+        "/{member_id:uuid}",
+        summary="Update a member's archive",
+        responses=problems(400, 401, 403, 404, 409, 422),
+        guards=[requires("members:write")],
+    )
+    async def update_member(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MemberUpdate]
+    ) -> schemas.Member:
+        """Change only the fields sent; every change is recorded with old and new values."""
+        return await service.update_member(member_id, data, current_principal(request))
+
+    @get(
+        "/{member_id:uuid}/changes",
+        summary="A member's archive history",
+        responses=problems(401, 403, 404),
+        guards=[requires("members:read")],
+    )
+    async def changes(self, request: Request, member_id: FromPath[UUID]) -> list[schemas.Change]:
+        """Who changed what and when, newest first, including merges."""
+        return await service.history(member_id, current_principal(request))
+
+    @post(
+        "/{member_id:uuid}/merge",
+        status_code=HTTP_200_OK,
+        summary="Merge a duplicate into this member",
+        responses=problems(400, 401, 403, 404, 409, 422),
+        guards=[requires("members:merge")],
+    )
+    async def merge(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MergeRequest]
+    ) -> schemas.MergeResult:
+        """Admins only. The duplicate's points, purchases and ledger history move to this
+        member (the survivor); the duplicate is kept, marked merged, and the merge recorded."""
+        return await service.merge_members(member_id, data, current_principal(request))

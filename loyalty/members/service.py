@@ -1,0 +1,501 @@
+"""Member archives: enrolment with normalised, unique phone and email; lookup within the
+caller's visibility; partial updates with a change record; merging duplicates."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from msgspec import UNSET
+
+from loyalty.auth import Principal
+from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loyalty.members import schemas
+from loyalty.members.tables import Member, MemberChange
+from loyalty.settings import get_settings
+from loyalty.staff.tables import Staff
+
+SEES_EVERY_MEMBER = {"admin", "general_manager", "service", "marketing"}
+ARCHIVE_FIELDS = (
+    "name",
+    "phone",
+    "email",
+    "gender",
+    "birthday",
+    "address",
+    "household",
+    "hobbies",
+    "consumption_preferences",
+    "notes",
+    "tags",
+    "organisation",
+    "contact_preferences",
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- normalisation ------------------------------------------------------------------------
+
+
+def normalise_phone(raw: str, field: str = "phone") -> str:
+    """E.164, read in the platform's default region when no country code is given."""
+    try:
+        number = phonenumbers.parse(raw, get_settings().phone_region)
+    except phonenumbers.NumberParseException:
+        raise InvalidInput(f"{raw!r} is not a phone number", field=field) from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidInput(f"{raw!r} is not a valid phone number", field=field)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str, field: str = "email") -> str:
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"is not a valid email address: {exc}", field=field) from None
+    return result.normalized.lower()
+
+
+def normalise_number(raw: str) -> str:
+    return "".join(ch for ch in raw if ch.isdigit())
+
+
+def _luhn_digit(digits: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d = d - 9 if d > 9 else d
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def new_member_number() -> str:
+    """Ten digits, no leading zero, the last a Luhn check digit: easy to read aloud and a
+    mistyped digit is caught."""
+    body = str(secrets.randbelow(9) + 1) + "".join(str(secrets.randbelow(10)) for _ in range(8))
+    return body + _luhn_digit(body)
+
+
+def format_number(number: str) -> str:
+    return f"{number[:4]} {number[4:7]} {number[7:]}"
+
+
+# --- visibility -------------------------------------------------------------------------
+
+
+async def _department_rep_ids(department: str | None) -> list[UUID]:
+    if not department:
+        return []
+    rows = await Staff.select(Staff.id).where(Staff.department == department)
+    return [row["id"] for row in rows]
+
+
+async def visibility_clause(principal: Principal) -> Any | None:
+    """A Piccolo where-clause limiting members to those the caller may see (None: all)."""
+    if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
+        return None
+    if principal.role == "manager":
+        reps = await _department_rep_ids(principal.department)
+        unassigned = Member.assigned_rep.is_null()
+        return (Member.assigned_rep.is_in(reps) | unassigned) if reps else unassigned
+    if principal.role == "rep":
+        return Member.assigned_rep == principal.id
+    return Member.id.is_null()  # an unknown role sees nothing
+
+
+async def can_see(principal: Principal, assigned_rep: UUID | None) -> bool:
+    if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
+        return True
+    if principal.role == "rep":
+        return assigned_rep == principal.id
+    if principal.role == "manager":
+        return assigned_rep is None or assigned_rep in await _department_rep_ids(
+            principal.department
+        )
+    return False
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _decode(value: Any, type_: Any) -> Any:
+    if value is None:
+        return None
+    return msgspec.convert(value, type_)
+
+
+def to_schema(row: dict[str, Any]) -> schemas.Member:
+    return schemas.Member(
+        id=row["id"],
+        number=row["number"],
+        kind=row["kind"],
+        status=row["status"],
+        name=row["name"],
+        phone=row["phone"],
+        email=row["email"],
+        gender=row["gender"],
+        birthday=row["birthday"],
+        address=_decode(row["address"], schemas.Address),
+        household=_decode(row["household"], schemas.Household),
+        hobbies=list(row["hobbies"] or []),
+        consumption_preferences=list(row["consumption_preferences"] or []),
+        notes=row["notes"] or "",
+        tags=list(row["tags"] or []),
+        organisation=_decode(row["organisation"], schemas.Organisation),
+        contact_preferences=_decode(row["contact_preferences"] or {}, schemas.ContactPreferences),
+        registration=schemas.Registration(
+            at=row["registered_at"], channel=row["registration_channel"], by=row["registered_by"]
+        ),
+        assigned_rep_id=row["assigned_rep"],
+        merged_into=row["merged_into"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def _row(member_id: UUID) -> dict[str, Any] | None:
+    return await Member.select().where(Member.id == member_id).output(load_json=True).first()
+
+
+async def get_member(member_id: UUID, principal: Principal) -> schemas.Member:
+    """A member the caller may see; others are 'not found' so existence does not leak."""
+    row = await _row(member_id)
+    if row is None or not await can_see(principal, row["assigned_rep"]):
+        raise NotFound("no member with that id")
+    return to_schema(row)
+
+
+async def search_members(
+    principal: Principal,
+    *,
+    phone: str | None = None,
+    email: str | None = None,
+    number: str | None = None,
+    q: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> schemas.MemberList:
+    query = Member.select(
+        Member.id,
+        Member.number,
+        Member.name,
+        Member.kind,
+        Member.phone,
+        Member.email,
+        Member.status,
+    )
+    clauses = []
+    if phone:
+        clauses.append(Member.phone == normalise_phone(phone))
+    if email:
+        clauses.append(Member.email == normalise_email(email))
+    if number:
+        clauses.append(Member.number == normalise_number(number))
+    if q:
+        clauses.append(Member.name.ilike(f"%{_escape_like(q.strip())}%"))
+    if not (phone or email or number):
+        clauses.append(Member.status == "active")
+    visibility = await visibility_clause(principal)
+    if visibility is not None:
+        clauses.append(visibility)
+    for clause in clauses:
+        query = query.where(clause)
+    rows = await query.order_by(Member.name).order_by(Member.id).limit(limit + 1).offset(offset)
+    return schemas.MemberList(
+        items=[schemas.MemberSummary(**row) for row in rows[:limit]],
+        limit=limit,
+        offset=offset,
+        has_more=len(rows) > limit,
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def history(member_id: UUID, principal: Principal) -> list[schemas.Change]:
+    await get_member(member_id, principal)
+    rows = (
+        await MemberChange.select()
+        .where(MemberChange.member == member_id)
+        .order_by(MemberChange.at, ascending=False)
+        .output(load_json=True)
+    )
+    return [
+        schemas.Change(action=r["action"], actor=r["actor"], at=r["at"], changes=r["changes"])
+        for r in rows
+    ]
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready form of a field value (for storage and the change record)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    return msgspec.to_builtins(value)
+
+
+def _stamp_consents(prefs: schemas.ContactPreferences | None) -> schemas.ContactPreferences:
+    prefs = prefs or schemas.ContactPreferences()
+    for consent in prefs.consents:
+        if consent.at is None:
+            consent.at = now()
+    channels = [c.channel for c in prefs.consents]
+    if len(channels) != len(set(channels)):
+        raise InvalidInput("one consent per channel", field="contact_preferences.consents")
+    return prefs
+
+
+async def _owner_of(field: str, value: str, principal: Principal) -> str:
+    row = (
+        await Member.select(Member.id, Member.number, Member.assigned_rep)
+        .where(getattr(Member, field) == value)
+        .first()
+    )
+    if row is None:
+        return f"this {field} is already registered to another member"
+    if await can_see(principal, row["assigned_rep"]):
+        return f"this {field} is already registered to member {row['number']} ({row['id']})"
+    return f"this {field} is already registered to another member"
+
+
+async def _unique_violation(exc: asyncpg.UniqueViolationError, values: dict, principal: Principal):
+    field = "phone" if "phone" in (exc.constraint_name or "") else "email"
+    return Conflict(await _owner_of(field, values[field], principal), field=field)
+
+
+def _registration_channel(principal: Principal) -> str:
+    return "integration" if principal.kind == "api_key" else "staff"
+
+
+async def create_member(
+    data: schemas.MemberCreate, principal: Principal, *, channel: str | None = None
+) -> schemas.Member:
+    from loyalty.points.service import open_account
+
+    values: dict[str, Any] = {
+        "name": data.name.strip(),
+        "kind": data.kind,
+        "phone": normalise_phone(data.phone) if data.phone else None,
+        "email": normalise_email(data.email) if data.email else None,
+        "gender": data.gender,
+        "birthday": data.birthday,
+        "address": _plain(data.address),
+        "household": _plain(data.household),
+        "hobbies": data.hobbies,
+        "consumption_preferences": data.consumption_preferences,
+        "notes": data.notes,
+        "tags": sorted(set(data.tags)),
+        "organisation": _plain(data.organisation),
+        "contact_preferences": _plain(_stamp_consents(data.contact_preferences)),
+    }
+    if data.kind == "person" and data.organisation is not None:
+        raise InvalidInput("only organisations have an organisation archive", field="organisation")
+    if data.birthday and data.birthday > date.today():
+        raise InvalidInput("cannot be in the future", field="birthday")
+    for field in ("phone", "email"):
+        if values[field] and await Member.exists().where(getattr(Member, field) == values[field]):
+            raise Conflict(await _owner_of(field, values[field], principal), field=field)
+    member = Member(
+        **values,
+        number=new_member_number(),
+        registration_channel=channel or _registration_channel(principal),
+        registered_by=principal.label,
+        registered_by_staff=principal.id if principal.is_staff else None,
+        # The first registration decides the first assignment: a rep enrols into their book.
+        assigned_rep=principal.id if principal.role == "rep" else None,
+    )
+    try:
+        async with Member._meta.db.transaction():
+            await member.save()
+            await open_account(member.id)
+            await MemberChange(
+                member=member.id,
+                action="create",
+                actor=principal.label,
+                actor_staff=principal.id if principal.is_staff else None,
+                changes={k: {"old": None, "new": _plain(v)} for k, v in values.items() if v},
+            ).save()
+    except asyncpg.UniqueViolationError as exc:
+        if "number" in (exc.constraint_name or ""):
+            return await create_member(data, principal, channel=channel)  # 1 in 10^9: retry
+        raise await _unique_violation(exc, values, principal) from None
+    return to_schema(await _row(member.id))
+
+
+async def update_member(
+    member_id: UUID, data: schemas.MemberUpdate, principal: Principal
+) -> schemas.Member:
+    current = await get_member(member_id, principal)
+    if current.status != "active":
+        raise Conflict("this member was merged into another; update the survivor", field="status")
+    values: dict[str, Any] = {}
+    for field in ARCHIVE_FIELDS:
+        value = getattr(data, field)
+        if value is UNSET:
+            continue
+        if field == "phone" and value is not None:
+            value = normalise_phone(value)
+        elif field == "email" and value is not None:
+            value = normalise_email(value)
+        elif field == "name":
+            value = value.strip()
+        elif field == "tags":
+            value = sorted(set(value))
+        elif field == "contact_preferences":
+            value = _stamp_consents(value)
+        elif field == "birthday" and value and value > date.today():
+            raise InvalidInput("cannot be in the future", field="birthday")
+        elif field == "organisation" and value is not None and current.kind != "organisation":
+            raise InvalidInput("only organisations have an organisation archive", field=field)
+        values[field] = _plain(value)
+    old = msgspec.to_builtins(current)
+    changes = {
+        field: {"old": old[field], "new": new}
+        for field, new in values.items()
+        if _plain(old[field]) != new
+    }
+    if not changes:
+        return current
+    try:
+        async with Member._meta.db.transaction():
+            await Member.update(
+                {getattr(Member, f): values[f] for f in changes} | {Member.updated_at: now()}
+            ).where(Member.id == member_id)
+            await MemberChange(
+                member=member_id,
+                action="update",
+                actor=principal.label,
+                actor_staff=principal.id if principal.is_staff else None,
+                changes=changes,
+            ).save()
+    except asyncpg.UniqueViolationError as exc:
+        raise await _unique_violation(exc, values, principal) from None
+    return to_schema(await _row(member_id))
+
+
+async def resolve_member_id(
+    *, member_id: UUID | None = None, number: str | None = None, phone: str | None = None
+) -> UUID:
+    """Find a member by id, number or phone; a merged member resolves to its survivor."""
+    if member_id is not None:
+        row = (
+            await Member.select(Member.id, Member.merged_into).where(Member.id == member_id).first()
+        )
+        field = "member_id"
+    elif number is not None:
+        row = (
+            await Member.select(Member.id, Member.merged_into)
+            .where(Member.number == normalise_number(number))
+            .first()
+        )
+        field = "member_number"
+    elif phone is not None:
+        row = (
+            await Member.select(Member.id, Member.merged_into)
+            .where(Member.phone == normalise_phone(phone, field="member_phone"))
+            .first()
+        )
+        field = "member_phone"
+    else:
+        raise InvalidInput(
+            "name the member by member_id, member_number or member_phone", field="member_id"
+        )
+    if row is None:
+        raise InvalidInput("no member matches", field=field)
+    return row["merged_into"] or row["id"]
+
+
+async def merge_members(
+    survivor_id: UUID, data: schemas.MergeRequest, principal: Principal
+) -> schemas.MergeResult:
+    """Fold a duplicate into the survivor: points, purchases and history move, nothing is lost."""
+    from loyalty.points.service import merge_accounts
+
+    if principal.role != "admin":
+        raise PermissionDenied("only an admin can merge members")
+    if survivor_id == data.duplicate_id:
+        raise InvalidInput("a member cannot be merged into itself", field="duplicate_id")
+    async with Member._meta.db.transaction():
+        # Lock both archives in id order so two crossing merges cannot deadlock.
+        rows = await Member.raw(
+            "SELECT * FROM members WHERE id = ANY({}) ORDER BY id FOR UPDATE",
+            [survivor_id, data.duplicate_id],
+        )
+        by_id = {row["id"]: row for row in rows}
+        survivor, duplicate = by_id.get(survivor_id), by_id.get(data.duplicate_id)
+        if survivor is None:
+            raise NotFound("no member with that id")
+        if duplicate is None:
+            raise InvalidInput("no member with that id", field="duplicate_id")
+        for row, field in ((survivor, "member_id"), (duplicate, "duplicate_id")):
+            if row["status"] != "active":
+                raise Conflict("this member was already merged", field=field)
+        filled = {
+            field: duplicate[field]
+            for field in ("phone", "email", "gender", "birthday")
+            if survivor[field] is None and duplicate[field] is not None
+        }
+        # The duplicate gives up its phone and email first: they are unique.
+        await Member.update(
+            {
+                Member.status: "merged",
+                Member.merged_into: survivor_id,
+                Member.phone: None,
+                Member.email: None,
+                Member.updated_at: now(),
+            }
+        ).where(Member.id == data.duplicate_id)
+        tags = sorted(set(survivor["tags"] or []) | set(duplicate["tags"] or []))
+        updates = {getattr(Member, f): v for f, v in filled.items()}
+        updates[Member.tags] = tags
+        updates[Member.updated_at] = now()
+        await Member.update(updates).where(Member.id == survivor_id)
+        moved = await merge_accounts(data.duplicate_id, survivor_id, actor=principal.label)
+        details = {
+            "duplicate_id": str(data.duplicate_id),
+            "duplicate_number": duplicate["number"],
+            "reason": data.reason,
+            "points_moved": moved["points"],
+            "purchases_moved": moved["purchases"],
+            "fields_filled": {f: _plain(v) for f, v in filled.items()},
+            "duplicate_phone": duplicate["phone"],
+            "duplicate_email": duplicate["email"],
+        }
+        actor_staff = principal.id if principal.is_staff else None
+        await MemberChange.insert(
+            MemberChange(
+                member=survivor_id,
+                action="merge",
+                actor=principal.label,
+                actor_staff=actor_staff,
+                changes=details,
+            ),
+            MemberChange(
+                member=data.duplicate_id,
+                action="merged_into",
+                actor=principal.label,
+                actor_staff=actor_staff,
+                changes={"survivor_id": str(survivor_id), "reason": data.reason},
+            ),
+        )
+    return schemas.MergeResult(
+        survivor=to_schema(await _row(survivor_id)),
+        merged_member_id=data.duplicate_id,
+        points_moved=moved["points"],
+        purchases_moved=moved["purchases"],
+    )

@@ -1,0 +1,163 @@
+"""Points API: purchases (single and batch), returns, balances, statements, adjustments,
+earning rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from loyalty.auth import current_principal, requires
+from loyalty.openapi import problems
+from loyalty.points import schemas, service
+
+
+class PurchaseController(Controller):
+    path = "/api/v1/purchases"
+    tags = ["purchases"]
+
+    @post(
+        "/",
+        summary="Post a purchase",
+        responses=problems(400, 401, 403, 409, 422),
+        guards=[requires("purchases:write")],
+        status_code=HTTP_201_CREATED,
+    )
+    async def post_purchase(
+        self, request: Request, data: JSONBody[schemas.PurchaseIn]
+    ) -> Response[schemas.Purchase]:
+        """Post a sale with your own `external_id`. Points are earned once: sending the same
+        purchase again answers 200 with the original result; the same `external_id` with a
+        different body answers 409. The lines must add up to the total."""
+        purchase = await service.post_purchase(data, current_principal(request))
+        return Response(purchase, status_code=201 if purchase.status == "created" else 200)
+
+    @post(
+        "/batch",
+        summary="Post up to 1,000 purchases",
+        responses=problems(400, 401, 403),
+        guards=[requires("purchases:write")],
+        status_code=HTTP_200_OK,
+    )
+    async def post_batch(
+        self, request: Request, data: JSONBody[schemas.BatchIn]
+    ) -> schemas.BatchResult:
+        """Each purchase is applied on its own with the same exactly-once rule; the answer
+        has one item per purchase with its status (201, 200 replayed, or 4xx with a problem)."""
+        return await service.post_batch(data, current_principal(request))
+
+    @get(
+        "/{external_id:str}",
+        summary="Get a purchase",
+        responses=problems(401, 403, 404),
+        guards=[requires("members:read")],
+    )
+    async def get_purchase(self, request: Request, external_id: FromPath[str]) -> schemas.Purchase:
+        """A purchase by your `external_id`, with its points and what was returned."""
+        return await service.get_purchase(external_id, current_principal(request))
+
+    @post(
+        "/{external_id:str}/returns",
+        summary="Return lines of a purchase",
+        responses=problems(400, 401, 403, 404, 409, 422),
+        guards=[requires("purchases:write")],
+        status_code=HTTP_201_CREATED,
+    )
+    async def post_return(
+        self, request: Request, external_id: FromPath[str], data: JSONBody[schemas.ReturnIn]
+    ) -> Response[schemas.Return]:
+        """Return all or part of a purchase under your own `return_id`; the points of the
+        returned lines are reversed, pending points first. Points already spent become a
+        debt that blocks redemption until later earning repays it. Replays answer 200."""
+        result = await service.post_return(external_id, data, current_principal(request))
+        return Response(result, status_code=201 if result.status == "created" else 200)
+
+
+class MemberPointsController(Controller):
+    path = "/api/v1/members/{member_id:uuid}/points"
+    tags = ["points"]
+
+    @get(
+        "/",
+        summary="A member's points balance",
+        responses=problems(401, 403, 404),
+        guards=[requires("members:read")],
+    )
+    async def balance(self, request: Request, member_id: FromPath[UUID]) -> schemas.Balance:
+        """Available, pending (not yet spendable), debt, lifetime earned, and the points
+        expiring within 30, 60 and 90 days."""
+        return await service.balance(member_id, current_principal(request))
+
+    @get(
+        "/entries",
+        summary="A member's points statement",
+        responses=problems(400, 401, 403, 404),
+        guards=[requires("members:read")],
+    )
+    async def entries(
+        self,
+        request: Request,
+        member_id: FromPath[UUID],
+        kind: Annotated[str | None, QueryParameter(max_length=24)] = None,
+        since: Annotated[datetime | None, QueryParameter()] = None,
+        until: Annotated[datetime | None, QueryParameter()] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    ) -> schemas.EntryPage:
+        """Ledger entries newest first, filtered by kind and time; pass `next_cursor` back
+        as `cursor` for the next page."""
+        return await service.statement(
+            member_id,
+            current_principal(request),
+            kind=kind,
+            since=since,
+            until=until,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    @post(
+        "/adjustments",
+        summary="Adjust a member's points",
+        responses=problems(400, 401, 403, 404, 409, 422),
+        guards=[requires("points:adjust")],
+        status_code=HTTP_201_CREATED,
+    )
+    async def adjust(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.AdjustmentIn]
+    ) -> Response[schemas.Adjustment]:
+        """Managers and above: add or deduct points with a mandatory reason. Send an
+        `idempotency_key` so a retry cannot adjust twice."""
+        result, created = await service.adjust(member_id, data, current_principal(request))
+        return Response(result, status_code=201 if created else 200)
+
+
+class EarningRulesController(Controller):
+    path = "/api/v1/points/rules"
+    tags = ["points"]
+
+    @get(
+        "/",
+        summary="Earning rules",
+        responses=problems(401, 403),
+        guards=[requires("members:read")],
+    )
+    async def get_rules(self) -> schemas.EarningRules:
+        """Points per currency unit, category multipliers, pending days and expiry months."""
+        return await service.get_rules(fresh=True)
+
+    @put(
+        "/",
+        summary="Change the earning rules",
+        responses=problems(400, 401, 403),
+        guards=[requires("rules:manage")],
+    )
+    async def put_rules(
+        self, request: Request, data: JSONBody[schemas.EarningRulesBody]
+    ) -> schemas.EarningRules:
+        """Admins only; applies to purchases posted from now on."""
+        return await service.update_rules(data, current_principal(request))

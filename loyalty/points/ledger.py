@@ -1,0 +1,261 @@
+"""The points ledger core: postings on a locked account, inside the caller's transaction.
+
+Invariants (the database enforces 1-4, see migrations/points; this module keeps 5-6):
+1. Entries are append-only; corrections are new entries.
+2. An account's `total` is the sum of its member's entries (a trigger adds every entry).
+3. available + pending - debt = total, all three non-negative, checked at commit.
+4. An idempotency key posts once.
+5. available = the released lots' remaining points; pending = the unreleased lots'.
+6. Debt and open lots never coexist: earning repays debt first, and spending takes every
+   lot before it leaves debt.
+
+Lock order, everywhere: points accounts first (several in member-id order), then lots.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+import asyncpg
+
+# Who consumes which lots first.
+OWN_LOT_THEN_PENDING = "reversal"  # a return: its own purchase's lot, then pending, then available
+AVAILABLE_ONLY = "redemption"  # spending: only available points, soonest expiry first
+AVAILABLE_THEN_PENDING = "deduction"  # manual deduction: available, then pending, then debt
+
+
+@dataclass
+class Account:
+    id: UUID
+    member_id: UUID
+    available: int
+    pending: int
+    debt: int
+    lifetime_earned: int
+    assigned_rep: UUID | None = None
+
+    @property
+    def total(self) -> int:
+        return self.available + self.pending - self.debt
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+async def lock_account(conn: asyncpg.Connection, member_id: UUID) -> Account:
+    row = await conn.fetchrow(
+        """
+        SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, m.assigned_rep
+        FROM points_accounts a JOIN members m ON m.id = a.member
+        WHERE a.member = $1
+        FOR UPDATE OF a
+        """,
+        member_id,
+    )
+    if row is None:
+        raise LookupError(f"member {member_id} has no points account")
+    return Account(*row)
+
+
+async def lock_accounts(conn: asyncpg.Connection, member_ids: list[UUID]) -> dict[UUID, Account]:
+    rows = await conn.fetch(
+        """
+        SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, m.assigned_rep
+        FROM points_accounts a JOIN members m ON m.id = a.member
+        WHERE a.member = ANY($1::uuid[])
+        ORDER BY a.member
+        FOR UPDATE OF a
+        """,
+        member_ids,
+    )
+    return {row["member"]: Account(*row) for row in rows}
+
+
+async def save_account(conn: asyncpg.Connection, account: Account) -> None:
+    await conn.execute(
+        """
+        UPDATE points_accounts
+        SET available = $2, pending = $3, debt = $4, lifetime_earned = $5, updated_at = now()
+        WHERE id = $1
+        """,
+        account.id,
+        account.available,
+        account.pending,
+        account.debt,
+        account.lifetime_earned,
+    )
+
+
+async def insert_entry(
+    conn: asyncpg.Connection,
+    account: Account,
+    points: int,
+    *,
+    kind: str,
+    cause_type: str,
+    cause_id: str,
+    key: str,
+    occurred_at: datetime,
+    actor: str | None = None,
+    note: str | None = None,
+) -> UUID:
+    entry_id = uuid4()
+    await conn.execute(
+        """
+        INSERT INTO points_ledger
+            (id, member, points, kind, cause_type, cause_id, idempotency_key, occurred_at,
+             created_at, actor, note)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10)
+        """,
+        entry_id,
+        account.member_id,
+        points,
+        kind,
+        cause_type,
+        cause_id,
+        key,
+        occurred_at,
+        actor,
+        note,
+    )
+    return entry_id
+
+
+async def earn(
+    conn: asyncpg.Connection,
+    account: Account,
+    points: int,
+    *,
+    kind: str,
+    cause_type: str,
+    cause_id: str,
+    key: str,
+    occurred_at: datetime,
+    now: datetime,
+    pending_days: int,
+    expiry_months: int,
+    actor: str | None = None,
+    note: str | None = None,
+) -> UUID:
+    """Post a positive entry and its lot; debt is repaid first. Returns the entry id."""
+    assert points > 0
+    entry_id = await insert_entry(
+        conn,
+        account,
+        points,
+        kind=kind,
+        cause_type=cause_type,
+        cause_id=cause_id,
+        key=key,
+        occurred_at=occurred_at,
+        actor=actor,
+        note=note,
+    )
+    available_at = occurred_at + timedelta(days=pending_days)
+    released = available_at <= now
+    repaid = min(account.debt, points)
+    remaining = points - repaid
+    await conn.execute(
+        """
+        INSERT INTO points_lots
+            (id, member, entry, points, remaining, available_at, expires_at, released)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """,
+        uuid4(),
+        account.member_id,
+        entry_id,
+        points,
+        remaining,
+        available_at,
+        add_months(occurred_at, expiry_months),
+        released,
+    )
+    account.debt -= repaid
+    if released:
+        account.available += remaining
+    else:
+        account.pending += remaining
+    account.lifetime_earned += points
+    return entry_id
+
+
+async def consume(
+    conn: asyncpg.Connection,
+    account: Account,
+    amount: int,
+    *,
+    order: str,
+    own_entry: UUID | None = None,
+) -> None:
+    """Take `amount` points out of the account's lots in the given order; any rest is debt."""
+    assert amount > 0
+    lots = await conn.fetch(
+        """
+        SELECT id, remaining, released, entry, expires_at, available_at FROM points_lots
+        WHERE member = $1 AND remaining > 0
+        FOR UPDATE
+        """,
+        account.member_id,
+    )
+    if order == AVAILABLE_ONLY:
+        lots = [lot for lot in lots if lot["released"]]
+
+    def reversal_priority(lot: asyncpg.Record) -> tuple:
+        if lot["entry"] == own_entry:
+            return (0, 0.0)
+        if not lot["released"]:
+            return (1, -lot["available_at"].timestamp())  # newest pending first
+        return (2, lot["expires_at"].timestamp())
+
+    def spending_priority(lot: asyncpg.Record) -> tuple:
+        return (0 if lot["released"] else 1, lot["expires_at"].timestamp())
+
+    lots.sort(key=reversal_priority if order == OWN_LOT_THEN_PENDING else spending_priority)
+    ids, remainders = [], []
+    left = amount
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(left, lot["remaining"])
+        left -= take
+        ids.append(lot["id"])
+        remainders.append(lot["remaining"] - take)
+        if lot["released"]:
+            account.available -= take
+        else:
+            account.pending -= take
+    if ids:
+        await conn.execute(
+            """
+            UPDATE points_lots SET remaining = v.remaining
+            FROM unnest($1::uuid[], $2::bigint[]) AS v(id, remaining)
+            WHERE points_lots.id = v.id
+            """,
+            ids,
+            remainders,
+        )
+    if left:
+        if order == AVAILABLE_ONLY:
+            raise ValueError("spending past the available points")  # callers check first
+        account.debt += left
+
+
+async def expiring_within(conn: asyncpg.Connection, member_id: UUID) -> tuple[int, int, int]:
+    row = await conn.fetchrow(
+        """
+        SELECT
+            coalesce(sum(remaining) FILTER (WHERE expires_at <= now() + interval '30 days'), 0),
+            coalesce(sum(remaining) FILTER (WHERE expires_at <= now() + interval '60 days'), 0),
+            coalesce(sum(remaining) FILTER (WHERE expires_at <= now() + interval '90 days'), 0)
+        FROM points_lots WHERE member = $1 AND remaining > 0
+        """,
+        member_id,
+    )
+    return int(row[0]), int(row[1]), int(row[2])

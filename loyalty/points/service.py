@@ -1,0 +1,856 @@
+"""Points rules: earning from purchases exactly once, returns, adjustments, statements,
+pending release and expiry. Postings go through `ledger`, inside one transaction each."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+
+from loyalty import db
+from loyalty.auth import Principal
+from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loyalty.members import service as members
+from loyalty.points import ledger, schemas
+from loyalty.points.tables import PointsAccount
+from loyalty.settings import get_settings
+
+CLOCK_SKEW = timedelta(minutes=5)
+RULES_CACHE_SECONDS = 5.0
+ADJUSTING_ROLES = {"admin", "general_manager", "manager"}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def body_hash(data: msgspec.Struct) -> str:
+    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
+
+
+# --- earning rules -----------------------------------------------------------------------
+
+_rules_cache: tuple[float, schemas.EarningRules] | None = None
+
+
+def _rules_from_row(row: Any) -> schemas.EarningRules:
+    multipliers = row["category_multipliers"]
+    if isinstance(multipliers, str):
+        multipliers = msgspec.json.decode(multipliers)
+    return schemas.EarningRules(
+        points_per_unit=Decimal(row["points_per_unit"]),
+        category_multipliers={k: Decimal(str(v)) for k, v in multipliers.items()},
+        pending_days=row["pending_days"],
+        expiry_months=row["expiry_months"],
+        updated_at=row["updated_at"],
+        updated_by=row["updated_by"],
+    )
+
+
+async def get_rules(*, fresh: bool = False) -> schemas.EarningRules:
+    """The earning rules, cached for a few seconds per process (they change rarely)."""
+    global _rules_cache
+    if not fresh and _rules_cache and time.monotonic() - _rules_cache[0] < RULES_CACHE_SECONDS:
+        return _rules_cache[1]
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM earning_rules WHERE id = 1")
+        if row is None:  # defaults, should the row ever be missing
+            row = await conn.fetchrow(
+                """
+                INSERT INTO earning_rules (id, points_per_unit, category_multipliers,
+                    pending_days, expiry_months, updated_at, updated_by)
+                VALUES (1, 1, '{}', 14, 24, now(), 'system')
+                ON CONFLICT (id) DO UPDATE SET id = 1
+                RETURNING *
+                """
+            )
+    rules = _rules_from_row(row)
+    _rules_cache = (time.monotonic(), rules)
+    return rules
+
+
+async def update_rules(
+    data: schemas.EarningRulesBody, principal: Principal
+) -> schemas.EarningRules:
+    global _rules_cache
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO earning_rules (id, points_per_unit, category_multipliers, pending_days,
+                expiry_months, updated_at, updated_by)
+            VALUES (1, $1, $2::jsonb, $3, $4, now(), $5)
+            ON CONFLICT (id) DO UPDATE SET
+                points_per_unit = excluded.points_per_unit,
+                category_multipliers = excluded.category_multipliers,
+                pending_days = excluded.pending_days,
+                expiry_months = excluded.expiry_months,
+                updated_at = excluded.updated_at,
+                updated_by = excluded.updated_by
+            RETURNING *
+            """,
+            data.points_per_unit,
+            msgspec.json.encode({k: str(v) for k, v in data.category_multipliers.items()}).decode(),
+            data.pending_days,
+            data.expiry_months,
+            principal.label,
+        )
+    _rules_cache = None
+    return _rules_from_row(row)
+
+
+def line_points(
+    amount: Decimal, category: str, rules: schemas.EarningRules, tier_multiplier: Decimal
+) -> int:
+    """floor(amount x base rate x category multiplier x tier multiplier)."""
+    multiplier = rules.category_multipliers.get(category, Decimal(1))
+    points = amount * rules.points_per_unit * multiplier * tier_multiplier
+    return int(points.to_integral_value(rounding=ROUND_FLOOR))
+
+
+async def tier_multiplier(conn: asyncpg.Connection, member_id: UUID) -> Decimal:
+    """The member's tier earn multiplier; every member earns at 1x until tiers exist."""
+    return Decimal(1)
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+async def open_account(member_id: UUID) -> None:
+    """Every member has exactly one points account, opened with the archive."""
+    await PointsAccount(member=member_id).save()
+
+
+async def balance(member_id: UUID, principal: Principal) -> schemas.Balance:
+    await members.get_member(member_id, principal)
+    async with db.connection() as conn:
+        return await _balance(conn, member_id)
+
+
+async def _balance(conn: asyncpg.Connection, member_id: UUID) -> schemas.Balance:
+    row = await conn.fetchrow(
+        "SELECT available, pending, debt, total, lifetime_earned FROM points_accounts"
+        " WHERE member = $1",
+        member_id,
+    )
+    in_30, in_60, in_90 = await ledger.expiring_within(conn, member_id)
+    return schemas.Balance(
+        member_id=member_id,
+        available=row["available"],
+        pending=row["pending"],
+        debt=row["debt"],
+        total=row["total"],
+        lifetime_earned=row["lifetime_earned"],
+        expiring=schemas.Expiring(in_30, in_60, in_90),
+        can_redeem=row["debt"] == 0 and row["available"] > 0,
+    )
+
+
+# --- purchases ----------------------------------------------------------------------------
+
+
+def _validate_purchase(data: schemas.PurchaseIn) -> None:
+    currency = get_settings().currency
+    if data.currency.upper() != currency:
+        raise InvalidInput(f"must be {currency}, the platform currency", field="currency")
+    for i, line in enumerate(data.lines):
+        if line.unit_price.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise InvalidInput("has more than 2 decimal places", field=f"lines[{i}].unit_price")
+    if data.total.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise InvalidInput("has more than 2 decimal places", field="total")
+    lines_total = sum((line.quantity * line.unit_price for line in data.lines), Decimal(0))
+    if lines_total != data.total:
+        raise InvalidInput(f"is {data.total} but the lines add up to {lines_total}", field="total")
+    if data.occurred_at > now() + CLOCK_SKEW:
+        raise InvalidInput("is in the future", field="occurred_at")
+    named = [x for x in (data.member_id, data.member_number, data.member_phone) if x is not None]
+    if len(named) != 1:
+        raise InvalidInput(
+            "name the member by exactly one of member_id, member_number, member_phone",
+            field="member_id",
+        )
+
+
+def _normalised(data: schemas.PurchaseIn) -> schemas.PurchaseIn:
+    """The same purchase however it was spelled: what the replay comparison hashes."""
+    return msgspec.structs.replace(
+        data,
+        currency=data.currency.upper(),
+        occurred_at=data.occurred_at.astimezone(UTC),
+        total=data.total.quantize(Decimal("0.01")),
+        lines=[
+            msgspec.structs.replace(line, unit_price=line.unit_price.quantize(Decimal("0.01")))
+            for line in data.lines
+        ],
+    )
+
+
+def _purchase_schema(row: Any, rules: schemas.EarningRules, status: str) -> schemas.Purchase:
+    return schemas.Purchase(
+        id=row["id"],
+        external_id=row["external_id"],
+        member_id=row["member"],
+        occurred_at=row["occurred_at"],
+        store=row["store"],
+        currency=row["currency"],
+        total=row["total"],
+        returned_amount=row["returned_amount"],
+        points=row["points"],
+        reversed_points=row["reversed_points"],
+        pending_until=row["occurred_at"] + timedelta(days=rules.pending_days),
+        rep_id=row["rep"],
+        status=status,  # type: ignore[arg-type]
+    )
+
+
+async def _replay(
+    conn: asyncpg.Connection, external_id: str, request_hash: str, rules: schemas.EarningRules
+) -> schemas.Purchase:
+    row = await conn.fetchrow("SELECT * FROM purchases WHERE external_id = $1", external_id)
+    if row["request_hash"] != request_hash:
+        raise Conflict(
+            "a different purchase was already posted with this external_id", field="external_id"
+        )
+    return _purchase_schema(row, rules, "replayed")
+
+
+async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schemas.Purchase:
+    """Post a purchase and earn its points exactly once, however often it is sent."""
+    _validate_purchase(data)
+    data = _normalised(data)
+    request_hash = body_hash(data)
+    rules = await get_rules()
+    async with db.connection() as conn:
+        existing = await conn.fetchval(
+            "SELECT 1 FROM purchases WHERE external_id = $1", data.external_id
+        )
+        if existing:
+            return await _replay(conn, data.external_id, request_hash, rules)
+    member_id = await members.resolve_member_id(
+        member_id=data.member_id, number=data.member_number, phone=data.member_phone
+    )
+    at = now()
+    async with db.transaction() as conn:
+        account = await ledger.lock_account(conn, member_id)
+        multiplier = await tier_multiplier(conn, member_id)
+        amounts = [line.quantity * line.unit_price for line in data.lines]
+        points = [
+            line_points(amount, line.category, rules, multiplier)
+            for line, amount in zip(data.lines, amounts, strict=True)
+        ]
+        purchase_id = await conn.fetchval(
+            """
+            INSERT INTO purchases (id, external_id, member, occurred_at, store, currency, total,
+                returned_amount, points, reversed_points, rep, request_hash, source, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, $9, $10, $11, now())
+            ON CONFLICT (external_id) DO NOTHING
+            RETURNING id
+            """,
+            uuid4(),
+            data.external_id,
+            member_id,
+            data.occurred_at,
+            data.store,
+            data.currency,
+            data.total,
+            sum(points),
+            account.assigned_rep,  # the sale is credited to the rep assigned right now
+            request_hash,
+            principal.label,
+        )
+        if purchase_id is None:  # an identical post won the race and committed first
+            return await _replay(conn, data.external_id, request_hash, rules)
+        await conn.execute(
+            """
+            INSERT INTO purchase_lines (id, purchase, member, line_no, sku, category, quantity,
+                unit_price, amount, points, returned_quantity, reversed_points)
+            SELECT gen_random_uuid(), $1, $2, l.line_no, l.sku, l.category, l.quantity,
+                   l.unit_price, l.amount, l.points, 0, 0
+            FROM unnest($3::int[], $4::text[], $5::text[], $6::int[], $7::numeric[],
+                        $8::numeric[], $9::bigint[])
+                 AS l(line_no, sku, category, quantity, unit_price, amount, points)
+            """,
+            purchase_id,
+            member_id,
+            list(range(1, len(data.lines) + 1)),
+            [line.sku for line in data.lines],
+            [line.category for line in data.lines],
+            [line.quantity for line in data.lines],
+            [line.unit_price for line in data.lines],
+            amounts,
+            points,
+        )
+        if sum(points) > 0:
+            await ledger.earn(
+                conn,
+                account,
+                sum(points),
+                kind="purchase_earn",
+                cause_type="purchase",
+                cause_id=data.external_id,
+                key=f"purchase:{data.external_id}",
+                occurred_at=data.occurred_at,
+                now=at,
+                pending_days=rules.pending_days,
+                expiry_months=rules.expiry_months,
+                actor=principal.label,
+            )
+            await ledger.save_account(conn, account)
+        row = await conn.fetchrow("SELECT * FROM purchases WHERE id = $1", purchase_id)
+    return _purchase_schema(row, rules, "created")
+
+
+async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.BatchResult:
+    """Apply each purchase on its own: a bad one is reported and the rest still land."""
+    from loyalty.errors import DomainError
+
+    items: list[schemas.BatchItem] = []
+    for index, raw in enumerate(data.purchases):
+        external_id = None
+        try:
+            purchase_in = msgspec.json.decode(raw, type=schemas.PurchaseIn)
+            external_id = purchase_in.external_id
+            purchase = await post_purchase(purchase_in, principal)
+            status = 201 if purchase.status == "created" else 200
+            items.append(
+                schemas.BatchItem(index, status, external_id=external_id, purchase=purchase)
+            )
+        except msgspec.ValidationError as exc:
+            field = _field_from_message(str(exc))
+            items.append(
+                schemas.BatchItem(
+                    index,
+                    400,
+                    problem={"title": "Validation failed", "field": field, "detail": str(exc)},
+                )
+            )
+        except msgspec.DecodeError as exc:
+            items.append(
+                schemas.BatchItem(
+                    index,
+                    400,
+                    problem={"title": "Malformed item", "field": None, "detail": str(exc)},
+                )
+            )
+        except DomainError as exc:
+            items.append(
+                schemas.BatchItem(
+                    index,
+                    exc.status_code,
+                    external_id=external_id,
+                    problem={"title": exc.title, "field": exc.field, "detail": exc.detail},
+                )
+            )
+    return schemas.BatchResult(
+        created=sum(1 for i in items if i.status == 201),
+        replayed=sum(1 for i in items if i.status == 200),
+        failed=sum(1 for i in items if i.status >= 400),
+        items=items,
+    )
+
+
+def _field_from_message(message: str) -> str | None:
+    for marker in ("unknown field `", "missing required field `", "`$."):
+        if marker in message:
+            return message.split(marker, 1)[1].split("`", 1)[0]
+    return None
+
+
+async def get_purchase(external_id: str, principal: Principal) -> schemas.Purchase:
+    rules = await get_rules()
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM purchases WHERE external_id = $1", external_id)
+    if row is None:
+        raise NotFound("no purchase with that external_id")
+    await members.get_member(row["member"], principal)
+    return _purchase_schema(row, rules, "replayed")
+
+
+# --- returns ------------------------------------------------------------------------------
+
+
+async def post_return(
+    external_id: str, data: schemas.ReturnIn, principal: Principal
+) -> schemas.Return:
+    """Reverse the points of returned lines (pending first); what was spent becomes debt."""
+    request_hash = body_hash(data)
+    async with db.transaction() as conn:
+        purchase = await conn.fetchrow(
+            "SELECT id, member FROM purchases WHERE external_id = $1", external_id
+        )
+        if purchase is None:
+            raise NotFound("no purchase with that external_id")
+        # Lock order: the account first, then the purchase (see ledger).
+        account = await ledger.lock_account(conn, purchase["member"])
+        purchase = await conn.fetchrow(
+            "SELECT * FROM purchases WHERE id = $1 FOR UPDATE", purchase["id"]
+        )
+        previous = await conn.fetchrow(
+            "SELECT * FROM purchase_returns WHERE return_id = $1", data.return_id
+        )
+        if previous is not None:
+            if previous["request_hash"] != request_hash or previous["purchase"] != purchase["id"]:
+                raise Conflict(
+                    "a different return was already posted with this return_id",
+                    field="return_id",
+                )
+            return schemas.Return(
+                return_id=data.return_id,
+                external_id=external_id,
+                member_id=previous["member"],
+                amount=previous["amount"],
+                points_reversed=previous["points"],
+                debt_after=account.debt,
+                status="replayed",
+            )
+        lines = await conn.fetch(
+            "SELECT * FROM purchase_lines WHERE purchase = $1 ORDER BY line_no FOR UPDATE",
+            purchase["id"],
+        )
+        returned = _returned_quantities(lines, data)
+        amount, reversed_total = Decimal(0), 0
+        updates = []
+        for line in lines:
+            quantity = returned.get(line["line_no"], 0)
+            if not quantity:
+                continue
+            new_returned = line["returned_quantity"] + quantity
+            # Cumulative, so partial returns add up to exactly the line's points.
+            reversed_so_far = line["points"] * new_returned // line["quantity"]
+            reversal = reversed_so_far - line["reversed_points"]
+            amount += quantity * line["unit_price"]
+            reversed_total += reversal
+            updates.append((line["id"], new_returned, reversed_so_far))
+        await conn.execute(
+            """
+            UPDATE purchase_lines SET returned_quantity = v.q, reversed_points = v.p
+            FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS v(id, q, p)
+            WHERE purchase_lines.id = v.id
+            """,
+            [u[0] for u in updates],
+            [u[1] for u in updates],
+            [u[2] for u in updates],
+        )
+        await conn.execute(
+            """
+            UPDATE purchases SET returned_amount = returned_amount + $2,
+                                 reversed_points = reversed_points + $3
+            WHERE id = $1
+            """,
+            purchase["id"],
+            amount,
+            reversed_total,
+        )
+        await conn.execute(
+            """
+            INSERT INTO purchase_returns (id, return_id, purchase, member, lines, amount, points,
+                request_hash, created_at)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, now())
+            """,
+            uuid4(),
+            data.return_id,
+            purchase["id"],
+            account.member_id,
+            msgspec.json.encode(returned).decode(),
+            amount,
+            reversed_total,
+            request_hash,
+        )
+        if reversed_total > 0:
+            await ledger.insert_entry(
+                conn,
+                account,
+                -reversed_total,
+                kind="reversal",
+                cause_type="return",
+                cause_id=data.return_id,
+                key=f"return:{data.return_id}",
+                occurred_at=now(),
+                actor=principal.label,
+                note=data.reason or None,
+            )
+            own_entry = await conn.fetchval(
+                "SELECT id FROM points_ledger WHERE idempotency_key = $1",
+                f"purchase:{external_id}",
+            )
+            await ledger.consume(
+                conn,
+                account,
+                reversed_total,
+                order=ledger.OWN_LOT_THEN_PENDING,
+                own_entry=own_entry,
+            )
+            await ledger.save_account(conn, account)
+    return schemas.Return(
+        return_id=data.return_id,
+        external_id=external_id,
+        member_id=account.member_id,
+        amount=amount,
+        points_reversed=reversed_total,
+        debt_after=account.debt,
+        status="created",
+    )
+
+
+def _returned_quantities(lines: list, data: schemas.ReturnIn) -> dict[int, int]:
+    """Map each returned line (by line_no or a SKU unique in the purchase) to its quantity."""
+    by_no = {line["line_no"]: line for line in lines}
+    by_sku: dict[str, list] = {}
+    for line in lines:
+        by_sku.setdefault(line["sku"], []).append(line)
+    wanted: dict[int, int] = {}
+    for i, item in enumerate(data.lines):
+        field = f"lines[{i}]"
+        if item.line_no is not None:
+            line = by_no.get(item.line_no)
+            if line is None:
+                raise InvalidInput("the purchase has no such line", field=f"{field}.line_no")
+        elif item.sku is not None:
+            matches = by_sku.get(item.sku, [])
+            if not matches:
+                raise InvalidInput("the purchase has no line with this SKU", field=f"{field}.sku")
+            if len(matches) > 1:
+                raise InvalidInput(
+                    "this SKU is on several lines; name the line_no", field=f"{field}.sku"
+                )
+            line = matches[0]
+        else:
+            raise InvalidInput("name the line by line_no or sku", field=f"{field}.line_no")
+        wanted[line["line_no"]] = wanted.get(line["line_no"], 0) + item.quantity
+        left = line["quantity"] - line["returned_quantity"]
+        if wanted[line["line_no"]] > left:
+            raise InvalidInput(
+                f"returns more than was bought: {left} of line {line['line_no']} can still be"
+                " returned",
+                field=f"{field}.quantity",
+            )
+    return wanted
+
+
+# --- adjustments and statements -----------------------------------------------------------
+
+
+def _entry_schema(row: Any) -> schemas.Entry:
+    return schemas.Entry(
+        id=row["id"],
+        member_id=row["member"],
+        points=row["points"],
+        kind=row["kind"],
+        cause_type=row["cause_type"],
+        cause_id=row["cause_id"],
+        occurred_at=row["occurred_at"],
+        created_at=row["created_at"],
+        actor=row["actor"],
+        note=row["note"],
+    )
+
+
+async def adjust(
+    member_id: UUID, data: schemas.AdjustmentIn, principal: Principal
+) -> tuple[schemas.Adjustment, bool]:
+    """A manual correction by a manager or above, with its reason and actor recorded."""
+    if principal.role not in ADJUSTING_ROLES:
+        raise PermissionDenied("only managers and above can adjust points")
+    await members.get_member(member_id, principal)
+    if data.points == 0:
+        raise InvalidInput("must not be zero", field="points")
+    key = f"adjustment:{data.idempotency_key or uuid4()}"
+    rules = await get_rules()
+    async with db.transaction() as conn:
+        account = await ledger.lock_account(conn, member_id)
+        previous = await conn.fetchrow(
+            "SELECT * FROM points_ledger WHERE idempotency_key = $1", key
+        )
+        if previous is not None:
+            if previous["member"] != member_id or previous["points"] != data.points:
+                raise Conflict(
+                    "a different adjustment was already made with this idempotency_key",
+                    field="idempotency_key",
+                )
+            entry, created = previous, False
+        else:
+            cause_id = key.removeprefix("adjustment:")
+            common = {
+                "kind": "adjustment",
+                "cause_type": "adjustment",
+                "cause_id": cause_id,
+                "key": key,
+                "occurred_at": now(),
+                "actor": principal.label,
+                "note": data.reason,
+            }
+            if data.points > 0:
+                # A goodwill credit is spendable at once: no return window applies.
+                await ledger.earn(
+                    conn,
+                    account,
+                    data.points,
+                    now=now(),
+                    pending_days=0,
+                    expiry_months=rules.expiry_months,
+                    **common,
+                )
+            else:
+                await ledger.insert_entry(conn, account, data.points, **common)
+                await ledger.consume(
+                    conn, account, -data.points, order=ledger.AVAILABLE_THEN_PENDING
+                )
+            await ledger.save_account(conn, account)
+            entry = await conn.fetchrow(
+                "SELECT * FROM points_ledger WHERE idempotency_key = $1", key
+            )
+            created = True
+        result = schemas.Adjustment(
+            entry=_entry_schema(entry),
+            balance=await _balance(conn, member_id),
+            status="created" if created else "replayed",
+        )
+    return result, created
+
+
+def _encode_cursor(created_at: datetime, entry_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{entry_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, entry_id = raw.split("|")
+        return datetime.fromisoformat(created_at), UUID(entry_id)
+    except ValueError:
+        raise InvalidInput("is not a cursor this API gave out", field="cursor") from None
+
+
+async def statement(
+    member_id: UUID,
+    principal: Principal,
+    *,
+    kind: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> schemas.EntryPage:
+    """Entries newest first, including those of members merged into this one."""
+    await members.get_member(member_id, principal)
+    if kind is not None and kind not in schemas.Kind.__args__:  # type: ignore[attr-defined]
+        raise InvalidInput(
+            f"must be one of {', '.join(schemas.Kind.__args__)}",  # type: ignore[attr-defined]
+            field="kind",
+        )
+    conditions = ["member IN (SELECT $1::uuid UNION SELECT id FROM members WHERE merged_into = $1)"]
+    args: list[Any] = [member_id]
+    if kind:
+        args.append(kind)
+        conditions.append(f"kind = ${len(args)}")
+    if since:
+        args.append(since)
+        conditions.append(f"created_at >= ${len(args)}")
+    if until:
+        args.append(until)
+        conditions.append(f"created_at < ${len(args)}")
+    if cursor:
+        created_at, entry_id = _decode_cursor(cursor)
+        args.extend([created_at, entry_id])
+        conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit + 1)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            f"""
+            SELECT * FROM points_ledger WHERE {" AND ".join(conditions)}
+            ORDER BY created_at DESC, id DESC LIMIT ${len(args)}
+            """,
+            *args,
+        )
+    items = [_entry_schema(row) for row in rows[:limit]]
+    next_cursor = (
+        _encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
+        if len(rows) > limit
+        else None
+    )
+    return schemas.EntryPage(items=items, next_cursor=next_cursor)
+
+
+# --- background work: pending release and expiry ------------------------------------------
+
+
+async def release_pending(batch_size: int = 500, at: datetime | None = None) -> int:
+    """Make pending points available once their return window has passed. Idempotent."""
+    at = at or now()
+    released = 0
+    while True:
+        async with db.transaction() as conn:
+            member_ids = [
+                row["member"]
+                for row in await conn.fetch(
+                    """
+                    SELECT DISTINCT member FROM points_lots
+                    WHERE NOT released AND remaining > 0 AND available_at <= $1
+                    LIMIT $2
+                    """,
+                    at,
+                    batch_size,
+                )
+            ]
+            if not member_ids:
+                return released
+            await ledger.lock_accounts(conn, member_ids)
+            moved = await conn.fetch(
+                """
+                WITH due AS (
+                    UPDATE points_lots SET released = true
+                    WHERE member = ANY($1::uuid[]) AND NOT released AND available_at <= $2
+                    RETURNING member, remaining
+                ), per_member AS (
+                    SELECT member, sum(remaining) AS points FROM due GROUP BY member
+                )
+                UPDATE points_accounts a
+                SET pending = a.pending - p.points, available = a.available + p.points,
+                    updated_at = now()
+                FROM per_member p WHERE a.member = p.member
+                RETURNING p.points
+                """,
+                member_ids,
+                at,
+            )
+            released += sum(row["points"] for row in moved)
+
+
+async def expire_points(batch_size: int = 500, at: datetime | None = None) -> int:
+    """Expire what is left of lots past their expiry, oldest first. Idempotent: each lot
+    expires under its own ledger key, and an expired lot has nothing left."""
+    at = at or now()
+    expired = 0
+    while True:
+        async with db.transaction() as conn:
+            member_ids = [
+                row["member"]
+                for row in await conn.fetch(
+                    """
+                    SELECT DISTINCT member FROM points_lots
+                    WHERE remaining > 0 AND expires_at <= $1
+                    LIMIT $2
+                    """,
+                    at,
+                    batch_size,
+                )
+            ]
+            if not member_ids:
+                return expired
+            await ledger.lock_accounts(conn, member_ids)
+            due = await conn.fetch(
+                """
+                SELECT id, member, remaining, released, expires_at FROM points_lots
+                WHERE member = ANY($1::uuid[]) AND remaining > 0 AND expires_at <= $2
+                FOR UPDATE
+                """,
+                member_ids,
+                at,
+            )
+            # Separate statements: the ledger trigger updates the accounts too, and one
+            # statement may not touch the same row twice.
+            await conn.execute(
+                """
+                INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+                    idempotency_key, occurred_at, created_at, actor)
+                SELECT gen_random_uuid(), d.member, -d.remaining, 'expiry', 'lot', d.id::text,
+                       'expiry:' || d.id::text, d.expires_at, now(), 'system'
+                FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[])
+                     AS d(id, member, remaining, expires_at)
+                """,
+                [lot["id"] for lot in due],
+                [lot["member"] for lot in due],
+                [lot["remaining"] for lot in due],
+                [lot["expires_at"] for lot in due],
+            )
+            await conn.execute(
+                "UPDATE points_lots SET remaining = 0 WHERE id = ANY($1::uuid[])",
+                [lot["id"] for lot in due],
+            )
+            from_available: dict[UUID, int] = {}
+            from_pending: dict[UUID, int] = {}
+            for lot in due:
+                bucket = from_available if lot["released"] else from_pending
+                bucket[lot["member"]] = bucket.get(lot["member"], 0) + lot["remaining"]
+            await conn.execute(
+                """
+                UPDATE points_accounts a
+                SET available = a.available - v.from_available,
+                    pending = a.pending - v.from_pending, updated_at = now()
+                FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
+                     AS v(member, from_available, from_pending)
+                WHERE a.member = v.member
+                """,
+                member_ids,
+                [from_available.get(m, 0) for m in member_ids],
+                [from_pending.get(m, 0) for m in member_ids],
+            )
+            expired += sum(lot["remaining"] for lot in due)
+
+
+# --- merging members ----------------------------------------------------------------------
+
+
+async def merge_accounts(duplicate_id: UUID, survivor_id: UUID, *, actor: str) -> dict[str, int]:
+    """Move the duplicate's points, lots and purchases to the survivor, inside the caller's
+    transaction. The ledger records the move as a transfer pair, so both balances still
+    equal the sums of their entries and the duplicate's history stays readable."""
+    async with db.transaction() as conn:
+        accounts = await ledger.lock_accounts(conn, [duplicate_id, survivor_id])
+        duplicate, survivor = accounts[duplicate_id], accounts[survivor_id]
+        moved = duplicate.total
+        if moved:
+            common = {
+                "kind": "transfer",
+                "cause_type": "merge",
+                "cause_id": str(duplicate_id),
+                "occurred_at": now(),
+                "actor": actor,
+                "note": f"member {duplicate_id} merged into {survivor_id}",
+            }
+            await ledger.insert_entry(
+                conn, duplicate, -moved, key=f"merge:{duplicate_id}:out", **common
+            )
+            await ledger.insert_entry(
+                conn, survivor, moved, key=f"merge:{duplicate_id}:in", **common
+            )
+        await conn.execute(
+            "UPDATE points_lots SET member = $2 WHERE member = $1", duplicate_id, survivor_id
+        )
+        survivor.available += duplicate.available
+        survivor.pending += duplicate.pending
+        survivor.debt += duplicate.debt
+        survivor.lifetime_earned += duplicate.lifetime_earned
+        duplicate.available = duplicate.pending = duplicate.debt = 0
+        if survivor.debt:
+            # Debt and open lots never coexist: the merged lots repay the debt now.
+            debt, survivor.debt = survivor.debt, 0
+            await ledger.consume(conn, survivor, debt, order=ledger.AVAILABLE_THEN_PENDING)
+        await ledger.save_account(conn, duplicate)
+        await ledger.save_account(conn, survivor)
+        purchases = await conn.fetchval(
+            """
+            WITH moved AS (
+                UPDATE purchases SET member = $2 WHERE member = $1 RETURNING id
+            ) SELECT count(*) FROM moved
+            """,
+            duplicate_id,
+            survivor_id,
+        )
+        await conn.execute(
+            "UPDATE purchase_lines SET member = $2 WHERE member = $1", duplicate_id, survivor_id
+        )
+        await conn.execute(
+            "UPDATE purchase_returns SET member = $2 WHERE member = $1", duplicate_id, survivor_id
+        )
+        await conn.execute(
+            "UPDATE members SET merged_into = $2 WHERE merged_into = $1", duplicate_id, survivor_id
+        )
+    return {"points": moved, "purchases": purchases}
