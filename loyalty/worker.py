@@ -9,11 +9,17 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 from loyalty import db
+from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens
 
-FUNCTIONS: list[Any] = [prune_expired_tokens]
-CRON_JOBS = [cron(prune_expired_tokens, hour={3}, minute={15}, run_at_startup=False)]
+FUNCTIONS: list[Any] = [prune_expired_tokens, release_pending_points, expire_points]
+# Times are in LOYALTY_TIMEZONE. Release runs hourly so points free up the day they are due.
+CRON_JOBS = [
+    cron(prune_expired_tokens, hour={3}, minute={15}),
+    cron(release_pending_points, minute={5}, run_at_startup=True),
+    cron(expire_points, hour={2}, minute={30}),
+]
 
 
 async def _startup(ctx: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -14,7 +14,7 @@ from loyalty.schemas import Input
 ExternalId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/#-]+$")
 ]
-Money = Annotated[Decimal, msgspec.Meta(ge=0, le=9_999_999_999)]
+Money = Decimal  # msgspec cannot bound Decimals; the service checks the range
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Kind = Literal[
     "purchase_earn",
@@ -67,7 +67,7 @@ class Purchase(msgspec.Struct):
 
 class BatchIn(Input):
     # Items are decoded one by one, so one malformed purchase cannot block the others.
-    purchases: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+    purchases: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class BatchItem(msgspec.Struct, omit_defaults=True):
@@ -155,11 +155,8 @@ class Adjustment(msgspec.Struct):
 
 
 class EarningRulesBody(Input):
-    points_per_unit: Annotated[Decimal, msgspec.Meta(gt=0, le=1000)]
-    category_multipliers: dict[
-        Annotated[str, msgspec.Meta(min_length=1, max_length=64)],
-        Annotated[Decimal, msgspec.Meta(ge=0, le=100)],
-    ]
+    points_per_unit: Decimal  # above 0, at most 1000 (checked by the service)
+    category_multipliers: dict[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], Decimal]
     pending_days: Annotated[int, msgspec.Meta(ge=0, le=365)]
     expiry_months: Annotated[int, msgspec.Meta(ge=1, le=240)]
 

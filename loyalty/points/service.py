@@ -155,15 +155,23 @@ async def _balance(conn: asyncpg.Connection, member_id: UUID) -> schemas.Balance
 # --- purchases ----------------------------------------------------------------------------
 
 
+MAX_MONEY = Decimal("9999999999.99")
+
+
+def check_money(value: Decimal, field: str) -> None:
+    if not value.is_finite() or value < 0 or value > MAX_MONEY:
+        raise InvalidInput(f"must be between 0 and {MAX_MONEY}", field=field)
+    if value.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise InvalidInput("has more than 2 decimal places", field=field)
+
+
 def _validate_purchase(data: schemas.PurchaseIn) -> None:
     currency = get_settings().currency
     if data.currency.upper() != currency:
         raise InvalidInput(f"must be {currency}, the platform currency", field="currency")
     for i, line in enumerate(data.lines):
-        if line.unit_price.as_tuple().exponent < -2:  # type: ignore[operator]
-            raise InvalidInput("has more than 2 decimal places", field=f"lines[{i}].unit_price")
-    if data.total.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise InvalidInput("has more than 2 decimal places", field="total")
+        check_money(line.unit_price, f"lines[{i}].unit_price")
+    check_money(data.total, "total")
     lines_total = sum((line.quantity * line.unit_price for line in data.lines), Decimal(0))
     if lines_total != data.total:
         raise InvalidInput(f"is {data.total} but the lines add up to {lines_total}", field="total")
@@ -311,10 +319,10 @@ async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.Bat
     from loyalty.errors import DomainError
 
     items: list[schemas.BatchItem] = []
-    for index, raw in enumerate(data.purchases):
+    for index, item in enumerate(data.purchases):
         external_id = None
         try:
-            purchase_in = msgspec.json.decode(raw, type=schemas.PurchaseIn)
+            purchase_in = msgspec.convert(item, type=schemas.PurchaseIn)
             external_id = purchase_in.external_id
             purchase = await post_purchase(purchase_in, principal)
             status = 201 if purchase.status == "created" else 200

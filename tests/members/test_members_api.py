@@ -93,7 +93,9 @@ async def test_duplicate_owned_by_someone_elses_rep_is_not_named(client, bearer)
 
 async def test_invalid_phone_and_email_name_the_field(client, bearer):
     admin = await bearer("admin")
-    bad_phone = await client.post("/api/v1/members", json={"name": "X", "phone": "12"}, headers=admin)
+    bad_phone = await client.post(
+        "/api/v1/members", json={"name": "X", "phone": "12"}, headers=admin
+    )
     assert bad_phone.status_code == 422 and bad_phone.json()["field"] == "phone"
     bad_email = await client.post(
         "/api/v1/members", json={"name": "X", "email": "not-an-email"}, headers=admin
@@ -151,8 +153,12 @@ async def test_reps_see_only_their_own_members(client, bearer):
         await client.patch(f"/api/v1/members/{mine['id']}", json={"notes": "x"}, headers=rep_b)
     ).status_code == 404
     assert (await client.get("/api/v1/members", headers=rep_b)).json()["items"] == []
-    assert (await client.get(f"/api/v1/members/{mine['id']}", headers=manager_east)).status_code == 200
-    assert (await client.get(f"/api/v1/members/{mine['id']}", headers=manager_west)).status_code == 404
+    assert (
+        await client.get(f"/api/v1/members/{mine['id']}", headers=manager_east)
+    ).status_code == 200
+    assert (
+        await client.get(f"/api/v1/members/{mine['id']}", headers=manager_west)
+    ).status_code == 404
 
 
 async def test_integration_enrolment_is_recorded_as_such(client, bearer):

@@ -1,0 +1,237 @@
+"""Ledger: adjustments, statements, batches, the database's own guards, pending release and
+expiry jobs run by a real arq worker, and merging members."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from loyalty.db import engine
+from loyalty.points.tables import LedgerEntry
+from tests.points.conftest import purchase_body
+
+
+async def run_jobs(app, settings, *names: str) -> None:
+    from loyalty.worker import create_worker
+
+    for i, name in enumerate(names):
+        await app.state.redis.enqueue_job(name, _job_id=f"{name}-{i}")
+    worker = create_worker(settings, burst=True, poll_delay=0.01, cron_jobs=[])
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    assert worker.jobs_failed == 0
+
+
+async def test_adjustments_need_a_manager_and_a_reason(client, bearer, member, balance_of):
+    url = f"/api/v1/members/{member['id']}/points/adjustments"
+    rep = await bearer("rep")
+    assert (
+        await client.post(url, json={"points": 50, "reason": "goodwill"}, headers=rep)
+    ).status_code == 403
+    manager = await bearer("admin")
+    missing = await client.post(url, json={"points": 50}, headers=manager)
+    assert missing.status_code == 400 and missing.json()["field"] == "reason"
+    body = {"points": 50, "reason": "late delivery goodwill", "idempotency_key": "ticket-991"}
+    created = await client.post(url, json=body, headers=manager)
+    assert created.status_code == 201
+    entry = created.json()["entry"]
+    assert entry["kind"] == "adjustment" and entry["note"] == "late delivery goodwill"
+    assert entry["actor"].startswith("staff:admin")
+    replay = await client.post(url, json=body, headers=manager)
+    assert replay.status_code == 200 and replay.json()["entry"]["id"] == entry["id"]
+    balance = await balance_of(member["id"])
+    assert balance["available"] == 50 and balance["total"] == 50
+    clash = await client.post(url, json={**body, "points": 60}, headers=manager)
+    assert clash.status_code == 409
+
+
+async def test_deduction_beyond_balance_becomes_debt(client, admin, member, balance_of):
+    url = f"/api/v1/members/{member['id']}/points/adjustments"
+    await client.post(url, json={"points": 30, "reason": "welcome gift"}, headers=admin)
+    await client.post(url, json={"points": -50, "reason": "clawback of a fraud"}, headers=admin)
+    balance = await balance_of(member["id"])
+    assert balance["available"] == 0 and balance["debt"] == 20 and balance["total"] == -20
+
+
+async def test_statement_is_newest_first_filtered_and_paginated(client, pos, admin, member):
+    for _ in range(5):
+        await client.post("/api/v1/purchases", json=purchase_body(member["id"]), headers=pos)
+    await client.post(
+        f"/api/v1/members/{member['id']}/points/adjustments",
+        json={"points": 7, "reason": "birthday"},
+        headers=admin,
+    )
+    url = f"/api/v1/members/{member['id']}/points/entries"
+    first = (await client.get(url, params={"limit": 4}, headers=admin)).json()
+    assert [e["kind"] for e in first["items"]][0] == "adjustment"
+    second = (
+        await client.get(url, params={"limit": 4, "cursor": first["next_cursor"]}, headers=admin)
+    ).json()
+    assert len(first["items"]) == 4 and len(second["items"]) == 2 and second["next_cursor"] is None
+    ids = [e["id"] for e in first["items"] + second["items"]]
+    assert len(set(ids)) == 6
+    only_purchases = (await client.get(url, params={"kind": "purchase_earn"}, headers=admin)).json()
+    assert {e["kind"] for e in only_purchases["items"]} == {"purchase_earn"}
+    assert len(only_purchases["items"]) == 5
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert (await client.get(url, params={"since": future}, headers=admin)).json()["items"] == []
+    bad = await client.get(url, params={"kind": "gift"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["field"] == "kind"
+    bad_cursor = await client.get(url, params={"cursor": "garbage"}, headers=admin)
+    assert bad_cursor.status_code == 422
+
+
+async def test_batch_applies_items_independently(client, pos, member, balance_of):
+    good = purchase_body(member["id"])
+    bad_total = {**purchase_body(member["id"]), "total": "1.00"}
+    wrong_type = {**purchase_body(member["id"]), "lines": "many"}
+    response = await client.post(
+        "/api/v1/purchases/batch",
+        json={"purchases": [good, bad_total, wrong_type, good]},
+        headers=pos,
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert [i["status"] for i in result["items"]] == [201, 422, 400, 200]
+    assert result["items"][1]["problem"]["field"] == "total"
+    assert result["items"][2]["problem"]["field"] == "lines"
+    assert (result["created"], result["replayed"], result["failed"]) == (1, 1, 2)
+    assert (await balance_of(member["id"]))["total"] == 100
+
+
+async def test_batch_of_1001_is_refused_whole(client, pos, member):
+    body = purchase_body(member["id"])
+    response = await client.post(
+        "/api/v1/purchases/batch", json={"purchases": [body] * 1001}, headers=pos
+    )
+    assert response.status_code == 400 and response.json()["field"] == "purchases"
+    assert await LedgerEntry.count() == 0
+
+
+async def test_ledger_entries_cannot_be_updated_or_deleted(client, pos, member):
+    await client.post("/api/v1/purchases", json=purchase_body(member["id"]), headers=pos)
+    with pytest.raises(asyncpg.exceptions.RestrictViolationError, match="append-only"):
+        await engine.run_ddl("UPDATE points_ledger SET points = 1000000")
+    with pytest.raises(asyncpg.exceptions.RestrictViolationError, match="append-only"):
+        await engine.run_ddl("DELETE FROM points_ledger")
+    assert (await LedgerEntry.select(LedgerEntry.points).first())["points"] == 100
+
+
+async def test_database_refuses_a_balance_that_disagrees_with_the_ledger(client, pos, member):
+    await client.post("/api/v1/purchases", json=purchase_body(member["id"]), headers=pos)
+    with pytest.raises(asyncpg.exceptions.CheckViolationError, match="out of balance"):
+        await engine.run_ddl("UPDATE points_accounts SET pending = pending + 500")
+    with pytest.raises(asyncpg.exceptions.CheckViolationError):
+        await engine.run_ddl("UPDATE points_accounts SET available = -1, pending = pending + 1")
+
+
+async def test_release_job_makes_points_available_once(
+    app, settings, client, pos, member, balance_of
+):
+    await client.post(
+        "/api/v1/purchases", json=purchase_body(member["id"], days_ago=15), headers=pos
+    )
+    await client.post(
+        "/api/v1/purchases", json=purchase_body(member["id"], days_ago=1), headers=pos
+    )
+    # Posted late (a nightly upload): the 15-day-old purchase is already past its window.
+    balance = await balance_of(member["id"])
+    assert (balance["available"], balance["pending"]) == (100, 100)
+    await engine.run_ddl(
+        "UPDATE points_lots SET available_at = now() - interval '1 minute' WHERE NOT released"
+    )
+    await run_jobs(app, settings, "release_pending_points", "release_pending_points")
+    balance = await balance_of(member["id"])
+    assert (balance["available"], balance["pending"], balance["total"]) == (200, 0, 200)
+
+
+async def test_expiry_job_expires_oldest_first_once(app, settings, client, pos, member, balance_of):
+    old = purchase_body(member["id"], ("OLD", 1, "100.00", "general"), days_ago=740)
+    newer = purchase_body(member["id"], ("NEW", 1, "40.00", "general"), days_ago=700)
+    await client.post("/api/v1/purchases", json=old, headers=pos)
+    await client.post("/api/v1/purchases", json=newer, headers=pos)
+    balance = await balance_of(member["id"])
+    assert balance["expiring"]["within_30_days"] == 140  # old is overdue, newer due in ~30 days
+    await run_jobs(app, settings, "expire_points", "expire_points")
+    balance = await balance_of(member["id"])
+    assert balance["available"] == 40 and balance["total"] == 40
+    expiries = await LedgerEntry.select().where(LedgerEntry.kind == "expiry")
+    assert [e["points"] for e in expiries] == [-100]
+
+
+async def test_merge_moves_points_purchases_and_history(client, pos, admin, balance_of):
+    survivor = (
+        await client.post(
+            "/api/v1/members", json={"name": "Liu Yang", "phone": "13700001111"}, headers=admin
+        )
+    ).json()
+    duplicate = (
+        await client.post(
+            "/api/v1/members", json={"name": "Liu Yang", "email": "ly@example.com"}, headers=admin
+        )
+    ).json()
+    dup_purchase = purchase_body(duplicate["id"], ("X", 1, "80.00", "general"))
+    await client.post("/api/v1/purchases", json=dup_purchase, headers=pos)
+    await client.post("/api/v1/purchases", json=purchase_body(survivor["id"]), headers=pos)
+    rep = await client.post(
+        f"/api/v1/members/{survivor['id']}/merge",
+        json={"duplicate_id": duplicate["id"], "reason": "same person"},
+        headers=await _manager(client, admin),
+    )
+    assert rep.status_code == 403
+    response = await client.post(
+        f"/api/v1/members/{survivor['id']}/merge",
+        json={"duplicate_id": duplicate["id"], "reason": "same person, two sign-ups"},
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["points_moved"] == 80 and result["purchases_moved"] == 1
+    assert result["survivor"]["email"] == "ly@example.com"
+    assert (await balance_of(survivor["id"]))["total"] == 180
+    assert (await balance_of(duplicate["id"]))["total"] == 0
+    entries = (
+        await client.get(f"/api/v1/members/{survivor['id']}/points/entries", headers=admin)
+    ).json()
+    kinds = sorted(e["kind"] for e in entries["items"])
+    assert kinds == ["purchase_earn", "purchase_earn", "transfer", "transfer"]
+    # The duplicate's purchase can still be returned, and now reverses on the survivor.
+    ret = await client.post(
+        f"/api/v1/purchases/{dup_purchase['external_id']}/returns",
+        json={"return_id": "R-DUP", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=pos,
+    )
+    assert ret.status_code == 201 and ret.json()["member_id"] == survivor["id"]
+    assert (await balance_of(survivor["id"]))["total"] == 100
+    # Purchases naming the duplicate land on the survivor.
+    late = await client.post("/api/v1/purchases", json=purchase_body(duplicate["id"]), headers=pos)
+    assert late.json()["member_id"] == survivor["id"]
+    history = (await client.get(f"/api/v1/members/{survivor['id']}/changes", headers=admin)).json()
+    assert history[0]["action"] == "merge" and history[0]["changes"]["reason"].startswith(
+        "same person"
+    )
+    again = await client.post(
+        f"/api/v1/members/{survivor['id']}/merge",
+        json={"duplicate_id": duplicate["id"], "reason": "again"},
+        headers=admin,
+    )
+    assert again.status_code == 409
+
+
+async def _manager(client, admin) -> dict:
+    await client.post(
+        "/api/v1/staff",
+        json={"username": "mgr", "role": "manager", "password": "correct-horse-battery-staple-42"},
+        headers=admin,
+    )
+    token = (
+        await client.post(
+            "/api/v1/auth/tokens",
+            json={"username": "mgr", "password": "correct-horse-battery-staple-42"},
+        )
+    ).json()["token"]
+    return {"Authorization": f"Bearer {token}"}
