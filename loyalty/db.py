@@ -65,9 +65,29 @@ async def connection() -> AsyncIterator[asyncpg.Connection]:
             await conn.close()
 
 
+class _Transaction:
+    """What Piccolo's queries look for in `engine.current_transaction`: the connection."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+
 @asynccontextmanager
 async def transaction() -> AsyncIterator[asyncpg.Connection]:
     """A transaction shared by Piccolo queries and raw asyncpg calls made inside it;
-    nested use joins the outer transaction."""
-    async with engine.transaction() as txn:
-        yield txn.connection
+    nested use joins the outer transaction.
+
+    Not Piccolo's own `engine.transaction()`: when COMMIT itself fails (a deferred
+    constraint, a serialization failure) it never returns the connection to the pool.
+    """
+    current = engine.current_transaction.get()
+    if current is not None:
+        yield current.connection
+        return
+    async with connection() as conn:
+        token = engine.current_transaction.set(_Transaction(conn))  # type: ignore[arg-type]
+        try:
+            async with conn.transaction():
+                yield conn
+        finally:
+            engine.current_transaction.reset(token)

@@ -14,6 +14,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from msgspec import UNSET
 
+from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.members import schemas
@@ -320,7 +321,7 @@ async def create_member(
         assigned_rep=principal.id if principal.role == "rep" else None,
     )
     try:
-        async with Member._meta.db.transaction():
+        async with db.transaction():
             await member.save()
             await open_account(member.id)
             await MemberChange(
@@ -372,7 +373,7 @@ async def update_member(
     if not changes:
         return current
     try:
-        async with Member._meta.db.transaction():
+        async with db.transaction():
             await Member.update(
                 {getattr(Member, f): values[f] for f in changes} | {Member.updated_at: now()}
             ).where(Member.id == member_id)
@@ -430,7 +431,7 @@ async def merge_members(
         raise PermissionDenied("only an admin can merge members")
     if survivor_id == data.duplicate_id:
         raise InvalidInput("a member cannot be merged into itself", field="duplicate_id")
-    async with Member._meta.db.transaction():
+    async with db.transaction():
         # Lock both archives in id order so two crossing merges cannot deadlock.
         rows = await Member.raw(
             "SELECT * FROM members WHERE id = ANY({}) ORDER BY id FOR UPDATE",

@@ -67,7 +67,7 @@ async def test_statement_is_newest_first_filtered_and_paginated(client, pos, adm
     )
     url = f"/api/v1/members/{member['id']}/points/entries"
     first = (await client.get(url, params={"limit": 4}, headers=admin)).json()
-    assert [e["kind"] for e in first["items"]][0] == "adjustment"
+    assert next(e["kind"] for e in first["items"]) == "adjustment"
     second = (
         await client.get(url, params={"limit": 4, "cursor": first["next_cursor"]}, headers=admin)
     ).json()
