@@ -119,4 +119,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=exception_handlers,
         state=State({"settings": settings, "redis": redis}),
         debug=False,
+        logging_config=None,  # ours: JSON lines, set up in configure_logging
     )

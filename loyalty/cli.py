@@ -213,6 +213,7 @@ def demo(host: str | None, port: int | None) -> None:
         logins = _run_with_db(lambda: seed_if_empty(services.settings))
         settings = get_settings()
         bind_host, bind_port = host or settings.host, port or settings.port
+        _check_port_free(bind_host, bind_port)
         env = {**os.environ, "LOYALTY_HOST": bind_host, "LOYALTY_PORT": str(bind_port)}
         # Own process groups: Ctrl-C reaches only us, and we stop children in order.
         for args in (["serve"], ["worker"]):
@@ -244,6 +245,19 @@ def demo(host: str | None, port: int | None) -> None:
             _stop_child(child)
         services.stop()
         click.echo("stopped web, worker, Redis and PostgreSQL", err=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise click.ClickException(
+                f"{host}:{port} is already in use; choose another with --port or LOYALTY_PORT"
+            ) from None
 
 
 def _wait_until_healthy(url: str, children: list[subprocess.Popen], timeout: float) -> None:

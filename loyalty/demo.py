@@ -1,16 +1,51 @@
-"""Demo data, seeded on the first run only: staff of every role (members come with their domain)."""
+"""Demo data, seeded on the first run only: staff of every role, a few hundred members (some
+in reps' books, the rest in the pool) and their purchases and returns over 18 months."""
 
 from __future__ import annotations
 
 import json
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from rich.progress import Progress
 
+from loyalty.auth import staff_principal
+from loyalty.members import schemas as member_schemas
+from loyalty.members import service as member_service
+from loyalty.points import schemas as points_schemas
+from loyalty.points import service as points_service
 from loyalty.settings import Settings
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
 from loyalty.staff.tables import Staff
+
+DEMO_MEMBERS = 300
+SURNAMES = [
+    "Wang",
+    "Li",
+    "Zhang",
+    "Liu",
+    "Chen",
+    "Yang",
+    "Huang",
+    "Zhao",
+    "Wu",
+    "Zhou",
+    "Xu",
+    "Sun",
+]
+GIVEN = ["Wei", "Fang", "Na", "Min", "Jing", "Lei", "Jun", "Yan", "Tao", "Ming", "Hui", "Xin", "Yu"]
+PRODUCTS = [
+    ("TEA-LJ", "tea", "168.00"),
+    ("TEA-PU", "tea", "328.00"),
+    ("WINE-BX", "wine", "459.00"),
+    ("GIFT-BOX", "gifts", "88.00"),
+    ("CUP-SET", "general", "59.90"),
+    ("KETTLE", "general", "239.00"),
+]
+HOBBIES = ["golf", "tea ceremony", "hiking", "calligraphy", "photography", "cooking"]
 
 DEMO_STAFF = [
     ("admin", "admin", None, "Ada Admin"),
@@ -46,4 +81,75 @@ async def seed_if_empty(settings: Settings) -> list[dict[str, Any]]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(logins, indent=2))
     path.chmod(0o600)
+    await seed_members(DEMO_MEMBERS)
     return logins
+
+
+async def seed_members(count: int, seed: int = 2026) -> None:
+    """Members enrolled by reps and by the shop, with purchases over the last 18 months."""
+    rng = random.Random(seed)
+    staff = {row["username"]: row for row in await Staff.select()}
+    enrolers = [
+        staff_principal(row["id"], row["username"], row["role"], row["department"])
+        for row in (staff["rep"], staff["rep2"], staff["admin"])
+    ]
+    now = datetime.now(UTC)
+    with Progress() as progress:
+        task = progress.add_task("seeding demo members and purchases", total=count)
+        for i in range(count):
+            name = f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}"
+            enroler = enrolers[i % 3]
+            member = await member_service.create_member(
+                member_schemas.MemberCreate(
+                    name=name,
+                    phone=f"+86139{i:08d}",
+                    email=f"{name.lower().replace(' ', '.')}.{i}@example.com",
+                    birthday=(now - timedelta(days=rng.randint(20 * 365, 70 * 365))).date(),
+                    hobbies=rng.sample(HOBBIES, 2),
+                    tags=["demo"],
+                    contact_preferences=member_schemas.ContactPreferences(
+                        channels=["wechat", "email"],
+                        consents=[
+                            member_schemas.Consent(
+                                channel="email", granted=True, method="demo seed"
+                            )
+                        ],
+                    ),
+                ),
+                enroler,
+            )
+            for n in range(rng.choice([0, 1, 2, 3, 4, 6, 9])):
+                sku, category, price = rng.choice(PRODUCTS)
+                quantity = rng.randint(1, 3)
+                when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
+                external_id = f"DEMO-{i}-{n}"
+                await points_service.post_purchase(
+                    points_schemas.PurchaseIn(
+                        external_id=external_id,
+                        occurred_at=when,
+                        store=rng.choice(["Shanghai Jing'an", "Beijing Sanlitun", "Online shop"]),
+                        currency="CNY",
+                        lines=[
+                            points_schemas.PurchaseLineIn(
+                                sku=sku,
+                                quantity=quantity,
+                                unit_price=Decimal(price),
+                                category=category,
+                            )
+                        ],
+                        total=Decimal(price) * quantity,
+                        member_id=member.id,
+                    ),
+                    enroler,
+                )
+                if rng.random() < 0.05:
+                    await points_service.post_return(
+                        external_id,
+                        points_schemas.ReturnIn(
+                            return_id=f"{external_id}-R",
+                            lines=[points_schemas.ReturnLineIn(quantity=1, line_no=1)],
+                            reason="demo return",
+                        ),
+                        enroler,
+                    )
+            progress.advance(task)
