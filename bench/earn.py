@@ -706,7 +706,11 @@ async def _batch_load(bench: Bench, meter: CpuMeter, refresh: Callable[[], None]
                 ]
                 body = msgspec.json.encode({"purchases": purchases})
                 t0 = time.perf_counter()
-                response = await client.post("/api/v1/purchases/batch", content=body)
+                try:
+                    response = await client.post("/api/v1/purchases/batch", content=body)
+                except httpx.HTTPError as exc:
+                    stats["http_errors"].append(f"{type(exc).__name__}: {exc}")
+                    return
                 t1 = time.perf_counter()
                 if response.status_code != 200:
                     stats["http_errors"].append(f"{response.status_code}: {response.text[:300]}")
@@ -836,15 +840,15 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         summary["goals"]["batch_ratio_ge_5"] = summary["batch_ratio"] >= GOAL_BATCH_RATIO
     # CPU milliseconds per purchase (per transaction for pgbench): steadier than rates when
     # the machine is shared, and it says which side to make cheaper.
-    summary["cpu_ms_per_unit"] = {
-        name: {
-            role: round(results[name]["cpu_cores"][role] * 1000 / rate, 3) if rate else None
-            for role in ("app", "postgres", "load", "machine")
-        }
-        for name in PHASE_ORDER
-        if name in results
-        for rate in [results[name].get("tps") or results[name]["purchases_per_s"]]
-    }
+    summary["cpu_ms_per_unit"] = {}
+    for name in PHASE_ORDER:
+        if name in results:
+            rate = results[name].get("tps") or results[name].get("purchases_per_s")
+            cores = results[name]["cpu_cores"]
+            summary["cpu_ms_per_unit"][name] = {
+                role: round(cores[role] * 1000 / rate, 3) if rate else None
+                for role in ("app", "postgres", "load", "machine")
+            }
     summary["disturbed_phases"] = [
         name
         for name in PHASE_ORDER
@@ -917,7 +921,10 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
             cpu.add_row(
                 name,
                 *(f"{cores[role]:.2f}" for role in roles),
-                *(f"{per_unit[role]:.2f}" for role in ("app", "postgres")),
+                *(
+                    "-" if per_unit[role] is None else f"{per_unit[role]:.2f}"
+                    for role in ("app", "postgres")
+                ),
             )
     console.print(cpu)
 
@@ -995,6 +1002,8 @@ def run(bench: Bench) -> dict[str, Any]:
                     results[phase] = measure(bench)
                 finally:
                     stop_py_spy(bench, spy)
+                if bench.server is not None and bench.server.poll() is not None:
+                    raise BenchError(f"loyalty serve exited during the {phase} phase")
         results["pgbench_after"] = run_pgbench(bench, "pgbench tpcb-like (after)")
     except BenchError as exc:
         raise BenchError(

@@ -219,6 +219,18 @@ def _unavailable_handler(request: Request, exc: Exception) -> Response[bytes]:
     )
 
 
+def _contention_handler(request: Request, exc: Exception) -> Response[bytes]:
+    log.warning("transaction aborted by contention: %s", type(exc).__name__)
+    return problem(
+        request,
+        status=503,
+        title="Busy",
+        slug="contention",
+        detail="the request collided with a concurrent change and was not applied; retry it",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _unexpected_handler(request: Request, exc: Exception) -> Response[bytes]:
     log.exception("unhandled error", extra={"request_id": request.scope.get("request_id")})
     return problem(
@@ -234,6 +246,9 @@ exception_handlers: dict[type[Exception], Any] = {
     DomainError: _domain_error_handler,
     ValidationException: _validation_handler,
     HTTPException: _http_error_handler,
+    asyncpg.exceptions.DeadlockDetectedError: _contention_handler,
+    asyncpg.exceptions.SerializationError: _contention_handler,
+    asyncpg.exceptions.LockNotAvailableError: _contention_handler,
     asyncpg.exceptions.CannotConnectNowError: _unavailable_handler,
     asyncpg.exceptions.ConnectionDoesNotExistError: _unavailable_handler,
     asyncpg.exceptions.TooManyConnectionsError: _unavailable_handler,

@@ -425,16 +425,19 @@ async def merge_members(
     survivor_id: UUID, data: schemas.MergeRequest, principal: Principal
 ) -> schemas.MergeResult:
     """Fold a duplicate into the survivor: points, purchases and history move, nothing is lost."""
+    from loyalty.points.ledger import lock_accounts
     from loyalty.points.service import merge_accounts
 
     if principal.role != "admin":
         raise PermissionDenied("only an admin can merge members")
     if survivor_id == data.duplicate_id:
         raise InvalidInput("a member cannot be merged into itself", field="duplicate_id")
-    async with db.transaction():
-        # Lock both archives in id order so two crossing merges cannot deadlock.
+    async with db.transaction() as conn:
+        # Lock order as in the ledger: points accounts first (in member-id order), then the
+        # archives. NO KEY UPDATE still lets concurrent purchases reference these members.
+        await lock_accounts(conn, [survivor_id, data.duplicate_id])
         rows = await Member.raw(
-            "SELECT * FROM members WHERE id = ANY({}) ORDER BY id FOR UPDATE",
+            "SELECT * FROM members WHERE id = ANY({}) ORDER BY id FOR NO KEY UPDATE",
             [survivor_id, data.duplicate_id],
         )
         by_id = {row["id"]: row for row in rows}

@@ -36,6 +36,7 @@ class Account:
     debt: int
     lifetime_earned: int
     assigned_rep: UUID | None = None
+    merged_into: UUID | None = None
 
     @property
     def total(self) -> int:
@@ -52,26 +53,36 @@ def add_months(moment: datetime, months: int) -> datetime:
 async def lock_account(conn: asyncpg.Connection, member_id: UUID) -> Account:
     row = await conn.fetchrow(
         """
-        SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, m.assigned_rep
-        FROM points_accounts a JOIN members m ON m.id = a.member
-        WHERE a.member = $1
-        FOR UPDATE OF a
+        SELECT id, member, available, pending, debt, lifetime_earned FROM points_accounts
+        WHERE member = $1 FOR UPDATE
         """,
         member_id,
     )
     if row is None:
         raise LookupError(f"member {member_id} has no points account")
-    return Account(*row)
+    # A separate statement on purpose: it reads the member as committed now. Joined into the
+    # locking query, a merge that committed while we waited for the lock would stay unseen.
+    member = await conn.fetchrow(
+        "SELECT assigned_rep, merged_into FROM members WHERE id = $1", member_id
+    )
+    return Account(*row, member["assigned_rep"], member["merged_into"])
+
+
+async def lock_current_account(conn: asyncpg.Connection, member_id: UUID) -> Account:
+    """Lock the account that now holds this member's points: if a merge committed while we
+    waited, that is the survivor's."""
+    account = await lock_account(conn, member_id)
+    while account.merged_into is not None:
+        account = await lock_account(conn, account.merged_into)
+    return account
 
 
 async def lock_accounts(conn: asyncpg.Connection, member_ids: list[UUID]) -> dict[UUID, Account]:
+    """Lock several accounts in member-id order (so two batches cannot deadlock)."""
     rows = await conn.fetch(
         """
-        SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, m.assigned_rep
-        FROM points_accounts a JOIN members m ON m.id = a.member
-        WHERE a.member = ANY($1::uuid[])
-        ORDER BY a.member
-        FOR UPDATE OF a
+        SELECT id, member, available, pending, debt, lifetime_earned FROM points_accounts
+        WHERE member = ANY($1::uuid[]) ORDER BY member FOR UPDATE
         """,
         member_ids,
     )

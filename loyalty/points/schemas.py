@@ -12,7 +12,7 @@ import msgspec
 from loyalty.schemas import Input
 
 ExternalId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/#-]+$")
+    str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
 Money = Decimal  # msgspec cannot bound Decimals; the service checks the range
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]

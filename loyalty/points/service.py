@@ -245,7 +245,8 @@ async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schem
     )
     at = now()
     async with db.transaction() as conn:
-        account = await ledger.lock_account(conn, member_id)
+        account = await ledger.lock_current_account(conn, member_id)
+        member_id = account.member_id
         multiplier = await tier_multiplier(conn, member_id)
         amounts = [line.quantity * line.unit_price for line in data.lines]
         points = [
@@ -394,11 +395,15 @@ async def post_return(
         )
         if purchase is None:
             raise NotFound("no purchase with that external_id")
-        # Lock order: the account first, then the purchase (see ledger).
-        account = await ledger.lock_account(conn, purchase["member"])
+        # Lock order: the account first, then the purchase (see ledger). A merge may move
+        # the purchase while we wait, so follow it to the account that holds it now.
+        account = await ledger.lock_current_account(conn, purchase["member"])
         purchase = await conn.fetchrow(
             "SELECT * FROM purchases WHERE id = $1 FOR UPDATE", purchase["id"]
         )
+        while purchase["member"] != account.member_id:
+            account = await ledger.lock_current_account(conn, purchase["member"])
+            purchase = await conn.fetchrow("SELECT * FROM purchases WHERE id = $1", purchase["id"])
         previous = await conn.fetchrow(
             "SELECT * FROM purchase_returns WHERE return_id = $1", data.return_id
         )
@@ -572,6 +577,8 @@ async def adjust(
     rules = await get_rules()
     async with db.transaction() as conn:
         account = await ledger.lock_account(conn, member_id)
+        if account.merged_into is not None:
+            raise Conflict("this member was merged; adjust the survivor", field="member_id")
         previous = await conn.fetchrow(
             "SELECT * FROM points_ledger WHERE idempotency_key = $1", key
         )

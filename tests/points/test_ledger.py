@@ -235,3 +235,24 @@ async def _manager(client, admin) -> dict:
         )
     ).json()["token"]
     return {"Authorization": f"Bearer {token}"}
+
+
+async def test_merge_racing_purchases_loses_nothing(client, pos, admin, balance_of):
+    import asyncio
+
+    survivor = (await client.post("/api/v1/members", json={"name": "A"}, headers=admin)).json()
+    duplicate = (await client.post("/api/v1/members", json={"name": "A2"}, headers=admin)).json()
+    bodies = [purchase_body(duplicate["id"], ("X", 1, "10.00", "general")) for _ in range(15)]
+    merge = client.post(
+        f"/api/v1/members/{survivor['id']}/merge",
+        json={"duplicate_id": duplicate["id"], "reason": "duplicate"},
+        headers=admin,
+    )
+    results = await asyncio.gather(
+        *(client.post("/api/v1/purchases", json=b, headers=pos) for b in bodies[:8]),
+        merge,
+        *(client.post("/api/v1/purchases", json=b, headers=pos) for b in bodies[8:]),
+    )
+    assert all(r.status_code in (200, 201) for r in results), [r.text for r in results]
+    assert (await balance_of(survivor["id"]))["total"] == 150
+    assert (await balance_of(duplicate["id"]))["total"] == 0
