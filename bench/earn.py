@@ -349,7 +349,8 @@ def check_tools() -> dict[str, str]:
     missing = [name for name, path in found.items() if path is None]
     if missing:
         raise BenchError(
-            f"{' and '.join(missing)} not found on PATH; install it first "
+            f"{' and '.join(missing)} not found on PATH; install "
+            f"{'them' if len(missing) > 1 else 'it'} first "
             "(Debian: apt-get install wrk postgresql-client)"
         )
     if importlib.util.find_spec("loyalty") is None:
@@ -388,9 +389,11 @@ def flush_redis(bench: Bench) -> None:
         client.close()
 
 
-# Ten-digit member numbers like the app's: nine digits without a leading zero, then a Luhn
-# check digit (loyalty/members/service.py new_member_number); here 100000001 + check, ...
-SEED_SQL = """
+# What `loyalty.members.service.create_member` writes for a new member, set-based: the
+# archive, the points account and (once the tiers app is installed) the lowest tier with its
+# "initial" tier change. Member numbers are ten digits like the app's: nine without a leading
+# zero, then a Luhn check digit (new_member_number); here 100000001 + check digit, and so on.
+SEED_MEMBERS_SQL = """
 WITH new_members AS (
     INSERT INTO members (id, number, kind, status, name, phone, email, hobbies,
         consumption_preferences, notes, tags, contact_preferences, registered_at,
@@ -406,19 +409,36 @@ WITH new_members AS (
         FROM generate_series(1, length(b.body)) AS p,
              LATERAL (SELECT substr(b.body, p, 1)::int AS d) AS digits
     ) AS luhn
-    RETURNING id
+    RETURNING id, registered_at
+), accounts AS (
+    INSERT INTO points_accounts (id, member, available, pending, debt, lifetime_earned, total,
+        updated_at)
+    SELECT gen_random_uuid(), id, 0, 0, 0, 0, 0, now() FROM new_members
 )
-INSERT INTO points_accounts (id, member, available, pending, debt, lifetime_earned, total,
-    updated_at)
-SELECT gen_random_uuid(), id, 0, 0, 0, 0, 0, now() FROM new_members
 """
+SEED_TIERS_SQL = """
+, tiers AS (
+    INSERT INTO member_tiers (id, member, tier, since)
+    SELECT gen_random_uuid(), id, $3, registered_at FROM new_members
+)
+INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor, at)
+SELECT gen_random_uuid(), id, NULL, $3, 'initial', '', 'system', registered_at FROM new_members
+"""
+SEED_DONE_SQL = "SELECT count(*) FROM new_members"
 
 
 async def seed_members(bench: Bench) -> None:
-    """Members and their points accounts, set-based in chunks; their ids go to a file."""
+    """Seed members set-based in chunks, with a progress bar; their ids go to a file."""
     total = bench.args.members
     conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
     try:
+        lowest_tier = None
+        if await conn.fetchval("SELECT to_regclass('member_tiers') IS NOT NULL"):
+            lowest_tier = await conn.fetchval(
+                "SELECT code FROM tier_definitions WHERE enabled ORDER BY rank LIMIT 1"
+            )
+            if lowest_tier is None:
+                raise BenchError("the tier ladder has no switched-on tier to enrol members in")
         with Progress(
             TextColumn("seeding members"),
             BarColumn(),
@@ -429,9 +449,12 @@ async def seed_members(bench: Bench) -> None:
             task = progress.add_task("seed", total=total)
             for first in range(1, total + 1, SEED_CHUNK):
                 last = min(first + SEED_CHUNK - 1, total)
-                await conn.execute(SEED_SQL, first, last)
+                if lowest_tier is None:
+                    await conn.execute(SEED_MEMBERS_SQL + SEED_DONE_SQL, first, last)
+                else:
+                    await conn.execute(SEED_MEMBERS_SQL + SEED_TIERS_SQL, first, last, lowest_tier)
                 progress.update(task, completed=last)
-        await conn.execute("ANALYZE members; ANALYZE points_accounts")
+        await conn.execute("ANALYZE")
         bench.member_ids = [str(row[0]) for row in await conn.fetch("SELECT id FROM members")]
     finally:
         await conn.close()
@@ -1021,6 +1044,9 @@ def run(bench: Bench) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Ctrl-C and SIGTERM both unwind through the cleanup, even when started in the background
+    # (where a shell leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     procs = Processes()
     try:

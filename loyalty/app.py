@@ -30,6 +30,11 @@ from loyalty.sessions import SESSION_COOKIE, RotatingSessionConfig
 from loyalty.settings import Settings, get_settings
 from loyalty.staff.controllers import ApiKeyController, AuthController, StaffController
 from loyalty.system import health
+from loyalty.tiers.controllers import (
+    MemberTierController,
+    TierController,
+    TierSettingsController,
+)
 from loyalty.web import authentication_middleware
 
 PACKAGE_DIR = Path(__file__).parent
@@ -83,6 +88,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PurchaseController,
             MemberPointsController,
             EarningRulesController,
+            TierController,
+            TierSettingsController,
+            MemberTierController,
             ConsoleController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
         ],

@@ -28,12 +28,18 @@ PERMISSIONS: dict[str, str] = {
     "purchases:write": "post purchases and returns",
     "points:adjust": "make manual points adjustments",
     "rules:manage": "change earning rules",
+    "tiers:manage": "change the tier ladder and simulate changes",
+    "tiers:override": "set or end a member's tier override",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "general_manager": frozenset({"staff:read", "members:read", "members:write", "points:adjust"}),
-    "manager": frozenset({"staff:read", "members:read", "members:write", "points:adjust"}),
+    "general_manager": frozenset(
+        {"staff:read", "members:read", "members:write", "points:adjust", "tiers:override"}
+    ),
+    "manager": frozenset(
+        {"staff:read", "members:read", "members:write", "points:adjust", "tiers:override"}
+    ),
     "rep": frozenset({"members:read", "members:write"}),
     "service": frozenset({"members:read", "members:write"}),
     "marketing": frozenset({"members:read"}),

@@ -9,6 +9,8 @@ APP_REGISTRY = AppRegistry(
         "loyalty.staff.piccolo_app",
         "loyalty.members.piccolo_app",
         "loyalty.points.piccolo_app",
+        "loyalty.tiers.piccolo_app",
+        "loyalty.events.piccolo_app",
     ]
 )
 

@@ -9,16 +9,28 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 from loyalty import db
+from loyalty.events.jobs import deliver_event, relay_outbox
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens
+from loyalty.tiers.jobs import evaluate_tiers
 
-FUNCTIONS: list[Any] = [prune_expired_tokens, release_pending_points, expire_points]
+FUNCTIONS: list[Any] = [
+    prune_expired_tokens,
+    release_pending_points,
+    expire_points,
+    evaluate_tiers,
+    relay_outbox,
+    deliver_event,
+]
 # Times are in LOYALTY_TIMEZONE. Release runs hourly so points free up the day they are due.
 CRON_JOBS = [
     cron(prune_expired_tokens, hour={3}, minute={15}),
     cron(release_pending_points, minute={5}, run_at_startup=True),
     cron(expire_points, hour={2}, minute={30}),
+    cron(evaluate_tiers, hour={1}, minute={0}),
+    # The outbox relay: events reach the queue within seconds, or after Redis returns.
+    cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True),
 ]
 
 

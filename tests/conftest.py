@@ -86,11 +86,18 @@ def settings(backing_services: dict[str, str]):
     return get_settings()
 
 
+# Configuration the migrations seed: restored to those defaults before every test.
+CONFIG_TABLES = ("earning_rules", "tier_definitions", "tier_settings")
+
+
 @pytest.fixture(scope="session")
 async def migrated(settings) -> None:
+    from loyalty.db import engine
     from loyalty.runtime import migrate
 
     await migrate(quiet=True)
+    for table in CONFIG_TABLES:
+        await engine.run_ddl(f"CREATE TABLE IF NOT EXISTS seeded_{table} AS SELECT * FROM {table}")
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +122,14 @@ def _all_tables() -> list[str]:
     return [table._meta.tablename for table in Finder().get_table_classes()]
 
 
+def _forget_cached_configuration() -> None:
+    from loyalty.points import service as points
+    from loyalty.tiers import service as tiers
+
+    points._rules_cache = None
+    tiers._cache = None
+
+
 @pytest.fixture(autouse=True)
 async def clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Every test that touches the database or Redis starts from empty tables and keys."""
@@ -125,6 +140,9 @@ async def clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     from loyalty.db import engine
 
     await engine.run_ddl(f"TRUNCATE {', '.join(_all_tables())} CASCADE")
+    for table in CONFIG_TABLES:
+        await engine.run_ddl(f"INSERT INTO {table} SELECT * FROM seeded_{table}")
+    _forget_cached_configuration()
     await app.state.redis.flushdb()
     yield
 

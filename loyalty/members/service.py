@@ -287,6 +287,7 @@ async def create_member(
     data: schemas.MemberCreate, principal: Principal, *, channel: str | None = None
 ) -> schemas.Member:
     from loyalty.points.service import open_account
+    from loyalty.tiers import service as tiers
 
     values: dict[str, Any] = {
         "name": data.name.strip(),
@@ -321,9 +322,10 @@ async def create_member(
         assigned_rep=principal.id if principal.role == "rep" else None,
     )
     try:
-        async with db.transaction():
+        async with db.transaction() as conn:
             await member.save()
             await open_account(member.id)
+            await tiers.enrol(conn, member.id)
             await MemberChange(
                 member=member.id,
                 action="create",
@@ -427,6 +429,7 @@ async def merge_members(
     """Fold a duplicate into the survivor: points, purchases and history move, nothing is lost."""
     from loyalty.points.ledger import lock_accounts
     from loyalty.points.service import merge_accounts
+    from loyalty.tiers import service as tiers
 
     if principal.role != "admin":
         raise PermissionDenied("only an admin can merge members")
@@ -470,6 +473,7 @@ async def merge_members(
         updates[Member.updated_at] = now()
         await Member.update(updates).where(Member.id == survivor_id)
         moved = await merge_accounts(data.duplicate_id, survivor_id, actor=principal.label)
+        await tiers.after_merge(conn, data.duplicate_id, survivor_id, principal.label)
         details = {
             "duplicate_id": str(data.duplicate_id),
             "duplicate_number": duplicate["number"],

@@ -21,6 +21,7 @@ from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.tables import PointsAccount
 from loyalty.settings import get_settings
+from loyalty.tiers import service as tiers
 
 CLOCK_SKEW = timedelta(minutes=5)
 RULES_CACHE_SECONDS = 5.0
@@ -112,11 +113,6 @@ def line_points(
     multiplier = rules.category_multipliers.get(category, Decimal(1))
     points = amount * rules.points_per_unit * multiplier * tier_multiplier
     return int(points.to_integral_value(rounding=ROUND_FLOOR))
-
-
-async def tier_multiplier(conn: asyncpg.Connection, member_id: UUID) -> Decimal:
-    """The member's tier earn multiplier; every member earns at 1x until tiers exist."""
-    return Decimal(1)
 
 
 # --- accounts -----------------------------------------------------------------------------
@@ -247,7 +243,9 @@ async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schem
     async with db.transaction() as conn:
         account = await ledger.lock_current_account(conn, member_id)
         member_id = account.member_id
-        multiplier = await tier_multiplier(conn, member_id)
+        # The tier before this purchase sets the multiplier; an upgrade it causes applies
+        # from the next purchase.
+        multiplier = await tiers.earn_multiplier(conn, member_id)
         amounts = [line.quantity * line.unit_price for line in data.lines]
         points = [
             line_points(amount, line.category, rules, multiplier)
@@ -311,6 +309,7 @@ async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schem
                 actor=principal.label,
             )
             await ledger.save_account(conn, account)
+        await tiers.after_purchase(conn, member_id, at)
         row = await conn.fetchrow("SELECT * FROM purchases WHERE id = $1", purchase_id)
     return _purchase_schema(row, rules, "created")
 

@@ -1,0 +1,110 @@
+"""Internal events through an outbox: recorded inside the transaction that caused them,
+relayed to the arq queue after commit, delivered to subscribers at least once (so every
+subscriber is idempotent)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+from redis.asyncio import Redis
+
+from loyalty import db
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+SUBSCRIBERS: dict[str, list[Handler]] = {}
+log = logging.getLogger("loyalty.events")
+
+
+def subscribe(topic: str) -> Callable[[Handler], Handler]:
+    """Register a handler for a topic; it receives the event row (id, topic, member, payload)."""
+
+    def register(handler: Handler) -> Handler:
+        SUBSCRIBERS.setdefault(topic, []).append(handler)
+        return handler
+
+    return register
+
+
+async def record(
+    conn: asyncpg.Connection, topic: str, payload: dict[str, Any], member_id: UUID | None = None
+) -> UUID:
+    """Record an event in the caller's transaction: it exists exactly when the change does."""
+    event_id = uuid4()
+    await conn.execute(
+        "INSERT INTO outbox_events (id, topic, member, payload, created_at, attempts)"
+        " VALUES ($1, $2, $3, $4::jsonb, now(), 0)",
+        event_id,
+        topic,
+        member_id,
+        json.dumps(payload, default=str),
+    )
+    return event_id
+
+
+async def relay(redis: Redis, batch_size: int = 500) -> int:
+    """Queue unpublished events for delivery. If Redis is down the transaction rolls back and
+    the events wait for the next run; the job id makes a repeated relay harmless."""
+    relayed = 0
+    while True:
+        async with db.transaction() as conn:
+            ids = [
+                row["id"]
+                for row in await conn.fetch(
+                    """
+                    SELECT id FROM outbox_events WHERE published_at IS NULL
+                    ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                    """,
+                    batch_size,
+                )
+            ]
+            if not ids:
+                return relayed
+            for event_id in ids:
+                await redis.enqueue_job("deliver_event", str(event_id), _job_id=f"event:{event_id}")
+            await conn.execute(
+                "UPDATE outbox_events SET published_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY($1::uuid[])",
+                ids,
+            )
+            relayed += len(ids)
+        if len(ids) < batch_size:
+            return relayed
+
+
+async def deliver(event_id: UUID) -> int:
+    """Run every subscriber of the event's topic; returns how many ran."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM outbox_events WHERE id = $1", event_id)
+    if row is None:
+        return 0
+    event = dict(row)
+    event["payload"] = (
+        json.loads(event["payload"]) if isinstance(event["payload"], str) else event["payload"]
+    )
+    handlers = SUBSCRIBERS.get(event["topic"], [])
+    for handler in handlers:
+        await handler(event)
+    return len(handlers)
+
+
+async def notify_member(event: dict[str, Any], *, kind: str, title: str, body: str) -> None:
+    """Put a message in the member's portal inbox, once per event."""
+    async with db.connection() as conn:
+        await conn.execute(
+            """
+            INSERT INTO member_notifications (id, member, event, kind, title, body, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, now())
+            ON CONFLICT (event) DO NOTHING
+            """,
+            uuid4(),
+            event["member"],
+            event["id"],
+            kind,
+            title,
+            body,
+        )
