@@ -31,6 +31,7 @@ CACHE_SECONDS = 5.0
 EVALUATION_HOUR = 1  # the daily evaluation runs at 01:00 in LOYALTY_TIMEZONE
 OVERRIDING_ROLES = {"admin", "general_manager", "manager"}
 LOWEST_UUID = UUID(int=0)
+CENT = Decimal("0.01")
 
 
 def now() -> datetime:
@@ -158,12 +159,13 @@ async def qualifying_value(
     conn: asyncpg.Connection, member_id: UUID, at: datetime, settings: schemas.TierSettings
 ) -> Decimal:
     join, value = _value_join(settings.basis, "m.id", "$2", "$3")
-    return await conn.fetchval(
+    result = await conn.fetchval(
         f"SELECT {value} FROM members m {join} WHERE m.id = $1",
         member_id,
         window_start(at, settings.window_months),
         at,
     )
+    return Decimal(result).quantize(CENT)
 
 
 # --- tier changes -------------------------------------------------------------------------
@@ -183,7 +185,8 @@ async def _change(
     clear_override: bool = True,
 ) -> None:
     assignments = (
-        "tier = $2, since = CASE WHEN tier = $2 THEN since ELSE $3 END, below_since = NULL"
+        "tier = $2::varchar, since = CASE WHEN tier = $2::varchar THEN since ELSE $3 END,"
+        " below_since = NULL"
     )
     if clear_override:
         assignments += (
@@ -463,7 +466,7 @@ async def status(member_id: UUID, principal: Principal) -> schemas.MemberTier:
         if above
         else None,
         next_evaluation=next_run,
-        needed_to_keep=max(Decimal(0), tier.threshold - value_next),
+        needed_to_keep=max(Decimal(0), tier.threshold - Decimal(value_next)).quantize(CENT),
         below_threshold_since=below_since,
         downgrade_possible_from=below_since + timedelta(days=settings.grace_days)
         if below_since and override is None

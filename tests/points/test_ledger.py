@@ -10,7 +10,7 @@ import pytest
 
 from loyalty.db import engine
 from loyalty.points.tables import LedgerEntry
-from tests.points.conftest import purchase_body
+from tests.conftest import purchase_body
 
 
 async def run_jobs(app, settings, *names: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from loyalty.points.tables import LedgerEntry, Purchase, PurchaseLine
-from tests.points.conftest import purchase_body
+from tests.conftest import purchase_body
 
 
 async def test_purchase_earns_floor_of_amount_and_is_pending(client, pos, member, balance_of):
