@@ -78,6 +78,11 @@ async def seed_if_empty(settings: Settings) -> list[dict[str, Any]]:
             )
             logins.append({"username": username, "password": created.password, "role": role})
             progress.advance(task)
+    # Historic purchases upgraded members as they were posted; an evaluation now starts the
+    # grace period for those whose spend has since aged out of the window.
+    from loyalty.tiers import service as tier_service
+
+    await tier_service.evaluate()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(logins, indent=2))
     path.chmod(0o600)
@@ -153,3 +158,8 @@ async def seed_members(count: int, seed: int = 2026) -> None:
                         enroler,
                     )
             progress.advance(task)
+    # Historic purchases upgraded members as they were posted; an evaluation now starts the
+    # grace period for those whose spend has since aged out of the window.
+    from loyalty.tiers import service as tier_service
+
+    await tier_service.evaluate()
