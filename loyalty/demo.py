@@ -14,8 +14,8 @@ from rich.progress import Progress
 from loyalty.auth import staff_principal
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as member_service
+from loyalty.points import purchases
 from loyalty.points import schemas as points_schemas
-from loyalty.points import service as points_service
 from loyalty.settings import Settings
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
@@ -128,7 +128,7 @@ async def seed_members(count: int, seed: int = 2026) -> None:
                 quantity = rng.randint(1, 3)
                 when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
                 external_id = f"DEMO-{i}-{n}"
-                await points_service.post_purchase(
+                await purchases.post_purchase(
                     points_schemas.PurchaseIn(
                         external_id=external_id,
                         occurred_at=when,
@@ -148,7 +148,7 @@ async def seed_members(count: int, seed: int = 2026) -> None:
                     enroler,
                 )
                 if rng.random() < 0.05:
-                    await points_service.post_return(
+                    await purchases.post_return(
                         external_id,
                         points_schemas.ReturnIn(
                             return_id=f"{external_id}-R",

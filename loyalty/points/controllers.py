@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
 from loyalty.openapi import problems
-from loyalty.points import schemas, service
+from loyalty.points import purchases, schemas, service
 
 
 class PurchaseController(Controller):
@@ -33,7 +33,7 @@ class PurchaseController(Controller):
         """Post a sale with your own `external_id`. Points are earned once: sending the same
         purchase again answers 200 with the original result; the same `external_id` with a
         different body answers 409. The lines must add up to the total."""
-        purchase = await service.post_purchase(data, current_principal(request))
+        purchase = await purchases.post_purchase(data, current_principal(request))
         return Response(purchase, status_code=201 if purchase.status == "created" else 200)
 
     @post(
@@ -48,7 +48,7 @@ class PurchaseController(Controller):
     ) -> schemas.BatchResult:
         """Each purchase is applied on its own with the same exactly-once rule; the answer
         has one item per purchase with its status (201, 200 replayed, or 4xx with a problem)."""
-        return await service.post_batch(data, current_principal(request))
+        return await purchases.post_batch(data, current_principal(request))
 
     @get(
         "/{external_id:str}",
@@ -58,7 +58,7 @@ class PurchaseController(Controller):
     )
     async def get_purchase(self, request: Request, external_id: FromPath[str]) -> schemas.Purchase:
         """A purchase by your `external_id`, with its points and what was returned."""
-        return await service.get_purchase(external_id, current_principal(request))
+        return await purchases.get_purchase(external_id, current_principal(request))
 
     @post(
         "/{external_id:str}/returns",
@@ -73,7 +73,7 @@ class PurchaseController(Controller):
         """Return all or part of a purchase under your own `return_id`; the points of the
         returned lines are reversed, pending points first. Points already spent become a
         debt that blocks redemption until later earning repays it. Replays answer 200."""
-        result = await service.post_return(external_id, data, current_principal(request))
+        result = await purchases.post_return(external_id, data, current_principal(request))
         return Response(result, status_code=201 if result.status == "created" else 200)
 
 

@@ -15,7 +15,7 @@ Lock order, everywhere: points accounts first (several in member-id order), then
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -90,17 +90,133 @@ async def lock_accounts(conn: asyncpg.Connection, member_ids: list[UUID]) -> dic
 
 
 async def save_account(conn: asyncpg.Connection, account: Account) -> None:
+    await save_accounts(conn, [account])
+
+
+@dataclass
+class NewEntry:
+    member: UUID
+    points: int
+    kind: str
+    cause_type: str
+    cause_id: str
+    key: str
+    occurred_at: datetime
+    actor: str | None = None
+    note: str | None = None
+    id: UUID = field(default_factory=uuid4)
+
+
+@dataclass
+class NewLot:
+    member: UUID
+    entry: UUID
+    points: int
+    remaining: int
+    available_at: datetime
+    expires_at: datetime
+    released: bool
+
+
+async def insert_entries(conn: asyncpg.Connection, entries: list[NewEntry]) -> None:
+    """One statement for any number of entries (the totals trigger then runs once)."""
+    if not entries:
+        return
     await conn.execute(
         """
-        UPDATE points_accounts
-        SET available = $2, pending = $3, debt = $4, lifetime_earned = $5, updated_at = now()
-        WHERE id = $1
+        INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+            idempotency_key, occurred_at, created_at, actor, note)
+        SELECT e.id, e.member, e.points, e.kind, e.cause_type, e.cause_id, e.key, e.occurred_at,
+               now(), e.actor, e.note
+        FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::timestamptz[], $9::text[], $10::text[])
+             AS e(id, member, points, kind, cause_type, cause_id, key, occurred_at, actor, note)
         """,
-        account.id,
-        account.available,
-        account.pending,
-        account.debt,
-        account.lifetime_earned,
+        [e.id for e in entries],
+        [e.member for e in entries],
+        [e.points for e in entries],
+        [e.kind for e in entries],
+        [e.cause_type for e in entries],
+        [e.cause_id for e in entries],
+        [e.key for e in entries],
+        [e.occurred_at for e in entries],
+        [e.actor for e in entries],
+        [e.note for e in entries],
+    )
+
+
+async def insert_lots(conn: asyncpg.Connection, lots: list[NewLot]) -> None:
+    if not lots:
+        return
+    await conn.execute(
+        """
+        INSERT INTO points_lots (id, member, entry, points, remaining, available_at, expires_at,
+            released)
+        SELECT gen_random_uuid(), l.member, l.entry, l.points, l.remaining, l.available_at,
+               l.expires_at, l.released
+        FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[],
+                    $6::timestamptz[], $7::bool[])
+             AS l(member, entry, points, remaining, available_at, expires_at, released)
+        """,
+        [lot.member for lot in lots],
+        [lot.entry for lot in lots],
+        [lot.points for lot in lots],
+        [lot.remaining for lot in lots],
+        [lot.available_at for lot in lots],
+        [lot.expires_at for lot in lots],
+        [lot.released for lot in lots],
+    )
+
+
+async def save_accounts(conn: asyncpg.Connection, accounts: list[Account]) -> None:
+    if not accounts:
+        return
+    await conn.execute(
+        """
+        UPDATE points_accounts a
+        SET available = v.available, pending = v.pending, debt = v.debt,
+            lifetime_earned = v.lifetime_earned, updated_at = now()
+        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+             AS v(id, available, pending, debt, lifetime_earned)
+        WHERE a.id = v.id
+        """,
+        [a.id for a in accounts],
+        [a.available for a in accounts],
+        [a.pending for a in accounts],
+        [a.debt for a in accounts],
+        [a.lifetime_earned for a in accounts],
+    )
+
+
+def plan_earn(
+    account: Account,
+    entry: NewEntry,
+    *,
+    now: datetime,
+    pending_days: int,
+    expiry_months: int,
+) -> NewLot:
+    """The lot a positive entry creates, with the account's buckets moved: debt is repaid
+    first, the rest is pending until the return window has passed."""
+    assert entry.points > 0
+    available_at = entry.occurred_at + timedelta(days=pending_days)
+    released = available_at <= now
+    repaid = min(account.debt, entry.points)
+    remaining = entry.points - repaid
+    account.debt -= repaid
+    if released:
+        account.available += remaining
+    else:
+        account.pending += remaining
+    account.lifetime_earned += entry.points
+    return NewLot(
+        member=account.member_id,
+        entry=entry.id,
+        points=entry.points,
+        remaining=remaining,
+        available_at=available_at,
+        expires_at=add_months(entry.occurred_at, expiry_months),
+        released=released,
     )
 
 
@@ -117,26 +233,11 @@ async def insert_entry(
     actor: str | None = None,
     note: str | None = None,
 ) -> UUID:
-    entry_id = uuid4()
-    await conn.execute(
-        """
-        INSERT INTO points_ledger
-            (id, member, points, kind, cause_type, cause_id, idempotency_key, occurred_at,
-             created_at, actor, note)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10)
-        """,
-        entry_id,
-        account.member_id,
-        points,
-        kind,
-        cause_type,
-        cause_id,
-        key,
-        occurred_at,
-        actor,
-        note,
+    entry = NewEntry(
+        account.member_id, points, kind, cause_type, cause_id, key, occurred_at, actor, note
     )
-    return entry_id
+    await insert_entries(conn, [entry])
+    return entry.id
 
 
 async def earn(
@@ -156,45 +257,13 @@ async def earn(
     note: str | None = None,
 ) -> UUID:
     """Post a positive entry and its lot; debt is repaid first. Returns the entry id."""
-    assert points > 0
-    entry_id = await insert_entry(
-        conn,
-        account,
-        points,
-        kind=kind,
-        cause_type=cause_type,
-        cause_id=cause_id,
-        key=key,
-        occurred_at=occurred_at,
-        actor=actor,
-        note=note,
+    entry = NewEntry(
+        account.member_id, points, kind, cause_type, cause_id, key, occurred_at, actor, note
     )
-    available_at = occurred_at + timedelta(days=pending_days)
-    released = available_at <= now
-    repaid = min(account.debt, points)
-    remaining = points - repaid
-    await conn.execute(
-        """
-        INSERT INTO points_lots
-            (id, member, entry, points, remaining, available_at, expires_at, released)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        """,
-        uuid4(),
-        account.member_id,
-        entry_id,
-        points,
-        remaining,
-        available_at,
-        add_months(occurred_at, expiry_months),
-        released,
-    )
-    account.debt -= repaid
-    if released:
-        account.available += remaining
-    else:
-        account.pending += remaining
-    account.lifetime_earned += points
-    return entry_id
+    lot = plan_earn(account, entry, now=now, pending_days=pending_days, expiry_months=expiry_months)
+    await insert_entries(conn, [entry])
+    await insert_lots(conn, [lot])
+    return entry.id
 
 
 async def consume(

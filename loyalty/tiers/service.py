@@ -242,34 +242,109 @@ async def enrol(conn: asyncpg.Connection, member_id: UUID) -> None:
     )
 
 
-async def earn_multiplier(conn: asyncpg.Connection, member_id: UUID) -> Decimal:
-    code = await conn.fetchval("SELECT tier FROM member_tiers WHERE member = $1", member_id)
-    tier = (await ladder()).by_code(code) if code else None
-    return tier.earn_multiplier if tier else Decimal(1)
+@dataclass
+class TierState:
+    tier: str
+    below_since: datetime | None
+    override_until: datetime | None
+
+
+async def states(conn: asyncpg.Connection, member_ids: list[UUID]) -> dict[UUID, TierState]:
+    rows = await conn.fetch(
+        "SELECT member, tier, below_since, override_until FROM member_tiers"
+        " WHERE member = ANY($1::uuid[])",
+        member_ids,
+    )
+    return {r["member"]: TierState(r["tier"], r["below_since"], r["override_until"]) for r in rows}
+
+
+async def qualifying_values(
+    conn: asyncpg.Connection, member_ids: list[UUID], at: datetime, settings: schemas.TierSettings
+) -> dict[UUID, Decimal]:
+    join, value = _value_join(settings.basis, "m.id", "$2", "$3")
+    rows = await conn.fetch(
+        f"SELECT m.id, {value} AS value FROM unnest($1::uuid[]) AS m(id) {join} GROUP BY m.id",
+        member_ids,
+        window_start(at, settings.window_months),
+        at,
+    )
+    return {row["id"]: Decimal(row["value"]) for row in rows}
+
+
+@dataclass
+class Upgrade:
+    member: UUID
+    from_tier: str
+    to_tier: str
+    value: Decimal
+
+
+async def apply_upgrades(conn: asyncpg.Connection, upgrades: list[Upgrade], at: datetime) -> None:
+    """Upgrades found while posting purchases, in the purchases' transaction. Earning more
+    than an override gave ends the override: an override is never a ceiling either."""
+    if not upgrades:
+        return
+    members_ = [u.member for u in upgrades]
+    await conn.execute(
+        """
+        UPDATE member_tiers t SET tier = v.tier, since = $3, below_since = NULL,
+            override_tier = NULL, override_until = NULL, override_reason = NULL,
+            override_by = NULL
+        FROM unnest($1::uuid[], $2::text[]) AS v(member, tier)
+        WHERE t.member = v.member
+        """,
+        members_,
+        [u.to_tier for u in upgrades],
+        at,
+    )
+    await conn.execute(
+        """
+        INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor,
+            qualifying_value, at)
+        SELECT gen_random_uuid(), v.member, v.from_tier, v.to_tier, 'upgrade', '', 'system',
+               v.value, $5
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[])
+             AS v(member, from_tier, to_tier, value)
+        """,
+        members_,
+        [u.from_tier for u in upgrades],
+        [u.to_tier for u in upgrades],
+        [u.value for u in upgrades],
+        at,
+    )
+    await conn.execute(
+        """
+        INSERT INTO outbox_events (id, topic, member, payload, created_at, attempts)
+        SELECT gen_random_uuid(), 'tier.changed', v.member,
+               jsonb_build_object('from_tier', v.from_tier, 'to_tier', v.to_tier,
+                                  'reason', 'upgrade'),
+               now(), 0
+        FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(member, from_tier, to_tier)
+        """,
+        members_,
+        [u.from_tier for u in upgrades],
+        [u.to_tier for u in upgrades],
+    )
+
+
+async def end_grace(conn: asyncpg.Connection, member_ids: list[UUID]) -> None:
+    """Back above the tier's threshold: no downgrade is pending any more."""
+    if member_ids:
+        await conn.execute(
+            "UPDATE member_tiers SET below_since = NULL WHERE member = ANY($1::uuid[])",
+            member_ids,
+        )
 
 
 async def after_purchase(conn: asyncpg.Connection, member_id: UUID, at: datetime) -> None:
-    """In the purchase's transaction: upgrade at once when the member now qualifies higher."""
+    """Re-qualify one member after purchases moved to them (a merge): upgrade at once."""
     current = await ladder()
-    state = await conn.fetchrow(
-        "SELECT tier, below_since, override_until FROM member_tiers WHERE member = $1 FOR UPDATE",
-        member_id,
-    )
-    value = await qualifying_value(conn, member_id, at, current.settings)
+    state = (await states(conn, [member_id]))[member_id]
+    value = (await qualifying_values(conn, [member_id], at, current.settings))[member_id]
     target = current.qualified(value)
-    tier = current.by_code(state["tier"])
-    rank = tier.rank if tier else -1
-    if target.rank > rank:
-        # Earning more than an override gave ends the override: it is never a ceiling either.
-        await _change(
-            conn, member_id, state["tier"], target.code, reason="upgrade", at=at, value=value
-        )
-    elif (
-        state["below_since"] is not None and target.rank >= rank and state["override_until"] is None
-    ):
-        await conn.execute(
-            "UPDATE member_tiers SET below_since = NULL WHERE member = $1", member_id
-        )
+    tier = current.by_code(state.tier)
+    if target.rank > (tier.rank if tier else -1):
+        await apply_upgrades(conn, [Upgrade(member_id, state.tier, target.code, value)], at)
 
 
 async def after_merge(

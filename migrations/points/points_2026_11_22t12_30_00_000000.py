@@ -18,10 +18,18 @@ CREATE TRIGGER points_ledger_append_only
     FOR EACH ROW EXECUTE FUNCTION points_ledger_append_only();
 
 CREATE FUNCTION points_total_follows_ledger() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    updated integer;
+    expected integer;
 BEGIN
-    UPDATE points_accounts SET total = total + NEW.points WHERE member = NEW.member;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no points account for member %', NEW.member
+    -- Once per statement: a batch of a thousand entries updates each account once.
+    UPDATE points_accounts a SET total = a.total + n.points
+    FROM (SELECT member, sum(points) AS points FROM new_entries GROUP BY member) n
+    WHERE a.member = n.member;
+    GET DIAGNOSTICS updated = ROW_COUNT;
+    SELECT count(DISTINCT member) INTO expected FROM new_entries;
+    IF updated <> expected THEN
+        RAISE EXCEPTION 'ledger entries for a member without a points account'
             USING ERRCODE = 'foreign_key_violation';
     END IF;
     RETURN NULL;
@@ -29,7 +37,8 @@ END $$;
 
 CREATE TRIGGER points_total_follows_ledger
     AFTER INSERT ON points_ledger
-    FOR EACH ROW EXECUTE FUNCTION points_total_follows_ledger();
+    REFERENCING NEW TABLE AS new_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION points_total_follows_ledger();
 
 CREATE FUNCTION points_account_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE

@@ -25,7 +25,7 @@ from loyalty import db
 from loyalty.auth import staff_principal
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
-from loyalty.points import schemas, service
+from loyalty.points import purchases, schemas, service
 from loyalty.points.ledger import add_months
 
 ADMIN = None  # set by the test to a real admin's principal
@@ -115,7 +115,7 @@ class LedgerMachine(RuleBasedStateMachine):
             total=unit_price * quantity,
             member_id=self.member_id,
         )
-        result = self.run(service.post_purchase(body, ADMIN))
+        result = self.run(purchases.post_purchase(body, ADMIN))
         points = int((unit_price * quantity).to_integral_value(rounding=ROUND_FLOOR))
         assert result.points == points
         if points:
@@ -134,7 +134,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return_id=f"R-{uuid.uuid4()}",
             lines=[schemas.ReturnLineIn(quantity=quantity, line_no=1)],
         )
-        result = self.run(service.post_return(purchase.external_id, body, ADMIN))
+        result = self.run(purchases.post_return(purchase.external_id, body, ADMIN))
         purchase.returned += quantity
         reversed_so_far = purchase.points * purchase.returned // purchase.quantity
         reversal = reversed_so_far - purchase.reversed

@@ -1,0 +1,621 @@
+"""Purchases and returns: points earned exactly once, set-based.
+
+A single purchase and a nightly batch of a thousand take the same path: validate each,
+then in one transaction resolve members, lock their accounts (in member-id order), insert
+purchases, lines, ledger entries and lots with one statement each, move the account
+buckets, and upgrade tiers at once where a purchase crosses a threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+
+from loyalty import db
+from loyalty.auth import Principal
+from loyalty.errors import Conflict, DomainError, InvalidInput, NotFound
+from loyalty.members import service as members
+from loyalty.points import ledger, schemas
+from loyalty.points.service import get_rules, line_points, now
+from loyalty.settings import get_settings
+from loyalty.tiers import service as tiers
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def body_hash(data: msgspec.Struct) -> str:
+    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
+
+
+MAX_MONEY = Decimal("9999999999.99")
+
+
+def check_money(value: Decimal, field: str) -> None:
+    if not value.is_finite() or value < 0 or value > MAX_MONEY:
+        raise InvalidInput(f"must be between 0 and {MAX_MONEY}", field=field)
+    if value.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise InvalidInput("has more than 2 decimal places", field=field)
+
+
+def _validate_purchase(data: schemas.PurchaseIn) -> None:
+    currency = get_settings().currency
+    if data.currency.upper() != currency:
+        raise InvalidInput(f"must be {currency}, the platform currency", field="currency")
+    for i, line in enumerate(data.lines):
+        check_money(line.unit_price, f"lines[{i}].unit_price")
+    check_money(data.total, "total")
+    lines_total = sum((line.quantity * line.unit_price for line in data.lines), Decimal(0))
+    if lines_total != data.total:
+        raise InvalidInput(f"is {data.total} but the lines add up to {lines_total}", field="total")
+    if data.occurred_at > now() + CLOCK_SKEW:
+        raise InvalidInput("is in the future", field="occurred_at")
+    named = [x for x in (data.member_id, data.member_number, data.member_phone) if x is not None]
+    if len(named) != 1:
+        raise InvalidInput(
+            "name the member by exactly one of member_id, member_number, member_phone",
+            field="member_id",
+        )
+
+
+def _normalised(data: schemas.PurchaseIn) -> schemas.PurchaseIn:
+    """The same purchase however it was spelled: what the replay comparison hashes."""
+    return msgspec.structs.replace(
+        data,
+        currency=data.currency.upper(),
+        occurred_at=data.occurred_at.astimezone(UTC),
+        total=data.total.quantize(Decimal("0.01")),
+        lines=[
+            msgspec.structs.replace(line, unit_price=line.unit_price.quantize(Decimal("0.01")))
+            for line in data.lines
+        ],
+    )
+
+
+def _purchase_schema(row: Any, rules: schemas.EarningRules, status: str) -> schemas.Purchase:
+    return schemas.Purchase(
+        id=row["id"],
+        external_id=row["external_id"],
+        member_id=row["member"],
+        occurred_at=row["occurred_at"],
+        store=row["store"],
+        currency=row["currency"],
+        total=row["total"],
+        returned_amount=row["returned_amount"],
+        points=row["points"],
+        reversed_points=row["reversed_points"],
+        pending_until=row["occurred_at"] + timedelta(days=rules.pending_days),
+        rep_id=row["rep"],
+        status=status,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class _Item:
+    """One purchase on its way through a posting."""
+
+    index: int
+    data: schemas.PurchaseIn
+    request_hash: str = ""
+    member_id: UUID | None = None
+    points: list[int] = field(default_factory=list)
+    result: schemas.Purchase | None = None
+    problem: DomainError | None = None
+
+
+class _Raced(Exception):
+    """A purchase of this posting was inserted meanwhile by another request: start over."""
+
+
+def _existing_outcome(
+    item: _Item, row: Any, rules: schemas.EarningRules
+) -> schemas.Purchase | DomainError:
+    if row["request_hash"] != item.request_hash:
+        return Conflict(
+            "a different purchase was already posted with this external_id", field="external_id"
+        )
+    return _purchase_schema(row, rules, "replayed")
+
+
+async def _resolve_members(conn: asyncpg.Connection, items: list[_Item]) -> None:
+    """Members by id, number or phone in one query; a merged member means its survivor."""
+    keys: list[tuple[str, str]] = []
+    for item in items:
+        data = item.data
+        try:
+            if data.member_id is not None:
+                keys.append(("id", str(data.member_id)))
+            elif data.member_number is not None:
+                keys.append(("number", members.normalise_number(data.member_number)))
+            else:
+                keys.append(
+                    ("phone", members.normalise_phone(data.member_phone or "", "member_phone"))
+                )
+        except DomainError as exc:
+            item.problem = exc
+            keys.append(("none", ""))
+    rows = await conn.fetch(
+        """
+        SELECT k.i, coalesce(m.merged_into, m.id) AS member
+        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(kind, value, i)
+        JOIN members m ON (k.kind = 'id' AND m.id = k.value::uuid)
+                       OR (k.kind = 'number' AND m.number = k.value)
+                       OR (k.kind = 'phone' AND m.phone = k.value)
+        """,
+        [k for k, _ in keys],
+        [v for _, v in keys],
+    )
+    found = {row["i"] - 1: row["member"] for row in rows}
+    for i, item in enumerate(items):
+        if item.problem is None:
+            if i in found:
+                item.member_id = found[i]
+            else:
+                kind = keys[i][0]
+                item.problem = InvalidInput(
+                    "no member matches", field=f"member_{kind}" if kind != "id" else "member_id"
+                )
+
+
+async def post_purchases(
+    purchases: list[schemas.PurchaseIn], principal: Principal
+) -> list[schemas.Purchase | DomainError]:
+    """Post purchases, each exactly once; the answer holds a result or a problem per item."""
+    items = [_Item(i, data) for i, data in enumerate(purchases)]
+    for item in items:
+        try:
+            _validate_purchase(item.data)
+            item.data = _normalised(item.data)
+            item.request_hash = body_hash(item.data)
+        except DomainError as exc:
+            item.problem = exc
+    rules = await get_rules()
+    ladder = await tiers.ladder()
+    for _attempt in range(3):
+        try:
+            await _post(items, principal, rules, ladder)
+            break
+        except _Raced:
+            for item in items:
+                if item.result is not None:
+                    item.result = None
+    return [item.problem or item.result for item in items]  # type: ignore[misc]
+
+
+async def _post(
+    items: list[_Item], principal: Principal, rules: schemas.EarningRules, ladder: tiers.Ladder
+) -> None:
+    open_items = [item for item in items if item.problem is None]
+    if not open_items:
+        return
+    # A repeated external_id inside one posting is a replay of its first occurrence.
+    first: dict[str, _Item] = {}
+    repeats: list[_Item] = []
+    for item in open_items:
+        if item.data.external_id in first:
+            repeats.append(item)
+        else:
+            first[item.data.external_id] = item
+    fresh = list(first.values())
+    at = now()
+    async with db.transaction() as conn:
+        existing = {
+            row["external_id"]: row
+            for row in await conn.fetch(
+                "SELECT * FROM purchases WHERE external_id = ANY($1::text[])", list(first)
+            )
+        }
+        for item in fresh:
+            if item.data.external_id in existing:
+                outcome = _existing_outcome(item, existing[item.data.external_id], rules)
+                if isinstance(outcome, DomainError):
+                    item.problem = outcome
+                else:
+                    item.result = outcome
+        fresh = [item for item in fresh if item.result is None and item.problem is None]
+        await _resolve_members(conn, fresh)
+        fresh = [item for item in fresh if item.problem is None]
+        if fresh:
+            await _insert(conn, fresh, principal, rules, ladder, at)
+    for item in repeats:
+        original = first[item.data.external_id]
+        if original.problem is not None and original.result is None:
+            item.problem = original.problem
+        elif original.request_hash != item.request_hash:
+            item.problem = Conflict(
+                "a different purchase was already posted with this external_id",
+                field="external_id",
+            )
+        else:
+            item.result = msgspec.structs.replace(original.result, status="replayed")  # type: ignore[arg-type]
+
+
+async def _insert(
+    conn: asyncpg.Connection,
+    items: list[_Item],
+    principal: Principal,
+    rules: schemas.EarningRules,
+    ladder: tiers.Ladder,
+    at: datetime,
+) -> None:
+    member_ids = sorted({item.member_id for item in items})  # type: ignore[type-var]
+    accounts = await ledger.lock_accounts(conn, member_ids)
+    # Read after the locks: a merge that committed meanwhile shows here, and moves the item.
+    info = {
+        row["id"]: row
+        for row in await conn.fetch(
+            "SELECT id, assigned_rep, merged_into FROM members WHERE id = ANY($1::uuid[])",
+            member_ids,
+        )
+    }
+    if any(row["merged_into"] for row in info.values()):
+        for item in items:
+            survivor = info[item.member_id]["merged_into"]  # type: ignore[index]
+            if survivor:
+                item.member_id = survivor
+        raise _Raced  # start over with the survivors
+    tier_states = await tiers.states(conn, member_ids)
+    climbing = [m for m in member_ids if ladder.next_above(_rank(ladder, tier_states[m].tier))]
+    values = await tiers.qualifying_values(conn, climbing, at, ladder.settings) if climbing else {}
+    window_start = tiers.window_start(at, ladder.settings.window_months)
+
+    upgrades: dict[UUID, tiers.Upgrade] = {}
+    back_above: list[UUID] = []
+    for item in items:  # in posting order: an upgrade applies from the member's next purchase
+        member_id = item.member_id
+        tier = ladder.by_code(tier_states[member_id].tier)  # type: ignore[index]
+        multiplier = tier.earn_multiplier if tier else Decimal(1)
+        item.points = [
+            line_points(line.quantity * line.unit_price, line.category, rules, multiplier)
+            for line in item.data.lines
+        ]
+        if member_id in values and window_start <= item.data.occurred_at <= at:
+            values[member_id] += item.data.total  # type: ignore[index]
+            target = ladder.qualified(values[member_id])  # type: ignore[index]
+            if tier is None or target.rank > tier.rank:
+                state = tier_states[member_id]  # type: ignore[index]
+                origin = upgrades[member_id].from_tier if member_id in upgrades else state.tier
+                upgrades[member_id] = tiers.Upgrade(
+                    member_id, origin, target.code, values[member_id]
+                )  # type: ignore[arg-type,index]
+                state.tier = target.code
+            elif (
+                tier_states[member_id].below_since is not None  # type: ignore[index]
+                and target.rank >= tier.rank
+                and tier_states[member_id].override_until is None  # type: ignore[index]
+            ):
+                back_above.append(member_id)  # type: ignore[arg-type]
+
+    inserted = await conn.fetch(
+        """
+        INSERT INTO purchases (id, external_id, member, occurred_at, store, currency, total,
+            returned_amount, points, reversed_points, rep, request_hash, source, created_at)
+        SELECT gen_random_uuid(), p.external_id, p.member, p.occurred_at, p.store, p.currency,
+               p.total, 0, p.points, 0, p.rep, p.request_hash, $11, now()
+        FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
+                    $6::numeric[], $7::bigint[], $8::uuid[], $9::text[], $10::int[])
+             AS p(external_id, member, occurred_at, store, currency, total, points, rep,
+                  request_hash, i)
+        ORDER BY p.i
+        ON CONFLICT (external_id) DO NOTHING
+        RETURNING *
+        """,
+        [item.data.external_id for item in items],
+        [item.member_id for item in items],
+        [item.data.occurred_at for item in items],
+        [item.data.store for item in items],
+        [item.data.currency for item in items],
+        [item.data.total for item in items],
+        [sum(item.points) for item in items],
+        # The sale is credited to the rep assigned at the time of the sale.
+        [info[item.member_id]["assigned_rep"] for item in items],  # type: ignore[index]
+        [item.request_hash for item in items],
+        list(range(len(items))),
+        principal.label,
+    )
+    if len(inserted) != len(items):
+        raise _Raced  # rolls back; the next attempt finds them as existing purchases
+    rows = {row["external_id"]: row for row in inserted}
+    lines = [
+        (rows[item.data.external_id]["id"], item.member_id, n, line, points)
+        for item in items
+        for n, (line, points) in enumerate(zip(item.data.lines, item.points, strict=True), 1)
+    ]
+    await conn.execute(
+        """
+        INSERT INTO purchase_lines (id, purchase, member, line_no, sku, category, quantity,
+            unit_price, amount, points, returned_quantity, reversed_points)
+        SELECT gen_random_uuid(), l.purchase, l.member, l.line_no, l.sku, l.category,
+               l.quantity, l.unit_price, l.quantity * l.unit_price, l.points, 0, 0
+        FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::int[],
+                    $7::numeric[], $8::bigint[])
+             AS l(purchase, member, line_no, sku, category, quantity, unit_price, points)
+        """,
+        [entry[0] for entry in lines],
+        [entry[1] for entry in lines],
+        [entry[2] for entry in lines],
+        [entry[3].sku for entry in lines],
+        [entry[3].category for entry in lines],
+        [entry[3].quantity for entry in lines],
+        [entry[3].unit_price for entry in lines],
+        [entry[4] for entry in lines],
+    )
+    entries, lots = [], []
+    for item in items:
+        points = sum(item.points)
+        if points <= 0:
+            continue
+        entry = ledger.NewEntry(
+            member=item.member_id,  # type: ignore[arg-type]
+            points=points,
+            kind="purchase_earn",
+            cause_type="purchase",
+            cause_id=item.data.external_id,
+            key=f"purchase:{item.data.external_id}",
+            occurred_at=item.data.occurred_at,
+            actor=principal.label,
+        )
+        entries.append(entry)
+        lots.append(
+            ledger.plan_earn(
+                accounts[item.member_id],  # type: ignore[index]
+                entry,
+                now=at,
+                pending_days=rules.pending_days,
+                expiry_months=rules.expiry_months,
+            )
+        )
+    await ledger.insert_entries(conn, entries)
+    await ledger.insert_lots(conn, lots)
+    await ledger.save_accounts(conn, [accounts[m] for m in {e.member for e in entries}])
+    await tiers.apply_upgrades(conn, list(upgrades.values()), at)
+    await tiers.end_grace(conn, sorted(set(back_above) - set(upgrades)))
+    for item in items:
+        item.result = _purchase_schema(rows[item.data.external_id], rules, "created")
+
+
+def _rank(ladder: tiers.Ladder, code: str) -> int:
+    tier = ladder.by_code(code)
+    return tier.rank if tier else -1
+
+
+async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schemas.Purchase:
+    """Post one purchase and earn its points exactly once, however often it is sent."""
+    (outcome,) = await post_purchases([data], principal)
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
+
+
+async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.BatchResult:
+    """Up to 1,000 purchases, each applied on its own terms: a bad one is reported and the
+    others still land."""
+    decoded: list[schemas.PurchaseIn] = []
+    positions: list[int] = []
+    items: list[schemas.BatchItem | None] = [None] * len(data.purchases)
+    for index, raw in enumerate(data.purchases):
+        try:
+            decoded.append(msgspec.convert(raw, type=schemas.PurchaseIn))
+            positions.append(index)
+        except msgspec.ValidationError as exc:
+            items[index] = schemas.BatchItem(
+                index,
+                400,
+                external_id=raw.get("external_id")
+                if isinstance(raw.get("external_id"), str)
+                else None,
+                problem={
+                    "title": "Validation failed",
+                    "field": _field_from_message(str(exc)),
+                    "detail": str(exc),
+                },
+            )
+    for index, outcome in zip(positions, await post_purchases(decoded, principal), strict=True):
+        external_id = data.purchases[index].get("external_id")
+        if isinstance(outcome, DomainError):
+            items[index] = schemas.BatchItem(
+                index,
+                outcome.status_code,
+                external_id=external_id,
+                problem={"title": outcome.title, "field": outcome.field, "detail": outcome.detail},
+            )
+        else:
+            status = 201 if outcome.status == "created" else 200
+            items[index] = schemas.BatchItem(
+                index, status, external_id=external_id, purchase=outcome
+            )
+    done = [item for item in items if item is not None]
+    return schemas.BatchResult(
+        created=sum(1 for i in done if i.status == 201),
+        replayed=sum(1 for i in done if i.status == 200),
+        failed=sum(1 for i in done if i.status >= 400),
+        items=done,
+    )
+
+
+def _field_from_message(message: str) -> str | None:
+    for marker in ("unknown field `", "missing required field `", "`$."):
+        if marker in message:
+            return message.split(marker, 1)[1].split("`", 1)[0]
+    return None
+
+
+async def get_purchase(external_id: str, principal: Principal) -> schemas.Purchase:
+    rules = await get_rules()
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM purchases WHERE external_id = $1", external_id)
+    if row is None:
+        raise NotFound("no purchase with that external_id")
+    await members.get_member(row["member"], principal)
+    return _purchase_schema(row, rules, "replayed")
+
+
+# --- returns ------------------------------------------------------------------------------
+
+
+async def post_return(
+    external_id: str, data: schemas.ReturnIn, principal: Principal
+) -> schemas.Return:
+    """Reverse the points of returned lines (pending first); what was spent becomes debt."""
+    request_hash = body_hash(data)
+    async with db.transaction() as conn:
+        purchase = await conn.fetchrow(
+            "SELECT id, member FROM purchases WHERE external_id = $1", external_id
+        )
+        if purchase is None:
+            raise NotFound("no purchase with that external_id")
+        # Lock order: the account first, then the purchase (see ledger). A merge may move
+        # the purchase while we wait, so follow it to the account that holds it now.
+        account = await ledger.lock_current_account(conn, purchase["member"])
+        purchase = await conn.fetchrow(
+            "SELECT * FROM purchases WHERE id = $1 FOR UPDATE", purchase["id"]
+        )
+        while purchase["member"] != account.member_id:
+            account = await ledger.lock_current_account(conn, purchase["member"])
+            purchase = await conn.fetchrow("SELECT * FROM purchases WHERE id = $1", purchase["id"])
+        previous = await conn.fetchrow(
+            "SELECT * FROM purchase_returns WHERE return_id = $1", data.return_id
+        )
+        if previous is not None:
+            if previous["request_hash"] != request_hash or previous["purchase"] != purchase["id"]:
+                raise Conflict(
+                    "a different return was already posted with this return_id",
+                    field="return_id",
+                )
+            return schemas.Return(
+                return_id=data.return_id,
+                external_id=external_id,
+                member_id=previous["member"],
+                amount=previous["amount"],
+                points_reversed=previous["points"],
+                debt_after=account.debt,
+                status="replayed",
+            )
+        lines = await conn.fetch(
+            "SELECT * FROM purchase_lines WHERE purchase = $1 ORDER BY line_no FOR UPDATE",
+            purchase["id"],
+        )
+        returned = _returned_quantities(lines, data)
+        amount, reversed_total = Decimal(0), 0
+        updates = []
+        for line in lines:
+            quantity = returned.get(line["line_no"], 0)
+            if not quantity:
+                continue
+            new_returned = line["returned_quantity"] + quantity
+            # Cumulative, so partial returns add up to exactly the line's points.
+            reversed_so_far = line["points"] * new_returned // line["quantity"]
+            reversal = reversed_so_far - line["reversed_points"]
+            amount += quantity * line["unit_price"]
+            reversed_total += reversal
+            updates.append((line["id"], new_returned, reversed_so_far))
+        await conn.execute(
+            """
+            UPDATE purchase_lines SET returned_quantity = v.q, reversed_points = v.p
+            FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS v(id, q, p)
+            WHERE purchase_lines.id = v.id
+            """,
+            [u[0] for u in updates],
+            [u[1] for u in updates],
+            [u[2] for u in updates],
+        )
+        await conn.execute(
+            """
+            UPDATE purchases SET returned_amount = returned_amount + $2,
+                                 reversed_points = reversed_points + $3
+            WHERE id = $1
+            """,
+            purchase["id"],
+            amount,
+            reversed_total,
+        )
+        await conn.execute(
+            """
+            INSERT INTO purchase_returns (id, return_id, purchase, member, lines, amount, points,
+                request_hash, created_at)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, now())
+            """,
+            uuid4(),
+            data.return_id,
+            purchase["id"],
+            account.member_id,
+            msgspec.json.encode(returned).decode(),
+            amount,
+            reversed_total,
+            request_hash,
+        )
+        if reversed_total > 0:
+            await ledger.insert_entry(
+                conn,
+                account,
+                -reversed_total,
+                kind="reversal",
+                cause_type="return",
+                cause_id=data.return_id,
+                key=f"return:{data.return_id}",
+                occurred_at=now(),
+                actor=principal.label,
+                note=data.reason or None,
+            )
+            own_entry = await conn.fetchval(
+                "SELECT id FROM points_ledger WHERE idempotency_key = $1",
+                f"purchase:{external_id}",
+            )
+            await ledger.consume(
+                conn,
+                account,
+                reversed_total,
+                order=ledger.OWN_LOT_THEN_PENDING,
+                own_entry=own_entry,
+            )
+            await ledger.save_account(conn, account)
+    return schemas.Return(
+        return_id=data.return_id,
+        external_id=external_id,
+        member_id=account.member_id,
+        amount=amount,
+        points_reversed=reversed_total,
+        debt_after=account.debt,
+        status="created",
+    )
+
+
+def _returned_quantities(lines: list, data: schemas.ReturnIn) -> dict[int, int]:
+    """Map each returned line (by line_no or a SKU unique in the purchase) to its quantity."""
+    by_no = {line["line_no"]: line for line in lines}
+    by_sku: dict[str, list] = {}
+    for line in lines:
+        by_sku.setdefault(line["sku"], []).append(line)
+    wanted: dict[int, int] = {}
+    for i, item in enumerate(data.lines):
+        field = f"lines[{i}]"
+        if item.line_no is not None:
+            line = by_no.get(item.line_no)
+            if line is None:
+                raise InvalidInput("the purchase has no such line", field=f"{field}.line_no")
+        elif item.sku is not None:
+            matches = by_sku.get(item.sku, [])
+            if not matches:
+                raise InvalidInput("the purchase has no line with this SKU", field=f"{field}.sku")
+            if len(matches) > 1:
+                raise InvalidInput(
+                    "this SKU is on several lines; name the line_no", field=f"{field}.sku"
+                )
+            line = matches[0]
+        else:
+            raise InvalidInput("name the line by line_no or sku", field=f"{field}.line_no")
+        wanted[line["line_no"]] = wanted.get(line["line_no"], 0) + item.quantity
+        left = line["quantity"] - line["returned_quantity"]
+        if wanted[line["line_no"]] > left:
+            raise InvalidInput(
+                f"returns more than was bought: {left} of line {line['line_no']} can still be"
+                " returned",
+                field=f"{field}.quantity",
+            )
+    return wanted
