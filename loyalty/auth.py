@@ -7,7 +7,7 @@ assigned members) live in the domain services, which receive the principal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -87,13 +87,14 @@ def current_principal(connection: ASGIConnection) -> Principal:
     return principal
 
 
-def requires(*permissions: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
+def requires(*permissions: str) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
     """A guard: the caller must be authenticated and hold every one of `permissions`."""
     unknown = set(permissions) - set(PERMISSIONS)
     if unknown:
         raise ValueError(f"unknown permissions {sorted(unknown)}")
 
-    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    # async on purpose: Litestar runs a plain function guard in a thread pool.
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         principal = current_principal(connection)
         missing = [p for p in permissions if not principal.can(p)]
         if missing:
@@ -102,6 +103,6 @@ def requires(*permissions: str) -> Callable[[ASGIConnection, BaseRouteHandler], 
     return guard
 
 
-def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """A guard for endpoints any signed-in caller may use."""
     current_principal(connection)
