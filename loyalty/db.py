@@ -25,7 +25,10 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 async def start_pool(max_size: int = 20) -> None:
     await engine.start_connection_pool(
-        min_size=1, max_size=max_size, command_timeout=30, reset=_keep_session
+        min_size=1,
+        max_size=max_size,
+        command_timeout=30,
+        reset=_keep_session,
     )
 
 

@@ -118,20 +118,17 @@ class NewLot:
     released: bool
 
 
-async def insert_entries(conn: asyncpg.Connection, entries: list[NewEntry]) -> None:
-    """One statement for any number of entries (the totals trigger then runs once)."""
-    if not entries:
-        return
-    await conn.execute(
-        """
-        INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
-            idempotency_key, occurred_at, created_at, actor, note)
-        SELECT e.id, e.member, e.points, e.kind, e.cause_type, e.cause_id, e.key, e.occurred_at,
-               now(), e.actor, e.note
-        FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                    $7::text[], $8::timestamptz[], $9::text[], $10::text[])
-             AS e(id, member, points, kind, cause_type, cause_id, key, occurred_at, actor, note)
-        """,
+_ENTRY_COLUMNS = """
+    SELECT e.id, e.member, e.points, e.kind, e.cause_type, e.cause_id, e.key, e.occurred_at,
+           now(), e.actor, e.note
+    FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::timestamptz[], $9::text[], $10::text[])
+         AS e(id, member, points, kind, cause_type, cause_id, key, occurred_at, actor, note)
+"""
+
+
+def _entry_args(entries: list[NewEntry]) -> list[list]:
+    return [
         [e.id for e in entries],
         [e.member for e in entries],
         [e.points for e in entries],
@@ -142,30 +139,20 @@ async def insert_entries(conn: asyncpg.Connection, entries: list[NewEntry]) -> N
         [e.occurred_at for e in entries],
         [e.actor for e in entries],
         [e.note for e in entries],
-    )
+    ]
 
 
-async def insert_lots(conn: asyncpg.Connection, lots: list[NewLot]) -> None:
-    if not lots:
-        return
-    await conn.execute(
-        """
-        INSERT INTO points_lots (id, member, entry, points, remaining, available_at, expires_at,
-            released)
-        SELECT gen_random_uuid(), l.member, l.entry, l.points, l.remaining, l.available_at,
-               l.expires_at, l.released
-        FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[],
-                    $6::timestamptz[], $7::bool[])
-             AS l(member, entry, points, remaining, available_at, expires_at, released)
-        """,
-        [lot.member for lot in lots],
-        [lot.entry for lot in lots],
-        [lot.points for lot in lots],
-        [lot.remaining for lot in lots],
-        [lot.available_at for lot in lots],
-        [lot.expires_at for lot in lots],
-        [lot.released for lot in lots],
-    )
+async def insert_entries(conn: asyncpg.Connection, entries: list[NewEntry]) -> None:
+    """One statement for any number of entries (the totals trigger then runs once)."""
+    if entries:
+        await conn.execute(
+            f"""
+            INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+                idempotency_key, occurred_at, created_at, actor, note)
+            {_ENTRY_COLUMNS}
+            """,
+            *_entry_args(entries),
+        )
 
 
 async def save_accounts(conn: asyncpg.Connection, accounts: list[Account]) -> None:
@@ -261,8 +248,7 @@ async def earn(
         account.member_id, points, kind, cause_type, cause_id, key, occurred_at, actor, note
     )
     lot = plan_earn(account, entry, now=now, pending_days=pending_days, expiry_months=expiry_months)
-    await insert_entries(conn, [entry])
-    await insert_lots(conn, [lot])
+    await insert_earnings(conn, [entry], [lot])
     return entry.id
 
 

@@ -105,6 +105,7 @@ class _Item:
     request_hash: str = ""
     member_id: UUID | None = None
     points: list[int] = field(default_factory=list)
+    purchase_id: UUID | None = None
     result: schemas.Purchase | None = None
     problem: DomainError | None = None
 
@@ -140,16 +141,22 @@ async def _resolve_members(conn: asyncpg.Connection, items: list[_Item]) -> None
         except DomainError as exc:
             item.problem = exc
             keys.append(("none", ""))
+    # Three index lookups, not one join on an OR (which would scan every member).
     rows = await conn.fetch(
         """
-        SELECT k.i, coalesce(m.merged_into, m.id) AS member
-        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(kind, value, i)
-        JOIN members m ON (k.kind = 'id' AND m.id = k.value::uuid)
-                       OR (k.kind = 'number' AND m.number = k.value)
-                       OR (k.kind = 'phone' AND m.phone = k.value)
+        WITH k AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY
+                AS k(id, number, phone, i)
+        )
+        SELECT k.i, coalesce(m.merged_into, m.id) AS member FROM k JOIN members m ON m.id = k.id
+        UNION ALL
+        SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.number = k.number
+        UNION ALL
+        SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.phone = k.phone
         """,
-        [k for k, _ in keys],
-        [v for _, v in keys],
+        [UUID(v) if k == "id" else None for k, v in keys],
+        [v if k == "number" else None for k, v in keys],
+        [v if k == "phone" else None for k, v in keys],
     )
     found = {row["i"] - 1: row["member"] for row in rows}
     for i, item in enumerate(items):
@@ -177,9 +184,11 @@ async def post_purchases(
             item.problem = exc
     rules = await get_rules()
     ladder = await tiers.ladder()
-    for _attempt in range(3):
+    for attempt in range(3):
         try:
-            await _post(items, principal, rules, ladder)
+            # A single purchase skips the look for an earlier post: the insert finds it
+            # (and we start over). A batch looks first: a re-upload is common.
+            await _post(items, principal, rules, ladder, look_first=attempt > 0 or len(items) > 1)
             break
         except _Raced:
             for item in items:
@@ -189,7 +198,12 @@ async def post_purchases(
 
 
 async def _post(
-    items: list[_Item], principal: Principal, rules: schemas.EarningRules, ladder: tiers.Ladder
+    items: list[_Item],
+    principal: Principal,
+    rules: schemas.EarningRules,
+    ladder: tiers.Ladder,
+    *,
+    look_first: bool,
 ) -> None:
     open_items = [item for item in items if item.problem is None]
     if not open_items:
@@ -207,8 +221,12 @@ async def _post(
     async with db.transaction() as conn:
         existing = {
             row["external_id"]: row
-            for row in await conn.fetch(
-                "SELECT * FROM purchases WHERE external_id = ANY($1::text[])", list(first)
+            for row in (
+                await conn.fetch(
+                    "SELECT * FROM purchases WHERE external_id = ANY($1::text[])", list(first)
+                )
+                if look_first
+                else []
             )
         }
         for item in fresh:
@@ -250,7 +268,11 @@ async def _insert(
     info = {
         row["id"]: row
         for row in await conn.fetch(
-            "SELECT id, assigned_rep, merged_into FROM members WHERE id = ANY($1::uuid[])",
+            """
+            SELECT m.id, m.assigned_rep, m.merged_into, t.tier, t.below_since, t.override_until
+            FROM members m JOIN member_tiers t ON t.member = m.id
+            WHERE m.id = ANY($1::uuid[])
+            """,
             member_ids,
         )
     }
@@ -260,7 +282,10 @@ async def _insert(
             if survivor:
                 item.member_id = survivor
         raise _Raced  # start over with the survivors
-    tier_states = await tiers.states(conn, member_ids)
+    tier_states = {
+        m: tiers.TierState(row["tier"], row["below_since"], row["override_until"])
+        for m, row in info.items()
+    }
     climbing = [m for m in member_ids if ladder.next_above(_rank(ladder, tier_states[m].tier))]
     values = await tiers.qualifying_values(conn, climbing, at, ladder.settings) if climbing else {}
     window_start = tiers.window_start(at, ladder.settings.window_months)
@@ -292,20 +317,39 @@ async def _insert(
             ):
                 back_above.append(member_id)  # type: ignore[arg-type]
 
+    for item in items:
+        item.purchase_id = uuid4()
+    lines = [
+        (item.purchase_id, item.member_id, n, line, points)
+        for item in items
+        for n, (line, points) in enumerate(zip(item.data.lines, item.points, strict=True), 1)
+    ]
     inserted = await conn.fetch(
         """
-        INSERT INTO purchases (id, external_id, member, occurred_at, store, currency, total,
-            returned_amount, points, reversed_points, rep, request_hash, source, created_at)
-        SELECT gen_random_uuid(), p.external_id, p.member, p.occurred_at, p.store, p.currency,
-               p.total, 0, p.points, 0, p.rep, p.request_hash, $11, now()
-        FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
-                    $6::numeric[], $7::bigint[], $8::uuid[], $9::text[], $10::int[])
-             AS p(external_id, member, occurred_at, store, currency, total, points, rep,
-                  request_hash, i)
-        ORDER BY p.i
-        ON CONFLICT (external_id) DO NOTHING
-        RETURNING *
+        WITH inserted AS (
+            INSERT INTO purchases (id, external_id, member, occurred_at, store, currency, total,
+                returned_amount, points, reversed_points, rep, request_hash, source, created_at)
+            SELECT p.id, p.external_id, p.member, p.occurred_at, p.store, p.currency, p.total,
+                   0, p.points, 0, p.rep, p.request_hash, $11, now()
+            FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[],
+                        $6::text[], $7::numeric[], $8::bigint[], $9::uuid[], $10::text[])
+                 AS p(id, external_id, member, occurred_at, store, currency, total, points, rep,
+                      request_hash)
+            ON CONFLICT (external_id) DO NOTHING
+            RETURNING *
+        ), lines AS (
+            INSERT INTO purchase_lines (id, purchase, member, line_no, sku, category, quantity,
+                unit_price, amount, points, returned_quantity, reversed_points)
+            SELECT gen_random_uuid(), l.purchase, l.member, l.line_no, l.sku, l.category,
+                   l.quantity, l.unit_price, l.quantity * l.unit_price, l.points, 0, 0
+            FROM unnest($12::uuid[], $13::uuid[], $14::int[], $15::text[], $16::text[],
+                        $17::int[], $18::numeric[], $19::bigint[])
+                 AS l(purchase, member, line_no, sku, category, quantity, unit_price, points)
+            WHERE l.purchase IN (SELECT id FROM inserted)
+        )
+        SELECT * FROM inserted
         """,
+        [item.purchase_id for item in items],
         [item.data.external_id for item in items],
         [item.member_id for item in items],
         [item.data.occurred_at for item in items],
@@ -316,27 +360,7 @@ async def _insert(
         # The sale is credited to the rep assigned at the time of the sale.
         [info[item.member_id]["assigned_rep"] for item in items],  # type: ignore[index]
         [item.request_hash for item in items],
-        list(range(len(items))),
         principal.label,
-    )
-    if len(inserted) != len(items):
-        raise _Raced  # rolls back; the next attempt finds them as existing purchases
-    rows = {row["external_id"]: row for row in inserted}
-    lines = [
-        (rows[item.data.external_id]["id"], item.member_id, n, line, points)
-        for item in items
-        for n, (line, points) in enumerate(zip(item.data.lines, item.points, strict=True), 1)
-    ]
-    await conn.execute(
-        """
-        INSERT INTO purchase_lines (id, purchase, member, line_no, sku, category, quantity,
-            unit_price, amount, points, returned_quantity, reversed_points)
-        SELECT gen_random_uuid(), l.purchase, l.member, l.line_no, l.sku, l.category,
-               l.quantity, l.unit_price, l.quantity * l.unit_price, l.points, 0, 0
-        FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::int[],
-                    $7::numeric[], $8::bigint[])
-             AS l(purchase, member, line_no, sku, category, quantity, unit_price, points)
-        """,
         [entry[0] for entry in lines],
         [entry[1] for entry in lines],
         [entry[2] for entry in lines],
@@ -346,6 +370,9 @@ async def _insert(
         [entry[3].unit_price for entry in lines],
         [entry[4] for entry in lines],
     )
+    if len(inserted) != len(items):
+        raise _Raced  # rolls back; the next attempt finds them as existing purchases
+    rows = {row["external_id"]: row for row in inserted}
     entries, lots = [], []
     for item in items:
         points = sum(item.points)
@@ -371,8 +398,7 @@ async def _insert(
                 expiry_months=rules.expiry_months,
             )
         )
-    await ledger.insert_entries(conn, entries)
-    await ledger.insert_lots(conn, lots)
+    await ledger.insert_earnings(conn, entries, lots)
     await ledger.save_accounts(conn, [accounts[m] for m in {e.member for e in entries}])
     await tiers.apply_upgrades(conn, list(upgrades.values()), at)
     await tiers.end_grace(conn, sorted(set(back_above) - set(upgrades)))
