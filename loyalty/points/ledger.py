@@ -155,6 +155,38 @@ async def insert_entries(conn: asyncpg.Connection, entries: list[NewEntry]) -> N
         )
 
 
+async def insert_earnings(
+    conn: asyncpg.Connection, entries: list[NewEntry], lots: list[NewLot]
+) -> None:
+    """Earning entries and their lots in one statement (one round trip for a whole batch)."""
+    if not entries:
+        return
+    await conn.execute(
+        f"""
+        WITH entries AS (
+            INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+                idempotency_key, occurred_at, created_at, actor, note)
+            {_ENTRY_COLUMNS}
+        )
+        INSERT INTO points_lots (id, member, entry, points, remaining, available_at,
+            expires_at, released)
+        SELECT gen_random_uuid(), l.member, l.entry, l.points, l.remaining, l.available_at,
+               l.expires_at, l.released
+        FROM unnest($11::uuid[], $12::uuid[], $13::bigint[], $14::bigint[],
+                    $15::timestamptz[], $16::timestamptz[], $17::bool[])
+             AS l(member, entry, points, remaining, available_at, expires_at, released)
+        """,
+        *_entry_args(entries),
+        [lot.member for lot in lots],
+        [lot.entry for lot in lots],
+        [lot.points for lot in lots],
+        [lot.remaining for lot in lots],
+        [lot.available_at for lot in lots],
+        [lot.expires_at for lot in lots],
+        [lot.released for lot in lots],
+    )
+
+
 async def save_accounts(conn: asyncpg.Connection, accounts: list[Account]) -> None:
     if not accounts:
         return
