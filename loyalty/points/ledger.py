@@ -239,49 +239,18 @@ def plan_earn(
     )
 
 
-async def insert_entry(
-    conn: asyncpg.Connection,
-    account: Account,
-    points: int,
-    *,
-    kind: str,
-    cause_type: str,
-    cause_id: str,
-    key: str,
-    occurred_at: datetime,
-    actor: str | None = None,
-    note: str | None = None,
-) -> UUID:
-    entry = NewEntry(
-        account.member_id, points, kind, cause_type, cause_id, key, occurred_at, actor, note
-    )
-    await insert_entries(conn, [entry])
-    return entry.id
-
-
 async def earn(
     conn: asyncpg.Connection,
     account: Account,
-    points: int,
+    entry: NewEntry,
     *,
-    kind: str,
-    cause_type: str,
-    cause_id: str,
-    key: str,
-    occurred_at: datetime,
     now: datetime,
     pending_days: int,
     expiry_months: int,
-    actor: str | None = None,
-    note: str | None = None,
-) -> UUID:
-    """Post a positive entry and its lot; debt is repaid first. Returns the entry id."""
-    entry = NewEntry(
-        account.member_id, points, kind, cause_type, cause_id, key, occurred_at, actor, note
-    )
+) -> None:
+    """Post one positive entry and its lot; debt is repaid first."""
     lot = plan_earn(account, entry, now=now, pending_days=pending_days, expiry_months=expiry_months)
     await insert_earnings(conn, [entry], [lot])
-    return entry.id
 
 
 async def consume(

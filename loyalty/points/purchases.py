@@ -577,9 +577,8 @@ async def post_return(
             request_hash,
         )
         if reversed_total > 0:
-            await ledger.insert_entry(
-                conn,
-                account,
+            reversal = ledger.NewEntry(
+                account.member_id,
                 -reversed_total,
                 kind="reversal",
                 cause_type="return",
@@ -589,6 +588,7 @@ async def post_return(
                 actor=principal.label,
                 note=data.reason or None,
             )
+            await ledger.insert_entries(conn, [reversal])
             own_entry = await conn.fetchval(
                 "SELECT id FROM points_ledger WHERE idempotency_key = $1",
                 f"purchase:{external_id}",

@@ -190,29 +190,29 @@ async def adjust(
                 )
             entry, created = previous, False
         else:
-            cause_id = key.removeprefix("adjustment:")
-            common = {
-                "kind": "adjustment",
-                "cause_type": "adjustment",
-                "cause_id": cause_id,
-                "key": key,
-                "occurred_at": now(),
-                "actor": principal.label,
-                "note": data.reason,
-            }
+            entry = ledger.NewEntry(
+                member_id,
+                data.points,
+                kind="adjustment",
+                cause_type="adjustment",
+                cause_id=key.removeprefix("adjustment:"),
+                key=key,
+                occurred_at=now(),
+                actor=principal.label,
+                note=data.reason,
+            )
             if data.points > 0:
                 # A goodwill credit is spendable at once: no return window applies.
                 await ledger.earn(
                     conn,
                     account,
-                    data.points,
+                    entry,
                     now=now(),
                     pending_days=0,
                     expiry_months=rules.expiry_months,
-                    **common,
                 )
             else:
-                await ledger.insert_entry(conn, account, data.points, **common)
+                await ledger.insert_entries(conn, [entry])
                 await ledger.consume(
                     conn, account, -data.points, order=ledger.AVAILABLE_THEN_PENDING
                 )
@@ -422,19 +422,26 @@ async def merge_accounts(duplicate_id: UUID, survivor_id: UUID, *, actor: str) -
         duplicate, survivor = accounts[duplicate_id], accounts[survivor_id]
         moved = duplicate.total
         if moved:
-            common = {
-                "kind": "transfer",
-                "cause_type": "merge",
-                "cause_id": str(duplicate_id),
-                "occurred_at": now(),
-                "actor": actor,
-                "note": f"member {duplicate_id} merged into {survivor_id}",
-            }
-            await ledger.insert_entry(
-                conn, duplicate, -moved, key=f"merge:{duplicate_id}:out", **common
-            )
-            await ledger.insert_entry(
-                conn, survivor, moved, key=f"merge:{duplicate_id}:in", **common
+            note = f"member {duplicate_id} merged into {survivor_id}"
+            await ledger.insert_entries(
+                conn,
+                [
+                    ledger.NewEntry(
+                        member,
+                        points,
+                        kind="transfer",
+                        cause_type="merge",
+                        cause_id=str(duplicate_id),
+                        key=f"merge:{duplicate_id}:{direction}",
+                        occurred_at=now(),
+                        actor=actor,
+                        note=note,
+                    )
+                    for member, points, direction in (
+                        (duplicate_id, -moved, "out"),
+                        (survivor_id, moved, "in"),
+                    )
+                ],
             )
         await conn.execute(
             "UPDATE points_lots SET member = $2 WHERE member = $1", duplicate_id, survivor_id
