@@ -280,50 +280,39 @@ class Upgrade:
 
 
 async def apply_upgrades(conn: asyncpg.Connection, upgrades: list[Upgrade], at: datetime) -> None:
-    """Upgrades found while posting purchases, in the purchases' transaction. Earning more
-    than an override gave ends the override: an override is never a ceiling either."""
+    """Upgrades found while posting purchases, in the purchases' transaction, in one
+    statement. A row changed meanwhile (the evaluation job) is left alone. Earning more than
+    an override gave ends the override: an override is never a ceiling either."""
     if not upgrades:
         return
-    members_ = [u.member for u in upgrades]
     await conn.execute(
         """
-        UPDATE member_tiers t SET tier = v.tier, since = $3, below_since = NULL,
-            override_tier = NULL, override_until = NULL, override_reason = NULL,
-            override_by = NULL
-        FROM unnest($1::uuid[], $2::text[]) AS v(member, tier)
-        WHERE t.member = v.member
+        WITH upgraded AS (
+            UPDATE member_tiers t SET tier = v.to_tier, since = $5, below_since = NULL,
+                override_tier = NULL, override_until = NULL, override_reason = NULL,
+                override_by = NULL
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[])
+                 AS v(member, from_tier, to_tier, value)
+            WHERE t.member = v.member AND t.tier = v.from_tier
+            RETURNING v.member, v.from_tier, v.to_tier, v.value
+        ), history AS (
+            INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor,
+                qualifying_value, at)
+            SELECT gen_random_uuid(), member, from_tier, to_tier, 'upgrade', '', 'system',
+                   value, $5
+            FROM upgraded
+        )
+        INSERT INTO outbox_events (id, topic, member, payload, created_at, attempts)
+        SELECT gen_random_uuid(), 'tier.changed', member,
+               jsonb_build_object('from_tier', from_tier, 'to_tier', to_tier, 'reason', 'upgrade'),
+               now(), 0
+        FROM upgraded
         """,
-        members_,
-        [u.to_tier for u in upgrades],
-        at,
-    )
-    await conn.execute(
-        """
-        INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor,
-            qualifying_value, at)
-        SELECT gen_random_uuid(), v.member, v.from_tier, v.to_tier, 'upgrade', '', 'system',
-               v.value, $5
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[])
-             AS v(member, from_tier, to_tier, value)
-        """,
-        members_,
+        [u.member for u in upgrades],
         [u.from_tier for u in upgrades],
         [u.to_tier for u in upgrades],
         [u.value for u in upgrades],
         at,
-    )
-    await conn.execute(
-        """
-        INSERT INTO outbox_events (id, topic, member, payload, created_at, attempts)
-        SELECT gen_random_uuid(), 'tier.changed', v.member,
-               jsonb_build_object('from_tier', v.from_tier, 'to_tier', v.to_tier,
-                                  'reason', 'upgrade'),
-               now(), 0
-        FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(member, from_tier, to_tier)
-        """,
-        members_,
-        [u.from_tier for u in upgrades],
-        [u.to_tier for u in upgrades],
     )
 
 
