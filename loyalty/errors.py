@@ -124,15 +124,20 @@ def _domain_error_handler(request: Request, exc: DomainError) -> Response[bytes]
     )
 
 
-def _field_of(item: dict[str, Any]) -> str | None:
-    message = str(item.get("message", ""))
-    # msgspec names the culprit in its message: "unknown field `x`", "missing required field
-    # `x`", "... - at `$.lines[0].sku`"; Litestar's key is only the parameter ("data").
+def field_in_message(message: str) -> str | None:
+    """msgspec names the culprit in its message: "unknown field `x`", "missing required field
+    `x`", "... - at `$.lines[0].sku`"."""
     for marker in ("unknown field `", "missing required field `", "`$."):
         if marker in message:
             return message.split(marker, 1)[1].split("`", 1)[0]
-    key = item.get("key")
-    return str(key) if key and key != "data" else None
+    return None
+
+
+def _field_of(item: dict[str, Any]) -> str | None:
+    key = item.get("key")  # Litestar's key is only the parameter name ("data") for bodies
+    return field_in_message(str(item.get("message", ""))) or (
+        str(key) if key and key != "data" else None
+    )
 
 
 def _validation_handler(request: Request, exc: ValidationException) -> Response[bytes]:

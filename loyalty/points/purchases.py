@@ -20,7 +20,7 @@ import msgspec
 
 from loyalty import db
 from loyalty.auth import Principal
-from loyalty.errors import Conflict, DomainError, InvalidInput, NotFound
+from loyalty.errors import Conflict, DomainError, InvalidInput, NotFound, field_in_message
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.service import get_rules, line_points, now
@@ -438,7 +438,7 @@ async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.Bat
                 else None,
                 problem={
                     "title": "Validation failed",
-                    "field": _field_from_message(str(exc)),
+                    "field": field_in_message(str(exc)),
                     "detail": str(exc),
                 },
             )
@@ -463,13 +463,6 @@ async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.Bat
         failed=sum(1 for i in done if i.status >= 400),
         items=done,
     )
-
-
-def _field_from_message(message: str) -> str | None:
-    for marker in ("unknown field `", "missing required field `", "`$."):
-        if marker in message:
-            return message.split(marker, 1)[1].split("`", 1)[0]
-    return None
 
 
 async def get_purchase(external_id: str, principal: Principal) -> schemas.Purchase:

@@ -4,7 +4,6 @@ pending release and expiry. Postings go through `ledger`, inside one transaction
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -28,10 +27,6 @@ ADJUSTING_ROLES = {"admin", "general_manager", "manager"}
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def body_hash(data: msgspec.Struct) -> str:
-    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
 
 
 # --- earning rules -----------------------------------------------------------------------
