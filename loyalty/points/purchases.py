@@ -20,7 +20,14 @@ import msgspec
 
 from loyalty import db
 from loyalty.auth import Principal
-from loyalty.errors import Conflict, DomainError, InvalidInput, NotFound, field_in_message
+from loyalty.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    field_in_message,
+)
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.service import get_rules, line_points, now
@@ -192,8 +199,9 @@ async def post_purchases(
             break
         except _Raced:
             for item in items:
-                if item.result is not None:
-                    item.result = None
+                item.result = None
+    else:
+        raise ServiceUnavailable("these purchases kept colliding with concurrent changes; retry")
     return [item.problem or item.result for item in items]  # type: ignore[misc]
 
 
