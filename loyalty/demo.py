@@ -44,6 +44,8 @@ PRODUCTS = [
     ("GIFT-BOX", "gifts", "88.00"),
     ("CUP-SET", "general", "59.90"),
     ("KETTLE", "general", "239.00"),
+    ("TEA-GIFT", "gifts", "1288.00"),
+    ("WINE-CASE", "wine", "2680.00"),
 ]
 HOBBIES = ["golf", "tea ceremony", "hiking", "calligraphy", "photography", "cooking"]
 
@@ -123,8 +125,11 @@ async def seed_members(count: int, seed: int = 2026) -> None:
                 ),
                 enroler,
             )
-            for n in range(rng.choice([0, 1, 2, 3, 4, 6, 9])):
-                sku, category, price = rng.choice(PRODUCTS)
+            # Most members buy now and then; one in ten is a big spender (silver or gold).
+            big_spender = rng.random() < 0.1
+            count = rng.randint(8, 16) if big_spender else rng.choice([0, 1, 2, 3, 4, 6, 9])
+            for n in range(count):
+                sku, category, price = rng.choice(PRODUCTS[-2:] if big_spender else PRODUCTS)
                 quantity = rng.randint(1, 3)
                 when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
                 external_id = f"DEMO-{i}-{n}"

@@ -96,6 +96,15 @@ async def test_demo_runs_signs_in_in_a_browser_and_stops_cleanly(demo_dir):
             await page.get_by_role("button", name="Sign in").click()
             await page.wait_for_url("**/console")
             assert "Welcome, admin" in await page.content()
+            chart = page.get_by_role("img", name=re.compile("Members by tier"))
+            assert await chart.count() == 1
+            rows = page.locator(".chart-row")
+            assert await rows.count() == 3  # normal, silver, gold: the switched-on tiers
+            counts = [
+                int((await v.inner_text()).replace(",", ""))
+                for v in await page.locator(".chart-value").all()
+            ]
+            assert sum(counts) == 300 and counts[0] > 0
             await page.get_by_role("link", name="Staff").click()
             assert await page.locator("tr[data-username=rep2]").count() == 1
             await page.get_by_role("button", name="Sign out").click()

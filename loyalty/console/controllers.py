@@ -19,6 +19,7 @@ from loyalty.settings import Settings
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
 from loyalty.staff.controllers import client_address
+from loyalty.tiers import service as tier_service
 
 LOGIN_PATH = "/console/login"
 
@@ -87,7 +88,11 @@ class ConsoleController(Controller):
         principal = signed_in(request)
         if principal is None:
             return Redirect(LOGIN_PATH)
-        return Template("dashboard.html", context={"me": principal})
+        tiers = await tier_service.distribution() if principal.can("members:read") else []
+        largest = max((count for _, count in tiers), default=0) or 1
+        return Template(
+            "dashboard.html", context={"me": principal, "tiers": tiers, "largest": largest}
+        )
 
     @get("/staff")
     async def staff_list(self, request: Request) -> Template | Redirect:

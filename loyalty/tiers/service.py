@@ -478,6 +478,14 @@ async def put_settings(
     return await get_settings_()
 
 
+async def distribution() -> list[tuple[schemas.Tier, int]]:
+    """How many members sit in each tier (switched-on tiers, and any still holding members)."""
+    current = await ladder()
+    async with db.connection() as conn:
+        counts = dict(await conn.fetch("SELECT tier, count(*) FROM member_tiers GROUP BY tier"))
+    return [(t, counts.get(t.code, 0)) for t in current.tiers if t.enabled or counts.get(t.code)]
+
+
 # --- a member's tier ----------------------------------------------------------------------
 
 
