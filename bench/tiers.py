@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -87,6 +87,7 @@ HISTORY_DAYS = 548  # purchases over the last ~18 months
 REGISTRATION_YEARS = 4
 EARN_SAMPLE = 20_000  # members the earn load picks from (uniformly over the key space)
 COPY_PROGRESS_EVERY = 20_000
+DIAGNOSIS_BATCHES = 8  # the plan cache may switch to a generic plan after five executions
 
 console = Console(width=None if sys.stdout.isatty() else 110)  # logs: wide enough for the tables
 
@@ -516,7 +517,11 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 def plan_population(
-    args: argparse.Namespace, ladder: list[TierDef], progress: Progress
+    args: argparse.Namespace,
+    ladder: list[TierDef],
+    now: datetime,
+    start: datetime,
+    progress: Progress,
 ) -> Population:
     """Members, their purchases and their current tiers, decided in memory.
 
@@ -526,12 +531,8 @@ def plan_population(
     grace not started, running, or over: grace starts and downgrades), below it (upgrades),
     with a grace that spending ended (cleared), overrides running and ended, and a few on a
     switched-off tier (stepped down)."""
-    from loyalty.tiers.service import window_start
-
     rng = random.Random(args.seed)
-    now = datetime.now(UTC).replace(microsecond=0)
     now_s = now.timestamp()
-    start = window_start(now, 12)
     window_s = start.timestamp()
     enabled = [t for t in ladder if t.enabled]
     disabled = [t for t in ladder if not t.enabled and t.rank > enabled[0].rank]
@@ -540,9 +541,21 @@ def plan_population(
     first_reg = now_s - REGISTRATION_YEARS * 365 * 86400
     reg_span = now_s - 2 * 86400 - first_reg
     frequency_sigma, basket_sigma = 0.9, 0.8
-    per_member = args.purchases_per_member / math.exp(frequency_sigma**2 / 2)
     basket_log_median = math.log(700)
     n = args.members
+
+    def registered_at(i: int, jitter: float) -> float:
+        return first_reg + (i + jitter) / n * reg_span
+
+    def selling_share(reg: float) -> float:
+        """The share of the 18 months a member registered at `reg` could buy in."""
+        first = max(reg, horizon)
+        return (last_sale - first) / (last_sale - horizon) if last_sale > first else 0.0
+
+    # Members who registered recently buy for less of the period; scale so that the average
+    # over all members is --purchases-per-member.
+    mean_share = sum(selling_share(registered_at(i, 0.5)) for i in range(n)) / n
+    per_member = args.purchases_per_member / math.exp(frequency_sigma**2 / 2) / mean_share
 
     member_ids: list[PgUUID] = []
     registered: list[float] = []
@@ -550,10 +563,11 @@ def plan_population(
     values: list[int] = []
     task = progress.add_task("planning members and purchases", total=n)
     for i in range(n):
-        reg = first_reg + (i + rng.random()) / n * reg_span
+        reg = registered_at(i, rng.random())
         first = max(reg, horizon)
-        share = (last_sale - first) / (last_sale - horizon) if last_sale > first else 0.0
-        count = _poisson(rng, per_member * rng.lognormvariate(0, frequency_sigma) * share)
+        count = _poisson(
+            rng, per_member * rng.lognormvariate(0, frequency_sigma) * selling_share(reg)
+        )
         basket = rng.lognormvariate(0, basket_sigma)
         value = 0
         for _ in range(count):
@@ -876,7 +890,9 @@ async def generate(bench: Bench) -> dict[str, Any]:
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            pop = plan_population(args, ladder, progress)
+            now = datetime.now(UTC).replace(microsecond=0)
+            start = await conn.fetchval(WINDOW_START_SQL, now, business_timezone())
+            pop = plan_population(args, ladder, now, start, progress)
             indexes = await conn.fetch(SECONDARY_INDEXES_SQL, list(BULK_TABLES))
             drop = progress.add_task("dropping secondary indexes", total=len(indexes))
             for index in indexes:
@@ -1094,6 +1110,10 @@ async def prewarm(bench: Bench) -> None:
 # --- the job, through arq -----------------------------------------------------------------
 
 
+def business_timezone() -> str:
+    return os.environ.get("LOYALTY_TIMEZONE") or "Asia/Shanghai"
+
+
 def _configure_loyalty(bench: Bench) -> None:
     """The loyalty package reads its settings from the environment: point it at the bench."""
     os.environ.update(
@@ -1260,7 +1280,7 @@ FROM tier_settings WHERE id = 1
 
 async def run_statement(bench: Bench, at: datetime) -> dict[str, Any]:
     """The single statement on a fresh connection, timed like the job: start to commit."""
-    timezone = os.environ.get("LOYALTY_TIMEZONE", "Asia/Shanghai")
+    timezone = business_timezone()
     conn = await bench.connect()
     try:
         started = time.perf_counter()
@@ -1359,8 +1379,8 @@ def agreement(job_state: dict[str, Any], statement_state: dict[str, Any]) -> dic
 
 async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
     """EXPLAIN ANALYZE (rolled back) of the job's first batch and of the single statement,
-    and the job's batches timed one by one (its own SQL and batches, committed like the job),
-    from the restored state."""
+    and the job's first DIAGNOSIS_BATCHES batches timed one by one (its own SQL, committed
+    like the job, from the restored state)."""
     from loyalty.tiers import service
 
     current = await service.ladder(fresh=True)
@@ -1374,7 +1394,7 @@ async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
         at - timedelta(days=settings.grace_days),
     ]
     batch_size = inspect.signature(service.evaluate).parameters["batch_size"].default
-    timezone = os.environ.get("LOYALTY_TIMEZONE", "Asia/Shanghai")
+    timezone = business_timezone()
     out: dict[str, Any] = {"batch_size": batch_size}
     conn = await bench.connect()
     try:
@@ -1394,7 +1414,7 @@ async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
         batches: list[float] = []
         after = service.LOWEST_UUID
         started = time.perf_counter()
-        while True:
+        while len(batches) < DIAGNOSIS_BATCHES:
             t0 = time.perf_counter()
             async with conn.transaction():
                 row = await conn.fetchrow(sql, *args, after, batch_size)
@@ -1551,9 +1571,16 @@ def parse_wrk(output: str) -> dict[str, Any]:
     }
 
 
-async def earn_phase(bench: Bench, label: str, tag: str, during_job: bool) -> dict[str, Any]:
-    """wrk at the fixed rate for --earn-seconds, or for exactly as long as the job runs."""
+async def earn_phase(
+    bench: Bench,
+    label: str,
+    tag: str,
+    during: Callable[[Bench], Awaitable[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """wrk at the fixed rate for --earn-seconds, or for exactly as long as `during` runs
+    (the evaluation job)."""
     seconds = bench.args.earn_seconds
+    during_job = during is not None
     job: dict[str, Any] | None = None
     with (
         tempfile.TemporaryFile() as out,
@@ -1565,8 +1592,8 @@ async def earn_phase(bench: Bench, label: str, tag: str, during_job: bool) -> di
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
             try:
-                if during_job:
-                    job = await run_job(bench)
+                if during is not None:
+                    job = await during(bench)
                     proc.send_signal(signal.SIGINT)  # wrk prints its summary on SIGINT
                 deadline = time.monotonic() + seconds + 60
                 while proc.poll() is None:
@@ -1604,13 +1631,13 @@ async def run_earn(bench: Bench) -> dict[str, Any]:
                 refresh()
         bench.procs.stop(proc)
         results: dict[str, Any] = {}
-        results["idle_before"] = await earn_phase(bench, "earn, idle (before)", "idle1", False)
+        results["idle_before"] = await earn_phase(bench, "earn, idle (before)", "idle1")
         with console.status("restoring member tiers"):
             await restore(bench)
         results["during"] = await earn_phase(
-            bench, "earn, while evaluate_tiers runs", "during", True
+            bench, "earn, while evaluate_tiers runs", "during", during=run_job
         )
-        results["idle_after"] = await earn_phase(bench, "earn, idle (after)", "idle2", False)
+        results["idle_after"] = await earn_phase(bench, "earn, idle (after)", "idle2")
     finally:
         if bench.server is not None:
             with console.status("stopping loyalty serve"):
@@ -1649,7 +1676,7 @@ async def timed_runs(bench: Bench) -> dict[str, Any]:
                 check.update(await differences(bench, kept))
         conn = await bench.connect()
         try:
-            tz = os.environ.get("LOYALTY_TIMEZONE", "Asia/Shanghai")
+            tz = business_timezone()
             sql_start = await conn.fetchval(WINDOW_START_SQL, job["at"], tz)
             if n == 1:
                 await conn.execute(f"DROP TABLE IF EXISTS {kept}")
@@ -1729,26 +1756,15 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("", no_wrap=True)
     runs = results["timed"]["runs"]
-    table.add_row(
-        "evaluate_tiers job (arq, enqueue to done)",
-        f"{summary['job_seconds']:.2f} s",
-        "",
-        "",
-    )
+    table.add_row("evaluate_tiers job (arq, enqueue to done)", f"{summary['job_seconds']:.2f} s")
     table.add_row("  each run", " / ".join(f"{r['job']['seconds']:.2f}" for r in runs))
     table.add_row("single set-based statement", f"{summary['statement_seconds']:.2f} s")
     table.add_row("  each run", " / ".join(f"{r['statement']['seconds']:.2f}" for r in runs))
     table.add_row(
-        "job / statement (median of runs)",
+        "job / statement (median of the runs' ratios)",
         f"{summary['job_ratio']:.2f}",
         f"<= {GOAL_JOB_RATIO:.1f}",
         mark(goals["job_within_2x_statement"]),
-    )
-    first = runs[0]["job"]["result"]
-    table.add_row(
-        "  job's changes (run 1)",
-        f"up {first['upgraded']:,}, down {first['downgraded']:,}, "
-        f"grace {first['grace_started']:,}, overrides {first['overrides_ended']:,}",
     )
     table.add_row(
         "same result (tiers, history, outbox)",
@@ -1787,6 +1803,13 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         )
         table.add_row("  job under earn load", f"{summary['job_seconds_under_earn_load']:.2f} s")
     console.print(table)
+    first = runs[0]["job"]["result"]
+    console.print(
+        f"each evaluation: {first['members']:,} members, {first['upgraded']:,} upgrades, "
+        f"{first['downgraded']:,} downgrades, {first['grace_started']:,} graces started, "
+        f"{first['overrides_ended']:,} overrides ended; "
+        f"{runs[0]['statement']['result']['rows_updated']:,} member_tiers rows updated"
+    )
 
     cpu = Table(title=f"CPU: cores used ({os.cpu_count()} = the whole machine)")
     cpu.add_column("phase", no_wrap=True)
@@ -1819,10 +1842,11 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         batches = results["diagnosis"]["batch_seconds"]
         if batches:
             console.print(
-                f"job batches ({results['diagnosis']['batch_size']:,} members each, timed one "
-                f"by one): {len(batches)} batches, first {batches[0]:.2f} s, median "
-                f"{statistics.median(batches):.2f} s, max {max(batches):.2f} s, total "
-                f"{results['diagnosis']['loop_seconds']:.2f} s; plans in the results file"
+                f"the job's first {len(batches)} batches "
+                f"({results['diagnosis']['batch_size']:,} members each), timed one by one: "
+                + ", ".join(f"{b:.2f}" for b in batches)
+                + " s; EXPLAIN ANALYZE of a batch and of the single statement: "
+                + str(path.with_suffix(".plans.txt"))
             )
     console.print(f"results: {path}")
 
@@ -1863,10 +1887,10 @@ async def run(bench: Bench) -> dict[str, Any]:
         await admin.close()
     results["environment"] = environment_facts(pg_version)
     flush_redis(bench)
-    _configure_loyalty(bench)  # before generating: the service's window_start reads settings
     results["data"] = await prepare_database(bench)
     with console.status(f"migrating {WORK_DB} (nothing to do unless the code moved on)"):
         loyalty_cli(bench, "migrate")
+    _configure_loyalty(bench)
     with console.status("warming the cache"):
         await prewarm(bench)
     results["timed"] = await timed_runs(bench)
@@ -1920,6 +1944,14 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"tiers-{datetime.now():%Y%m%d-%H%M%S}.json"
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if "diagnosis" in results:
+        diagnosis = results["diagnosis"]
+        path.with_suffix(".plans.txt").write_text(
+            "".join(
+                f"=== {name} ===\n{diagnosis[f'plan_{name}']}\n\n"
+                for name in ("job_first_batch", "job_first_batch_generic", "single_statement")
+            )
+        )
     print_report(results, path)
     missed = [name for name, ok in results["summary"]["goals"].items() if not ok]
     return 1 if args.check and missed else 0

@@ -118,7 +118,7 @@ class NewLot:
     released: bool
 
 
-_ENTRY_COLUMNS = """
+ENTRY_ROWS = """
     SELECT e.id, e.member, e.points, e.kind, e.cause_type, e.cause_id, e.key, e.occurred_at,
            now(), e.actor, e.note
     FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
@@ -127,7 +127,7 @@ _ENTRY_COLUMNS = """
 """
 
 
-def _entry_args(entries: list[NewEntry]) -> list[list]:
+def entry_args(entries: list[NewEntry]) -> list[list]:
     return [
         [e.id for e in entries],
         [e.member for e in entries],
@@ -149,9 +149,9 @@ async def insert_entries(conn: asyncpg.Connection, entries: list[NewEntry]) -> N
             f"""
             INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
                 idempotency_key, occurred_at, created_at, actor, note)
-            {_ENTRY_COLUMNS}
+            {ENTRY_ROWS}
             """,
-            *_entry_args(entries),
+            *entry_args(entries),
         )
 
 
@@ -166,7 +166,7 @@ async def insert_earnings(
         WITH entries AS (
             INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
                 idempotency_key, occurred_at, created_at, actor, note)
-            {_ENTRY_COLUMNS}
+            {ENTRY_ROWS}
         )
         INSERT INTO points_lots (id, member, entry, points, remaining, available_at,
             expires_at, released)
@@ -176,7 +176,7 @@ async def insert_earnings(
                     $15::timestamptz[], $16::timestamptz[], $17::bool[])
              AS l(member, entry, points, remaining, available_at, expires_at, released)
         """,
-        *_entry_args(entries),
+        *entry_args(entries),
         [lot.member for lot in lots],
         [lot.entry for lot in lots],
         [lot.points for lot in lots],

@@ -271,25 +271,33 @@ async def _insert(
     at: datetime,
 ) -> None:
     member_ids = sorted({item.member_id for item in items})  # type: ignore[type-var]
-    accounts = await ledger.lock_accounts(conn, member_ids)
-    # Read after the locks: a merge that committed meanwhile shows here, and moves the item.
-    info = {
-        row["id"]: row
-        for row in await conn.fetch(
-            """
-            SELECT m.id, m.assigned_rep, m.merged_into, t.tier, t.below_since, t.override_until
-            FROM members m JOIN member_tiers t ON t.member = m.id
-            WHERE m.id = ANY($1::uuid[])
-            """,
-            member_ids,
+    rows = await conn.fetch(
+        """
+        SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, a.closed,
+               m.assigned_rep, t.tier, t.below_since, t.override_until
+        FROM points_accounts a
+        JOIN members m ON m.id = a.member
+        JOIN member_tiers t ON t.member = a.member
+        WHERE a.member = ANY($1::uuid[])
+        ORDER BY a.member
+        FOR UPDATE OF a
+        """,
+        member_ids,
+    )
+    if any(row["closed"] for row in rows):
+        raise _Raced  # a merge committed while we waited: start over with the survivor
+    info = {row["member"]: row for row in rows}
+    accounts = {
+        row["member"]: ledger.Account(
+            row["id"],
+            row["member"],
+            row["available"],
+            row["pending"],
+            row["debt"],
+            row["lifetime_earned"],
         )
+        for row in rows
     }
-    if any(row["merged_into"] for row in info.values()):
-        for item in items:
-            survivor = info[item.member_id]["merged_into"]  # type: ignore[index]
-            if survivor:
-                item.member_id = survivor
-        raise _Raced  # start over with the survivors
     tier_states = {
         m: tiers.TierState(row["tier"], row["below_since"], row["override_until"])
         for m, row in info.items()
@@ -380,7 +388,7 @@ async def _insert(
     )
     if len(inserted) != len(items):
         raise _Raced  # rolls back; the next attempt finds them as existing purchases
-    rows = {row["external_id"]: row for row in inserted}
+    purchased = {row["external_id"]: row for row in inserted}
     entries, lots = [], []
     for item in items:
         points = sum(item.points)
@@ -406,12 +414,96 @@ async def _insert(
                 expiry_months=rules.expiry_months,
             )
         )
-    await ledger.insert_earnings(conn, entries, lots)
-    await ledger.save_accounts(conn, [accounts[m] for m in {e.member for e in entries}])
-    await tiers.apply_upgrades(conn, list(upgrades.values()), at)
-    await tiers.end_grace(conn, sorted(set(back_above) - set(upgrades)))
+    await _write_postings(
+        conn,
+        entries,
+        lots,
+        [accounts[m] for m in {e.member for e in entries}],
+        list(upgrades.values()),
+        sorted(set(back_above) - set(upgrades)),
+        at,
+    )
     for item in items:
-        item.result = _purchase_schema(rows[item.data.external_id], rules, "created")
+        item.result = _purchase_schema(purchased[item.data.external_id], rules, "created")
+
+
+async def _write_postings(
+    conn: asyncpg.Connection,
+    entries: list[ledger.NewEntry],
+    lots: list[ledger.NewLot],
+    accounts: list[ledger.Account],
+    upgrades: list[tiers.Upgrade],
+    back_above: list[UUID],
+    at: datetime,
+) -> None:
+    """Ledger entries, lots, account buckets and tier upgrades in one statement. (The ledger
+    trigger adds the entries to the accounts' totals once the statement is done.)"""
+    await conn.execute(
+        f"""
+        WITH entries AS (
+            INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+                idempotency_key, occurred_at, created_at, actor, note)
+            {ledger.ENTRY_ROWS}
+        ), lots AS (
+            INSERT INTO points_lots (id, member, entry, points, remaining, available_at,
+                expires_at, released)
+            SELECT gen_random_uuid(), l.member, l.entry, l.points, l.remaining, l.available_at,
+                   l.expires_at, l.released
+            FROM unnest($11::uuid[], $12::uuid[], $13::bigint[], $14::bigint[],
+                        $15::timestamptz[], $16::timestamptz[], $17::bool[])
+                 AS l(member, entry, points, remaining, available_at, expires_at, released)
+        ), accounts AS (
+            UPDATE points_accounts a
+            SET available = v.available, pending = v.pending, debt = v.debt,
+                lifetime_earned = v.lifetime_earned, updated_at = now()
+            FROM unnest($18::uuid[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[])
+                 AS v(id, available, pending, debt, lifetime_earned)
+            WHERE a.id = v.id
+        ), upgraded AS (
+            -- A tier row changed meanwhile (the evaluation job) is left alone.
+            UPDATE member_tiers t SET tier = v.to_tier, since = $27, below_since = NULL,
+                override_tier = NULL, override_until = NULL, override_reason = NULL,
+                override_by = NULL
+            FROM unnest($23::uuid[], $24::text[], $25::text[], $26::numeric[])
+                 AS v(member, from_tier, to_tier, value)
+            WHERE t.member = v.member AND t.tier = v.from_tier
+            RETURNING v.member, v.from_tier, v.to_tier, v.value
+        ), history AS (
+            INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor,
+                qualifying_value, at)
+            SELECT gen_random_uuid(), member, from_tier, to_tier, 'upgrade', '', 'system',
+                   value, $27
+            FROM upgraded
+        ), announced AS (
+            INSERT INTO outbox_events (id, topic, member, payload, created_at, attempts)
+            SELECT gen_random_uuid(), 'tier.changed', member,
+                   jsonb_build_object('from_tier', from_tier, 'to_tier', to_tier,
+                                      'reason', 'upgrade'),
+                   now(), 0
+            FROM upgraded
+        )
+        UPDATE member_tiers SET below_since = NULL WHERE member = ANY($28::uuid[])
+        """,
+        *ledger.entry_args(entries),
+        [lot.member for lot in lots],
+        [lot.entry for lot in lots],
+        [lot.points for lot in lots],
+        [lot.remaining for lot in lots],
+        [lot.available_at for lot in lots],
+        [lot.expires_at for lot in lots],
+        [lot.released for lot in lots],
+        [a.id for a in accounts],
+        [a.available for a in accounts],
+        [a.pending for a in accounts],
+        [a.debt for a in accounts],
+        [a.lifetime_earned for a in accounts],
+        [u.member for u in upgrades],
+        [u.from_tier for u in upgrades],
+        [u.to_tier for u in upgrades],
+        [u.value for u in upgrades],
+        at,
+        back_above,
+    )
 
 
 def _rank(ladder: tiers.Ladder, code: str) -> int:

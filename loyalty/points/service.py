@@ -446,6 +446,7 @@ async def merge_accounts(duplicate_id: UUID, survivor_id: UUID, *, actor: str) -
         survivor.debt += duplicate.debt
         survivor.lifetime_earned += duplicate.lifetime_earned
         duplicate.available = duplicate.pending = duplicate.debt = 0
+        await conn.execute("UPDATE points_accounts SET closed = true WHERE id = $1", duplicate.id)
         if survivor.debt:
             # Debt and open lots never coexist: the merged lots repay the debt now.
             debt, survivor.debt = survivor.debt, 0

@@ -50,6 +50,9 @@ class PointsAccount(Table, tablename="points_accounts"):
     debt = BigInt(default=0)
     lifetime_earned = BigInt(default=0)
     total = BigInt(default=0)
+    # Set when the member is merged into another: a purchase that locked this account while
+    # the merge ran sees it and moves to the survivor.
+    closed = Boolean(default=False)
     updated_at = Timestamptz(default=TimestamptzNow())
 
 

@@ -316,15 +316,6 @@ async def apply_upgrades(conn: asyncpg.Connection, upgrades: list[Upgrade], at: 
     )
 
 
-async def end_grace(conn: asyncpg.Connection, member_ids: list[UUID]) -> None:
-    """Back above the tier's threshold: no downgrade is pending any more."""
-    if member_ids:
-        await conn.execute(
-            "UPDATE member_tiers SET below_since = NULL WHERE member = ANY($1::uuid[])",
-            member_ids,
-        )
-
-
 async def after_purchase(conn: asyncpg.Connection, member_id: UUID, at: datetime) -> None:
     """Re-qualify one member after purchases moved to them (a merge): upgrade at once."""
     current = await ladder()
