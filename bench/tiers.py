@@ -1442,6 +1442,50 @@ async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
 
 # --- earn: server, key, wrk ---------------------------------------------------------------
 
+WAITS_SQL = """
+SELECT CASE WHEN query LIKE '%member_tiers WHERE member > $8%' THEN 'evaluation' ELSE 'earn' END
+        AS who,
+    coalesce(wait_event_type || ':' || wait_event, 'CPU') AS waiting_on, count(*) AS n
+FROM pg_stat_activity
+WHERE datname = $1 AND state = 'active' AND backend_type = 'client backend'
+  AND pid <> pg_backend_pid()
+GROUP BY 1, 2
+"""
+
+
+@asynccontextmanager
+async def sampled_waits(bench: Bench) -> AsyncIterator[dict[str, dict[str, float]]]:
+    """What the database's active backends wait on, sampled every 50 ms: per side (the
+    evaluation's batch statement, everything else = earn), the share of samples on each wait
+    event ("CPU" = running or runnable). A mean of active backends per sample."""
+    counts: dict[str, dict[str, int]] = {}
+    samples = 0
+    conn = await bench.connect()
+    shares: dict[str, dict[str, float]] = {}
+
+    async def sampler() -> None:
+        nonlocal samples
+        while True:
+            for row in await conn.fetch(WAITS_SQL, WORK_DB):
+                side = counts.setdefault(row["who"], {})
+                side[row["waiting_on"]] = side.get(row["waiting_on"], 0) + row["n"]
+            samples += 1
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(sampler())
+    try:
+        yield shares
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        await conn.close()
+        for who, side in counts.items():
+            top = sorted(side.items(), key=lambda kv: -kv[1])[:8]
+            shares[who] = {k: round(v / max(samples, 1), 3) for k, v in top}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -1587,7 +1631,7 @@ async def earn_phase(
         phase_progress(label, None if during_job else seconds) as refresh,
     ):
         argv = wrk_argv(bench, 3600 if during_job else seconds, tag)
-        async with metered(bench) as meter:
+        async with metered(bench) as meter, sampled_waits(bench) as waits:
             proc = bench.procs.start(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
@@ -1609,6 +1653,7 @@ async def earn_phase(
         raise BenchError(f"wrk exited with {proc.returncode}:\n{output}")
     result = parse_wrk(output)
     result["cpu_cores"] = meter.cores()
+    result["waits"] = waits
     if job is not None:
         result["job"] = {k: v for k, v in job.items() if k != "at"}
     return result
