@@ -236,6 +236,7 @@ class CpuMeter:
 
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
+        self.wal_bytes: list[int] = []  # the server's WAL position (all databases)
         self.first: dict[int, int] = {}
         self.last: dict[int, tuple[str, int]] = {}
         self.times: list[float] = []
@@ -292,6 +293,11 @@ class CpuMeter:
         used["machine"] = busy / max(total, 1) * cpus
         return {k: round(v, 2) for k, v in used.items()}
 
+    def wal_mb(self) -> float | None:
+        if len(self.wal_bytes) < 2:
+            return None
+        return round((self.wal_bytes[-1] - self.wal_bytes[0]) / 2**20, 1)
+
 
 @asynccontextmanager
 async def metered(bench: Bench) -> AsyncIterator[CpuMeter]:
@@ -304,6 +310,8 @@ async def metered(bench: Bench) -> AsyncIterator[CpuMeter]:
             await asyncio.sleep(0.5)
             await meter.sample(conn)
 
+    wal_sql = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+    meter.wal_bytes.append(await conn.fetchval(wal_sql))
     await meter.sample(conn)
     task = asyncio.create_task(sampler())
     try:
@@ -315,6 +323,7 @@ async def metered(bench: Bench) -> AsyncIterator[CpuMeter]:
         except asyncio.CancelledError:
             pass
         await meter.sample(conn)
+        meter.wal_bytes.append(await conn.fetchval(wal_sql))
         await conn.close()
 
 
@@ -1046,11 +1055,26 @@ async def _cached_meta(bench: Bench) -> tuple[dict[str, Any] | None, str]:
         "members": args.members,
         "purchases_per_member": args.purchases_per_member,
         "seed": args.seed,
-        "migrations": code_migrations(),
     }
     differs = [k for k, v in wanted.items() if meta.get(k) != v]
     if differs:
         return None, f"the cached data differs in {', '.join(differs)}"
+    migrations = code_migrations()
+    if not set(meta["migrations"]) <= set(migrations):
+        return None, "the cached data has migrations the code no longer has"
+    if set(meta["migrations"]) != set(migrations):
+        # Newer migrations: bring the cache up to date once rather than generate again.
+        with console.status(f"applying newer migrations to {CACHE_DB}"):
+            loyalty_cli(bench, "migrate", database=CACHE_DB)
+        meta["migrations"] = migrations
+        conn = await bench.connect(CACHE_DB)
+        try:
+            await conn.execute(
+                "UPDATE bench_tiers_meta SET info = $1::jsonb WHERE id = 1", json.dumps(meta)
+            )
+            await conn.execute("CHECKPOINT")
+        finally:
+            await conn.close()
     return meta, ""
 
 
@@ -1071,8 +1095,9 @@ WHERE s.id = mt.id
 
 
 async def restore(bench: Bench) -> float:
-    """Every member's tier as generated; the evaluation's history and events gone; vacuumed
-    and analysed, so each timed evaluation starts from the same data and table state."""
+    """Every member's tier as generated; the evaluation's history and events gone; vacuumed,
+    analysed and checkpointed, so each timed evaluation starts from the same data and table
+    state, and none pays for the write-back of what came before it."""
     started = time.monotonic()
     conn = await bench.connect()
     try:
@@ -1080,6 +1105,7 @@ async def restore(bench: Bench) -> float:
         await conn.execute("DELETE FROM tier_changes WHERE at > $1", bench.generated_at)
         await conn.execute("DELETE FROM outbox_events WHERE topic = 'tier.changed'")
         await conn.execute("VACUUM (ANALYZE) member_tiers, tier_changes, outbox_events")
+        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
     return time.monotonic() - started
@@ -1626,6 +1652,11 @@ async def earn_phase(
     seconds = bench.args.earn_seconds
     during_job = during is not None
     job: dict[str, Any] | None = None
+    conn = await bench.connect()
+    try:
+        await conn.execute("CHECKPOINT")  # no write-back of an earlier phase in this one
+    finally:
+        await conn.close()
     with (
         tempfile.TemporaryFile() as out,
         phase_progress(label, None if during_job else seconds) as refresh,
@@ -1653,6 +1684,7 @@ async def earn_phase(
         raise BenchError(f"wrk exited with {proc.returncode}:\n{output}")
     result = parse_wrk(output)
     result["cpu_cores"] = meter.cores()
+    result["wal_mb"] = meter.wal_mb()
     result["waits"] = waits
     if job is not None:
         result["job"] = {k: v for k, v in job.items() if k != "at"}
@@ -1707,6 +1739,7 @@ async def timed_runs(bench: Bench) -> dict[str, Any]:
             async with metered(bench) as meter:
                 job = await run_job(bench)
         job["cpu_cores"] = meter.cores()
+        job["wal_mb"] = meter.wal_mb()
         with console.status(f"run {n}: checking the job's result"):
             job_state = await capture_state(bench, keep_as=kept if n == 1 else None)
             await restore(bench)
@@ -1714,6 +1747,7 @@ async def timed_runs(bench: Bench) -> dict[str, Any]:
             async with metered(bench) as meter:
                 stmt = await run_statement(bench, job["at"])
         stmt["cpu_cores"] = meter.cores()
+        stmt["wal_mb"] = meter.wal_mb()
         with console.status(f"run {n}: checking the statement's result"):
             stmt_state = await capture_state(bench)
             check = agreement(job_state, stmt_state)
@@ -1777,6 +1811,18 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         summary["earn_p99_ratio"] = round(during / statistics.mean(idle), 2)
         summary["goals"]["earn_p99_within_2x"] = summary["earn_p99_ratio"] <= GOAL_P99_RATIO
         summary["job_seconds_under_earn_load"] = earn["during"]["job"]["seconds"]
+        # Earn backends waiting on the WAL (flush or its lock), per 50 ms sample: the
+        # evaluation's WAL is what earn commits queue behind.
+        wal_waits = ("IO:WALSync", "IO:WALWrite", "LWLock:WALWrite")
+
+        def wal_wait(phase: str) -> float:
+            waits = earn[phase]["waits"].get("earn", {})
+            return round(sum(waits.get(w, 0.0) for w in wal_waits), 3)
+
+        summary["earn_wal_wait_idle"] = round(
+            statistics.mean([wal_wait("idle_before"), wal_wait("idle_after")]), 3
+        )
+        summary["earn_wal_wait_during"] = wal_wait("during")
         disturbed += [
             f"earn {name}"
             for name in ("idle_before", "during", "idle_after")
@@ -1810,6 +1856,10 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         f"{summary['job_ratio']:.2f}",
         f"<= {GOAL_JOB_RATIO:.1f}",
         mark(goals["job_within_2x_statement"]),
+    )
+    table.add_row(
+        "  server WAL written: job / statement",
+        f"{runs[0]['job']['wal_mb']:,.0f} / {runs[0]['statement']['wal_mb']:,.0f} MB",
     )
     table.add_row(
         "same result (tiers, history, outbox)",
@@ -1847,6 +1897,10 @@ def print_report(results: dict[str, Any], path: Path) -> None:
             f"{during['latency_ms']['p50']:.1f} ms",
         )
         table.add_row("  job under earn load", f"{summary['job_seconds_under_earn_load']:.2f} s")
+        table.add_row(
+            "  earn waiting on WAL flush idle / during",
+            f"{summary['earn_wal_wait_idle']:.3f} / {summary['earn_wal_wait_during']:.3f}",
+        )
     console.print(table)
     first = runs[0]["job"]["result"]
     console.print(
