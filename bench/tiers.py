@@ -46,12 +46,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 try:
     import asyncpg
@@ -90,6 +90,9 @@ COPY_PROGRESS_EVERY = 20_000
 DIAGNOSIS_BATCHES = 8  # the plan cache may switch to a generic plan after five executions
 
 console = Console(width=None if sys.stdout.isatty() else 110)  # logs: wide enough for the tables
+
+
+T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -205,6 +208,24 @@ def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, with SIGTERM cancelling the main task as Ctrl-C does (an exception raised
+    from a signal handler in the middle of the event loop, a COPY say, can leave it hanging)."""
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await coro
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt("SIGTERM") from None
+    finally:
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
 # --- CPU accounting from /proc ------------------------------------------------------------
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -301,7 +322,7 @@ class CpuMeter:
 
 @asynccontextmanager
 async def metered(bench: Bench) -> AsyncIterator[CpuMeter]:
-    """Sample CPU use while the block runs."""
+    """Sample CPU use (and the server's WAL position) while the block runs."""
     meter = CpuMeter(bench)
     conn = await bench.connect("postgres")
 
@@ -1406,64 +1427,69 @@ def agreement(job_state: dict[str, Any], statement_state: dict[str, Any]) -> dic
 async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
     """EXPLAIN ANALYZE (rolled back) of the job's first batch and of the single statement,
     and the job's first DIAGNOSIS_BATCHES batches timed one by one (its own SQL, committed
-    like the job, from the restored state)."""
+    like the job, from the restored state). The job's statement runs on a connection of the
+    app's own pool (its session settings), the single statement on a plain one, as timed."""
+    from loyalty import db
     from loyalty.tiers import service
 
-    current = await service.ladder(fresh=True)
-    settings = current.settings
-    tiers = [(t.code, t.rank, t.threshold, t.enabled) for t in current.tiers]
-    sql = service._decision_sql(settings.basis, service._APPLY)
-    args = [
-        *service._ladder_args(tiers),
-        service.window_start(at, settings.window_months),
-        at,
-        at - timedelta(days=settings.grace_days),
-    ]
     batch_size = inspect.signature(service.evaluate).parameters["batch_size"].default
-    timezone = business_timezone()
     out: dict[str, Any] = {"batch_size": batch_size}
+    await db.start_pool(max_size=2)
+    try:
+        current = await service.ladder(fresh=True)
+        settings = current.settings
+        tiers = [(t.code, t.rank, t.threshold, t.enabled) for t in current.tiers]
+        sql = service._decision_sql(settings.basis, service._APPLY)
+        args = [
+            *service._ladder_args(tiers),
+            service.window_start(at, settings.window_months),
+            at,
+            at - timedelta(days=settings.grace_days),
+        ]
+        first = [*args, service.LOWEST_UUID, batch_size]
+        async with db.connection() as conn:
+            out["plan_job_first_batch"] = await _explain(conn, sql, first)
+            # The plan the prepared statement may switch to after five executions.
+            out["plan_job_first_batch_generic"] = await _explain(conn, sql, first, generic=True)
+            # The job's loop on one connection: asyncpg prepares the statement once.
+            batches: list[float] = []
+            after = service.LOWEST_UUID
+            started = time.perf_counter()
+            while len(batches) < DIAGNOSIS_BATCHES:
+                t0 = time.perf_counter()
+                async with conn.transaction():
+                    row = await conn.fetchrow(sql, *args, after, batch_size)
+                if not row["members"]:
+                    break
+                batches.append(round(time.perf_counter() - t0, 3))
+                after = row["last_member"]
+            out["batch_seconds"] = batches
+            out["loop_seconds"] = round(time.perf_counter() - started, 3)
+    finally:
+        await db.close_pool()
     conn = await bench.connect()
     try:
-        for label, statement, params in (
-            ("job_first_batch", sql, [*args, service.LOWEST_UUID, batch_size]),
-            ("single_statement", SINGLE_STATEMENT, [at, timezone]),
-        ):
-            tr = conn.transaction()
-            await tr.start()
-            try:
-                plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *params)
-            finally:
-                await tr.rollback()
-            out[f"plan_{label}"] = "\n".join(r[0] for r in plan)
-        # The job's loop, batch by batch, on one connection: asyncpg prepares the statement
-        # once, so PostgreSQL may switch to a generic plan after five executions, as in the job.
-        batches: list[float] = []
-        after = service.LOWEST_UUID
-        started = time.perf_counter()
-        while len(batches) < DIAGNOSIS_BATCHES:
-            t0 = time.perf_counter()
-            async with conn.transaction():
-                row = await conn.fetchrow(sql, *args, after, batch_size)
-            if not row["members"]:
-                break
-            batches.append(round(time.perf_counter() - t0, 3))
-            after = row["last_member"]
-        out["batch_seconds"] = batches
-        out["loop_seconds"] = round(time.perf_counter() - started, 3)
-        tr = conn.transaction()
-        await tr.start()
-        try:
-            # The plan the prepared statement uses after its first executions.
-            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            plan = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS) " + sql, *args, service.LOWEST_UUID, batch_size
-            )
-        finally:
-            await tr.rollback()
-        out["plan_job_first_batch_generic"] = "\n".join(r[0] for r in plan)
+        out["plan_single_statement"] = await _explain(
+            conn, SINGLE_STATEMENT, [at, business_timezone()]
+        )
     finally:
         await conn.close()
     return out
+
+
+async def _explain(
+    conn: asyncpg.Connection, sql: str, params: list[Any], generic: bool = False
+) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) in a transaction that is rolled back."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        if generic:
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *params)
+    finally:
+        await tr.rollback()
+    return "\n".join(r[0] for r in plan)
 
 
 # --- earn: server, key, wrk ---------------------------------------------------------------
@@ -2026,12 +2052,12 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-tiers-") as tmp:
             bench = Bench(args, procs, Path(tmp))
             try:
-                results = asyncio.run(run(bench))
+                results = run_async(run(bench))
             finally:
                 procs.stop_all()
                 if not args.keep_db:
                     try:
-                        asyncio.run(drop_work_db(bench))
+                        run_async(drop_work_db(bench))
                     except (BenchError, OSError, asyncpg.PostgresError) as exc:
                         console.print(f"[yellow]could not drop {WORK_DB}: {exc}[/]")
     except BenchError as exc:
