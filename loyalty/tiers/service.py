@@ -635,12 +635,10 @@ WITH ladder AS (
 ), batch AS (
     SELECT member, tier, since, below_since, override_until
     FROM member_tiers WHERE member > $8 ORDER BY member LIMIT $9
-), spent AS (
-    -- One range scan over the batch's members (the batch is a run of member ids), not a
-    -- lookup per member: the planner otherwise hashes the whole purchases table per batch.
-    {spent}
 ), valued AS (
-    SELECT b.member, coalesce(s.value, 0) AS value FROM batch b LEFT JOIN spent s USING (member)
+    SELECT b.member, {value} AS value
+    FROM batch b {join}
+    GROUP BY b.member
 ), state AS (
     SELECT b.*, v.value, cur.rank AS current_rank, coalesce(cur.enabled, false) AS current_enabled,
         coalesce(
@@ -730,29 +728,9 @@ FROM result GROUP BY tier, new_tier
 """
 
 
-def _spent_sql(basis: str) -> str:
-    """Qualifying value per member of the batch, for members with any in the window."""
-    in_batch = (
-        # (PostgreSQL 15 has no min/max over uuid.)
-        "q.member >= (SELECT member FROM batch ORDER BY member LIMIT 1)"
-        " AND q.member <= (SELECT member FROM batch ORDER BY member DESC LIMIT 1)"
-        " AND q.occurred_at >= $5 AND q.occurred_at <= $6"
-    )
-    if basis == "points_earned":
-        return (
-            "SELECT q.member, sum(q.points)::numeric AS value FROM points_ledger q"
-            f" WHERE {in_batch}"
-            " AND q.kind IN ('purchase_earn', 'referral_earn', 'bonus', 'reversal')"
-            " GROUP BY q.member"
-        )
-    return (
-        "SELECT q.member, sum(q.total - q.returned_amount) AS value FROM purchases q"
-        f" WHERE {in_batch} GROUP BY q.member"
-    )
-
-
 def _decision_sql(basis: str, tail: str) -> str:
-    return _DECISION.format(spent=_spent_sql(basis)) + tail
+    join, value = _value_join(basis, "b.member", "$5", "$6")
+    return _DECISION.format(join=join, value=value) + tail
 
 
 def _ladder_args(tiers: list[tuple[str, int, Decimal, bool]]) -> list[Any]:
