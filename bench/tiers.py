@@ -212,16 +212,26 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, with SIGTERM cancelling the main task as Ctrl-C does (an exception raised
     from a signal handler in the middle of the event loop, a COPY say, can leave it hanging)."""
 
+    terminated = False
+
     async def main() -> T:
         task = asyncio.current_task()
         assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
         return await coro
 
     try:
         return asyncio.run(main())
     except asyncio.CancelledError:
-        raise KeyboardInterrupt("SIGTERM") from None
+        if terminated:
+            raise KeyboardInterrupt("SIGTERM") from None
+        raise BenchError("the run was cancelled from inside (not by a signal)") from None
     finally:
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
@@ -1198,10 +1208,14 @@ async def run_job(bench: Bench) -> dict[str, Any]:
             raise BenchError("arq did not enqueue evaluate_tiers (a job with its id exists?)")
         await worker.main()
         seconds = time.perf_counter() - started
-        if worker.jobs_failed or not worker.jobs_complete:
-            info = await job.result_info()
-            raise BenchError(f"evaluate_tiers failed: {info.result if info else 'no result'}")
-        result = await job.result(timeout=10)
+        info = await job.result_info()
+        if worker.jobs_failed or worker.jobs_retried or info is None or not info.success:
+            raise BenchError(
+                f"evaluate_tiers failed after {seconds:.1f} s "
+                f"({worker.jobs_complete} complete, {worker.jobs_failed} failed, "
+                f"{worker.jobs_retried} retried): {info.result if info else 'no result'!r}"
+            )
+        result = info.result
     finally:
         await worker.close()
         await queue.aclose()
