@@ -26,6 +26,11 @@ from loyalty.points.controllers import (
     MemberPointsController,
     PurchaseController,
 )
+from loyalty.referrals.controllers import (
+    MemberReferralController,
+    ReferralController,
+    ReferralSettingsController,
+)
 from loyalty.sessions import SESSION_COOKIE, RotatingSessionConfig
 from loyalty.settings import Settings, get_settings
 from loyalty.staff.controllers import ApiKeyController, AuthController, StaffController
@@ -91,6 +96,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             TierController,
             TierSettingsController,
             MemberTierController,
+            ReferralController,
+            ReferralSettingsController,
+            MemberReferralController,
             ConsoleController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
         ],

@@ -30,23 +30,59 @@ PERMISSIONS: dict[str, str] = {
     "rules:manage": "change earning rules",
     "tiers:manage": "change the tier ladder and simulate changes",
     "tiers:override": "set or end a member's tier override",
+    "referrals:review": "review held referrals: approve or reject them",
+    "referrals:report": "read the referral programme's statistics",
+    "referrals:manage": "change what referrals pay and the monthly cap",
+    "rewards:manage": "manage the rewards catalog and voucher pools",
+    "redemptions:write": "redeem rewards for members and cancel redemptions",
+    "redemptions:fulfil": "mark redemptions fulfilled",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
     "general_manager": frozenset(
-        {"staff:read", "members:read", "members:write", "points:adjust", "tiers:override"}
+        {
+            "staff:read",
+            "members:read",
+            "members:write",
+            "points:adjust",
+            "tiers:override",
+            "referrals:review",
+            "referrals:report",
+            "redemptions:write",
+            "redemptions:fulfil",
+        }
     ),
     "manager": frozenset(
-        {"staff:read", "members:read", "members:write", "points:adjust", "tiers:override"}
+        {
+            "staff:read",
+            "members:read",
+            "members:write",
+            "points:adjust",
+            "tiers:override",
+            "referrals:review",
+            "referrals:report",
+            "redemptions:write",
+            "redemptions:fulfil",
+        }
     ),
-    "rep": frozenset({"members:read", "members:write"}),
-    "service": frozenset({"members:read", "members:write"}),
-    "marketing": frozenset({"members:read"}),
+    "rep": frozenset({"members:read", "members:write", "redemptions:write"}),
+    "service": frozenset(
+        {
+            "members:read",
+            "members:write",
+            "referrals:review",
+            "redemptions:write",
+            "redemptions:fulfil",
+        }
+    ),
+    "marketing": frozenset({"members:read", "referrals:report", "rewards:manage"}),
 }
 
 # Keys are for machines: they may never administer people or mint other keys.
-API_KEY_SCOPES = frozenset({"members:read", "members:write", "purchases:write", "staff:read"})
+API_KEY_SCOPES = frozenset(
+    {"members:read", "members:write", "purchases:write", "staff:read", "redemptions:write"}
+)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ APP_REGISTRY = AppRegistry(
         "loyalty.points.piccolo_app",
         "loyalty.tiers.piccolo_app",
         "loyalty.events.piccolo_app",
+        "loyalty.referrals.piccolo_app",
+        "loyalty.rewards.piccolo_app",
     ]
 )
 

@@ -36,6 +36,7 @@ class Settings:
     login_attempts_per_address: int = 20
     login_window_seconds: int = 900
     token_ttl_hours: int = 12
+    public_url: str = ""  # where members reach the portal; links in messages start with it
 
     @property
     def embedded_database(self) -> bool:
@@ -113,7 +114,17 @@ class Settings:
             login_attempts_per_address=get_int("LOGIN_ATTEMPTS_PER_ADDRESS", 20, minimum=1),
             login_window_seconds=get_int("LOGIN_WINDOW_SECONDS", 900, minimum=1),
             token_ttl_hours=get_int("TOKEN_TTL_HOURS", 12, minimum=1),
+            public_url=_public_url(
+                get("PUBLIC_URL"), get("HOST", "127.0.0.1"), get("PORT", "8000")
+            ),
         )
+
+
+def _public_url(configured: str | None, host: str | None, port: str | None) -> str:
+    url = configured or f"http://{host}:{port}"
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"LOYALTY_PUBLIC_URL must start with http:// or https://, got {url!r}")
+    return url.rstrip("/")
 
 
 def _demo_secret_key(data_dir: Path) -> str:

@@ -85,6 +85,9 @@ class MemberCreate(Input):
     tags: Annotated[list[Tag], msgspec.Meta(max_length=30)] = []
     organisation: Organisation | None = None
     contact_preferences: ContactPreferences | None = None
+    # A friend's referral code: the referral pays both sides at the first qualifying
+    # purchase, and the new member is served by the friend's rep.
+    referral_code: Annotated[str, msgspec.Meta(max_length=20)] | None = None
 
 
 class MemberUpdate(Input):

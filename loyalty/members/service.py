@@ -287,6 +287,7 @@ async def create_member(
     data: schemas.MemberCreate, principal: Principal, *, channel: str | None = None
 ) -> schemas.Member:
     from loyalty.points.service import open_account
+    from loyalty.referrals import service as referrals
     from loyalty.tiers import service as tiers
 
     values: dict[str, Any] = {
@@ -312,20 +313,32 @@ async def create_member(
     for field in ("phone", "email"):
         if values[field] and await Member.exists().where(getattr(Member, field) == values[field]):
             raise Conflict(await _owner_of(field, values[field], principal), field=field)
+    referrer = await referrals.find_referrer(data.referral_code) if data.referral_code else None
+    # The first registration decides the first assignment: the relationship follows whoever
+    # brought the customer (the referrer's rep), else a rep enrols into their own book.
+    assigned_rep = principal.id if principal.role == "rep" else None
+    if referrer is not None and referrer.assigned_rep is not None:
+        assigned_rep = referrer.assigned_rep
+    if assigned_rep is not None:
+        values["assigned_rep"] = assigned_rep
+    channel = channel or _registration_channel(principal)
     member = Member(
         **values,
         number=new_member_number(),
-        registration_channel=channel or _registration_channel(principal),
+        registration_channel=channel,
         registered_by=principal.label,
         registered_by_staff=principal.id if principal.is_staff else None,
-        # The first registration decides the first assignment: a rep enrols into their book.
-        assigned_rep=principal.id if principal.role == "rep" else None,
     )
     try:
         async with db.transaction() as conn:
             await member.save()
             await open_account(member.id)
             await tiers.enrol(conn, member.id)
+            await referrals.issue_code(conn, member.id)
+            if referrer is not None:
+                await referrals.record(
+                    conn, referrer, member.id, channel=channel, assigned_rep=assigned_rep
+                )
             await MemberChange(
                 member=member.id,
                 action="create",
@@ -429,6 +442,7 @@ async def merge_members(
     """Fold a duplicate into the survivor: points, purchases and history move, nothing is lost."""
     from loyalty.points.ledger import lock_accounts
     from loyalty.points.service import merge_accounts
+    from loyalty.referrals import service as referrals
     from loyalty.tiers import service as tiers
 
     if principal.role != "admin":
@@ -474,6 +488,7 @@ async def merge_members(
         await Member.update(updates).where(Member.id == survivor_id)
         moved = await merge_accounts(data.duplicate_id, survivor_id, actor=principal.label)
         await tiers.after_merge(conn, data.duplicate_id, survivor_id, principal.label)
+        await referrals.after_merge(conn, data.duplicate_id, survivor_id)
         details = {
             "duplicate_id": str(data.duplicate_id),
             "duplicate_number": duplicate["number"],

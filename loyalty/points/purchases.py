@@ -31,6 +31,7 @@ from loyalty.errors import (
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.service import get_rules, line_points, now
+from loyalty.referrals import service as referrals
 from loyalty.settings import get_settings
 from loyalty.tiers import service as tiers
 
@@ -111,6 +112,7 @@ class _Item:
     data: schemas.PurchaseIn
     request_hash: str = ""
     member_id: UUID | None = None
+    referrer: UUID | None = None  # of a referral waiting for this member's first purchase
     points: list[int] = field(default_factory=list)
     purchase_id: UUID | None = None
     result: schemas.Purchase | None = None
@@ -154,22 +156,28 @@ async def _resolve_members(conn: asyncpg.Connection, items: list[_Item]) -> None
         WITH k AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY
                 AS k(id, number, phone, i)
+        ), found AS (
+            SELECT k.i, coalesce(m.merged_into, m.id) AS member
+            FROM k JOIN members m ON m.id = k.id
+            UNION ALL
+            SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.number = k.number
+            UNION ALL
+            SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.phone = k.phone
         )
-        SELECT k.i, coalesce(m.merged_into, m.id) AS member FROM k JOIN members m ON m.id = k.id
-        UNION ALL
-        SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.number = k.number
-        UNION ALL
-        SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.phone = k.phone
+        SELECT f.i, f.member, r.referrer FROM found f
+        LEFT JOIN referrals r ON r.referred = f.member AND r.qualified_at IS NULL
+            AND r.status IN ('pending', 'held')
         """,
         [UUID(v) if k == "id" else None for k, v in keys],
         [v if k == "number" else None for k, v in keys],
         [v if k == "phone" else None for k, v in keys],
     )
-    found = {row["i"] - 1: row["member"] for row in rows}
+    found = {row["i"] - 1: row for row in rows}
     for i, item in enumerate(items):
         if item.problem is None:
             if i in found:
-                item.member_id = found[i]
+                item.member_id = found[i]["member"]
+                item.referrer = found[i]["referrer"]
             else:
                 kind = keys[i][0]
                 item.problem = InvalidInput(
@@ -271,6 +279,9 @@ async def _insert(
     at: datetime,
 ) -> None:
     member_ids = sorted({item.member_id for item in items})  # type: ignore[type-var]
+    # A first purchase may pay a referral: the referrer's account is locked with the rest,
+    # in member-id order.
+    referrers = {item.referrer for item in items if item.referrer is not None}
     rows = await conn.fetch(
         """
         SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, a.closed,
@@ -282,10 +293,11 @@ async def _insert(
         ORDER BY a.member
         FOR UPDATE OF a
         """,
-        member_ids,
+        sorted(set(member_ids) | referrers),
     )
-    if any(row["closed"] for row in rows):
+    if any(row["closed"] and row["member"] in member_ids for row in rows):
         raise _Raced  # a merge committed while we waited: start over with the survivor
+    rows = [row for row in rows if not row["closed"]]
     info = {row["member"]: row for row in rows}
     accounts = {
         row["member"]: ledger.Account(
@@ -414,6 +426,8 @@ async def _insert(
                 expiry_months=rules.expiry_months,
             )
         )
+    if referrers:
+        entries += await _referral_rewards(conn, items, purchased, accounts, rules, lots, at)
     await _write_postings(
         conn,
         entries,
@@ -425,6 +439,45 @@ async def _insert(
     )
     for item in items:
         item.result = _purchase_schema(purchased[item.data.external_id], rules, "created")
+
+
+async def _referral_rewards(
+    conn: asyncpg.Connection,
+    items: list[_Item],
+    purchased: dict[str, Any],
+    accounts: dict[UUID, ledger.Account],
+    rules: schemas.EarningRules,
+    lots: list[ledger.NewLot],
+    at: datetime,
+) -> list[ledger.NewEntry]:
+    """Reward entries (with their lots added to `lots`) for referrals these purchases
+    qualify: the first purchase of the member that reaches the minimum counts."""
+    waiting = {
+        w.referred: w
+        for w in await referrals.waiting_referrals(
+            conn,
+            sorted({item.member_id for item in items if item.referrer}),  # type: ignore[type-var]
+        )
+    }
+    qualifying = []
+    for item in items:
+        member_waiting = waiting.get(item.member_id)  # type: ignore[arg-type]
+        if member_waiting is not None:
+            qualifying.append(
+                (member_waiting, purchased[item.data.external_id]["id"], item.data.total)
+            )
+    rewards = await referrals.qualify(conn, qualifying, accounts, at)
+    for entry in rewards:
+        lots.append(
+            ledger.plan_earn(
+                accounts[entry.member],
+                entry,
+                now=at,
+                pending_days=rules.pending_days,
+                expiry_months=rules.expiry_months,
+            )
+        )
+    return rewards
 
 
 async def _write_postings(
@@ -589,8 +642,12 @@ async def post_return(
         )
         if purchase is None:
             raise NotFound("no purchase with that external_id")
-        # Lock order: the account first, then the purchase (see ledger). A merge may move
-        # the purchase while we wait, so follow it to the account that holds it now.
+        # Lock order: the accounts first, then the purchase (see ledger). A return of a
+        # purchase that paid a referral may take that reward back from both members, so
+        # both accounts are locked up front. A merge may move the purchase while we wait,
+        # so follow it to the account that holds it now.
+        referral_members = await referrals.rewarded_referral_members(conn, purchase["id"])
+        referral_accounts = await ledger.lock_accounts(conn, sorted(referral_members))
         account = await ledger.lock_current_account(conn, purchase["member"])
         purchase = await conn.fetchrow(
             "SELECT * FROM purchases WHERE id = $1 FOR UPDATE", purchase["id"]
@@ -694,6 +751,11 @@ async def post_return(
                 own_entry=own_entry,
             )
             await ledger.save_account(conn, account)
+        if purchase["returned_amount"] + amount >= purchase["total"]:
+            referral_accounts[account.member_id] = account
+            await referrals.after_full_return(
+                conn, purchase["id"], referral_accounts, principal.label
+            )
     return schemas.Return(
         return_id=data.return_id,
         external_id=external_id,

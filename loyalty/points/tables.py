@@ -58,7 +58,7 @@ class PointsAccount(Table, tablename="points_accounts"):
 
 class LedgerEntry(Table, tablename="points_ledger"):
     id = UUID(primary_key=True)
-    member = ForeignKey(references=Member, index=True)
+    member = ForeignKey(references=Member)  # points_ledger_statement serves lookups
     points = BigInt()
     kind = Varchar(length=24)
     cause_type = Varchar(length=24)
@@ -86,7 +86,7 @@ class PointsLot(Table, tablename="points_lots"):
 class Purchase(Table, tablename="purchases"):
     id = UUID(primary_key=True)
     external_id = Varchar(length=100, unique=True)
-    member = ForeignKey(references=Member, index=True)
+    member = ForeignKey(references=Member)  # purchases_member_time serves lookups
     occurred_at = Timestamptz()
     store = Varchar(length=100)
     currency = Varchar(length=3)

@@ -61,7 +61,7 @@ class MemberTier(Table, tablename="member_tiers"):
 
 class TierChange(Table, tablename="tier_changes"):
     id = UUID(primary_key=True)
-    member = ForeignKey(references=Member, index=True)
+    member = ForeignKey(references=Member)  # tier_changes_member_time serves lookups
     from_tier = Varchar(length=32, null=True, default=None)
     to_tier = Varchar(length=32)
     reason = Varchar(length=16)  # initial | upgrade | downgrade | override | override_end | merge

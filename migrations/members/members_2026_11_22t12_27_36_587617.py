@@ -1,14 +1,15 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import Array
-from piccolo.columns.column_types import Date
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import JSONB
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    JSONB,
+    UUID,
+    Array,
+    Date,
+    ForeignKey,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -49,9 +50,7 @@ DESCRIPTION = "members and archive changes"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="members", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="members", description=DESCRIPTION)
 
     manager.add_table(
         class_name="MemberChange",
@@ -60,9 +59,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Member", tablename="members", schema=None, columns=None
-    )
+    manager.add_table(class_name="Member", tablename="members", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="MemberChange",

@@ -1,21 +1,23 @@
+import decimal
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import BigInt
-from piccolo.columns.column_types import Boolean
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import JSONB
-from piccolo.columns.column_types import Numeric
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    JSONB,
+    UUID,
+    BigInt,
+    Boolean,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
-import decimal
 
 
 class LedgerEntry(Table, tablename="points_ledger", schema=None):
@@ -80,9 +82,7 @@ DESCRIPTION = "ledger, accounts, lots, purchases"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="points", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="points", description=DESCRIPTION)
 
     manager.add_table(
         class_name="PurchaseReturn",
@@ -105,9 +105,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Purchase", tablename="purchases", schema=None, columns=None
-    )
+    manager.add_table(class_name="Purchase", tablename="purchases", schema=None, columns=None)
 
     manager.add_table(
         class_name="LedgerEntry",
@@ -123,9 +121,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="PointsLot", tablename="points_lots", schema=None, columns=None
-    )
+    manager.add_table(class_name="PointsLot", tablename="points_lots", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="PurchaseReturn",

@@ -8,9 +8,7 @@ DESCRIPTION = "closed flag on merged accounts"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="points", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="points", description=DESCRIPTION)
 
     manager.add_column(
         table_class_name="PointsAccount",

@@ -1,13 +1,14 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import Array
-from piccolo.columns.column_types import Boolean
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    UUID,
+    Array,
+    Boolean,
+    ForeignKey,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -34,9 +35,7 @@ DESCRIPTION = "staff, tokens and api keys"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="staff", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="staff", description=DESCRIPTION)
 
     manager.add_table(
         class_name="StaffToken",
@@ -45,13 +44,9 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Staff", tablename="staff", schema=None, columns=None
-    )
+    manager.add_table(class_name="Staff", tablename="staff", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="ApiKey", tablename="api_keys", schema=None, columns=None
-    )
+    manager.add_table(class_name="ApiKey", tablename="api_keys", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="StaffToken",

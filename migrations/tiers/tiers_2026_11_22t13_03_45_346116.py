@@ -1,19 +1,21 @@
+import decimal
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import Boolean
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import Numeric
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    UUID,
+    Boolean,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
-import decimal
 
 
 class Member(Table, tablename="members", schema=None):
@@ -36,9 +38,7 @@ DESCRIPTION = "tier ladder, member tiers, tier changes"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="tiers", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="tiers", description=DESCRIPTION)
 
     manager.add_table(
         class_name="TierChange",

@@ -1,0 +1,138 @@
+"""Referrals API: a member's code, link and referrals; the review queue; programme figures;
+what referrals pay."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, get, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK
+
+from loyalty.auth import current_principal, requires
+from loyalty.openapi import problems
+from loyalty.referrals import schemas, service
+
+
+class ReferralController(Controller):
+    path = "/api/v1/referrals"
+    tags = ["referrals"]
+
+    @get(
+        "/",
+        summary="Referrals, newest first (the review queue with status=held)",
+        responses=problems(400, 401, 403),
+        guards=[requires("referrals:review")],
+    )
+    async def list_referrals(
+        self,
+        request: Request,
+        status: Annotated[
+            Literal["pending", "held", "rewarded", "rejected", "reversed"] | None,
+            QueryParameter(),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    ) -> schemas.ReferralList:
+        """Held referrals carry the reasons they were held: shared_contact, shared_address,
+        loop, existing_member, over_cap."""
+        return await service.list_referrals(current_principal(request), status, limit, cursor)
+
+    @get(
+        "/stats",
+        summary="Referral programme statistics by month",
+        responses=problems(401, 403),
+        guards=[requires("referrals:report")],
+    )
+    async def stats(self, request: Request) -> schemas.ProgrammeStats:
+        """Sign-ups with a code per month, how many made their first qualifying purchase,
+        were rewarded, held, rejected or reversed, and the conversion to rewards."""
+        return await service.programme_stats(current_principal(request))
+
+    @post(
+        "/{referral_id:uuid}/approve",
+        status_code=HTTP_200_OK,
+        summary="Approve a held referral",
+        responses=problems(400, 401, 403, 404, 409),
+        guards=[requires("referrals:review")],
+    )
+    async def approve(
+        self, request: Request, referral_id: FromPath[UUID], data: JSONBody[schemas.Review]
+    ) -> schemas.Referral:
+        """With a reason. If the referred member already made a qualifying first purchase
+        both sides are rewarded now; otherwise at that purchase."""
+        return await service.approve(referral_id, data, current_principal(request))
+
+    @post(
+        "/{referral_id:uuid}/reject",
+        status_code=HTTP_200_OK,
+        summary="Reject a held or pending referral",
+        responses=problems(400, 401, 403, 404, 409),
+        guards=[requires("referrals:review")],
+    )
+    async def reject(
+        self, request: Request, referral_id: FromPath[UUID], data: JSONBody[schemas.Review]
+    ) -> schemas.Referral:
+        """With a reason; nobody is rewarded for it."""
+        return await service.reject(referral_id, data, current_principal(request))
+
+
+class ReferralSettingsController(Controller):
+    path = "/api/v1/referral-settings"
+    tags = ["referrals"]
+
+    @get(
+        "/",
+        summary="What referrals pay",
+        responses=problems(401, 403),
+        guards=[requires("members:read")],
+    )
+    async def get_settings(self) -> schemas.ReferralSettings:
+        """Points for the referrer and the new member, the smallest first purchase that
+        counts, and the monthly cap per referrer above which referrals are held."""
+        return await service.get_referral_settings()
+
+    @put(
+        "/",
+        summary="Change what referrals pay",
+        responses=problems(400, 401, 403, 422),
+        guards=[requires("referrals:manage")],
+    )
+    async def put_settings(
+        self, request: Request, data: JSONBody[schemas.ReferralSettingsBody]
+    ) -> schemas.ReferralSettings:
+        """Admins only; applies to referrals rewarded from now on."""
+        return await service.put_referral_settings(data, current_principal(request))
+
+
+class MemberReferralController(Controller):
+    path = "/api/v1/members/{member_id:uuid}"
+    tags = ["referrals"]
+
+    @get(
+        "/referrals",
+        summary="A member's referral code, link, referrals and statistics",
+        responses=problems(401, 403, 404),
+        guards=[requires("members:read")],
+    )
+    async def member_referrals(
+        self, request: Request, member_id: FromPath[UUID]
+    ) -> schemas.MemberReferrals:
+        """The code and the sign-up link to share, everyone who joined with it (invited),
+        how many made their first qualifying purchase (joined), were rewarded or are held,
+        and who referred this member."""
+        return await service.member_referrals(member_id, current_principal(request))
+
+    @put(
+        "/referrer",
+        summary="Record who referred a member",
+        responses=problems(400, 401, 403, 404, 409, 422),
+        guards=[requires("members:write")],
+    )
+    async def set_referrer(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ReferrerIn]
+    ) -> schemas.Referral:
+        """For a member who joined without giving the code. The same guards apply; a member
+        who already bought before is held as an existing member. 409 if already referred."""
+        return await service.set_referrer(member_id, data, current_principal(request))
