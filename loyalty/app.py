@@ -31,6 +31,11 @@ from loyalty.referrals.controllers import (
     ReferralController,
     ReferralSettingsController,
 )
+from loyalty.rewards.controllers import (
+    MemberRewardController,
+    RedemptionController,
+    RewardController,
+)
 from loyalty.sessions import SESSION_COOKIE, RotatingSessionConfig
 from loyalty.settings import Settings, get_settings
 from loyalty.staff.controllers import ApiKeyController, AuthController, StaffController
@@ -99,6 +104,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReferralController,
             ReferralSettingsController,
             MemberReferralController,
+            RewardController,
+            MemberRewardController,
+            RedemptionController,
             ConsoleController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
         ],
