@@ -11,6 +11,7 @@ from arq.worker import Worker
 from loyalty import db
 from loyalty.events.jobs import deliver_event, relay_outbox
 from loyalty.points.jobs import expire_points, release_pending_points
+from loyalty.referrals import service as _referrals  # noqa: F401  registers event subscribers
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens
 from loyalty.tiers.jobs import evaluate_tiers

@@ -5,6 +5,7 @@ return, and the statistics."""
 from __future__ import annotations
 
 import asyncio
+from uuid import UUID
 
 import pytest
 
@@ -348,3 +349,27 @@ async def test_a_rep_cannot_read_referrals_of_someone_elses_member(client, admin
     rep = await bearer("rep")
     response = await client.get(f"/api/v1/members/{member['id']}/referrals", headers=rep)
     assert response.status_code == 404
+
+
+async def test_both_members_are_told_through_the_worker(app, settings, client, admin, pos, member):
+    from loyalty.events.tables import Notification
+    from loyalty.worker import create_worker
+
+    code = (await referrals_of(client, admin, member["id"]))["code"]
+    friend = await enrol(client, admin, "Li Na", code)
+    await buy(client, pos, friend["id"])
+    worker = create_worker(settings, burst=True, poll_delay=0.01, cron_jobs=[])
+    await app.state.redis.enqueue_job("relay_outbox", _job_id="relay-referral")
+    try:
+        await worker.main()
+        await worker.main()  # the deliveries the relay queued
+    finally:
+        await worker.close()
+    told = {
+        row["member"]: row["title"]
+        for row in await Notification.select().where(Notification.kind == "referral.rewarded")
+    }
+    assert told == {
+        UUID(member["id"]): "Thank you for your referral",
+        UUID(friend["id"]): "Welcome bonus",
+    }
