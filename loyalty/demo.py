@@ -11,11 +11,15 @@ from typing import Any
 
 from rich.progress import Progress
 
-from loyalty.auth import staff_principal
+from loyalty import db
+from loyalty.auth import Principal, staff_principal
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as member_service
 from loyalty.points import purchases
 from loyalty.points import schemas as points_schemas
+from loyalty.referrals import service as referral_service
+from loyalty.rewards import schemas as reward_schemas
+from loyalty.rewards import service as reward_service
 from loyalty.settings import Settings
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
@@ -101,11 +105,14 @@ async def seed_members(count: int, seed: int = 2026) -> None:
         for row in (staff["rep"], staff["rep2"], staff["admin"])
     ]
     now = datetime.now(UTC)
+    codes: list[str] = []
     with Progress() as progress:
         task = progress.add_task("seeding demo members and purchases", total=count)
         for i in range(count):
             name = f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}"
             enroler = enrolers[i % 3]
+            # One in seven came on a friend's invitation.
+            referral_code = rng.choice(codes) if codes and rng.random() < 1 / 7 else None
             member = await member_service.create_member(
                 member_schemas.MemberCreate(
                     name=name,
@@ -122,9 +129,12 @@ async def seed_members(count: int, seed: int = 2026) -> None:
                             )
                         ],
                     ),
+                    referral_code=referral_code,
                 ),
                 enroler,
             )
+            async with db.connection() as conn:
+                codes.append(await referral_service.issue_code(conn, member.id))
             # Most members buy now and then; one in ten is a big spender (silver or gold).
             big_spender = rng.random() < 0.1
             count = rng.randint(8, 16) if big_spender else rng.choice([0, 1, 2, 3, 4, 6, 9])
@@ -168,3 +178,55 @@ async def seed_members(count: int, seed: int = 2026) -> None:
     from loyalty.tiers import service as tier_service
 
     await tier_service.evaluate()
+    await seed_rewards(enrolers[-1])
+
+
+async def seed_rewards(admin: Principal) -> None:
+    """A small catalog: goods, vouchers (generated and from a pool), event seats, a service."""
+    catalog = [
+        reward_schemas.RewardCreate(
+            name="Jasmine tea gift tin",
+            kind="goods",
+            points_cost=800,
+            stock=200,
+            description="150 g of spring jasmine tea in a gift tin.",
+        ),
+        reward_schemas.RewardCreate(
+            name="CNY 50 shopping voucher",
+            kind="voucher",
+            points_cost=2500,
+            description="Valid in every store and online for 90 days.",
+        ),
+        reward_schemas.RewardCreate(
+            name="Partner cinema ticket",
+            kind="voucher",
+            voucher_source="pool",
+            points_cost=1200,
+            description="One 2D ticket at partner cinemas.",
+        ),
+        reward_schemas.RewardCreate(
+            name="Spring tea tasting evening",
+            kind="event_seat",
+            points_cost=1500,
+            stock=30,
+            event_at=datetime.now(UTC) + timedelta(days=40),
+            per_member_limit=2,
+            description="An evening with our tea masters; bring a friend.",
+        ),
+        reward_schemas.RewardCreate(
+            name="Home visit by a tea sommelier",
+            kind="bonus_service",
+            points_cost=6000,
+            eligible_tiers=["gold", "platinum", "diamond"],
+            per_member_limit=1,
+            description="A private tasting at home for up to six guests.",
+        ),
+    ]
+    for data in catalog:
+        reward = await reward_service.create_reward(data, admin)
+        if data.voucher_source == "pool":
+            await reward_service.import_vouchers(
+                reward.id,
+                reward_schemas.VoucherImport(codes=[f"CINEMA-{n:04d}" for n in range(1, 101)]),
+                admin,
+            )

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,22 +48,27 @@ class Demo:
             text=True,
         )
 
-    def wait_ready(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
+        self.ready = threading.Event()
+        # Keep reading: a full pipe would block the demo's logging and so the demo itself.
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
         assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
+        for line in self.process.stdout:
             self.output.append(line)
             if line.startswith("Press Ctrl-C"):
-                return "".join(self.output)
-        raise AssertionError("demo did not become ready:\n" + "".join(self.output))
+                self.ready.set()
+
+    def wait_ready(self, timeout: float = 60) -> str:
+        if not self.ready.wait(timeout):
+            raise AssertionError("demo did not become ready:\n" + "".join(self.output))
+        return "".join(self.output)
 
     def interrupt(self) -> int:
         self.process.send_signal(signal.SIGINT)
-        rest, _ = self.process.communicate(timeout=60)
-        self.output.append(rest)
+        self.process.wait(timeout=60)
+        self.reader.join(timeout=10)
         return self.process.returncode
 
 
