@@ -97,7 +97,6 @@ BenchError = earn.BenchError
 console = Console(width=None if sys.stdout.isatty() else 110)  # logs: wide enough for the tables
 earn.console = console  # earn.py's helpers print through it too
 RESULTS_DIR = earn.RESULTS_DIR
-PROJECT_DIR = earn.PROJECT_DIR
 PHASE_ORDER = ("pgbench_before", "hot", "many", "pgbench_after")
 SEED_CHUNK = 5_000
 HOT_COST = 500  # points for the hot seat
@@ -874,7 +873,7 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
 
     table = Table(
         title=f"redeem: concurrency {args.concurrency}, {args.workers} web worker(s), "
-        f"{args.members:,} members, {args.duration} s a phase (hot: to the sell-out)"
+        f"{args.members:,} members, {args.duration} s a phase"
     )
     for name, justify in (("measure", "left"), ("value", "right"), ("x pgbench", "right")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]

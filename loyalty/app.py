@@ -26,6 +26,9 @@ from loyalty.points.controllers import (
     MemberPointsController,
     PurchaseController,
 )
+from loyalty.portal import i18n
+from loyalty.portal.api import MeController, MemberSignInController
+from loyalty.portal.controllers import PortalController
 from loyalty.referrals.controllers import (
     MemberReferralController,
     ReferralController,
@@ -45,7 +48,7 @@ from loyalty.tiers.controllers import (
     TierController,
     TierSettingsController,
 )
-from loyalty.web import authentication_middleware
+from loyalty.web import authentication_middleware, page_middleware
 
 PACKAGE_DIR = Path(__file__).parent
 NOT_SESSION_PATHS = ["^/api/", "^/health", "^/schema", "^/static/"]
@@ -107,13 +110,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RewardController,
             MemberRewardController,
             RedemptionController,
+            MemberSignInController,
+            MeController,
             ConsoleController,
+            PortalController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
-        middleware=[request_log_middleware, session_config.middleware, authentication_middleware],
+        middleware=[
+            request_log_middleware,
+            page_middleware,
+            session_config.middleware,
+            authentication_middleware,
+        ],
         stores={"sessions": RedisStore(redis, namespace="sessions")},
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
@@ -123,7 +134,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exclude=["^/api/", "^/health"],
         ),
         template_config=TemplateConfig(
-            directory=[PACKAGE_DIR / "console" / "templates"], engine=JinjaTemplateEngine
+            directory=[PACKAGE_DIR / "console" / "templates", PACKAGE_DIR / "portal" / "templates"],
+            engine=JinjaTemplateEngine,
+            engine_callback=lambda engine: i18n.install(engine.engine),
         ),
         openapi_config=OpenAPIConfig(
             title="Loyalty platform API",

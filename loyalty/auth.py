@@ -87,7 +87,7 @@ API_KEY_SCOPES = frozenset(
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "staff" or "api_key"
+    kind: str  # "staff", "api_key", "member" (portal) or "portal" (self sign-up)
     id: UUID
     label: str
     role: str | None = None
@@ -111,6 +111,15 @@ def staff_principal(staff_id: UUID, username: str, role: str, department: str | 
         department=department,
         permissions=ROLE_PERMISSIONS.get(role, frozenset()),
     )
+
+
+def member_principal(member_id: UUID, number: str) -> Principal:
+    """A member signed in to the portal: no staff permissions, only their own data."""
+    return Principal(kind="member", id=member_id, label=f"member:{number}", role="member")
+
+
+# Self sign-up through the portal acts as this principal until the member exists.
+PORTAL = Principal(kind="portal", id=UUID(int=0), label="portal", role=None)
 
 
 def current_principal(connection: ASGIConnection) -> Principal:
@@ -137,6 +146,12 @@ def requires(*permissions: str) -> Callable[[ASGIConnection, BaseRouteHandler], 
             raise PermissionDenied(f"this needs the {', '.join(missing)} permission")
 
     return guard
+
+
+async def member_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard for the member's own API (`/api/v1/me`): a signed-in member token."""
+    if current_principal(connection).kind != "member":
+        raise PermissionDenied("this is the member's own API: sign in as a member")
 
 
 async def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:

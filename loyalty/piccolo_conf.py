@@ -13,6 +13,7 @@ APP_REGISTRY = AppRegistry(
         "loyalty.events.piccolo_app",
         "loyalty.referrals.piccolo_app",
         "loyalty.rewards.piccolo_app",
+        "loyalty.reps.piccolo_app",
     ]
 )
 

@@ -37,6 +37,15 @@ class Settings:
     login_window_seconds: int = 900
     token_ttl_hours: int = 12
     public_url: str = ""  # where members reach the portal; links in messages start with it
+    smtp_host: str = ""  # empty: mail is written to the data folder's outbox (demo)
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "Loyalty <no-reply@loyalty.example>"
+    sms_webhook_url: str = ""  # empty: text messages are written to the data folder's outbox
+    service_phone: str = "400-820-8820"
+    service_email: str = "service@loyalty.example"
 
     @property
     def embedded_database(self) -> bool:
@@ -114,6 +123,15 @@ class Settings:
             login_attempts_per_address=get_int("LOGIN_ATTEMPTS_PER_ADDRESS", 20, minimum=1),
             login_window_seconds=get_int("LOGIN_WINDOW_SECONDS", 900, minimum=1),
             token_ttl_hours=get_int("TOKEN_TTL_HOURS", 12, minimum=1),
+            smtp_host=get("SMTP_HOST", "") or "",
+            smtp_port=get_int("SMTP_PORT", 25, minimum=1),
+            smtp_user=get("SMTP_USER", "") or "",
+            smtp_password=get("SMTP_PASSWORD", "") or "",
+            smtp_starttls=(get("SMTP_STARTTLS", "") or "").lower() in {"1", "true", "yes"},
+            mail_from=get("MAIL_FROM", Settings.mail_from) or Settings.mail_from,
+            sms_webhook_url=get("SMS_WEBHOOK_URL", "") or "",
+            service_phone=get("SERVICE_PHONE", Settings.service_phone) or Settings.service_phone,
+            service_email=get("SERVICE_EMAIL", Settings.service_email) or Settings.service_email,
             public_url=_public_url(
                 get("PUBLIC_URL"), get("HOST", "127.0.0.1"), get("PORT", "8000")
             ),

@@ -108,3 +108,17 @@ async def notify_member(event: dict[str, Any], *, kind: str, title: str, body: s
             title,
             body,
         )
+
+
+async def inbox(member_id: UUID, limit: int = 50) -> list[dict[str, Any]]:
+    """The member's portal messages, newest first."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT id, kind, title, body, created_at, read_at FROM member_notifications
+            WHERE member = $1 ORDER BY created_at DESC LIMIT $2
+            """,
+            member_id,
+            limit,
+        )
+    return [dict(row) for row in rows]

@@ -104,6 +104,8 @@ async def _department_rep_ids(department: str | None) -> list[UUID]:
 
 async def visibility_clause(principal: Principal) -> Any | None:
     """A Piccolo where-clause limiting members to those the caller may see (None: all)."""
+    if principal.kind == "member":
+        return Member.id == principal.id
     if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
         return None
     if principal.role == "manager":
@@ -115,7 +117,11 @@ async def visibility_clause(principal: Principal) -> Any | None:
     return Member.id.is_null()  # an unknown role sees nothing
 
 
-async def can_see(principal: Principal, assigned_rep: UUID | None) -> bool:
+async def can_see(
+    principal: Principal, assigned_rep: UUID | None, member_id: UUID | None = None
+) -> bool:
+    if principal.kind == "member":  # a member sees themselves and nobody else
+        return member_id is not None and member_id == principal.id
     if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
         return True
     if principal.role == "rep":
@@ -171,7 +177,7 @@ async def _row(member_id: UUID) -> dict[str, Any] | None:
 async def get_member(member_id: UUID, principal: Principal) -> schemas.Member:
     """A member the caller may see; others are 'not found' so existence does not leak."""
     row = await _row(member_id)
-    if row is None or not await can_see(principal, row["assigned_rep"]):
+    if row is None or not await can_see(principal, row["assigned_rep"], row["id"]):
         raise NotFound("no member with that id")
     return to_schema(row)
 
@@ -269,7 +275,7 @@ async def _owner_of(field: str, value: str, principal: Principal) -> str:
     )
     if row is None:
         return f"this {field} is already registered to another member"
-    if await can_see(principal, row["assigned_rep"]):
+    if await can_see(principal, row["assigned_rep"], row["id"]):
         return f"this {field} is already registered to member {row['number']} ({row['id']})"
     return f"this {field} is already registered to another member"
 
@@ -280,7 +286,9 @@ async def _unique_violation(exc: asyncpg.UniqueViolationError, values: dict, pri
 
 
 def _registration_channel(principal: Principal) -> str:
-    return "integration" if principal.kind == "api_key" else "staff"
+    return {"api_key": "integration", "member": "portal", "portal": "portal"}.get(
+        principal.kind, "staff"
+    )
 
 
 async def create_member(

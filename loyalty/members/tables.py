@@ -53,3 +53,24 @@ class MemberChange(Table, tablename="member_changes"):
     actor_staff = ForeignKey(references=Staff, null=True, default=None)
     changes = JSONB(default="{}")
     at = Timestamptz(default=TimestamptzNow())
+
+
+class MemberCredential(Table, tablename="member_credentials"):
+    """A portal password the member chose (optional: sign-in by one-time code always works)."""
+
+    member = ForeignKey(references=Member, primary_key=True)
+    password_hash = Varchar(length=200)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class ClosureRequest(Table, tablename="closure_requests"):
+    """A member asked for their account to be closed; an admin decides (privacy erasure)."""
+
+    id = UUID(primary_key=True)
+    member = ForeignKey(references=Member, index=True)
+    channel = Varchar(length=16)  # portal | staff
+    reason = Text(default="")
+    status = Varchar(length=16, default="pending")  # pending | approved | rejected
+    requested_at = Timestamptz(default=TimestamptzNow())
+    decided_by = Varchar(length=120, null=True, default=None)
+    decided_at = Timestamptz(null=True, default=None)
