@@ -81,10 +81,59 @@ def backing_services() -> Iterator[dict[str, str]]:
                 service.stop()
 
 
-@pytest.fixture(scope="session")
-def settings(backing_services: dict[str, str]):
-    from loyalty.settings import get_settings
+class Mailbox:
+    """What a real SMTP server (aiosmtpd, on a local port) received."""
 
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes
+        from email.policy import default
+
+        self.messages.append(message_from_bytes(envelope.content, policy=default))
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        return [m for m in self.messages if m["To"] == address]
+
+    def last_code(self, address: str) -> str:
+        found = self.to(address)
+        assert found, f"no mail to {address}; got {[m['To'] for m in self.messages]}"
+        body = found[-1].get_body(preferencelist=("plain",)).get_content()
+        match = re.search(r"\b(\d{6})\b", body)
+        assert match, body
+        return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[Mailbox]:
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    os.environ.update(LOYALTY_SMTP_HOST="127.0.0.1", LOYALTY_SMTP_PORT=str(port))
+    yield mailbox
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: Mailbox) -> Mailbox:
+    smtp_server.messages.clear()
+    return smtp_server
+
+
+@pytest.fixture(scope="session")
+def settings(backing_services: dict[str, str], smtp_server):
+    from loyalty.settings import get_settings, reset_settings
+
+    reset_settings()
     return get_settings()
 
 

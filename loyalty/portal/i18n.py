@@ -87,9 +87,62 @@ def moment(value: datetime | None) -> str:
     return dates.format_datetime(value, format="medium", tzinfo=get_settings().tz, locale=_locale())
 
 
+def N_(message: str) -> str:  # noqa: N802  marks a string for the catalog, translated later
+    return message
+
+
+# Codes the portal shows (channels, ledger entry kinds, statuses, tiers): their words.
+LABELS = {
+    "email": N_("Email"),
+    "sms": N_("Text message"),
+    "wechat": N_("WeChat"),
+    "phone": N_("Phone call"),
+    "post": N_("Post"),
+    "portal": N_("Portal"),
+    "purchase_earn": N_("Purchase"),
+    "referral_earn": N_("Referral"),
+    "bonus": N_("Bonus"),
+    "redemption": N_("Redemption"),
+    "reversal": N_("Reversal"),
+    "expiry": N_("Expired"),
+    "adjustment": N_("Adjustment"),
+    "transfer": N_("Transfer"),
+    "requested": N_("Requested"),
+    "fulfilled": N_("Fulfilled"),
+    "cancelled": N_("Cancelled"),
+    "pending": N_("Waiting for a first purchase"),
+    "held": N_("Being checked"),
+    "rewarded": N_("Rewarded"),
+    "rejected": N_("Not accepted"),
+    "reversed": N_("Taken back"),
+    "normal": N_("Normal"),
+    "silver": N_("Silver"),
+    "gold": N_("Gold"),
+    "platinum": N_("Platinum"),
+    "diamond": N_("Diamond"),
+    "goods": N_("Goods"),
+    "voucher": N_("Voucher"),
+    "event_seat": N_("Event seat"),
+    "bonus_service": N_("Service"),
+    "not_enough_points": N_("You need more available points."),
+    "points_in_debt": N_("Points owed from a return must be repaid first."),
+    "tier_too_low": N_("For members of a higher tier."),
+    "limit_reached": N_("You have reached the limit for this reward."),
+    "out_of_stock": N_("Out of stock."),
+    "not_started": N_("Not available yet."),
+    "inactive": N_("Not on offer."),
+    "ended": N_("No longer available."),
+}
+
+
+def label(code: str) -> str:
+    """The word for a code in the member's language (the code itself if unknown)."""
+    return gettext(LABELS[code]) if code in LABELS else code
+
+
 def install(environment) -> None:
     """Gettext and the formatting filters for templates, following the request's language."""
     environment.add_extension("jinja2.ext.i18n")
     environment.install_gettext_callables(gettext, ngettext, newstyle=True)
     environment.filters.update(number=number, money=money, day=day, moment=moment)
-    environment.globals.update(languages=LANGUAGES, current_language=current.get)
+    environment.globals.update(languages=LANGUAGES, current_language=current.get, label=label)

@@ -35,8 +35,8 @@ TRIES_PER_IDENTIFIER = 5  # wrong codes or passwords for one account per 10 minu
 TRIES_PER_ADDRESS = 20  # from one client address per 10 minutes
 WINDOW = 600
 TOKEN_PREFIX = "mbr_"
-WRONG_CODE = "That code is not right or has expired."
-WRONG_PASSWORD = "That sign-in is not right."
+WRONG_CODE = i18n.N_("That code is not right or has expired.")
+WRONG_PASSWORD = i18n.N_("That sign-in is not right.")
 
 
 def _digest(settings: Settings, *parts: str) -> str:
