@@ -142,7 +142,7 @@ class RequestForm:
 
 @dataclass
 class RedeemForm:
-    quantity: int = 1
+    quantity: str = "1"
     key: str = ""
 
 
@@ -241,12 +241,8 @@ class PortalController(Controller):
         return page("sign_up", request, form=SignUpForm(referral_code=ref), channels=CHANNELS)
 
     @post("/signup")
-    async def sign_up(
-        self,
-        request: Request,
-        settings: NamedDependency[Settings],
-        data: URLEncodedBody[SignUpForm],
-    ) -> Template:
+    async def sign_up(self, request: Request, settings: NamedDependency[Settings]) -> Template:
+        data = await _form(request, SignUpForm)
         try:
             form = msgspec.convert(
                 {**data.__dict__, "consents": [c for c in data.consents if c in CHANNELS]},
@@ -394,6 +390,25 @@ class PortalController(Controller):
                 error=problem(exc),
                 catalog=catalog,
                 redemptions=mine,
+            )
+        return page("redeemed", request, redemption=redemption)
+
+    @get("/redemptions/{redemption_id:uuid}")
+    async def redemption(
+        self, request: Request, redemption_id: FromPath[UUID]
+    ) -> Template | Redirect:
+        principal = me(request)
+        if principal is None:
+            return Redirect(SIGN_IN)
+        try:
+            redemption = await rewards.get_redemption(redemption_id, principal)
+        except DomainError as exc:
+            return page(
+                "redeemed",
+                request,
+                exc.status_code,
+                error=i18n.gettext("Not found."),
+                redemption=None,
             )
         return page("redeemed", request, redemption=redemption)
 
@@ -561,9 +576,8 @@ class PortalController(Controller):
         return page("preferences", request, member=member, channels=CHANNELS)
 
     @post("/preferences")
-    async def save_preferences(
-        self, request: Request, data: URLEncodedBody[PreferencesForm]
-    ) -> Template | Redirect:
+    async def save_preferences(self, request: Request) -> Template | Redirect:
+        data = await _form(request, PreferencesForm)
         principal = me(request)
         if principal is None:
             return Redirect(SIGN_IN, status_code=303)
@@ -659,6 +673,18 @@ class PortalController(Controller):
         except DomainError as exc:
             return page("privacy", request, exc.status_code, error=problem(exc), pending=True)
         return page("privacy", request, pending=True, sent=True)
+
+
+async def _form(request: Request, shape: type) -> Any:
+    """A form with repeatable fields (checkboxes): one value or many, always a list."""
+    form = await request.form()
+    values: dict[str, Any] = {}
+    for name, kind in shape.__annotations__.items():
+        if "list" in str(kind):
+            values[name] = [str(v)[:254] for v in form.getall(name, [])][:20]
+        elif name in form:
+            values[name] = str(form.get(name))[:254]
+    return shape(**values)
 
 
 def _listed(text: str) -> list[str]:

@@ -87,7 +87,7 @@ def moment(value: datetime | None) -> str:
     return dates.format_datetime(value, format="medium", tzinfo=get_settings().tz, locale=_locale())
 
 
-def N_(message: str) -> str:  # noqa: N802  marks a string for the catalog, translated later
+def N_(message: str) -> str:  # marks a string for the catalog; translated where shown
     return message
 
 

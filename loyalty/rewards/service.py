@@ -558,6 +558,18 @@ async def fulfil(redemption_id: UUID, principal: Principal) -> schemas.Redemptio
     return _redemption_schema(row)
 
 
+async def get_redemption(redemption_id: UUID, principal: Principal) -> schemas.Redemption:
+    async with db.connection() as conn:
+        row = await conn.fetchrow(f"{_REDEMPTION_SELECT} WHERE d.id = $1", redemption_id)
+    if row is None:
+        raise NotFound("no such redemption")
+    try:
+        await members.get_member(row["member"], principal)
+    except NotFound:
+        raise NotFound("no such redemption") from None
+    return _redemption_schema(row)
+
+
 async def member_redemptions(member_id: UUID, principal: Principal) -> list[schemas.Redemption]:
     await members.get_member(member_id, principal)
     async with db.connection() as conn:
