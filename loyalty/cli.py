@@ -227,6 +227,11 @@ def demo(host: str | None, port: int | None) -> None:
         click.echo("")
         click.echo(f"Loyalty demo is ready after {time.monotonic() - started:.1f}s")
         click.echo(f"  console   {base}/console")
+        click.echo(f"  portal    {base}/portal")
+        if not settings.smtp_host:
+            click.echo(
+                f"            (sign-in codes for members land in {settings.data_dir / 'outbox'})"
+            )
         click.echo(f"  API docs  {base}/schema")
         click.echo(f"  health    {base}/health")
         click.echo("  staff logins (username / password / role):")

@@ -23,7 +23,10 @@ CHROMIUM_FLAGS = [
 @asynccontextmanager
 async def browser_page() -> AsyncIterator:
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+        message = f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # never skipped on CI
+        pytest.skip(message)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
