@@ -34,6 +34,7 @@ from loyalty.referrals.controllers import (
     ReferralController,
     ReferralSettingsController,
 )
+from loyalty.reps.controllers import ContactController, OwnershipController
 from loyalty.rewards.controllers import (
     MemberRewardController,
     RedemptionController,
@@ -110,6 +111,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RewardController,
             MemberRewardController,
             RedemptionController,
+            OwnershipController,
+            ContactController,
             MemberSignInController,
             MeController,
             ConsoleController,

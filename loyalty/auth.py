@@ -36,6 +36,10 @@ PERMISSIONS: dict[str, str] = {
     "rewards:manage": "manage the rewards catalog and voucher pools",
     "redemptions:write": "redeem rewards for members and cancel redemptions",
     "redemptions:fulfil": "mark redemptions fulfilled",
+    "reps:assign": "hand out pool members, reassign, take back, handle handovers and swaps",
+    "reps:configure": "change the ownership rules",
+    "contacts:write": "log contacts with members and message them",
+    "audit:read": "see who opened a member's archive",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -51,6 +55,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "referrals:report",
             "redemptions:write",
             "redemptions:fulfil",
+            "reps:assign",
+            "contacts:write",
+            "audit:read",
         }
     ),
     "manager": frozenset(
@@ -64,9 +71,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "referrals:report",
             "redemptions:write",
             "redemptions:fulfil",
+            "reps:assign",
+            "contacts:write",
+            "audit:read",
         }
     ),
-    "rep": frozenset({"members:read", "members:write", "redemptions:write"}),
+    "rep": frozenset({"members:read", "members:write", "redemptions:write", "contacts:write"}),
     "service": frozenset(
         {
             "members:read",
@@ -74,9 +84,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "referrals:review",
             "redemptions:write",
             "redemptions:fulfil",
+            "contacts:write",
         }
     ),
-    "marketing": frozenset({"members:read", "referrals:report", "rewards:manage"}),
+    # Marketing reaches members through segments, not archives.
+    "marketing": frozenset({"referrals:report", "rewards:manage"}),
 }
 
 # Keys are for machines: they may never administer people or mint other keys.

@@ -12,6 +12,7 @@ from loyalty import db
 from loyalty.events.jobs import deliver_event, relay_outbox
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.referrals import service as _referrals  # noqa: F401  registers event subscribers
+from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens
 from loyalty.tiers.jobs import evaluate_tiers
@@ -23,6 +24,9 @@ FUNCTIONS: list[Any] = [
     evaluate_tiers,
     relay_outbox,
     deliver_event,
+    reclaim_members,
+    plan_follow_ups,
+    escalate_handovers,
 ]
 # Times are in LOYALTY_TIMEZONE. Release runs hourly so points free up the day they are due.
 CRON_JOBS = [
@@ -30,6 +34,9 @@ CRON_JOBS = [
     cron(release_pending_points, minute={5}, run_at_startup=True),
     cron(expire_points, hour={2}, minute={30}),
     cron(evaluate_tiers, hour={1}, minute={0}),
+    cron(reclaim_members, hour={0}, minute={30}),
+    cron(plan_follow_ups, hour={6}, minute={0}),
+    cron(escalate_handovers, minute={10}),
     # The outbox relay: events reach the queue within seconds, or after Redis returns.
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True),
 ]

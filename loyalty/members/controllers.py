@@ -68,7 +68,12 @@ class MemberController(Controller):
     )
     async def get_member(self, request: Request, member_id: FromPath[UUID]) -> schemas.Member:
         """The whole archive of a member you may see."""
-        return await service.get_member(member_id, current_principal(request))
+        principal = current_principal(request)
+        member = await service.get_member(member_id, principal)
+        from loyalty.reps.contacts import audit_view
+
+        await audit_view(principal, member_id, "archive")
+        return member
 
     @patch(
         "/{member_id:uuid}",

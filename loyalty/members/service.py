@@ -22,7 +22,7 @@ from loyalty.members.tables import Member, MemberChange
 from loyalty.settings import get_settings
 from loyalty.staff.tables import Staff
 
-SEES_EVERY_MEMBER = {"admin", "general_manager", "service", "marketing"}
+SEES_EVERY_MEMBER = {"admin", "general_manager", "service"}
 ARCHIVE_FIELDS = (
     "name",
     "phone",
@@ -296,6 +296,7 @@ async def create_member(
 ) -> schemas.Member:
     from loyalty.points.service import open_account
     from loyalty.referrals import service as referrals
+    from loyalty.reps import service as reps
     from loyalty.tiers import service as tiers
 
     values: dict[str, Any] = {
@@ -343,6 +344,14 @@ async def create_member(
             await open_account(member.id)
             await tiers.enrol(conn, member.id)
             await referrals.issue_code(conn, member.id)
+            if assigned_rep is not None:
+                await reps.first_assignment(
+                    conn,
+                    member.id,
+                    assigned_rep,
+                    kind="referral" if referrer and referrer.assigned_rep else "registration",
+                    by=principal.label,
+                )
             if referrer is not None:
                 await referrals.record(
                     conn, referrer, member.id, channel=channel, assigned_rep=assigned_rep

@@ -24,7 +24,7 @@ from loyalty.errors import Conflict, DomainError, InvalidInput, NotAuthenticated
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.portal import i18n, schemas
-from loyalty.reps import service as reps
+from loyalty.reps import contacts
 from loyalty.settings import Settings
 from loyalty.staff.service import _DUMMY_HASH, password_hasher
 
@@ -430,7 +430,7 @@ async def pending_closure(principal: Principal) -> bool:
 
 async def send_request(principal: Principal, data: schemas.ServiceRequest) -> UUID:
     """A request or complaint from the member, into the company's contact log."""
-    return await reps.log_contact(
+    return await contacts.log_contact(
         principal.id,
         principal,
         kind=data.kind,

@@ -2,12 +2,36 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from loyalty.reps.tables import Contact
+from loyalty.reps.tables import (
+    Assignment,
+    Contact,
+    FollowUp,
+    Handover,
+    MemberView,
+    Reclaim,
+    RepSettings,
+    StaffNotice,
+    SwapRequest,
+)
 
 APP_CONFIG = AppConfig(
     app_name="reps",
     migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "reps"),
-    table_classes=[Contact],
-    migration_dependencies=["loyalty.members.piccolo_app", "loyalty.staff.piccolo_app"],
+    table_classes=[
+        RepSettings,
+        Assignment,
+        Handover,
+        SwapRequest,
+        Reclaim,
+        Contact,
+        FollowUp,
+        StaffNotice,
+        MemberView,
+    ],
+    migration_dependencies=[
+        "loyalty.members.piccolo_app",
+        "loyalty.staff.piccolo_app",
+        "loyalty.tiers.piccolo_app",
+    ],
     commands=[],
 )

@@ -149,6 +149,18 @@ async def update_staff(
     ends_access = ends_access or Staff.password_hash in changes or Staff.role in changes
     if changes:
         await Staff.update(changes).where(Staff.id == staff_id)
+    leaving = Staff.active in changes and not data.active
+    moving = Staff.department in changes and data.department != staff.department
+    if staff.role == "rep" and (leaving or moving):
+        from loyalty.reps import service as reps
+
+        # The members stay with the company: they go to the manager's handover queue.
+        await reps.hand_over(
+            staff_id,
+            reason="departure" if leaving else "transfer",
+            department=staff.department,
+            by=actor.label,
+        )
     if ends_access:
         await end_all_sessions(staff_id, redis=redis, session_store=session_store)
     return to_schema(await get_staff(staff_id))

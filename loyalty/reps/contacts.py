@@ -1,0 +1,413 @@
+"""The contact log, follow-up tasks, messages from staff through the company's channels,
+the visit brief, and the audit of who opened which archive."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from loyalty import db, messaging
+from loyalty.auth import Principal
+from loyalty.errors import InvalidInput
+from loyalty.members import service as members
+from loyalty.reps import schemas
+from loyalty.reps.service import get_rep_settings, local_today, notify_staff, now
+from loyalty.settings import get_settings
+
+OUTBOUND_KINDS = ("visit", "call", "message")  # what closes a follow-up task
+
+
+def log_deadline(occurred_at: datetime, hour: int) -> datetime:
+    """Contacts are logged by the next working day at `hour` (local time)."""
+    tz = get_settings().tz
+    day = occurred_at.astimezone(tz).date() + timedelta(days=1)
+    while day.weekday() >= 5:  # Saturday, Sunday
+        day += timedelta(days=1)
+    return datetime.combine(day, time(hour), tz)
+
+
+async def log_contact(
+    member_id: UUID,
+    principal: Principal,
+    *,
+    kind: str,
+    channel: str,
+    direction: str,
+    subject: str,
+    body: str,
+    outcome: str = "",
+    next_step: str = "",
+    occurred_at: datetime | None = None,
+) -> UUID:
+    """Record a contact in the company's log (never in a rep's notebook); an outbound
+    contact by staff closes the member's open follow-up tasks."""
+    settings = await get_rep_settings()
+    logged_at = now()
+    occurred_at = occurred_at or logged_at
+    late = logged_at > log_deadline(occurred_at, settings.contact_deadline_hour)
+    contact_id = uuid4()
+    async with db.transaction() as conn:
+        await conn.execute(
+            """
+            INSERT INTO contacts (id, member, staff, kind, channel, direction, subject, body,
+                outcome, next_step, status, late, occurred_at, logged_at, logged_by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+            """,
+            contact_id,
+            member_id,
+            principal.id if principal.is_staff else None,
+            kind,
+            channel,
+            direction,
+            subject,
+            body,
+            outcome,
+            next_step,
+            "open" if kind in ("request", "complaint") else "closed",
+            late,
+            occurred_at,
+            logged_at,
+            principal.label,
+        )
+        if principal.is_staff and kind in OUTBOUND_KINDS:
+            await conn.execute(
+                """
+                UPDATE follow_ups SET closed_at = now(), closed_by_contact = $2
+                WHERE member = $1 AND closed_at IS NULL AND due_on <= $3
+                """,
+                member_id,
+                contact_id,
+                local_today(occurred_at) + timedelta(days=31),
+            )
+    return contact_id
+
+
+def _contact_schema(row: Any) -> schemas.Contact:
+    return schemas.Contact(
+        id=row["id"],
+        member_id=row["member"],
+        staff_id=row["staff"],
+        kind=row["kind"],
+        channel=row["channel"],
+        direction=row["direction"],
+        subject=row["subject"],
+        body=row["body"],
+        outcome=row["outcome"],
+        next_step=row["next_step"],
+        status=row["status"],
+        late=row["late"],
+        occurred_at=row["occurred_at"],
+        logged_at=row["logged_at"],
+        logged_by=row["logged_by"],
+    )
+
+
+async def add_contact(
+    member_id: UUID, data: schemas.ContactIn, principal: Principal
+) -> schemas.Contact:
+    await members.get_member(member_id, principal)
+    if data.occurred_at and data.occurred_at > now() + timedelta(minutes=5):
+        raise InvalidInput("is in the future", field="occurred_at")
+    contact_id = await log_contact(
+        member_id,
+        principal,
+        kind=data.kind,
+        channel=data.channel,
+        direction=data.direction,
+        subject=data.subject,
+        body=data.body,
+        outcome=data.outcome,
+        next_step=data.next_step,
+        occurred_at=data.occurred_at,
+    )
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM contacts WHERE id = $1", contact_id)
+    return _contact_schema(row)
+
+
+async def member_contacts(
+    member_id: UUID, principal: Principal, limit: int = 50
+) -> list[schemas.Contact]:
+    await members.get_member(member_id, principal)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM contacts WHERE member = $1 ORDER BY occurred_at DESC LIMIT $2",
+            member_id,
+            limit,
+        )
+    return [_contact_schema(row) for row in rows]
+
+
+# --- messages from staff ------------------------------------------------------------------
+
+
+async def send_message(
+    member_id: UUID, data: schemas.MessageIn, principal: Principal
+) -> schemas.Contact:
+    """A message to the member through the company's channel, never a rep's own phone: the
+    portal inbox always, and email or text message where the member consented."""
+    member = await members.get_member(member_id, principal)
+    consented = {c.channel for c in member.contact_preferences.consents if c.granted}
+    if data.channel == "email":
+        if not member.email or "email" not in consented:
+            raise InvalidInput("the member has no email with consent to write", field="channel")
+        await messaging.send_email(
+            messaging.Email(to=member.email, subject=data.subject, text=data.body)
+        )
+    elif data.channel == "sms":
+        if not member.phone or "sms" not in consented:
+            raise InvalidInput("the member has no phone with consent for texts", field="channel")
+        await messaging.sms_sender().send(member.phone, data.body)
+    async with db.connection() as conn:
+        await conn.execute(
+            """
+            INSERT INTO member_notifications (id, member, event, kind, title, body, created_at)
+            VALUES (gen_random_uuid(), $1, gen_random_uuid(), 'staff.message', $2, $3, now())
+            """,
+            member_id,
+            data.subject,
+            data.body,
+        )
+    return await add_contact(
+        member_id,
+        schemas.ContactIn(
+            kind="message",
+            channel=data.channel,
+            direction="outbound",
+            subject=data.subject,
+            body=data.body,
+        ),
+        principal,
+    )
+
+
+# --- follow-up tasks ----------------------------------------------------------------------
+
+# Each member's next follow-up: weekly for three months after a purchase, monthly for
+# long-standing members (more than a year, bought in the last year), every two months with no
+# current intent (no purchase in a year), the tier's cadence where that is shorter; anyone not
+# contacted for 90 days is due now. Due counts from the last outbound contact.
+_PLAN = """
+WITH facts AS (
+    SELECT m.id AS member, m.assigned_rep AS rep, m.registered_at, td.contact_cadence_days,
+        (SELECT max(p.occurred_at) FROM purchases p WHERE p.member = m.id) AS last_purchase,
+        (SELECT max(c.occurred_at) FROM contacts c WHERE c.member = m.id
+         AND c.direction = 'outbound' AND c.kind IN ('visit', 'call', 'message'))
+            AS last_contact
+    FROM members m
+    JOIN member_tiers t ON t.member = m.id
+    JOIN tier_definitions td ON td.code = t.tier
+    WHERE m.status = 'active'
+), ruled AS (
+    SELECT f.*,
+        CASE
+            WHEN f.last_purchase >= $1::timestamptz - interval '3 months' THEN 'after_purchase'
+            WHEN f.last_purchase >= $1::timestamptz - interval '12 months'
+                 AND f.registered_at < $1::timestamptz - interval '12 months' THEN 'long_standing'
+            ELSE 'no_intent'
+        END AS rule
+    FROM facts f
+), due AS (
+    SELECT r.member, r.rep,
+        CASE WHEN coalesce(r.last_contact, r.registered_at) < $1::timestamptz - interval '90 days'
+             THEN 'silent'
+             WHEN r.contact_cadence_days < CASE r.rule WHEN 'after_purchase' THEN 7
+                  WHEN 'long_standing' THEN 30 ELSE 60 END THEN 'tier_cadence'
+             ELSE r.rule END AS rule,
+        CASE WHEN coalesce(r.last_contact, r.registered_at) < $1::timestamptz - interval '90 days'
+             THEN ($1::timestamptz AT TIME ZONE $3)::date
+             ELSE ((greatest(r.last_contact, r.last_purchase, r.registered_at)
+                    + make_interval(days => least(r.contact_cadence_days,
+                        CASE r.rule WHEN 'after_purchase' THEN 7 WHEN 'long_standing' THEN 30
+                        ELSE 60 END))) AT TIME ZONE $3)::date END AS due_on
+    FROM ruled r
+)
+"""
+
+
+async def plan_follow_ups(today: date | None = None, horizon_days: int = 7) -> schemas.FollowUpRun:
+    """The daily job: a task for every member due within the horizon (one open task per
+    member), and overdue tasks escalated to the rep's manager once. Idempotent."""
+    today = today or local_today()
+    at = datetime.combine(today, time(12), get_settings().tz)
+    tz = get_settings().timezone
+    async with db.transaction() as conn:
+        created = await conn.fetch(
+            _PLAN
+            + """
+            INSERT INTO follow_ups (id, member, rep, rule, due_on, created_at)
+            SELECT gen_random_uuid(), d.member, d.rep, d.rule, d.due_on, now() FROM due d
+            WHERE d.due_on <= $2
+              AND NOT EXISTS (SELECT 1 FROM follow_ups f
+                              WHERE f.member = d.member AND f.closed_at IS NULL)
+            ON CONFLICT DO NOTHING
+            RETURNING id
+            """,
+            at,
+            today + timedelta(days=horizon_days),
+            tz,
+        )
+        # A member who moved to another rep: the open task moves with them.
+        await conn.execute(
+            """
+            UPDATE follow_ups f SET rep = m.assigned_rep FROM members m
+            WHERE m.id = f.member AND f.closed_at IS NULL
+              AND f.rep IS DISTINCT FROM m.assigned_rep
+            """
+        )
+        overdue = await conn.fetch(
+            """
+            UPDATE follow_ups f SET escalated_at = now()
+            FROM members m, staff s
+            WHERE m.id = f.member AND s.id = f.rep AND f.closed_at IS NULL
+              AND f.escalated_at IS NULL AND f.due_on < $1
+            RETURNING f.id, f.member, f.rep, f.due_on, m.name, m.number, s.department,
+                s.username
+            """,
+            today - timedelta(days=3),
+        )
+        for row in overdue:
+            for manager in await conn.fetch(
+                "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1",
+                row["department"],
+            ):
+                await notify_staff(
+                    conn,
+                    manager["id"],
+                    kind="follow_up_overdue",
+                    key=f"follow-up:{row['id']}:{manager['id']}",
+                    title=f"Overdue follow-up: {row['name']} ({row['number']})",
+                    body=f"{row['username']} was due to contact this member on {row['due_on']}.",
+                    member_id=row["member"],
+                )
+    return schemas.FollowUpRun(created=len(created), escalated=len(overdue), day=today)
+
+
+async def my_tasks(principal: Principal, horizon_days: int = 7) -> list[schemas.FollowUpTask]:
+    """Open follow-ups of the rep's members (a manager: the department's), soonest first."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT f.*, m.number, m.name, t.tier, s.username FROM follow_ups f
+            JOIN members m ON m.id = f.member JOIN member_tiers t ON t.member = m.id
+            LEFT JOIN staff s ON s.id = f.rep
+            WHERE f.closed_at IS NULL AND f.due_on <= $1
+              AND (($2 = 'rep' AND f.rep = $3) OR ($2 = 'manager' AND s.department = $4)
+                   OR $2 IN ('general_manager', 'admin', 'service'))
+            ORDER BY f.due_on, m.number LIMIT 500
+            """,
+            local_today() + timedelta(days=horizon_days),
+            principal.role,
+            principal.id,
+            principal.department,
+        )
+    today = local_today()
+    return [
+        schemas.FollowUpTask(
+            id=row["id"],
+            member_id=row["member"],
+            number=row["number"],
+            name=row["name"],
+            tier=row["tier"],
+            rep=row["username"],
+            rule=row["rule"],
+            due_on=row["due_on"],
+            overdue=row["due_on"] < today,
+        )
+        for row in rows
+    ]
+
+
+# --- audit and the brief ------------------------------------------------------------------
+
+
+async def audit_view(principal: Principal, member_id: UUID, what: str) -> None:
+    """Every view of a member archive by staff is recorded (who, when, what)."""
+    if not principal.is_staff:
+        return
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO member_views (id, staff, member, what, at)"
+            " VALUES (gen_random_uuid(), $1, $2, $3, now())",
+            principal.id,
+            member_id,
+            what,
+        )
+
+
+async def views_of(member_id: UUID, principal: Principal) -> list[schemas.View]:
+    await members.get_member(member_id, principal)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT v.*, s.username FROM member_views v JOIN staff s ON s.id = v.staff
+            WHERE v.member = $1 ORDER BY v.at DESC LIMIT 200
+            """,
+            member_id,
+        )
+    return [schemas.View(staff=row["username"], what=row["what"], at=row["at"]) for row in rows]
+
+
+async def brief(member_id: UUID, principal: Principal) -> schemas.Brief:
+    """Everything a rep needs before a visit, in one call."""
+    from loyalty.points import service as points
+    from loyalty.referrals import service as referrals
+    from loyalty.rewards import service as rewards
+    from loyalty.tiers import service as tiers
+
+    member = await members.get_member(member_id, principal)
+    await audit_view(principal, member_id, "brief")
+    tier = await tiers.status(member_id, principal)
+    balance = await points.balance(member_id, principal)
+    catalog = await rewards.member_catalog(member_id, principal)
+    made = await referrals.member_referrals(member_id, principal)
+    async with db.connection() as conn:
+        purchases = await conn.fetch(
+            """
+            SELECT external_id, occurred_at, store, total, returned_amount, points
+            FROM purchases WHERE member = $1 ORDER BY occurred_at DESC LIMIT 5
+            """,
+            member_id,
+        )
+        contacts = await conn.fetch(
+            "SELECT * FROM contacts WHERE member = $1 ORDER BY occurred_at DESC LIMIT 5",
+            member_id,
+        )
+        follow_ups = await conn.fetch(
+            "SELECT * FROM follow_ups WHERE member = $1 AND closed_at IS NULL ORDER BY due_on",
+            member_id,
+        )
+        rep = await conn.fetchrow(
+            "SELECT id, username, display_name FROM staff WHERE id = $1", member.assigned_rep_id
+        )
+    return schemas.Brief(
+        member=member,
+        rep=schemas.RepRef(rep["id"], rep["username"], rep["display_name"]) if rep else None,
+        tier=tier.tier,
+        tier_name=tier.name,
+        service_level=tier.service_level,
+        qualifying_value=tier.qualifying_value,
+        needed_to_keep=tier.needed_to_keep,
+        next_tier=tier.next_tier,
+        points=balance,
+        recent_purchases=[
+            schemas.PurchaseLine(
+                external_id=row["external_id"],
+                occurred_at=row["occurred_at"],
+                store=row["store"],
+                total=row["total"],
+                returned_amount=row["returned_amount"],
+                points=row["points"],
+            )
+            for row in purchases
+        ],
+        last_contacts=[_contact_schema(row) for row in contacts],
+        open_follow_ups=[
+            schemas.FollowUpRef(id=row["id"], rule=row["rule"], due_on=row["due_on"])
+            for row in follow_ups
+        ],
+        redeemable_rewards=[item.reward.name for item in catalog.items if item.redeemable],
+        referrals=made.stats,
+        referred_by=made.referred_by.referrer_id if made.referred_by else None,
+    )

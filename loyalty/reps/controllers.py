@@ -1,0 +1,270 @@
+"""Reps API: ownership (pool, assignment, reclaim, handovers, swaps), the visit brief, the
+contact log, messages through the company's channels, follow-up tasks and notices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, get, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK
+
+from loyalty.auth import authenticated, current_principal, requires
+from loyalty.openapi import problems
+from loyalty.reps import contacts, schemas, service
+
+
+class OwnershipController(Controller):
+    path = "/api/v1"
+    tags = ["reps"]
+
+    @get(
+        "/rep-settings",
+        summary="Ownership rules",
+        guards=[requires("members:read")],
+        responses=problems(401, 403),
+    )
+    async def get_settings(self) -> schemas.RepSettings:
+        """Protection period, reclaim months (and shorter ones by tier), warning days, new-rep
+        period, daily pool cap, handover days, contact logging deadline."""
+        return await service.get_rep_settings()
+
+    @put(
+        "/rep-settings",
+        summary="Change the ownership rules",
+        guards=[requires("reps:configure")],
+        responses=problems(400, 401, 403),
+    )
+    async def put_settings(
+        self, request: Request, data: JSONBody[schemas.RepSettingsBody]
+    ) -> schemas.RepSettings:
+        return await service.put_rep_settings(data, current_principal(request))
+
+    @get(
+        "/pool",
+        summary="The public pool",
+        guards=[requires("reps:assign")],
+        responses=problems(401, 403),
+    )
+    async def pool(
+        self, request: Request, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100
+    ) -> list[schemas.PoolMember]:
+        """Unassigned and reclaimed members (not those waiting in a handover queue)."""
+        return await service.pool(current_principal(request), limit)
+
+    @post(
+        "/pool/assignments",
+        status_code=HTTP_200_OK,
+        summary="Hand pool members to a rep",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 409, 422),
+    )
+    async def assign(
+        self, request: Request, data: JSONBody[schemas.PoolAssignment]
+    ) -> schemas.AssignmentResult:
+        """The manager of the rep's department (or above), recorded as the approval. A rep in
+        their first month gets none; at most the daily cap per rep per day; all or nothing."""
+        return await service.assign_from_pool(data, current_principal(request))
+
+    @put(
+        "/members/{member_id:uuid}/assignment",
+        summary="Move a member to another rep",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 404, 422),
+    )
+    async def transfer(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.Transfer]
+    ) -> schemas.AssignmentResult:
+        """Managers within their department, general managers anywhere; `rep_id: null`
+        returns the member to the pool. Reps cannot move members."""
+        return await service.transfer(member_id, data, current_principal(request))
+
+    @get(
+        "/members/{member_id:uuid}/assignments",
+        summary="Who served a member, and when",
+        guards=[requires("members:read")],
+        responses=problems(401, 403, 404),
+    )
+    async def assignments(
+        self, request: Request, member_id: FromPath[UUID]
+    ) -> list[schemas.AssignmentPeriod]:
+        return await service.history(member_id, current_principal(request))
+
+    @get(
+        "/reclaims/preview",
+        summary="Members due to return to the pool",
+        guards=[requires("reps:assign")],
+        responses=problems(401, 403),
+    )
+    async def reclaim_preview(self, request: Request) -> list[schemas.ReclaimCandidate]:
+        """`protection`: may be taken back now (no service record in the protection period);
+        `inactive` / `no_deal`: the date the daily job returns them to the pool."""
+        return await service.reclaim_preview(current_principal(request))
+
+    @post(
+        "/members/{member_id:uuid}/reclaim",
+        status_code=HTTP_200_OK,
+        summary="Take back a member not served in the protection period",
+        guards=[requires("reps:assign")],
+        responses=problems(401, 403, 404, 409),
+    )
+    async def take_back(
+        self, request: Request, member_id: FromPath[UUID]
+    ) -> schemas.AssignmentResult:
+        return await service.take_back(member_id, current_principal(request))
+
+    @get(
+        "/handovers",
+        summary="The handover queue",
+        guards=[requires("reps:assign")],
+        responses=problems(401, 403),
+    )
+    async def handovers(self, request: Request) -> list[schemas.HandoverItem]:
+        """Members of reps who left or moved, to reassign within the handover period."""
+        return await service.handover_queue(current_principal(request))
+
+    @post(
+        "/handovers/{handover_id:uuid}/assign",
+        status_code=HTTP_200_OK,
+        summary="Give a handed-over member to a rep",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 404, 409, 422),
+    )
+    async def resolve(
+        self, request: Request, handover_id: FromPath[UUID], data: JSONBody[schemas.Transfer]
+    ) -> schemas.AssignmentResult:
+        return await service.resolve_handover(handover_id, data, current_principal(request))
+
+    @post(
+        "/swaps",
+        summary="Ask to swap two members between their reps",
+        guards=[requires("members:read")],
+        responses=problems(400, 401, 403, 422),
+    )
+    async def request_swap(self, request: Request, data: JSONBody[schemas.SwapIn]) -> schemas.Swap:
+        """A rep names one of their members and one of another rep's; the manager decides."""
+        return await service.request_swap(data, current_principal(request))
+
+    @get(
+        "/swaps",
+        summary="Swap requests",
+        guards=[requires("members:read")],
+        responses=problems(400, 401, 403),
+    )
+    async def swaps(
+        self,
+        request: Request,
+        status: Annotated[
+            Literal["pending", "approved", "refused"] | None, QueryParameter()
+        ] = None,
+    ) -> list[schemas.Swap]:
+        return await service.list_swaps(current_principal(request), status)
+
+    @post(
+        "/swaps/{swap_id:uuid}/approve",
+        status_code=HTTP_200_OK,
+        summary="Approve a swap",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    async def approve_swap(
+        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.Decision]
+    ) -> schemas.Swap:
+        """The department's manager; across departments a general manager."""
+        return await service.decide_swap(swap_id, True, data, current_principal(request))
+
+    @post(
+        "/swaps/{swap_id:uuid}/refuse",
+        status_code=HTTP_200_OK,
+        summary="Refuse a swap",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    async def refuse_swap(
+        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.Decision]
+    ) -> schemas.Swap:
+        return await service.decide_swap(swap_id, False, data, current_principal(request))
+
+    @get("/notices", summary="My notices", guards=[authenticated], responses=problems(401))
+    async def notices(
+        self, request: Request, unread: Annotated[bool, QueryParameter()] = False
+    ) -> list[schemas.Notice]:
+        """Reclaim warnings, overdue handovers and follow-ups."""
+        return await service.notices(current_principal(request), unread)
+
+
+class ContactController(Controller):
+    path = "/api/v1"
+    tags = ["contacts"]
+
+    @get(
+        "/members/{member_id:uuid}/brief",
+        summary="The visit brief",
+        guards=[requires("members:read")],
+        responses=problems(401, 403, 404),
+    )
+    async def brief(self, request: Request, member_id: FromPath[UUID]) -> schemas.Brief:
+        """Tier and service level, points, what keeps and what reaches a tier, recent
+        purchases, last contacts, open follow-ups, what the member can redeem, referrals,
+        household and preferences (in `member`). The view is audited."""
+        return await contacts.brief(member_id, current_principal(request))
+
+    @get(
+        "/members/{member_id:uuid}/contacts",
+        summary="A member's contact log",
+        guards=[requires("members:read")],
+        responses=problems(401, 403, 404),
+    )
+    async def list_contacts(
+        self, request: Request, member_id: FromPath[UUID]
+    ) -> list[schemas.Contact]:
+        return await contacts.member_contacts(member_id, current_principal(request))
+
+    @post(
+        "/members/{member_id:uuid}/contacts",
+        summary="Log a contact",
+        guards=[requires("contacts:write")],
+        responses=problems(400, 401, 403, 404, 422),
+    )
+    async def add_contact(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ContactIn]
+    ) -> schemas.Contact:
+        """Visits, calls, messages, complaints and requests, with outcome and next step. A
+        contact logged after the next working day at 10:00 (configurable) is flagged late.
+        A visit, call or message closes the member's open follow-up tasks."""
+        return await contacts.add_contact(member_id, data, current_principal(request))
+
+    @post(
+        "/members/{member_id:uuid}/messages",
+        summary="Message a member",
+        guards=[requires("contacts:write")],
+        responses=problems(400, 401, 403, 404, 422, 503),
+    )
+    async def message(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MessageIn]
+    ) -> schemas.Contact:
+        """Through the company's channel: the portal inbox, and email or text where the member
+        consented. Logged on the member as an outbound contact."""
+        return await contacts.send_message(member_id, data, current_principal(request))
+
+    @get(
+        "/members/{member_id:uuid}/views",
+        summary="Who opened this archive",
+        guards=[requires("audit:read")],
+        responses=problems(401, 403, 404),
+    )
+    async def views(self, request: Request, member_id: FromPath[UUID]) -> list[schemas.View]:
+        return await contacts.views_of(member_id, current_principal(request))
+
+    @get(
+        "/tasks",
+        summary="My follow-up tasks",
+        guards=[requires("members:read")],
+        responses=problems(400, 401, 403),
+    )
+    async def tasks(
+        self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
+    ) -> list[schemas.FollowUpTask]:
+        """Due within `days`, overdue first. A rep sees their own; a manager the department's."""
+        return await contacts.my_tasks(current_principal(request), days)

@@ -1,0 +1,242 @@
+"""Shapes of ownership (assignments, pool, reclaims, handovers, swaps), contacts, follow-ups
+and the visit brief."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from loyalty.members.schemas import Member
+from loyalty.points.schemas import Balance
+from loyalty.referrals.schemas import ReferralStats
+from loyalty.schemas import Input
+from loyalty.tiers.schemas import NextTier, ServiceLevel
+
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+Months = Annotated[int, msgspec.Meta(ge=1, le=36)]
+Days = Annotated[int, msgspec.Meta(ge=1, le=365)]
+
+
+class RepSettingsBody(Input):
+    protection_days: Days
+    inactive_months: Months
+    no_deal_months: Months
+    tier_no_deal_months: dict[str, Months]
+    warning_days: Annotated[int, msgspec.Meta(ge=0, le=60)]
+    new_rep_days: Annotated[int, msgspec.Meta(ge=0, le=365)]
+    daily_pool_cap: Annotated[int, msgspec.Meta(ge=0, le=10_000)]
+    handover_days: Days
+    contact_deadline_hour: Annotated[int, msgspec.Meta(ge=0, le=23)]
+
+
+class RepSettings(msgspec.Struct):
+    protection_days: int
+    inactive_months: int
+    no_deal_months: int
+    tier_no_deal_months: dict[str, int]
+    warning_days: int
+    new_rep_days: int
+    daily_pool_cap: int
+    handover_days: int
+    contact_deadline_hour: int
+    updated_at: datetime
+    updated_by: str
+
+
+class PoolAssignment(Input):
+    member_ids: Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=500)]
+    rep_id: UUID
+    reason: Reason
+
+
+class Transfer(Input):
+    rep_id: UUID | None  # None: back to the pool
+    reason: Reason
+
+
+class AssignmentResult(msgspec.Struct):
+    assigned: int
+    rep_id: UUID | None
+
+
+class AssignmentPeriod(msgspec.Struct):
+    rep_id: UUID
+    rep: str
+    kind: str
+    reason: str
+    assigned_by: str
+    approved_by: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class PoolMember(msgspec.Struct):
+    member_id: UUID
+    number: str
+    name: str
+    tier: str
+    in_pool_since: datetime | None
+
+
+class ReclaimRun(msgspec.Struct):
+    warned: int
+    reclaimed: int
+    day: date
+
+
+class ReclaimCandidate(msgspec.Struct):
+    member_id: UUID
+    number: str
+    name: str
+    rep: str
+    rule: str  # protection (a manager may take it back now) | inactive | no_deal
+    due_on: date
+
+
+class HandoverItem(msgspec.Struct):
+    id: UUID
+    member_id: UUID
+    number: str
+    name: str
+    from_rep: str
+    reason: str
+    due_at: datetime
+    overdue: bool
+    escalated: bool
+
+
+class SwapIn(Input):
+    member_a: UUID
+    member_b: UUID
+    reason: Reason
+
+
+class Decision(Input):
+    note: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+
+
+class Swap(msgspec.Struct):
+    id: UUID
+    member_a: UUID
+    rep_a: UUID
+    member_b: UUID
+    rep_b: UUID
+    reason: str
+    requested_by: str
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+    created_at: datetime
+
+
+class Notice(msgspec.Struct):
+    id: UUID
+    kind: str
+    title: str
+    body: str
+    member_id: UUID | None
+    created_at: datetime
+
+
+class ContactIn(Input):
+    kind: Literal["visit", "call", "message", "complaint", "request", "note"]
+    channel: Literal["visit", "phone", "email", "sms", "wechat", "portal"]
+    direction: Literal["inbound", "outbound"] = "outbound"
+    subject: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    body: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+    outcome: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    next_step: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class Contact(msgspec.Struct):
+    id: UUID
+    member_id: UUID
+    staff_id: UUID | None
+    kind: str
+    channel: str
+    direction: str
+    subject: str
+    body: str
+    outcome: str
+    next_step: str
+    status: str
+    late: bool  # logged after the next working day's deadline
+    occurred_at: datetime
+    logged_at: datetime
+    logged_by: str
+
+
+class MessageIn(Input):
+    channel: Literal["portal", "email", "sms"]
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=5000)]
+
+
+class FollowUpRun(msgspec.Struct):
+    created: int
+    escalated: int
+    day: date
+
+
+class FollowUpTask(msgspec.Struct):
+    id: UUID
+    member_id: UUID
+    number: str
+    name: str
+    tier: str
+    rep: str | None
+    rule: str
+    due_on: date
+    overdue: bool
+
+
+class FollowUpRef(msgspec.Struct):
+    id: UUID
+    rule: str
+    due_on: date
+
+
+class View(msgspec.Struct):
+    staff: str
+    what: str
+    at: datetime
+
+
+class RepRef(msgspec.Struct):
+    id: UUID
+    username: str
+    display_name: str
+
+
+class PurchaseLine(msgspec.Struct):
+    external_id: str
+    occurred_at: datetime
+    store: str
+    total: Decimal
+    returned_amount: Decimal
+    points: int
+
+
+class Brief(msgspec.Struct):
+    member: Member
+    rep: RepRef | None
+    tier: str
+    tier_name: str
+    service_level: ServiceLevel
+    qualifying_value: Decimal
+    needed_to_keep: Decimal
+    next_tier: NextTier | None
+    points: Balance
+    recent_purchases: list[PurchaseLine]
+    last_contacts: list[Contact]
+    open_follow_ups: list[FollowUpRef]
+    redeemable_rewards: list[str]
+    referrals: ReferralStats
+    referred_by: UUID | None
