@@ -138,7 +138,13 @@ def settings(backing_services: dict[str, str], smtp_server):
 
 
 # Configuration the migrations seed: restored to those defaults before every test.
-CONFIG_TABLES = ("earning_rules", "tier_definitions", "tier_settings")
+CONFIG_TABLES = (
+    "earning_rules",
+    "tier_definitions",
+    "tier_settings",
+    "referral_settings",
+    "rep_settings",
+)
 
 
 @pytest.fixture(scope="session")

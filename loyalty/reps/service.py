@@ -524,7 +524,7 @@ async def reclaim_preview(principal: Principal) -> list[schemas.ReclaimCandidate
                   AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.member = o.member
                                   AND c.staff = o.rep AND c.occurred_at >= o.started_at)
             ), everything AS (
-                SELECT * FROM due WHERE due_on <= $1 + 31 UNION ALL SELECT * FROM protection
+                SELECT * FROM due WHERE due_on <= $1::date + 31 UNION ALL SELECT * FROM protection
             )
             SELECT e.*, m.number, m.name, s.username, s.department
             FROM everything e JOIN members m ON m.id = e.member JOIN staff s ON s.id = e.rep
