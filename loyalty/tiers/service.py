@@ -8,8 +8,10 @@ change is written to `tier_changes` and announced through the outbox ("tier.chan
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -747,6 +749,36 @@ def _ladder_args(tiers: list[tuple[str, int, Decimal, bool]]) -> list[Any]:
     ]
 
 
+# While other work commits faster than this, the evaluation rests as long as each batch took,
+# so purchases keep their latency; on a quiet database it runs flat out.
+BUSY_COMMITS_PER_SECOND = 20.0
+
+
+class _Traffic:
+    """Transactions other sessions commit per second, from pg_stat_database (which backends
+    update about once a second, hence the few seconds of history)."""
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int, int]] = deque()
+        self.own = 0
+
+    async def busy(self) -> bool:
+        async with db.connection() as conn:
+            commits = await conn.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        self.own += 2  # this sample and the batch before it
+        moment = time.monotonic()
+        self.samples.append((moment, commits, self.own))
+        while len(self.samples) > 2 and moment - self.samples[0][0] > 3:
+            self.samples.popleft()
+        first_at, first_commits, first_own = self.samples[0]
+        if moment - first_at < 0.5:
+            return False
+        others = (commits - first_commits) - (self.own - first_own)
+        return others / (moment - first_at) > BUSY_COMMITS_PER_SECOND
+
+
 async def evaluate(at: datetime | None = None, batch_size: int = 20_000) -> schemas.Evaluation:
     """The periodic evaluation: upgrades, downgrades one step after the grace period, ends
     overrides. Set-based per batch of members; running it twice changes nothing more."""
@@ -763,7 +795,9 @@ async def evaluate(at: datetime | None = None, batch_size: int = 20_000) -> sche
     ]
     totals = schemas.Evaluation(0, 0, 0, 0, 0)
     after = LOWEST_UUID
+    traffic = _Traffic()
     while True:
+        started = time.monotonic()
         async with db.transaction() as conn:
             # A batch lost in a crash is simply evaluated again by the next run, so it need
             # not wait for its WAL flush, which purchases would otherwise queue behind.
@@ -779,6 +813,8 @@ async def evaluate(at: datetime | None = None, batch_size: int = 20_000) -> sche
             grace_started=totals.grace_started + row["grace_started"],
         )
         after = row["last_member"]
+        if await traffic.busy():
+            await asyncio.sleep(time.monotonic() - started)
 
 
 async def simulate(data: schemas.SimulationIn, at: datetime | None = None) -> schemas.Simulation:
