@@ -96,15 +96,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def page_middleware(app: ASGIApp) -> ASGIApp:
-    """Security headers on every response; on portal pages, the member's language (asked for
-    with ?lang=, remembered in a cookie, else from Accept-Language)."""
+    """Security headers on every response; on portal and console pages, the reader's language
+    (asked for with ?lang=, remembered in a cookie for that part of the site, else from
+    Accept-Language)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         asked = None
-        if scope["path"].startswith("/portal"):
+        section = next((p for p in ("/portal", "/console") if scope["path"].startswith(p)), None)
+        if section:
             query = dict(
                 part.partition("=")[::2]
                 for part in scope.get("query_string", b"").decode("latin-1").split("&")
@@ -125,7 +127,7 @@ def page_middleware(app: ASGIApp) -> ASGIApp:
                     headers.append(
                         (
                             b"set-cookie",
-                            f"{LANGUAGE_COOKIE}={asked}; Path=/portal; Max-Age=31536000;"
+                            f"{LANGUAGE_COOKIE}={asked}; Path={section}; Max-Age=31536000;"
                             f" SameSite=Lax".encode(),
                         )
                     )

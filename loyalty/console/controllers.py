@@ -1,27 +1,50 @@
-"""Staff console pages: sign-in, sign-out, dashboard and staff list. Same services as the API."""
+"""Staff console pages: sign-in, dashboard, my members, search, the member page (brief,
+archive, contacts, messages, swap requests) and my tasks. Same services as the API; manager
+pages are in `team.py`, administration in `admin.py`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Router, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, URLEncodedBody
+from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.types import Empty
-from msgspec import UNSET
 
-from loyalty.auth import Principal
-from loyalty.errors import DomainError, NotAuthenticated, RateLimited
+from loyalty.console import admin, team
+from loyalty.console.common import (
+    EXCEPTION_HANDLERS,
+    LOGIN_PATH,
+    back,
+    convert,
+    form,
+    local_datetime,
+    page,
+    signed_in,
+    staff,
+    words,
+)
+from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
+from loyalty.members import schemas as member_schemas
+from loyalty.members import service as members
+from loyalty.portal.i18n import N_
+from loyalty.portal.i18n import gettext as _
+from loyalty.reps import contacts
+from loyalty.reps import schemas as rep_schemas
+from loyalty.reps import service as reps
 from loyalty.sessions import start_new_session
 from loyalty.settings import Settings
-from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
 from loyalty.staff.controllers import client_address
 from loyalty.tiers import service as tier_service
 
-LOGIN_PATH = "/console/login"
+CONTACT_KINDS = ("visit", "call", "message", "complaint", "request", "note")
+CONTACT_CHANNELS = ("visit", "phone", "email", "sms", "wechat", "portal")
+MESSAGE_CHANNELS = ("portal", "email", "sms")
+SEARCH_FIELDS = ("q", "phone", "email", "number")
 
 
 @dataclass
@@ -30,22 +53,16 @@ class LoginForm:
     password: str = ""
 
 
-def signed_in(request: Request) -> Principal | None:
-    principal = request.scope.get("user")
-    return principal if isinstance(principal, Principal) and principal.is_staff else None
-
-
 def login_page(error: str | None = None, username: str = "", status: int = 200) -> Template:
     return Template(
         "login.html",
-        context={"error": error, "username": username},
+        context={"error": error, "username": username, "path": LOGIN_PATH},
         status_code=status,
     )
 
 
-class ConsoleController(Controller):
-    path = "/console"
-    include_in_schema = False
+class SignInPages(Controller):
+    path = "/"
 
     @get("/login")
     async def login_form(self, request: Request) -> Template | Redirect:
@@ -61,7 +78,7 @@ class ConsoleController(Controller):
         data: URLEncodedBody[LoginForm],
     ) -> Template | Redirect:
         try:
-            staff = await staff_service.authenticate(
+            found = await staff_service.authenticate(
                 data.username[:64],
                 data.password[:128],
                 client=client_address(request),
@@ -72,9 +89,9 @@ class ConsoleController(Controller):
             return login_page(exc.detail, data.username[:64], status=429)
         except NotAuthenticated as exc:
             return login_page(exc.detail, data.username[:64], status=401)
-        session_id = await start_new_session(request, {"staff_id": str(staff.id)})
+        session_id = await start_new_session(request, {"staff_id": str(found.id)})
         await staff_service.remember_session(
-            staff.id, session_id, redis=request.app.state.redis, ttl=settings.session_max_age
+            found.id, session_id, redis=request.app.state.redis, ttl=settings.session_max_age
         )
         return Redirect("/console", status_code=303)
 
@@ -84,55 +101,208 @@ class ConsoleController(Controller):
         return Redirect(LOGIN_PATH, status_code=303)
 
     @get("/")
-    async def dashboard(self, request: Request) -> Template | Redirect:
-        principal = signed_in(request)
-        if principal is None:
-            return Redirect(LOGIN_PATH)
+    async def dashboard(self, request: Request) -> Template:
+        principal = staff(request)
         tiers = await tier_service.distribution() if principal.can("members:read") else []
         largest = max((count for _, count in tiers), default=0) or 1
-        return Template(
-            "dashboard.html", context={"me": principal, "tiers": tiers, "largest": largest}
+        tasks = await contacts.my_tasks(principal, 0) if principal.can("members:read") else []
+        notices = (await reps.notices(principal))[:5]
+        return page(
+            request,
+            "dashboard.html",
+            tiers=tiers,
+            largest=largest,
+            due_today=len(tasks),
+            overdue=sum(1 for task in tasks if task.overdue),
+            notices=notices,
         )
 
-    @get("/staff")
-    async def staff_list(self, request: Request) -> Template | Redirect:
-        principal = signed_in(request)
-        if principal is None:
-            return Redirect(LOGIN_PATH)
-        if not principal.can("staff:read"):
-            return Template(
-                "dashboard.html",
-                context={"me": principal, "error": "Your role cannot see the staff list."},
-                status_code=403,
-            )
-        department = principal.department if principal.role == "manager" else None
-        staff = await staff_service.list_staff(department=department)
-        return Template("staff.html", context={"me": principal, "staff": staff})
 
-    @post("/staff/{staff_id:uuid}/deactivate")
-    async def deactivate(self, request: Request, staff_id: FromPath[UUID]) -> Template | Redirect:
-        principal = signed_in(request)
-        if principal is None:
-            return Redirect(LOGIN_PATH, status_code=303)
-        if not principal.can("staff:manage"):
-            return Template(
-                "dashboard.html",
-                context={"me": principal, "error": "Only administrators can deactivate staff."},
-                status_code=403,
-            )
+class MemberPages(Controller):
+    path = "/"
+
+    @get("/members")
+    async def my_members(self, request: Request) -> Template:
+        """The members I serve (a manager: the department's), with reclaim warnings."""
+        principal = staff(request, "members:read")
+        rows = await contacts.my_members_overview(principal)
+        warning_days = (await reps.get_rep_settings()).warning_days
+        return page(request, "members.html", rows=rows, warning_days=warning_days)
+
+    @get("/search")
+    async def search(
+        self,
+        request: Request,
+        q: Annotated[str, QueryParameter(max_length=200)] = "",
+        by: Annotated[str, QueryParameter(max_length=10)] = "q",
+    ) -> Template:
+        principal = staff(request, "members:read")
+        by = by if by in SEARCH_FIELDS else "q"
+        results = None
+        error = None
+        if q.strip():
+            try:
+                results = await members.search_members(principal, **{by: q.strip()}, limit=50)
+            except InvalidInput as exc:
+                error = exc.detail
+        return page(
+            request, "search.html", q=q, by=by, results=results, error=error, fields=SEARCH_FIELDS
+        )
+
+    @get("/members/{member_id:uuid}")
+    async def member(self, request: Request, member_id: FromPath[UUID]) -> Template:
+        return await member_page(request, member_id)
+
+    @post("/members/{member_id:uuid}/contacts")
+    async def log_contact(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
+        principal = staff(request, "contacts:write")
+        values = await form(request)
         try:
-            await staff_service.update_staff(
-                staff_id,
-                staff_schemas.StaffUpdate(active=False, display_name=UNSET),
-                actor=principal,
-                redis=request.app.state.redis,
-                session_store=request.app.stores.get("sessions"),
+            values["occurred_at"] = local_datetime(values.get("occurred_at", ""), "occurred_at")
+            if values["occurred_at"] is None:
+                values.pop("occurred_at")
+            data = convert(values, rep_schemas.ContactIn)
+            await contacts.add_contact(member_id, data, principal)
+        except (InvalidInput, DomainError) as exc:
+            return await member_page(request, member_id, error=exc, form=values)
+        return back(f"/console/members/{member_id}?saved=contact#contacts")
+
+    @post("/members/{member_id:uuid}/messages")
+    async def message(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
+        principal = staff(request, "contacts:write")
+        values = await form(request)
+        try:
+            data = convert(values, rep_schemas.MessageIn)
+            await contacts.send_message(member_id, data, principal)
+        except DomainError as exc:
+            return await member_page(request, member_id, error=exc, form=values)
+        return back(f"/console/members/{member_id}?saved=message#contacts")
+
+    @post("/members/{member_id:uuid}/archive")
+    async def archive(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
+        principal = staff(request, "members:write")
+        values = await form(request)
+        try:
+            current = await members.get_member(member_id, principal)
+            address = current.address or member_schemas.Address()
+            household = current.household or member_schemas.Household()
+            update = {
+                "name": values.get("name", "").strip() or current.name,
+                "phone": values.get("phone", "").strip() or None,
+                "email": values.get("email", "").strip() or None,
+                "birthday": values.get("birthday", "").strip() or None,
+                "address": {
+                    **_plain(address),
+                    "line1": values.get("line1", "").strip(),
+                    "city": values.get("city", "").strip(),
+                },
+                "household": {**_plain(household), "spouse": values.get("spouse", "").strip()},
+                "hobbies": words(values.get("hobbies", "")),
+                "consumption_preferences": words(values.get("consumption_preferences", "")),
+                "notes": values.get("notes", ""),
+            }
+            await members.update_member(
+                member_id, convert(update, member_schemas.MemberUpdate), principal
             )
         except DomainError as exc:
-            staff = await staff_service.list_staff()
-            return Template(
-                "staff.html",
-                context={"me": principal, "staff": staff, "error": exc.detail},
-                status_code=exc.status_code,
+            return await member_page(request, member_id, error=exc, form=values)
+        return back(f"/console/members/{member_id}?saved=archive#archive")
+
+    @post("/members/{member_id:uuid}/swap")
+    async def swap(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
+        """A rep asks to swap this member with another rep's member (given by number)."""
+        principal = staff(request, "members:read")
+        values = await form(request)
+        try:
+            await members.get_member(member_id, principal)
+            number = str(values.get("other_number", "")).strip()
+            if not number:
+                raise InvalidInput("give the other member's number", field="other_number")
+            other = await members.resolve_member_id(number=number)
+            data = convert(
+                {"member_a": member_id, "member_b": other, "reason": values.get("reason", "")},
+                rep_schemas.SwapIn,
             )
-        return Redirect("/console/staff", status_code=303)
+            await reps.request_swap(data, principal)
+        except DomainError as exc:
+            return await member_page(request, member_id, error=exc, form=values)
+        return back(f"/console/members/{member_id}?saved=swap")
+
+    @get("/tasks")
+    async def tasks(
+        self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
+    ) -> Template:
+        principal = staff(request, "members:read")
+        found = await contacts.my_tasks(principal, days)
+        from loyalty.reps.service import local_today
+
+        today = local_today()
+        return page(
+            request,
+            "tasks.html",
+            days=days,
+            overdue=[t for t in found if t.due_on < today],
+            today=[t for t in found if t.due_on == today],
+            later=[t for t in found if t.due_on > today],
+        )
+
+
+def _plain(value) -> dict:
+    import msgspec
+
+    return msgspec.to_builtins(value)
+
+
+SAVED = {
+    "contact": N_("The contact is logged."),
+    "message": N_("The message is sent and logged."),
+    "archive": N_("The archive is saved."),
+    "swap": N_("Your swap request is with your manager."),
+}
+
+
+async def member_page(
+    request: Request,
+    member_id: UUID,
+    error: DomainError | None = None,
+    form: dict | None = None,
+) -> Template:
+    """The member page: the brief (audited), the contact log and the forms."""
+    principal = staff(request, "members:read")
+    brief = await contacts.brief(member_id, principal)
+    log = await contacts.member_contacts(member_id, principal, limit=30)
+    periods = await reps.history(member_id, principal)
+    saved = request.query_params.get("saved")
+    detail = None
+    if error is not None:
+        detail = f"{error.field}: {error.detail}" if error.field else error.detail
+    return page(
+        request,
+        "member.html",
+        status=error.status_code if error is not None else 200,
+        b=brief,
+        m=brief.member,
+        log=log,
+        periods=periods,
+        error=detail,
+        form=form or {},
+        saved=_(SAVED[saved]) if saved in SAVED else None,
+        contact_kinds=CONTACT_KINDS,
+        contact_channels=CONTACT_CHANNELS,
+        message_channels=MESSAGE_CHANNELS,
+        number=members.format_number,
+        is_rep=principal.role == "rep",
+    )
+
+
+ConsoleController = Router(
+    path="/console",
+    route_handlers=[
+        SignInPages,
+        MemberPages,
+        team.TeamPages,
+        admin.AdminPages,
+    ],
+    include_in_schema=False,
+    exception_handlers=EXCEPTION_HANDLERS,
+)

@@ -140,9 +140,68 @@ def label(code: str) -> str:
     return gettext(LABELS[code]) if code in LABELS else code
 
 
+# Codes the staff console shows (roles, contact kinds and channels, follow-up and reclaim
+# rules, assignment kinds, swap statuses): their words.
+CONSOLE_LABELS = {
+    "admin": N_("Administrator"),
+    "general_manager": N_("General manager"),
+    "manager": N_("Manager"),
+    "rep": N_("Sales rep"),
+    "service": N_("Customer service"),
+    "marketing": N_("Marketing"),
+    "search_q": N_("Name"),
+    "search_phone": N_("Phone"),
+    "search_email": N_("Email"),
+    "search_number": N_("Member number"),
+    "reclaim_inactive": N_("No purchase or referral since the assignment began"),
+    "reclaim_no_deal": N_("No purchase for too long"),
+    "reclaim_protection": N_("Not served in the protection period: may be taken back now"),
+    "rule_after_purchase": N_("Weekly after a purchase"),
+    "rule_long_standing": N_("Monthly, long-standing member"),
+    "rule_no_intent": N_("Every two months"),
+    "rule_silent": N_("Not contacted for 90 days"),
+    "rule_tier_cadence": N_("The tier's contact cadence"),
+    "kind_visit": N_("Visit"),
+    "kind_call": N_("Call"),
+    "kind_message": N_("Message"),
+    "kind_complaint": N_("Complaint"),
+    "kind_request": N_("Request"),
+    "kind_note": N_("Note"),
+    "channel_visit": N_("In person"),
+    "channel_phone": N_("Phone"),
+    "channel_email": N_("Email"),
+    "channel_sms": N_("Text message"),
+    "channel_wechat": N_("WeChat"),
+    "channel_portal": N_("Portal"),
+    "assignment_registration": N_("registration"),
+    "assignment_referral": N_("referral"),
+    "assignment_pool": N_("from the pool"),
+    "assignment_transfer": N_("transfer"),
+    "assignment_handover": N_("handover"),
+    "assignment_swap": N_("swap"),
+    "assignment_reclaim": N_("reclaimed"),
+    "handover_departure": N_("left the company"),
+    "handover_transfer": N_("moved department"),
+    "swap_pending": N_("waiting"),
+    "swap_approved": N_("approved"),
+    "swap_refused": N_("refused"),
+    "basis_net_spend": N_("net spend"),
+    "basis_points_earned": N_("points earned"),
+}
+
+
+def staff_label(code: str) -> str:
+    """The word for a console code in the reader's language (the code itself if unknown)."""
+    if code in CONSOLE_LABELS:
+        return gettext(CONSOLE_LABELS[code])
+    return label(code)
+
+
 def install(environment) -> None:
     """Gettext and the formatting filters for templates, following the request's language."""
     environment.add_extension("jinja2.ext.i18n")
     environment.install_gettext_callables(gettext, ngettext, newstyle=True)
     environment.filters.update(number=number, money=money, day=day, moment=moment)
-    environment.globals.update(languages=LANGUAGES, current_language=current.get, label=label)
+    environment.globals.update(
+        languages=LANGUAGES, current_language=current.get, label=label, staff_label=staff_label
+    )

@@ -1,0 +1,114 @@
+"""What every console page shares: the signed-in staff member, rendering, forms, and errors
+shown as pages (403, 404, 409, 422) rather than problem documents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import ValidationException
+from litestar.response import Redirect, Template
+
+from loyalty.auth import Principal
+from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, PermissionDenied
+from loyalty.portal.i18n import N_
+from loyalty.portal.i18n import gettext as _
+from loyalty.settings import get_settings
+
+LOGIN_PATH = "/console/login"
+
+
+def signed_in(request: Request) -> Principal | None:
+    principal = request.scope.get("user")
+    return principal if isinstance(principal, Principal) and principal.is_staff else None
+
+
+def staff(request: Request, permission: str | None = None) -> Principal:
+    """The signed-in staff member (else the sign-in page), holding `permission` if named."""
+    principal = signed_in(request)
+    if principal is None:
+        raise NotAuthenticated("sign in first")
+    if permission and not principal.can(permission):
+        raise PermissionDenied(f"this needs the {permission} permission")
+    return principal
+
+
+def page(request: Request, name: str, status: int = 200, **context: Any) -> Template:
+    return Template(
+        name,
+        context={"me": signed_in(request), "path": request.url.path, **context},
+        status_code=status,
+    )
+
+
+def back(url: str) -> Redirect:
+    return Redirect(url, status_code=303)
+
+
+async def form(request: Request) -> dict[str, Any]:
+    """The posted form as a dict: one value per field, lists for fields given more than once."""
+    data = await request.form()
+    values: dict[str, Any] = {}
+    for key in data:
+        if key == "_csrf_token":
+            continue
+        found = data.getall(key)
+        values[key] = found if len(found) > 1 else found[0]
+    return values
+
+
+def convert(values: dict[str, Any], schema: type) -> Any:
+    """Form values into an API input schema (same validation as the API), or 422."""
+    try:
+        return msgspec.convert(values, schema, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def local_datetime(value: str, field: str) -> datetime | None:
+    """A datetime-local input (business time zone); empty means none."""
+    if not value.strip():
+        return None
+    try:
+        return datetime.fromisoformat(value.strip()).replace(tzinfo=get_settings().tz)
+    except ValueError:
+        raise InvalidInput("is not a date and time", field=field) from None
+
+
+def words(text: str) -> list[str]:
+    """A comma-separated form field as a list."""
+    return [part.strip() for part in text.replace("，", ",").split(",") if part.strip()]
+
+
+TITLES = {
+    400: N_("The request could not be read"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    409: N_("That cannot be done now"),
+    422: N_("Please check the form"),
+    429: N_("Too many attempts"),
+    503: N_("Temporarily unavailable"),
+}
+
+
+def _error_page(request: Request, status: int, detail: str) -> Response:
+    title = _(TITLES[status]) if status in TITLES else _("Something went wrong")
+    return page(request, "error.html", status=status, title=title, detail=detail)
+
+
+def domain_error_page(request: Request, exc: DomainError) -> Response:
+    if isinstance(exc, NotAuthenticated):
+        return Redirect(LOGIN_PATH, status_code=303 if request.method == "POST" else 302)
+    detail = exc.detail
+    if getattr(exc, "field", None):
+        detail = f"{exc.field}: {detail}"
+    return _error_page(request, exc.status_code, detail)
+
+
+def validation_error_page(request: Request, exc: ValidationException) -> Response:
+    return _error_page(request, 400, str(exc.detail))
+
+
+EXCEPTION_HANDLERS = {DomainError: domain_error_page, ValidationException: validation_error_page}
