@@ -190,7 +190,6 @@ class MemberPages(Controller):
                 "name": values.get("name", "").strip() or current.name,
                 "phone": values.get("phone", "").strip() or None,
                 "email": values.get("email", "").strip() or None,
-                "birthday": values.get("birthday", "").strip() or None,
                 "address": {
                     **_plain(address),
                     "line1": values.get("line1", "").strip(),
