@@ -20,6 +20,13 @@ from loyalty import db
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
 from loyalty.logs import configure_logging, request_log_middleware
+from loyalty.marketing.controllers import (
+    MarketingSettingsController,
+    MovementReportController,
+    OfferController,
+    SegmentController,
+    UnsubscribeController,
+)
 from loyalty.members.controllers import MemberController
 from loyalty.points.controllers import (
     EarningRulesController,
@@ -115,6 +122,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ContactController,
             MemberSignInController,
             MeController,
+            SegmentController,
+            OfferController,
+            MarketingSettingsController,
+            MovementReportController,
+            UnsubscribeController,
             ConsoleController,
             PortalController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),

@@ -40,6 +40,10 @@ PERMISSIONS: dict[str, str] = {
     "reps:configure": "change the ownership rules",
     "contacts:write": "log contacts with members and message them",
     "audit:read": "see who opened a member's archive",
+    "segments:manage": "build and count member segments and see their value groups",
+    "offers:manage": "write offers and send approved ones",
+    "offers:approve": "approve offers for sending (managers of marketing, admins)",
+    "marketing:report": "read offer results and the monthly movement report",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -88,8 +92,18 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         }
     ),
     # Marketing reaches members through segments, not archives.
-    "marketing": frozenset({"referrals:report", "rewards:manage"}),
+    "marketing": frozenset(
+        {
+            "referrals:report",
+            "rewards:manage",
+            "segments:manage",
+            "offers:manage",
+            "marketing:report",
+        }
+    ),
 }
+# A manager of the marketing department also approves offers.
+MARKETING_MANAGER_PERMISSIONS = ROLE_PERMISSIONS["marketing"] | {"offers:approve"}
 
 # Keys are for machines: they may never administer people or mint other keys.
 API_KEY_SCOPES = frozenset(
@@ -121,7 +135,12 @@ def staff_principal(staff_id: UUID, username: str, role: str, department: str | 
         label=f"staff:{username}",
         role=role,
         department=department,
-        permissions=ROLE_PERMISSIONS.get(role, frozenset()),
+        permissions=ROLE_PERMISSIONS.get(role, frozenset())
+        | (
+            MARKETING_MANAGER_PERMISSIONS
+            if role == "manager" and department == "marketing"
+            else frozenset()
+        ),
     )
 
 

@@ -10,6 +10,7 @@ from arq.worker import Worker
 
 from loyalty import db
 from loyalty.events.jobs import deliver_event, relay_outbox
+from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.referrals import service as _referrals  # noqa: F401  registers event subscribers
 from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
@@ -27,6 +28,9 @@ FUNCTIONS: list[Any] = [
     reclaim_members,
     plan_follow_ups,
     escalate_handovers,
+    send_offer,
+    retry_offer_deliveries,
+    automatic_offers,
 ]
 # Times are in LOYALTY_TIMEZONE. Release runs hourly so points free up the day they are due.
 CRON_JOBS = [
@@ -37,6 +41,8 @@ CRON_JOBS = [
     cron(reclaim_members, hour={0}, minute={30}),
     cron(plan_follow_ups, hour={6}, minute={0}),
     cron(escalate_handovers, minute={10}),
+    cron(retry_offer_deliveries, second={30}),  # every minute: failed deliveries now due
+    cron(automatic_offers, hour={9}, minute={0}),  # birthday, welcome and win-back offers
     # The outbox relay: events reach the queue within seconds, or after Redis returns.
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True),
 ]

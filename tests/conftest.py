@@ -144,6 +144,7 @@ CONFIG_TABLES = (
     "tier_settings",
     "referral_settings",
     "rep_settings",
+    "marketing_settings",
 )
 
 
@@ -185,6 +186,9 @@ def _forget_cached_configuration() -> None:
 
     points._rules_cache = None
     tiers._cache = None
+    from loyalty.marketing import bonus
+
+    bonus.forget()
 
 
 @pytest.fixture(autouse=True)

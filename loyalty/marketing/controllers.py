@@ -1,0 +1,315 @@
+"""Marketing API: segments and value groups, offers with approval and sending, results,
+the monthly movement report, and the unsubscribe link that needs no sign-in."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, MediaType, Request, Response, get, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from loyalty.auth import current_principal, requires
+from loyalty.marketing import reports, schemas, segments, service
+from loyalty.openapi import problems
+
+
+class SegmentController(Controller):
+    path = "/api/v1/segments"
+    tags = ["marketing"]
+
+    @get(
+        "/",
+        summary="Saved segments",
+        responses=problems(401, 403),
+        guards=[requires("segments:manage")],
+    )
+    async def list_segments(self) -> list[schemas.Segment]:
+        """Every saved segment with how many members it selects now."""
+        return await segments.list_segments()
+
+    @post(
+        "/",
+        summary="Save a segment",
+        responses=problems(400, 401, 403, 422),
+        guards=[requires("segments:manage")],
+    )
+    async def create_segment(
+        self, request: Request, data: JSONBody[schemas.SegmentCreate]
+    ) -> schemas.Segment:
+        """A named filter: tiers, spend and purchases in a window, days since the last
+        purchase, available points, referrals made, birthday months, regions, tags, consent
+        per channel, assigned reps or departments. Every condition given must hold."""
+        return await segments.create(data, current_principal(request))
+
+    @post(
+        "/count",
+        status_code=HTTP_200_OK,
+        summary="Count the members a filter selects",
+        responses=problems(400, 401, 403, 422),
+        guards=[requires("segments:manage")],
+    )
+    async def count(self, data: JSONBody[schemas.SegmentFilter]) -> schemas.SegmentCount:
+        """For a filter being edited: one SQL statement, nothing saved."""
+        return await segments.count(data)
+
+    @get(
+        "/value-groups",
+        summary="Members by value: valuable, rising, declining, at risk",
+        responses=problems(400, 401, 403),
+        guards=[requires("segments:manage")],
+    )
+    async def value_groups(
+        self, window_days: Annotated[int, QueryParameter(ge=30, le=1095)] = 365
+    ) -> schemas.ValueGroups:
+        """An RFM score from each member's recency, frequency and spend in the window, in
+        the order of the pyramid (top first). Members with no purchase are at risk."""
+        return await segments.value_groups(window_days)
+
+    @get(
+        "/value-groups.svg",
+        summary="The value groups as a pyramid chart (SVG)",
+        responses=problems(401, 403),
+        guards=[requires("segments:manage")],
+        media_type="image/svg+xml",
+    )
+    async def value_pyramid(
+        self, window_days: Annotated[int, QueryParameter(ge=30, le=1095)] = 365
+    ) -> str:
+        return segments.pyramid_svg(await segments.value_groups(window_days))
+
+    @get(
+        "/{segment_id:uuid}",
+        summary="One segment",
+        responses=problems(401, 403, 404),
+        guards=[requires("segments:manage")],
+    )
+    async def get_segment(self, segment_id: FromPath[UUID]) -> schemas.Segment:
+        return await segments.get(segment_id)
+
+    @put(
+        "/{segment_id:uuid}",
+        summary="Change a segment",
+        responses=problems(400, 401, 403, 404, 422),
+        guards=[requires("segments:manage")],
+    )
+    async def update_segment(
+        self, request: Request, segment_id: FromPath[UUID], data: JSONBody[schemas.SegmentUpdate]
+    ) -> schemas.Segment:
+        """Only the fields sent change; offers already sent keep their snapshot."""
+        return await segments.update(segment_id, data, current_principal(request))
+
+
+class OfferController(Controller):
+    path = "/api/v1/offers"
+    tags = ["marketing"]
+
+    @get(
+        "/",
+        summary="Offers, newest first",
+        responses=problems(400, 401, 403),
+        guards=[requires("offers:manage")],
+    )
+    async def list_offers(
+        self,
+        status: Annotated[str | None, QueryParameter(max_length=16)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    ) -> list[schemas.Offer]:
+        return await service.list_offers(status, limit, offset)
+
+    @post(
+        "/",
+        summary="Write an offer (a draft)",
+        responses=problems(400, 401, 403, 422),
+        guards=[requires("offers:manage")],
+    )
+    async def create_offer(
+        self, request: Request, data: JSONBody[schemas.OfferCreate]
+    ) -> schemas.Offer:
+        """Title and body in English and Chinese, validity, target (tiers and/or a segment)
+        and an optional benefit: `voucher` (codes imported into the offer's pool, one per
+        member), `bonus_points` (purchases inside the validity earn `bonus_multiplier` x
+        points, for the offer's audience only). With `auto_kind` (birthday, welcome,
+        winback) it is a template the worker sends every month to members who newly
+        qualify. A draft is sent only after approval by a manager of marketing."""
+        return await service.create_offer(data, current_principal(request))
+
+    @get(
+        "/{offer_id:uuid}",
+        summary="One offer",
+        responses=problems(401, 403, 404),
+        guards=[requires("offers:manage")],
+    )
+    async def get_offer(self, offer_id: FromPath[UUID]) -> schemas.Offer:
+        return await service.get_offer(offer_id)
+
+    @put(
+        "/{offer_id:uuid}",
+        summary="Change a draft offer",
+        responses=problems(400, 401, 403, 404, 409, 422),
+        guards=[requires("offers:manage")],
+    )
+    async def update_offer(
+        self, request: Request, offer_id: FromPath[UUID], data: JSONBody[schemas.OfferUpdate]
+    ) -> schemas.Offer:
+        """Only the fields sent change; approved or sent offers cannot change (409)."""
+        return await service.update_offer(offer_id, data, current_principal(request))
+
+    @post(
+        "/{offer_id:uuid}/approve",
+        status_code=HTTP_200_OK,
+        summary="Approve an offer for sending",
+        responses=problems(401, 403, 404, 409),
+        guards=[requires("offers:approve")],
+    )
+    async def approve(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
+        """Managers of marketing (role manager, department marketing) and admins."""
+        return await service.approve(offer_id, current_principal(request))
+
+    @post(
+        "/{offer_id:uuid}/cancel",
+        status_code=HTTP_200_OK,
+        summary="Cancel an offer that was not sent",
+        responses=problems(401, 403, 404, 409),
+        guards=[requires("offers:manage")],
+    )
+    async def cancel(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
+        return await service.cancel(offer_id, current_principal(request))
+
+    @post(
+        "/{offer_id:uuid}/send",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Send an approved offer",
+        responses=problems(401, 403, 404, 409),
+        guards=[requires("offers:manage")],
+    )
+    async def send(self, request: Request, offer_id: FromPath[UUID]) -> schemas.SendResult:
+        """Queues the send job: it snapshots the audience, then delivers in batches through
+        each member's preferred channel that has consent (email, SMS), and always to the
+        portal inbox. Each member receives the offer once, however often this is called;
+        the frequency cap holds back email and SMS (the inbox still gets it)."""
+        return await service.request_send(offer_id, request.app.state.redis)
+
+    @get(
+        "/{offer_id:uuid}/results",
+        summary="An offer's results",
+        responses=problems(401, 403, 404),
+        guards=[requires("marketing:report")],
+    )
+    async def results(self, offer_id: FromPath[UUID]) -> schemas.OfferResults:
+        """Audience, delivered per channel, failed (and waiting for a retry), capped,
+        opened in the portal, redeemed or used, and the points the offer added."""
+        return await service.results(offer_id)
+
+    @post(
+        "/{offer_id:uuid}/vouchers",
+        status_code=HTTP_200_OK,
+        summary="Import voucher codes into an offer's pool",
+        responses=problems(400, 401, 403, 404, 422),
+        guards=[requires("offers:manage")],
+    )
+    async def import_vouchers(
+        self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherImport]
+    ) -> schemas.VoucherImportResult:
+        """Up to 10,000 a call; codes already there are skipped. Each delivered member takes
+        one; members beyond the pool get the message without a code."""
+        return await service.import_vouchers(offer_id, data)
+
+    @post(
+        "/{offer_id:uuid}/vouchers/use",
+        status_code=HTTP_200_OK,
+        summary="Record a voucher code as used",
+        responses=problems(400, 401, 403, 404, 409),
+        guards=[requires("members:write")],
+    )
+    async def use_voucher(
+        self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherUse]
+    ) -> dict[str, str]:
+        await service.use_voucher(offer_id, data.code)
+        return {"status": "used"}
+
+
+class MarketingSettingsController(Controller):
+    path = "/api/v1/marketing-settings"
+    tags = ["marketing"]
+
+    @get("/", summary="Frequency cap, retries, churn windows", guards=[requires("offers:manage")])
+    async def get_settings(self) -> schemas.MarketingSettings:
+        return await service.get_settings_row()
+
+    @put(
+        "/",
+        summary="Change the marketing settings",
+        responses=problems(400, 401, 403, 422),
+        guards=[requires("offers:approve")],
+    )
+    async def put_settings(
+        self, request: Request, data: JSONBody[schemas.MarketingSettingsBody]
+    ) -> schemas.MarketingSettings:
+        """`frequency_cap` marketing messages (email, SMS) per member in `cap_days`;
+        `max_attempts` and `retry_seconds` (doubling) for failed deliveries; `churn_days`
+        (lost), `at_risk_days` (win-back) and `falling_ratio` for the movement report."""
+        return await service.update_settings(data, current_principal(request))
+
+
+class MovementReportController(Controller):
+    path = "/api/v1/reports/movement"
+    tags = ["marketing"]
+
+    @get(
+        "/{month:str}",
+        summary="The monthly movement report",
+        responses=problems(400, 401, 403),
+        guards=[requires("marketing:report")],
+    )
+    async def report(self, month: FromPath[str]) -> schemas.MovementReport:
+        """For month `YYYY-MM`: members who moved up or down a tier, valuable members whose
+        spend is falling (below `falling_ratio` of their own average over the previous
+        three months), members lost (their churn window ran out this month) and members won
+        back (bought again after a gap of at least the churn window); counted by department
+        and by rep, each member linked to their brief."""
+        return await reports.movement(month)
+
+    @get(
+        "/{month:str}.csv",
+        summary="The monthly movement report as CSV",
+        responses=problems(400, 401, 403),
+        guards=[requires("marketing:report")],
+        media_type="text/csv",
+    )
+    async def report_csv(self, month: FromPath[str]) -> Response[str]:
+        report = await reports.movement(month)
+        return Response(
+            reports.to_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="movement-{month}.csv"'},
+        )
+
+
+UNSUBSCRIBED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Unsubscribed</title></head><body><main><h1>{title}</h1><p>{text}</p></main></body></html>"""
+
+
+class UnsubscribeController(Controller):
+    path = "/unsubscribe"
+    tags = ["marketing"]
+    include_in_schema = False
+
+    @get("/{token:str}", media_type=MediaType.HTML)
+    async def unsubscribe(self, token: FromPath[str]) -> Response[str]:
+        """The link in every offer: withdraws the channel's consent, no sign-in needed."""
+        done = await service.unsubscribe(token)
+        if done is None:
+            page = UNSUBSCRIBED_PAGE.format(
+                title="This link is not valid", text="Please use the link from the message."
+            )
+            return Response(page, status_code=404, media_type=MediaType.HTML)
+        channel = "emails" if done == "email" else "text messages"
+        page = UNSUBSCRIBED_PAGE.format(
+            title="You are unsubscribed / 已退订",
+            text=f"You will receive no more offers by {channel}. 我们将不再向您发送此类优惠信息。"
+            " Offers still appear in your member portal.",
+        )
+        return Response(page, media_type=MediaType.HTML)

@@ -1,0 +1,20 @@
+"""Marketing jobs: send an offer, retry failed deliveries, automatic monthly offers."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from loyalty.marketing import automatic, delivery
+
+
+async def send_offer(ctx: dict[str, Any], offer_id: str) -> int:
+    return await delivery.send_offer(UUID(offer_id))
+
+
+async def retry_offer_deliveries(ctx: dict[str, Any]) -> int:
+    return await delivery.retry_failed()
+
+
+async def automatic_offers(ctx: dict[str, Any]) -> int:
+    return await automatic.run()

@@ -1,0 +1,178 @@
+"""The monthly movement report: tier moves, valuable members whose spend is falling,
+members lost and won back, by department and by rep. Set-based SQL, one statement a part."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date, datetime
+from typing import Any
+
+from loyalty import db
+from loyalty.errors import InvalidInput
+from loyalty.marketing import schemas
+from loyalty.settings import get_settings
+
+MOVEMENTS = ("up", "down", "falling", "lost", "won_back")
+
+MOVEMENT_SQL = """
+WITH settings AS (SELECT * FROM marketing_settings WHERE id = 1),
+lowest AS (SELECT min(rank) AS rank FROM tier_definitions WHERE enabled),
+moved AS (
+    -- Net tier move over the month: from the first change's origin to the last's target.
+    SELECT DISTINCT ON (member) member,
+           CASE WHEN reason = 'downgrade' THEN 'down' ELSE 'up' END AS movement,
+           coalesce(from_tier, '') || ' → ' || to_tier AS detail
+    FROM tier_changes
+    WHERE at >= $1 AND at < $2 AND reason IN ('upgrade', 'downgrade')
+    ORDER BY member, at DESC
+), monthly AS (
+    SELECT p.member,
+           sum(p.total - p.returned_amount) FILTER (WHERE p.occurred_at >= $1) AS this_month,
+           sum(p.total - p.returned_amount) FILTER (WHERE p.occurred_at < $1) / 3 AS before
+    FROM purchases p WHERE p.occurred_at >= $3 AND p.occurred_at < $2
+    GROUP BY p.member
+), falling AS (
+    -- Valuable: above the lowest tier. Falling: this month below falling_ratio x their own
+    -- monthly average of the three months before.
+    SELECT mo.member, 'falling' AS movement,
+           round(coalesce(mo.this_month, 0), 2)::text || ' vs ' || round(mo.before, 2)::text
+               || ' a month before' AS detail
+    FROM monthly mo
+    JOIN member_tiers t ON t.member = mo.member
+    JOIN tier_definitions d ON d.code = t.tier
+    WHERE d.rank > (SELECT rank FROM lowest) AND mo.before > 0
+      AND coalesce(mo.this_month, 0) < mo.before * (SELECT falling_ratio FROM settings)
+), last_before AS (
+    SELECT p.member, max(p.occurred_at) AS last_purchase
+    FROM purchases p WHERE p.occurred_at < $2 GROUP BY p.member
+), lost AS (
+    -- The churn window ran out during the month: last purchase + churn_days falls in it.
+    SELECT member, 'lost' AS movement,
+           'last purchase ' || to_char(last_purchase AT TIME ZONE $4, 'YYYY-MM-DD') AS detail
+    FROM last_before
+    WHERE last_purchase + make_interval(days => (SELECT churn_days FROM settings)) >= $1
+      AND last_purchase + make_interval(days => (SELECT churn_days FROM settings)) < $2
+), won AS (
+    -- Bought this month after a gap of at least the churn window.
+    SELECT DISTINCT ON (p.member) p.member, 'won_back' AS movement,
+           'back after ' || extract(day FROM p.occurred_at - prev.occurred_at)::int || ' days'
+               AS detail
+    FROM purchases p
+    JOIN LATERAL (
+        SELECT q.occurred_at FROM purchases q
+        WHERE q.member = p.member AND q.occurred_at < p.occurred_at
+        ORDER BY q.occurred_at DESC LIMIT 1
+    ) prev ON true
+    WHERE p.occurred_at >= $1 AND p.occurred_at < $2
+      AND p.occurred_at - prev.occurred_at
+          >= make_interval(days => (SELECT churn_days FROM settings))
+    ORDER BY p.member, p.occurred_at
+), rows AS (
+    SELECT * FROM moved UNION ALL SELECT * FROM falling UNION ALL SELECT * FROM lost
+    UNION ALL SELECT * FROM won
+)
+SELECT r.movement, r.member, r.detail, m.number, m.name, t.tier, m.assigned_rep,
+       s.username AS rep, s.department
+FROM rows r
+JOIN members m ON m.id = r.member AND m.status = 'active'
+LEFT JOIN member_tiers t ON t.member = r.member
+LEFT JOIN staff s ON s.id = m.assigned_rep
+ORDER BY r.movement, m.name, m.id
+"""
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime, datetime]:
+    """(start, end, start of the three months before) in LOYALTY_TIMEZONE."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise InvalidInput("must be YYYY-MM", field="month")
+    tz = get_settings().tz
+    year, mon = int(month[:4]), int(month[5:])
+
+    def first(y: int, m: int) -> datetime:
+        while m < 1:
+            y, m = y - 1, m + 12
+        while m > 12:
+            y, m = y + 1, m - 12
+        return datetime(y, m, 1, tzinfo=tz)
+
+    return first(year, mon), first(year, mon + 1), first(year, mon - 3)
+
+
+def _count(rows: list[Any], key: str) -> schemas.MovementCount:
+    counts = schemas.MovementCount(key=key)
+    for row in rows:
+        setattr(counts, row["movement"], getattr(counts, row["movement"]) + 1)
+    return counts
+
+
+def _grouped(rows: list[Any], key: str) -> list[schemas.MovementCount]:
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row[key] or "", []).append(row)
+    return [_count(group, name) for name, group in sorted(groups.items())]
+
+
+async def movement(month: str) -> schemas.MovementReport:
+    start, end, before = month_bounds(month)
+    async with db.connection() as conn:
+        rows = await conn.fetch(MOVEMENT_SQL, start, end, before, get_settings().tz.key)
+    members = [
+        schemas.MovementRow(
+            movement=row["movement"],
+            member_id=row["member"],
+            member_number=row["number"],
+            name=row["name"],
+            tier=row["tier"],
+            detail=row["detail"],
+            rep_id=row["assigned_rep"],
+            rep=row["rep"],
+            department=row["department"],
+            brief_url=f"/console/members/{row['member']}",
+            brief_api=f"/api/v1/members/{row['member']}/brief",
+        )
+        for row in rows
+    ]
+    return schemas.MovementReport(
+        month=month,
+        starts=date(start.year, start.month, 1),
+        ends=date(end.year, end.month, 1),
+        totals=_count(rows, "all"),
+        by_department=_grouped(rows, "department"),
+        by_rep=_grouped(rows, "rep"),
+        members=members,
+    )
+
+
+def to_csv(report: schemas.MovementReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "month",
+            "movement",
+            "member_number",
+            "name",
+            "tier",
+            "detail",
+            "rep",
+            "department",
+            "brief_url",
+        ]
+    )
+    for row in report.members:
+        writer.writerow(
+            [
+                report.month,
+                row.movement,
+                row.member_number,
+                row.name,
+                row.tier or "",
+                row.detail,
+                row.rep or "",
+                row.department or "",
+                f"{get_settings().public_url}{row.brief_url}",
+            ]
+        )
+    return out.getvalue()

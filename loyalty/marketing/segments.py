@@ -1,0 +1,368 @@
+"""Segments: a saved filter turned into one SQL statement with bound parameters.
+
+`where_clause` is the only place a filter becomes SQL: every value travels as a `$n`
+parameter, never inside the text. Purchase statistics are computed only when a condition
+needs them, from the covering index `purchases_member_time`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+
+from loyalty import db
+from loyalty.auth import Principal
+from loyalty.errors import InvalidInput, NotFound
+from loyalty.marketing import schemas
+from loyalty.points.service import now
+from loyalty.tiers import service as tiers
+
+
+class Query:
+    """SQL conditions on members `m` with their parameters, numbered from `start`."""
+
+    def __init__(self, start: int = 1) -> None:
+        self.params: list[Any] = []
+        self.start = start
+        self.conditions: list[str] = []
+        self.stats = False
+
+    def param(self, value: Any, cast: str = "") -> str:
+        self.params.append(value)
+        return f"${self.start + len(self.params) - 1}{cast}"
+
+    def add(self, condition: str) -> None:
+        self.conditions.append(condition)
+
+    @property
+    def where(self) -> str:
+        return " AND ".join(self.conditions) or "true"
+
+
+def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Query:
+    """The filter as conditions on `members m` (and `s`, the purchase statistics, when
+    `q.stats` is set: join them with `stats_join`)."""
+    q = Query(start)
+    q.add("m.status = 'active'")
+    if f.tiers:
+        q.add(
+            "EXISTS (SELECT 1 FROM member_tiers t WHERE t.member = m.id"
+            f" AND t.tier = ANY({q.param(list(f.tiers), '::text[]')}))"
+        )
+    if f.tier_joined_within_days is not None:
+        since = at - timedelta(days=f.tier_joined_within_days)
+        q.add(
+            "EXISTS (SELECT 1 FROM member_tiers t WHERE t.member = m.id"
+            f" AND t.since >= {q.param(since, '::timestamptz')})"
+        )
+    window = at - timedelta(days=f.window_days)
+    spend = "coalesce(s.spend, 0)"
+    count = "coalesce(s.purchases, 0)"
+    if f.spend_min is not None:
+        q.add(f"{spend} >= {q.param(f.spend_min, '::numeric')}")
+    if f.spend_max is not None:
+        q.add(f"{spend} <= {q.param(f.spend_max, '::numeric')}")
+    if f.purchases_min is not None:
+        q.add(f"{count} >= {q.param(f.purchases_min, '::bigint')}")
+    if f.purchases_max is not None:
+        q.add(f"{count} <= {q.param(f.purchases_max, '::bigint')}")
+    if f.days_since_purchase_min is not None:
+        before = at - timedelta(days=f.days_since_purchase_min)
+        q.add(f"(s.last_purchase IS NULL OR s.last_purchase <= {q.param(before, '::timestamptz')})")
+    if f.days_since_purchase_max is not None:
+        after = at - timedelta(days=f.days_since_purchase_max)
+        q.add(f"s.last_purchase >= {q.param(after, '::timestamptz')}")
+    q.stats = any(
+        v is not None
+        for v in (
+            f.spend_min,
+            f.spend_max,
+            f.purchases_min,
+            f.purchases_max,
+            f.days_since_purchase_min,
+            f.days_since_purchase_max,
+        )
+    )
+    if q.stats:
+        q.window_param = q.param(window, "::timestamptz")  # type: ignore[attr-defined]
+    if f.points_min is not None or f.points_max is not None:
+        lo = q.param(f.points_min if f.points_min is not None else 0, "::bigint")
+        hi = q.param(f.points_max, "::bigint")
+        q.add(
+            "EXISTS (SELECT 1 FROM points_accounts a WHERE a.member = m.id"
+            f" AND a.total >= {lo} AND ({hi} IS NULL OR a.total <= {hi}))"
+        )
+    if f.referrals_min is not None:
+        q.add(
+            "(SELECT count(*) FROM referrals r WHERE r.referrer = m.id"
+            f" AND r.status <> 'rejected') >= {q.param(f.referrals_min, '::bigint')}"
+        )
+    if f.birthday_months:
+        q.add(
+            "extract(month FROM m.birthday)::int"
+            f" = ANY({q.param(list(f.birthday_months), '::int[]')})"
+        )
+    if f.regions:
+        q.add(f"m.address->>'region' = ANY({q.param(list(f.regions), '::text[]')})")
+    if f.tags:
+        q.add(f"m.tags && {q.param(list(f.tags), '::varchar[]')}")
+    for channel in f.consents:
+        q.add(
+            "m.contact_preferences->'consents' @> jsonb_build_array(jsonb_build_object("
+            f"'channel', {q.param(channel, '::text')}, 'granted', true))"
+        )
+    if f.rep_ids:
+        q.add(f"m.assigned_rep = ANY({q.param(list(f.rep_ids), '::uuid[]')})")
+    if f.departments:
+        q.add(
+            "m.assigned_rep IN (SELECT id FROM staff WHERE department"
+            f" = ANY({q.param(list(f.departments), '::text[]')}))"
+        )
+    if f.unassigned is True:
+        q.add("m.assigned_rep IS NULL")
+    elif f.unassigned is False:
+        q.add("m.assigned_rep IS NOT NULL")
+    return q
+
+
+def from_clause(q: Query) -> str:
+    """`members m`, with the purchase statistics when a condition needs them."""
+    if not q.stats:
+        return "members m"
+    w = q.window_param  # type: ignore[attr-defined]
+    return f"""members m LEFT JOIN (
+        SELECT member,
+               sum(total - returned_amount) FILTER (WHERE occurred_at >= {w}) AS spend,
+               count(*) FILTER (WHERE occurred_at >= {w}) AS purchases,
+               max(occurred_at) AS last_purchase
+        FROM purchases GROUP BY member
+    ) s ON s.member = m.id"""
+
+
+async def _check(f: schemas.SegmentFilter) -> None:
+    for name in ("spend_min", "spend_max"):
+        value = getattr(f, name)
+        if value is not None and not (0 <= value <= Decimal("9999999999.99")):
+            raise InvalidInput("must be between 0 and 9999999999.99", field=f"filter.{name}")
+    known = {t.code for t in (await tiers.ladder()).tiers}
+    for i, code in enumerate(f.tiers):
+        if code not in known:
+            raise InvalidInput(f"no tier {code!r}", field=f"filter.tiers[{i}]")
+    for lo, hi in (
+        ("spend_min", "spend_max"),
+        ("purchases_min", "purchases_max"),
+        ("days_since_purchase_min", "days_since_purchase_max"),
+        ("points_min", "points_max"),
+    ):
+        a, b = getattr(f, lo), getattr(f, hi)
+        if a is not None and b is not None and b < a:
+            raise InvalidInput(f"must not be below {lo}", field=f"filter.{hi}")
+
+
+async def count(f: schemas.SegmentFilter) -> schemas.SegmentCount:
+    """How many members the filter selects now: one statement."""
+    await _check(f)
+    q = where_clause(f, now())
+    started = time.perf_counter()
+    async with db.connection() as conn:
+        members = await conn.fetchval(
+            f"SELECT count(*) FROM {from_clause(q)} WHERE {q.where}", *q.params
+        )
+    return schemas.SegmentCount(members=members, took_ms=(time.perf_counter() - started) * 1000)
+
+
+def decode_filter(value: Any) -> schemas.SegmentFilter:
+    if isinstance(value, str):
+        return msgspec.json.decode(value, type=schemas.SegmentFilter)
+    return msgspec.convert(value or {}, schemas.SegmentFilter)
+
+
+def encode_filter(f: schemas.SegmentFilter) -> str:
+    return msgspec.json.encode(f).decode()
+
+
+async def _segment(row: Any) -> schemas.Segment:
+    f = decode_filter(row["filter"])
+    return schemas.Segment(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        filter=f,
+        members=(await count(f)).members,
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        updated_by=row["updated_by"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def create(data: schemas.SegmentCreate, principal: Principal) -> schemas.Segment:
+    await _check(data.filter)
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO segments (id, name, description, filter, created_by, created_at,
+                updated_by, updated_at)
+            VALUES ($1, $2, $3, $4::jsonb, $5, now(), $5, now()) RETURNING *
+            """,
+            uuid4(),
+            data.name,
+            data.description,
+            encode_filter(data.filter),
+            principal.label,
+        )
+    return await _segment(row)
+
+
+async def update(
+    segment_id: UUID, data: schemas.SegmentUpdate, principal: Principal
+) -> schemas.Segment:
+    if data.filter is not msgspec.UNSET:
+        await _check(data.filter)
+    async with db.transaction() as conn:
+        row = await conn.fetchrow("SELECT * FROM segments WHERE id = $1 FOR UPDATE", segment_id)
+        if row is None:
+            raise NotFound("no such segment")
+        row = await conn.fetchrow(
+            """
+            UPDATE segments SET name = $2, description = $3, filter = $4::jsonb,
+                updated_by = $5, updated_at = now()
+            WHERE id = $1 RETURNING *
+            """,
+            segment_id,
+            row["name"] if data.name is msgspec.UNSET else data.name,
+            row["description"] if data.description is msgspec.UNSET else data.description,
+            row["filter"] if data.filter is msgspec.UNSET else encode_filter(data.filter),
+            principal.label,
+        )
+    return await _segment(row)
+
+
+async def get(segment_id: UUID) -> schemas.Segment:
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM segments WHERE id = $1", segment_id)
+    if row is None:
+        raise NotFound("no such segment")
+    return await _segment(row)
+
+
+async def list_segments() -> list[schemas.Segment]:
+    async with db.connection() as conn:
+        rows = await conn.fetch("SELECT * FROM segments ORDER BY name, id")
+    return [await _segment(row) for row in rows]
+
+
+async def load_filter(conn: Any, segment_id: UUID) -> schemas.SegmentFilter:
+    value = await conn.fetchval("SELECT filter FROM segments WHERE id = $1", segment_id)
+    if value is None:
+        raise NotFound("no such segment")
+    return decode_filter(value)
+
+
+# --- value groups (RFM) -------------------------------------------------------------------
+
+GROUPS = ("valuable", "rising", "declining", "at_risk")
+
+# Recency, frequency and monetary scores 1-5 by quintile among members who bought in the
+# window; frequency and spend averaged into one value score. Valuable: recent and high
+# value; rising: recent, lower value so far; declining: no longer recent (or fading) but
+# valuable; at risk: the rest, and everyone with no purchase in the window.
+VALUE_GROUPS_SQL = """
+WITH s AS (
+    SELECT member, max(occurred_at) AS last_purchase, count(*) AS purchases,
+           sum(total - returned_amount) AS spend
+    FROM purchases WHERE occurred_at >= $1 GROUP BY member
+), scored AS (
+    SELECT s.*,
+           ntile(5) OVER (ORDER BY last_purchase) AS r,
+           ntile(5) OVER (ORDER BY purchases) AS f,
+           ntile(5) OVER (ORDER BY spend) AS mo
+    FROM s JOIN members m ON m.id = s.member AND m.status = 'active'
+), grouped AS (
+    SELECT CASE
+             WHEN r >= 4 AND (f + mo) >= 7 THEN 'valuable'
+             WHEN r >= 4 THEN 'rising'
+             WHEN r = 3 OR (f + mo) >= 7 THEN 'declining'
+             ELSE 'at_risk'
+           END AS grp, spend, purchases, last_purchase
+    FROM scored
+)
+SELECT grp, count(*) AS members, coalesce(avg(spend), 0) AS avg_spend,
+       coalesce(avg(purchases), 0)::float8 AS avg_purchases,
+       avg(extract(epoch FROM $2 - last_purchase) / 86400)::float8 AS avg_days
+FROM grouped GROUP BY grp
+UNION ALL
+SELECT 'at_risk', count(*), 0, 0, NULL FROM members m
+WHERE m.status = 'active' AND NOT EXISTS (
+    SELECT 1 FROM purchases p WHERE p.member = m.id AND p.occurred_at >= $1)
+"""
+
+
+async def value_groups(window_days: int = 365) -> schemas.ValueGroups:
+    at = now()
+    async with db.connection() as conn:
+        rows = await conn.fetch(VALUE_GROUPS_SQL, at - timedelta(days=window_days), at)
+    merged: dict[str, dict[str, Any]] = {
+        g: {"members": 0, "spend": 0, "purchases": 0.0, "days": 0.0, "dated": 0} for g in GROUPS
+    }
+    for row in rows:
+        g = merged[row["grp"]]
+        n = row["members"]
+        g["members"] += n
+        g["spend"] += row["avg_spend"] * n
+        g["purchases"] += row["avg_purchases"] * n
+        if row["avg_days"] is not None:
+            g["days"] += row["avg_days"] * n
+            g["dated"] += n
+    total = sum(g["members"] for g in merged.values())
+    groups = []
+    for name in GROUPS:
+        g = merged[name]
+        n = g["members"]
+        groups.append(
+            schemas.ValueGroup(
+                group=name,
+                members=n,
+                share=round(n / total, 4) if total else 0.0,
+                avg_spend=round(g["spend"] / n, 2) if n else 0,
+                avg_purchases=round(g["purchases"] / n, 2) if n else 0.0,
+                avg_days_since_purchase=round(g["days"] / g["dated"], 1) if g["dated"] else None,
+            )
+        )
+    return schemas.ValueGroups(window_days=window_days, groups=groups, members=total)
+
+
+def pyramid_svg(data: schemas.ValueGroups) -> str:
+    """The value groups as a pyramid: valuable at the top, widths by share of members."""
+    colours = {
+        "valuable": "#1b7f5b",
+        "rising": "#3a86c8",
+        "declining": "#e0a030",
+        "at_risk": "#c8463a",
+    }
+    rows = []
+    width, height, gap = 600, 60, 6
+    for i, group in enumerate(data.groups):
+        # Each layer is wider than the one above; its label carries the real count.
+        w = width * (i + 1) / len(data.groups)
+        x = (width - w) / 2
+        y = i * (height + gap)
+        rows.append(
+            f'<rect x="{x:.0f}" y="{y}" width="{w:.0f}" height="{height}"'
+            f' fill="{colours[group.group]}"/>'
+            f'<text x="{width / 2:.0f}" y="{y + height / 2 + 5}" text-anchor="middle"'
+            f' fill="#fff" font-family="sans-serif" font-size="15">'
+            f"{group.group.replace('_', ' ')}: {group.members} ({group.share:.0%})</text>"
+        )
+    total_h = len(data.groups) * (height + gap)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_h}"'
+        f' viewBox="0 0 {width} {total_h}" role="img" aria-label="member value pyramid">'
+        + "".join(rows)
+        + "</svg>"
+    )

@@ -1,0 +1,436 @@
+"""Offers: drafts, approval by a manager of marketing, the send request, voucher pools,
+results, and the marketing settings. Delivery itself is in `delivery.py`."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+from arq.connections import ArqRedis
+
+from loyalty import db
+from loyalty.auth import Principal
+from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loyalty.marketing import bonus, schemas
+from loyalty.points.service import now
+from loyalty.tiers import service as tiers
+
+OFFER_FIELDS = (
+    "title_en",
+    "title_zh",
+    "body_en",
+    "body_zh",
+    "valid_from",
+    "valid_until",
+    "target_tiers",
+    "segment",
+    "benefit",
+    "bonus_multiplier",
+    "reward",
+    "reward_points_cost",
+)
+
+
+def offer_schema(row: Any, vouchers_left: int | None = None) -> schemas.Offer:
+    return schemas.Offer(
+        id=row["id"],
+        title_en=row["title_en"],
+        title_zh=row["title_zh"],
+        body_en=row["body_en"],
+        body_zh=row["body_zh"],
+        valid_from=row["valid_from"],
+        valid_until=row["valid_until"],
+        target_tiers=list(row["target_tiers"] or []),
+        segment_id=row["segment"],
+        benefit=row["benefit"],
+        bonus_multiplier=row["bonus_multiplier"],
+        reward_id=row["reward"],
+        reward_points_cost=row["reward_points_cost"],
+        auto_kind=row["auto_kind"],
+        template_id=row["template"],
+        period=row["period"],
+        status=row["status"],
+        audience_size=row["audience_size"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        approved_by=row["approved_by"],
+        approved_at=row["approved_at"],
+        sent_at=row["sent_at"],
+        vouchers_left=vouchers_left,
+    )
+
+
+async def _check(conn: Any, values: dict[str, Any]) -> None:
+    if values["valid_until"] <= values["valid_from"]:
+        raise InvalidInput("must be after valid_from", field="valid_until")
+    known = {t.code for t in (await tiers.ladder()).tiers}
+    for i, code in enumerate(values["target_tiers"] or []):
+        if code not in known:
+            raise InvalidInput(f"no tier {code!r}", field=f"target_tiers[{i}]")
+    if values["segment"] is not None and not await conn.fetchval(
+        "SELECT 1 FROM segments WHERE id = $1", values["segment"]
+    ):
+        raise InvalidInput("no such segment", field="segment_id")
+    benefit = values["benefit"]
+    multiplier = values["bonus_multiplier"]
+    if multiplier is not None and not (1 < multiplier <= 20):
+        raise InvalidInput("must be above 1 and at most 20", field="bonus_multiplier")
+    if (benefit == "bonus_points") != (values["bonus_multiplier"] is not None):
+        raise InvalidInput(
+            "a bonus_points offer needs a bonus_multiplier, and only it", field="bonus_multiplier"
+        )
+    if benefit == "reward_price":
+        if values["reward"] is None or values["reward_points_cost"] is None:
+            raise InvalidInput(
+                "a reward_price offer names a reward and its cost", field="reward_id"
+            )
+        if not await conn.fetchval("SELECT 1 FROM rewards WHERE id = $1", values["reward"]):
+            raise InvalidInput("no such reward", field="reward_id")
+    elif values["reward"] is not None or values["reward_points_cost"] is not None:
+        raise InvalidInput("only a reward_price offer names a reward", field="reward_id")
+
+
+def _values(data: msgspec.Struct) -> dict[str, Any]:
+    values = msgspec.structs.asdict(data)
+    if "segment_id" in values:
+        values["segment"] = values.pop("segment_id")
+    if "reward_id" in values:
+        values["reward"] = values.pop("reward_id")
+    if isinstance(values.get("target_tiers"), list):
+        values["target_tiers"] = sorted(set(values["target_tiers"]))
+    return values
+
+
+async def create_offer(data: schemas.OfferCreate, principal: Principal) -> schemas.Offer:
+    values = _values(data)
+    async with db.transaction() as conn:
+        await _check(conn, values)
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO offers (id, {", ".join(OFFER_FIELDS)}, auto_kind, status, created_by,
+                created_at, updated_by, updated_at)
+            VALUES ($1, {", ".join(f"${i}" for i in range(2, len(OFFER_FIELDS) + 2))},
+                ${len(OFFER_FIELDS) + 2}, 'draft', ${len(OFFER_FIELDS) + 3}, now(),
+                ${len(OFFER_FIELDS) + 3}, now())
+            RETURNING *
+            """,
+            uuid4(),
+            *(values[name] for name in OFFER_FIELDS),
+            values["auto_kind"],
+            principal.label,
+        )
+    return offer_schema(row)
+
+
+async def update_offer(
+    offer_id: UUID, data: schemas.OfferUpdate, principal: Principal
+) -> schemas.Offer:
+    changes = {k: v for k, v in _values(data).items() if v is not msgspec.UNSET}
+    async with db.transaction() as conn:
+        row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1 FOR UPDATE", offer_id)
+        if row is None:
+            raise NotFound("no such offer")
+        if row["status"] != "draft":
+            raise Conflict(f"only a draft can be changed; this offer is {row['status']}")
+        values = {**dict(row), **changes}
+        await _check(conn, values)
+        row = await conn.fetchrow(
+            f"""
+            UPDATE offers SET {", ".join(f"{n} = ${i}" for i, n in enumerate(OFFER_FIELDS, 2))},
+                updated_by = ${len(OFFER_FIELDS) + 2}, updated_at = now()
+            WHERE id = $1 RETURNING *
+            """,
+            offer_id,
+            *(values[name] for name in OFFER_FIELDS),
+            principal.label,
+        )
+    return offer_schema(row)
+
+
+async def _vouchers_left(conn: Any, row: Any) -> int | None:
+    if row["benefit"] != "voucher":
+        return None
+    return await conn.fetchval(
+        "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND member IS NULL", row["id"]
+    )
+
+
+async def get_offer(offer_id: UUID) -> schemas.Offer:
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1", offer_id)
+        if row is None:
+            raise NotFound("no such offer")
+        return offer_schema(row, await _vouchers_left(conn, row))
+
+
+async def list_offers(status: str | None, limit: int, offset: int) -> list[schemas.Offer]:
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT * FROM offers WHERE ($1::text IS NULL OR status = $1)
+            ORDER BY created_at DESC, id LIMIT $2 OFFSET $3
+            """,
+            status,
+            limit,
+            offset,
+        )
+    return [offer_schema(row) for row in rows]
+
+
+async def approve(offer_id: UUID, principal: Principal) -> schemas.Offer:
+    """A manager of marketing (or an admin) approves a draft; only then can it be sent."""
+    if not principal.can("offers:approve"):
+        raise PermissionDenied("offers are approved by a manager of marketing")
+    async with db.transaction() as conn:
+        row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1 FOR UPDATE", offer_id)
+        if row is None:
+            raise NotFound("no such offer")
+        if row["status"] != "draft":
+            raise Conflict(f"only a draft can be approved; this offer is {row['status']}")
+        if row["valid_until"] <= now():
+            raise Conflict("this offer's validity has already ended", field="valid_until")
+        row = await conn.fetchrow(
+            """
+            UPDATE offers SET status = 'approved', approved_by = $2, approved_at = now(),
+                updated_by = $2, updated_at = now()
+            WHERE id = $1 RETURNING *
+            """,
+            offer_id,
+            principal.label,
+        )
+    return offer_schema(row)
+
+
+async def cancel(offer_id: UUID, principal: Principal) -> schemas.Offer:
+    """A draft or approved offer that was not sent; a template stops its monthly instances."""
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(
+            """
+            UPDATE offers SET status = 'cancelled', updated_by = $2, updated_at = now()
+            WHERE id = $1 AND status IN ('draft', 'approved') RETURNING *
+            """,
+            offer_id,
+            principal.label,
+        )
+        if row is None:
+            if not await conn.fetchval("SELECT 1 FROM offers WHERE id = $1", offer_id):
+                raise NotFound("no such offer")
+            raise Conflict("an offer that is being sent or was sent cannot be cancelled")
+    return offer_schema(row)
+
+
+async def request_send(offer_id: UUID, redis: ArqRedis) -> schemas.SendResult:
+    """Queue the send job for an approved offer (again for one being sent: harmless)."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT status, auto_kind, template FROM offers WHERE id = $1", offer_id
+        )
+    if row is None:
+        raise NotFound("no such offer")
+    if row["auto_kind"] is not None and row["template"] is None:
+        raise Conflict("an automatic offer is sent by the worker every day to newcomers")
+    if row["status"] not in ("approved", "sending"):
+        raise Conflict(f"only an approved offer can be sent; this offer is {row['status']}")
+    job = await redis.enqueue_job("send_offer", str(offer_id), _job_id=f"send_offer:{offer_id}")
+    return schemas.SendResult(offer_id=offer_id, status=row["status"], queued=job is not None)
+
+
+# --- vouchers -----------------------------------------------------------------------------
+
+
+async def import_vouchers(
+    offer_id: UUID, data: schemas.VoucherImport
+) -> schemas.VoucherImportResult:
+    codes = list(dict.fromkeys(data.codes))
+    async with db.transaction() as conn:
+        row = await conn.fetchrow("SELECT benefit FROM offers WHERE id = $1", offer_id)
+        if row is None:
+            raise NotFound("no such offer")
+        if row["benefit"] != "voucher":
+            raise InvalidInput("only a voucher offer takes codes", field="codes")
+        inserted = await conn.fetch(
+            """
+            INSERT INTO offer_vouchers (id, offer, code, imported_at)
+            SELECT gen_random_uuid(), $1, code, now() FROM unnest($2::text[]) AS code
+            ON CONFLICT (offer, code) DO NOTHING RETURNING id
+            """,
+            offer_id,
+            codes,
+        )
+        left = await conn.fetchval(
+            "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND member IS NULL", offer_id
+        )
+    return schemas.VoucherImportResult(
+        imported=len(inserted), already_there=len(data.codes) - len(inserted), vouchers_left=left
+    )
+
+
+async def use_voucher(offer_id: UUID, code: str) -> None:
+    """A till or the shop reports a voucher code used (counted in the offer's results)."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT member, used_at FROM offer_vouchers WHERE offer = $1 AND code = $2",
+            offer_id,
+            code,
+        )
+        if row is None or row["member"] is None:
+            raise NotFound("no such voucher was issued for this offer")
+        if row["used_at"] is not None:
+            raise Conflict("this voucher was already used")
+        await conn.execute(
+            "UPDATE offer_vouchers SET used_at = now() WHERE offer = $1 AND code = $2",
+            offer_id,
+            code,
+        )
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+async def results(offer_id: UUID) -> schemas.OfferResults:
+    async with db.connection() as conn:
+        offer = await conn.fetchrow(
+            "SELECT status, audience_size, benefit FROM offers WHERE id = $1", offer_id
+        )
+        if offer is None:
+            raise NotFound("no such offer")
+        counts = await conn.fetchrow(
+            """
+            SELECT
+              count(*) FILTER (WHERE status = 'sent' AND channel = 'email') AS email,
+              count(*) FILTER (WHERE status = 'sent' AND channel = 'sms') AS sms,
+              count(*) FILTER (WHERE status = 'failed') AS failed,
+              count(*) FILTER (WHERE status = 'failed' AND next_attempt_at IS NOT NULL) AS waiting,
+              count(*) FILTER (WHERE status = 'capped') AS capped,
+              count(*) FILTER (WHERE status = 'sending') AS in_flight
+            FROM offer_deliveries WHERE offer = $1
+            """,
+            offer_id,
+        )
+        inbox = await conn.fetchrow(
+            """
+            SELECT count(*) AS portal, count(n.read_at) AS opened
+            FROM offer_deliveries d JOIN member_notifications n ON n.event = d.id
+            WHERE d.offer = $1
+            """,
+            offer_id,
+        )
+        bonus_row = await conn.fetchrow(
+            """
+            SELECT count(*) AS purchases, coalesce(sum(points), 0) AS points
+            FROM offer_bonus_points WHERE offer = $1
+            """,
+            offer_id,
+        )
+        used = await conn.fetchval(
+            "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND used_at IS NOT NULL",
+            offer_id,
+        )
+        failures = await conn.fetch(
+            """
+            SELECT d.member, d.channel, coalesce(d.error, '') AS error FROM offer_deliveries d
+            WHERE d.offer = $1 AND d.status = 'failed' ORDER BY d.created_at DESC LIMIT 20
+            """,
+            offer_id,
+        )
+    return schemas.OfferResults(
+        offer_id=offer_id,
+        status=offer["status"],
+        audience=offer["audience_size"],
+        delivered={"email": counts["email"], "sms": counts["sms"], "portal": inbox["portal"]},
+        failed=counts["failed"],
+        waiting_retry=counts["waiting"],
+        capped=counts["capped"],
+        in_flight=counts["in_flight"],
+        opened=inbox["opened"],
+        redeemed=used + bonus_row["purchases"],
+        points_issued=bonus_row["points"],
+        failures=[
+            {"member_id": str(f["member"]), "channel": f["channel"], "error": f["error"]}
+            for f in failures
+        ],
+    )
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+async def get_settings_row() -> schemas.MarketingSettings:
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM marketing_settings WHERE id = 1")
+    return msgspec.convert(
+        dict(row), schemas.MarketingSettings, from_attributes=False, strict=False
+    )
+
+
+async def update_settings(
+    data: schemas.MarketingSettingsBody, principal: Principal
+) -> schemas.MarketingSettings:
+    if not (0 < data.falling_ratio < 1):
+        raise InvalidInput("must be between 0 and 1", field="falling_ratio")
+    if data.at_risk_days >= data.churn_days:
+        raise InvalidInput("must be shorter than churn_days", field="at_risk_days")
+    async with db.connection() as conn:
+        await conn.execute(
+            """
+            UPDATE marketing_settings SET frequency_cap = $1, cap_days = $2, max_attempts = $3,
+                retry_seconds = $4, churn_days = $5, at_risk_days = $6, falling_ratio = $7,
+                updated_at = now(), updated_by = $8
+            WHERE id = 1
+            """,
+            data.frequency_cap,
+            data.cap_days,
+            data.max_attempts,
+            data.retry_seconds,
+            data.churn_days,
+            data.at_risk_days,
+            data.falling_ratio,
+            principal.label,
+        )
+    bonus.forget()
+    return await get_settings_row()
+
+
+# --- unsubscribe --------------------------------------------------------------------------
+
+UNSUBSCRIBE_SQL = """
+WITH old AS (
+    SELECT id, coalesce(contact_preferences, '{}'::jsonb) AS prefs FROM members
+    WHERE id = $1 FOR UPDATE
+), new AS (
+    SELECT id, prefs, jsonb_set(prefs, '{consents}', (
+        SELECT coalesce(jsonb_agg(c), '[]'::jsonb)
+        FROM jsonb_array_elements(
+            CASE WHEN jsonb_typeof(prefs->'consents') = 'array' THEN prefs->'consents'
+                 ELSE '[]'::jsonb END) c
+        WHERE c->>'channel' <> $2
+    ) || jsonb_build_array(jsonb_build_object(
+        'channel', $2::text, 'granted', false, 'at', to_jsonb(now()),
+        'method', 'unsubscribe link'))) AS updated
+    FROM old
+), changed AS (
+    UPDATE members m SET contact_preferences = new.updated, updated_at = now()
+    FROM new WHERE m.id = new.id
+    RETURNING m.id
+)
+INSERT INTO member_changes (id, member, action, actor, changes, at)
+SELECT gen_random_uuid(), new.id, 'update', 'member:unsubscribe link',
+       jsonb_build_object('contact_preferences',
+           jsonb_build_object('old', new.prefs, 'new', new.updated)), now()
+FROM new JOIN changed ON changed.id = new.id
+RETURNING member
+"""
+
+
+async def unsubscribe(token: str) -> str | None:
+    """Withdraw the consent the signed link names; the channel, or None for a bad link."""
+    from loyalty.marketing.delivery import read_token
+
+    found = read_token(token)
+    if found is None:
+        return None
+    member_id, channel = found
+    async with db.transaction() as conn:
+        done = await conn.fetchval(UNSUBSCRIBE_SQL, member_id, channel)
+    return channel if done is not None else None

@@ -1,0 +1,128 @@
+"""Marketing: saved segments, offers with their audience snapshots and deliveries, voucher
+pools for offers, and the bonus points offers paid through purchases."""
+
+from decimal import Decimal
+
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    Array,
+    BigInt,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+from loyalty.rewards.tables import Reward
+
+
+class MarketingSettings(Table, tablename="marketing_settings"):
+    """One row (id 1): the frequency cap, retries and the churn windows of the reports."""
+
+    id = Integer(primary_key=True)
+    frequency_cap = Integer(default=2)  # marketing messages (email, SMS) per member...
+    cap_days = Integer(default=7)  # ...in this many days
+    max_attempts = Integer(default=4)  # per delivery, then it stays failed
+    retry_seconds = Integer(default=300)  # first retry after this, doubling each time
+    churn_days = Integer(default=90)  # no purchase for this long: lost
+    at_risk_days = Integer(default=60)  # no purchase for this long: at risk (win-back)
+    falling_ratio = Numeric(digits=(4, 3), default=Decimal("0.5"))
+    updated_at = Timestamptz(default=TimestamptzNow())
+    updated_by = Varchar(length=120, default="system")
+
+
+class Segment(Table, tablename="segments"):
+    id = UUID(primary_key=True)
+    name = Varchar(length=200)
+    description = Text(default="")
+    filter = JSONB(default="{}")
+    created_by = Varchar(length=120)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_by = Varchar(length=120)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Offer(Table, tablename="offers"):
+    id = UUID(primary_key=True)
+    title_en = Varchar(length=200)
+    title_zh = Varchar(length=200, default="")
+    body_en = Text()
+    body_zh = Text(default="")
+    valid_from = Timestamptz()
+    valid_until = Timestamptz()
+    target_tiers = Array(base_column=Varchar(length=32), default=list)  # empty: every tier
+    segment = ForeignKey(references=Segment, null=True, default=None)
+    benefit = Varchar(length=16, default="none")  # none | voucher | bonus_points | reward_price
+    bonus_multiplier = Numeric(digits=(6, 3), null=True, default=None)
+    reward = ForeignKey(references=Reward, null=True, default=None)
+    reward_points_cost = BigInt(null=True, default=None)
+    auto_kind = Varchar(length=16, null=True, default=None)  # birthday | welcome | winback
+    template = UUID(null=True, default=None)  # an automatic offer's monthly instance: its template
+    period = Varchar(length=7, null=True, default=None)  # YYYY-MM of an instance
+    # draft | approved | sending | sent | cancelled (templates stay approved)
+    status = Varchar(length=16, default="draft")
+    audience_filter = JSONB(null=True, default=None)  # what the snapshot selected
+    audience_size = Integer(null=True, default=None)
+    snapshot_at = Timestamptz(null=True, default=None)
+    cursor = UUID(null=True, default=None)  # the last member delivered, in member order
+    created_by = Varchar(length=120)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_by = Varchar(length=120)
+    updated_at = Timestamptz(default=TimestamptzNow())
+    approved_by = Varchar(length=120, null=True, default=None)
+    approved_at = Timestamptz(null=True, default=None)
+    sent_at = Timestamptz(null=True, default=None)
+
+
+class OfferAudience(Table, tablename="offer_audience"):
+    """The members an offer goes to, snapshotted when it is sent. (The migration replaces the
+    id with a primary key on (offer, member).)"""
+
+    id = UUID(primary_key=True)
+    offer = UUID()
+    member = UUID()
+
+
+class OfferDelivery(Table, tablename="offer_deliveries"):
+    """One per (offer, member), unique: whatever reruns, a member gets an offer once."""
+
+    id = UUID(primary_key=True)
+    offer = UUID()
+    member = UUID()
+    channel = Varchar(length=16)  # email | sms | portal (inbox only)
+    address = Varchar(length=254, null=True, default=None)
+    # sending (claimed, in flight) | sent | failed | capped (frequency cap: inbox only)
+    status = Varchar(length=16)
+    attempts = Integer(default=0)
+    error = Text(null=True, default=None)
+    next_attempt_at = Timestamptz(null=True, default=None)
+    voucher_code = Varchar(length=64, null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    sent_at = Timestamptz(null=True, default=None)
+
+
+class OfferVoucher(Table, tablename="offer_vouchers"):
+    """Codes imported for a voucher offer; each delivered member takes one."""
+
+    id = UUID(primary_key=True)
+    offer = UUID()
+    code = Varchar(length=64)
+    member = UUID(null=True, default=None)
+    used_at = Timestamptz(null=True, default=None)
+    imported_at = Timestamptz(default=TimestamptzNow())
+
+
+class OfferBonus(Table, tablename="offer_bonus_points"):
+    """Extra points a bonus offer added to a purchase (already inside its ledger entry)."""
+
+    id = UUID(primary_key=True)
+    offer = UUID()
+    member = UUID()
+    purchase = Varchar(length=100)  # external id
+    points = BigInt()
+    created_at = Timestamptz(default=TimestamptzNow())
