@@ -27,7 +27,7 @@ from loyalty.marketing.controllers import (
     SegmentController,
     UnsubscribeController,
 )
-from loyalty.members.controllers import MemberController
+from loyalty.members.controllers import ClosureRequestController, MemberController
 from loyalty.points.controllers import (
     EarningRulesController,
     MemberPointsController,
@@ -57,6 +57,7 @@ from loyalty.tiers.controllers import (
     TierSettingsController,
 )
 from loyalty.web import authentication_middleware, page_middleware
+from loyalty.webhooks.controllers import WebhookController
 
 PACKAGE_DIR = Path(__file__).parent
 NOT_SESSION_PATHS = ["^/api/", "^/health", "^/schema", "^/static/"]
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MemberRewardController,
             RedemptionController,
             OwnershipController,
+            ClosureRequestController,
+            WebhookController,
             ContactController,
             MemberSignInController,
             MeController,

@@ -40,6 +40,8 @@ PERMISSIONS: dict[str, str] = {
     "reps:configure": "change the ownership rules",
     "contacts:write": "log contacts with members and message them",
     "audit:read": "see who opened a member's archive",
+    "webhooks:manage": "manage webhook subscribers and resend deliveries",
+    "privacy:erase": "decide closure requests and erase members' personal data",
     "segments:manage": "build and count member segments and see their value groups",
     "offers:manage": "write offers and send approved ones",
     "offers:approve": "approve offers for sending (managers of marketing, admins)",

@@ -14,6 +14,7 @@ APP_REGISTRY = AppRegistry(
         "loyalty.referrals.piccolo_app",
         "loyalty.rewards.piccolo_app",
         "loyalty.reps.piccolo_app",
+        "loyalty.webhooks.piccolo_app",
         "loyalty.marketing.piccolo_app",
     ]
 )

@@ -17,6 +17,7 @@ from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_membe
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens
 from loyalty.tiers.jobs import evaluate_tiers
+from loyalty.webhooks.jobs import send_webhooks
 
 FUNCTIONS: list[Any] = [
     prune_expired_tokens,
@@ -28,6 +29,7 @@ FUNCTIONS: list[Any] = [
     reclaim_members,
     plan_follow_ups,
     escalate_handovers,
+    send_webhooks,
     send_offer,
     retry_offer_deliveries,
     automatic_offers,
@@ -43,6 +45,7 @@ CRON_JOBS = [
     cron(escalate_handovers, minute={10}),
     cron(retry_offer_deliveries, second={30}),  # every minute: failed deliveries now due
     cron(automatic_offers, hour={9}, minute={0}),  # birthday, welcome and win-back offers
+    cron(send_webhooks, second=set(range(2, 60, 10)), run_at_startup=True),
     # The outbox relay: events reach the queue within seconds, or after Redis returns.
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True),
 ]

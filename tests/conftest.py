@@ -183,9 +183,11 @@ def _all_tables() -> list[str]:
 def _forget_cached_configuration() -> None:
     from loyalty.points import service as points
     from loyalty.tiers import service as tiers
+    from loyalty.webhooks import service as webhooks
 
     points._rules_cache = None
     tiers._cache = None
+    webhooks.forget_subscriptions()
     from loyalty.marketing import bonus
 
     bonus.forget()

@@ -46,6 +46,23 @@ async def record(
     return event_id
 
 
+async def record_many(
+    conn: asyncpg.Connection, topic: str, events: list[tuple[UUID | None, dict[str, Any]]]
+) -> None:
+    """Several events of one topic in one statement, in the caller's transaction."""
+    if events:
+        await conn.execute(
+            """
+            INSERT INTO outbox_events (id, topic, member, payload, created_at, attempts)
+            SELECT gen_random_uuid(), $1, e.member, e.payload::jsonb, now(), 0
+            FROM unnest($2::uuid[], $3::text[]) AS e(member, payload)
+            """,
+            topic,
+            [member for member, _ in events],
+            [json.dumps(payload, default=str) for _, payload in events],
+        )
+
+
 async def relay(redis: Redis, batch_size: int = 500) -> int:
     """Queue unpublished events for delivery. If Redis is down the transaction rolls back and
     the events wait for the next run; the job id makes a repeated relay harmless."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from litestar import Controller, Request, get, patch, post
@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
-from loyalty.members import schemas, service
+from loyalty.members import privacy, schemas, service
 from loyalty.openapi import problems
 
 
@@ -110,3 +110,40 @@ class MemberController(Controller):
         """Admins only. The duplicate's points, purchases and ledger history move to this
         member (the survivor); the duplicate is kept, marked merged, and the merge recorded."""
         return await service.merge_members(member_id, data, current_principal(request))
+
+
+class ClosureRequestController(Controller):
+    path = "/api/v1/closure-requests"
+    tags = ["privacy"]
+    guards = [requires("privacy:erase")]
+
+    @get("/", summary="Members' requests to close their account", responses=problems(400, 401, 403))
+    async def list_requests(
+        self,
+        request: Request,
+        status: Annotated[
+            Literal["pending", "approved", "rejected"] | None, QueryParameter()
+        ] = None,
+    ) -> list[schemas.ClosureRequest]:
+        return await privacy.closure_requests(current_principal(request), status)
+
+    @post(
+        "/{request_id:uuid}/approve",
+        status_code=HTTP_200_OK,
+        summary="Approve: erase the member's personal data",
+        responses=problems(401, 403, 404, 409),
+    )
+    async def approve(self, request: Request, request_id: FromPath[UUID]) -> schemas.ClosureRequest:
+        """Personal fields are removed everywhere (archive, change history values, contact
+        log texts, messages); points, ledger, purchases and reports stay, pointing at the
+        anonymous member; consent history stays as evidence; the erasure is recorded."""
+        return await privacy.decide(request_id, True, current_principal(request))
+
+    @post(
+        "/{request_id:uuid}/reject",
+        status_code=HTTP_200_OK,
+        summary="Reject a closure request",
+        responses=problems(401, 403, 404, 409),
+    )
+    async def reject(self, request: Request, request_id: FromPath[UUID]) -> schemas.ClosureRequest:
+        return await privacy.decide(request_id, False, current_principal(request))

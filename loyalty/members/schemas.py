@@ -174,3 +174,15 @@ class Change(msgspec.Struct):
     actor: str
     at: datetime
     changes: dict
+
+
+class ClosureRequest(msgspec.Struct):
+    id: UUID
+    member_id: UUID
+    number: str
+    channel: str
+    reason: str
+    status: str  # pending | approved (the member was erased) | rejected
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None

@@ -294,10 +294,12 @@ def _registration_channel(principal: Principal) -> str:
 async def create_member(
     data: schemas.MemberCreate, principal: Principal, *, channel: str | None = None
 ) -> schemas.Member:
+    from loyalty.events import service as events
     from loyalty.points.service import open_account
     from loyalty.referrals import service as referrals
     from loyalty.reps import service as reps
     from loyalty.tiers import service as tiers
+    from loyalty.webhooks import service as webhooks
 
     values: dict[str, Any] = {
         "name": data.name.strip(),
@@ -355,6 +357,13 @@ async def create_member(
             if referrer is not None:
                 await referrals.record(
                     conn, referrer, member.id, channel=channel, assigned_rep=assigned_rep
+                )
+            if await webhooks.subscribed("member.enrolled"):
+                await events.record(
+                    conn,
+                    "member.enrolled",
+                    {"number": member.number, "channel": channel},
+                    member.id,
                 )
             await MemberChange(
                 member=member.id,

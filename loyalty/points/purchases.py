@@ -28,12 +28,14 @@ from loyalty.errors import (
     ServiceUnavailable,
     field_in_message,
 )
+from loyalty.events import service as events
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.service import get_rules, line_points, now
 from loyalty.referrals import service as referrals
 from loyalty.settings import get_settings
 from loyalty.tiers import service as tiers
+from loyalty.webhooks import service as webhooks
 
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -437,6 +439,15 @@ async def _insert(
         sorted(set(back_above) - set(upgrades)),
         at,
     )
+    if entries and await webhooks.subscribed("points.earned"):
+        await events.record_many(
+            conn,
+            "points.earned",
+            [
+                (e.member, {"points": e.points, "kind": e.kind, "cause_id": e.cause_id})
+                for e in entries
+            ],
+        )
     for item in items:
         item.result = _purchase_schema(purchased[item.data.external_id], rules, "created")
 
@@ -751,6 +762,17 @@ async def post_return(
                 own_entry=own_entry,
             )
             await ledger.save_account(conn, account)
+            if await webhooks.subscribed("points.reversed"):
+                await events.record(
+                    conn,
+                    "points.reversed",
+                    {
+                        "points": reversed_total,
+                        "return_id": data.return_id,
+                        "external_id": external_id,
+                    },
+                    account.member_id,
+                )
         if purchase["returned_amount"] + amount >= purchase["total"]:
             referral_accounts[account.member_id] = account
             await referrals.after_full_return(

@@ -29,9 +29,11 @@ import asyncpg
 from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loyalty.events import service as events
 from loyalty.members import service as members
 from loyalty.reps import schemas
 from loyalty.settings import get_settings
+from loyalty.webhooks import service as webhooks
 
 MANAGING_ROLES = frozenset({"manager", "general_manager", "admin"})
 
@@ -165,6 +167,22 @@ async def reassign(
         member_ids,
         rep_id,
     )
+    if await webhooks.subscribed("member.reassigned"):
+        await events.record_many(
+            conn,
+            "member.reassigned",
+            [
+                (
+                    row["id"],
+                    {
+                        "from_rep": str(row["assigned_rep"]) if row["assigned_rep"] else None,
+                        "to_rep": str(rep_id) if rep_id else None,
+                        "kind": kind,
+                    },
+                )
+                for row in previous
+            ],
+        )
     await conn.execute(
         """
         INSERT INTO member_changes (id, member, action, actor, changes, at)

@@ -21,11 +21,13 @@ import msgspec
 from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from loyalty.events import service as events
 from loyalty.members import service as members
 from loyalty.points import ledger
 from loyalty.points.service import get_rules, now
 from loyalty.rewards import schemas
 from loyalty.tiers import service as tiers
+from loyalty.webhooks import service as webhooks
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_PREFIX = {"voucher": "V", "event_seat": "S"}
@@ -440,6 +442,18 @@ async def redeem(
         await ledger.insert_entries(conn, [entry])
         await ledger.consume(conn, account, points, order=ledger.AVAILABLE_ONLY)
         await ledger.save_account(conn, account)
+        if await webhooks.subscribed("redemption.created"):
+            await events.record(
+                conn,
+                "redemption.created",
+                {
+                    "redemption_id": str(redemption_id),
+                    "reward_id": str(data.reward_id),
+                    "quantity": data.quantity,
+                    "points": points,
+                },
+                member_id,
+            )
         row = await conn.fetchrow(f"{_REDEMPTION_SELECT} WHERE d.id = $1", redemption_id)
     return _redemption_schema(row, balance_after=account.available), True
 

@@ -645,16 +645,19 @@ WITH ladder AS MATERIALIZED (
         CASE WHEN row_number() OVER (ORDER BY rank) = 1 THEN NULL ELSE threshold END AS lower,
         lead(threshold) OVER (ORDER BY rank) AS upper
     FROM ladder WHERE enabled
-), batch AS (
+), batch AS MATERIALIZED (
     SELECT member, tier, since, below_since, override_until
     FROM member_tiers WHERE member > $8 ORDER BY member LIMIT $9
+), valued AS MATERIALIZED (
+    -- Once per member (left to itself the planner may repeat it for every ladder band).
+    SELECT b.member, v.value FROM batch b CROSS JOIN LATERAL ({value}) AS v(value)
 ), state AS (
     SELECT b.*, v.value, cur.rank AS current_rank, coalesce(cur.enabled, false) AS current_enabled,
         cur.rank_below, band.rank AS qualified_rank,
         coalesce(b.override_until > $6, false) AS override_active,
         coalesce(b.override_until <= $6, false) AS override_ended
     FROM batch b
-    CROSS JOIN LATERAL ({value}) AS v(value)
+    JOIN valued v USING (member)
     LEFT JOIN steps cur ON cur.code = b.tier
     JOIN bands band ON (band.lower IS NULL OR v.value >= band.lower)
         AND (band.upper IS NULL OR v.value < band.upper)

@@ -1,0 +1,149 @@
+"""Privacy: closure requests decided by an admin, and erasure that removes every personal
+detail while the ledger, purchases and reports stay correct (entries keep pointing at the
+member, now anonymous). Consent history (channel, yes or no, when, how) is kept as
+evidence; the erasure itself is recorded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from loyalty import db
+from loyalty.auth import Principal
+from loyalty.errors import Conflict, NotFound, PermissionDenied
+from loyalty.members import schemas
+
+ERASED = "[erased]"
+# Archive fields that hold personal data, and what they become.
+PERSONAL = {
+    "phone": None,
+    "email": None,
+    "gender": None,
+    "birthday": None,
+    "address": None,
+    "household": None,
+    "organisation": None,
+    "notes": "",
+}
+
+
+def _check_admin(principal: Principal) -> None:
+    if not principal.can("privacy:erase"):
+        raise PermissionDenied("only administrators decide closure requests")
+
+
+def _request_schema(row: Any) -> schemas.ClosureRequest:
+    return schemas.ClosureRequest(
+        id=row["id"],
+        member_id=row["member"],
+        number=row["number"],
+        channel=row["channel"],
+        reason=row["reason"],
+        status=row["status"],
+        requested_at=row["requested_at"],
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+    )
+
+
+async def closure_requests(
+    principal: Principal, status: str | None
+) -> list[schemas.ClosureRequest]:
+    _check_admin(principal)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT c.*, m.number FROM closure_requests c JOIN members m ON m.id = c.member
+            WHERE ($1::text IS NULL OR c.status = $1) ORDER BY c.requested_at
+            """,
+            status,
+        )
+    return [_request_schema(row) for row in rows]
+
+
+async def decide(request_id: UUID, approve: bool, principal: Principal) -> schemas.ClosureRequest:
+    _check_admin(principal)
+    async with db.transaction() as conn:
+        request = await conn.fetchrow(
+            "SELECT * FROM closure_requests WHERE id = $1 FOR UPDATE", request_id
+        )
+        if request is None:
+            raise NotFound("no such closure request")
+        if request["status"] != "pending":
+            raise Conflict(f"this request was {request['status']} already")
+        if approve:
+            await erase(conn, request["member"], principal)
+        await conn.execute(
+            """
+            UPDATE closure_requests SET status = $2::text, decided_by = $3, decided_at = now(),
+                reason = CASE WHEN $2::text = 'approved' THEN $4 ELSE reason END
+            WHERE id = $1
+            """,
+            request_id,
+            "approved" if approve else "rejected",
+            principal.label,
+            ERASED,
+        )
+        row = await conn.fetchrow(
+            "SELECT c.*, m.number FROM closure_requests c JOIN members m ON m.id = c.member"
+            " WHERE c.id = $1",
+            request_id,
+        )
+    return _request_schema(row)
+
+
+async def erase(conn: Any, member_id: UUID, principal: Principal) -> None:
+    """Remove the member's personal data everywhere, in the caller's transaction."""
+    member = await conn.fetchrow("SELECT * FROM members WHERE id = $1 FOR UPDATE", member_id)
+    if member["status"] == "erased":
+        raise Conflict("this member was erased already")
+    preferences = member["contact_preferences"] or "{}"
+    await conn.execute(
+        """
+        UPDATE members SET name = $2, phone = NULL, email = NULL, gender = NULL,
+            birthday = NULL, address = NULL, household = NULL, organisation = NULL, notes = '',
+            hobbies = '{}', consumption_preferences = '{}', tags = '{}', status = 'erased',
+            contact_preferences = jsonb_build_object(
+                'channels', '[]'::jsonb,
+                'consents', coalesce($3::jsonb -> 'consents', '[]'::jsonb)),
+            updated_at = now()
+        WHERE id = $1
+        """,
+        member_id,
+        f"Erased member {member['number']}",
+        preferences if isinstance(preferences, str) else json.dumps(preferences),
+    )
+    # The change history keeps who changed which field and when, not the values.
+    await conn.execute(
+        """
+        UPDATE member_changes SET changes = (
+            SELECT coalesce(jsonb_object_agg(key, CASE
+                WHEN key IN ('contact_preferences') THEN value
+                WHEN jsonb_typeof(value) = 'object' AND value ? 'old'
+                    THEN jsonb_build_object('old', $2::text, 'new', $2::text)
+                ELSE to_jsonb($2::text) END), '{}'::jsonb)
+            FROM jsonb_each(changes))
+        WHERE member = $1
+        """,
+        member_id,
+        ERASED,
+    )
+    for sql in (
+        "UPDATE contacts SET subject = $2::text, body = $2::text, outcome = $2::text, next_step = $2::text"
+        " WHERE member = $1",
+        "UPDATE member_notifications SET title = $2::text, body = $2::text"
+        " WHERE member = $1 AND kind = 'staff.message'",
+        "UPDATE closure_requests SET reason = $2 WHERE member = $1",
+    ):
+        await conn.execute(sql, member_id, ERASED)
+    await conn.execute("DELETE FROM member_credentials WHERE member = $1", member_id)
+    await conn.execute(
+        """
+        INSERT INTO member_changes (id, member, action, actor, actor_staff, changes, at)
+        VALUES (gen_random_uuid(), $1, 'erase', $2, $3, '{}'::jsonb, now())
+        """,
+        member_id,
+        principal.label,
+        principal.id if principal.is_staff else None,
+    )

@@ -1,0 +1,145 @@
+"""Webhooks to a real local HTTP receiver: signed, retried after a failure, every attempt
+recorded, at least once with an id for dropping duplicates, re-sendable by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from loyalty import db
+from loyalty.events import service as events
+from loyalty.webhooks import service as webhooks
+from tests.conftest import purchase_body
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.fail_next = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the name http.server calls
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append({"headers": dict(self.headers), "body": body})
+                status = 500 if receiver.fail_next > 0 else 204
+                receiver.fail_next -= 1
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+async def deliver_outbox() -> None:
+    """What the worker does: every outbox event to its subscribers, then due webhooks."""
+    async with db.connection() as conn:
+        ids = [row["id"] for row in await conn.fetch("SELECT id FROM outbox_events")]
+    for event_id in ids:
+        await events.deliver(event_id)
+
+
+async def subscribe(client, admin, receiver, topics) -> str:
+    response = await client.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "events": topics}, headers=admin
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_events_arrive_signed_with_an_id(client, admin, pos, receiver):
+    created = await subscribe(client, admin, receiver, ["member.enrolled", "points.earned"])
+    secret = created["secret"]
+    member = (await client.post("/api/v1/members", json={"name": "Chen"}, headers=admin)).json()
+    await client.post("/api/v1/purchases", json=purchase_body(member["id"]), headers=pos)
+    await deliver_outbox()
+    await deliver_outbox()  # delivered twice internally: still one delivery each
+    assert await webhooks.send_due() == 2
+    assert len(receiver.received) == 2
+    bodies = {}
+    for request in receiver.received:
+        headers, body = request["headers"], request["body"]
+        expected = (
+            "sha256="
+            + hmac.new(
+                secret.encode(),
+                headers["X-Loyalty-Timestamp"].encode() + b"." + body,
+                hashlib.sha256,
+            ).hexdigest()
+        )
+        assert hmac.compare_digest(headers["X-Loyalty-Signature"], expected)
+        event = json.loads(body)
+        assert headers["X-Loyalty-Event-Id"] == event["id"]
+        bodies[event["type"]] = event
+    assert bodies["member.enrolled"]["data"]["member_id"] == member["id"]
+    assert bodies["points.earned"]["data"]["points"] == 100
+
+
+async def test_a_failed_delivery_is_retried_and_every_attempt_is_visible(client, admin, receiver):
+    created = await subscribe(client, admin, receiver, ["member.enrolled"])
+    receiver.fail_next = 1
+    await client.post("/api/v1/members", json={"name": "Chen"}, headers=admin)
+    await deliver_outbox()
+    await webhooks.send_due()
+    url = f"/api/v1/webhooks/{created['subscription']['id']}/deliveries"
+    (delivery,) = (await client.get(url, headers=admin)).json()
+    assert delivery["status"] == "pending" and delivery["last_status"] == 500
+    assert await webhooks.send_due() == 0  # not due yet: backoff
+    async with db.connection() as conn:
+        await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = now()")
+    assert await webhooks.send_due() == 1
+    (delivery,) = (await client.get(url, headers=admin)).json()
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 2
+    assert [a["status"] for a in delivery["history"]] == [500, 204]
+    ids = {r["headers"]["X-Loyalty-Event-Id"] for r in receiver.received}
+    assert len(receiver.received) == 2 and len(ids) == 1  # the same event, the same id
+    resent = await client.post(
+        f"/api/v1/webhooks/deliveries/{delivery['id']}/resend", headers=admin
+    )
+    assert resent.status_code == 202
+    assert await webhooks.send_due() == 1 and len(receiver.received) == 3
+
+
+async def test_an_unreachable_receiver_keeps_the_delivery(client, admin, receiver):
+    created = await subscribe(client, admin, receiver, ["member.enrolled"])
+    receiver.close()
+    await client.post("/api/v1/members", json={"name": "Chen"}, headers=admin)
+    await deliver_outbox()
+    await webhooks.send_due()
+    url = f"/api/v1/webhooks/{created['subscription']['id']}/deliveries"
+    (delivery,) = (await client.get(url, headers=admin)).json()
+    assert delivery["status"] == "pending" and "ConnectError" in delivery["last_error"]
+
+
+async def test_subscriptions_are_for_admins_and_events_are_checked(client, admin, bearer, receiver):
+    manager = await bearer("manager")
+    denied = await client.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "events": ["tier.changed"]}, headers=manager
+    )
+    assert denied.status_code == 403
+    bad = await client.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "events": ["everything"]}, headers=admin
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "events[0]"
+    listed = (await client.get("/api/v1/webhooks", headers=admin)).json()
+    assert listed == []
