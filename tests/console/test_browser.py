@@ -1,0 +1,146 @@
+"""Staff journeys in a real browser (Debian's Chromium through Playwright) against the app
+served on a local port: a rep's morning, and a manager approving a swap. Screenshots of the
+main pages are saved under test-artifacts/console/."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from tests.browser import browser_page
+from tests.conftest import TEST_PASSWORD, purchase_body
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+
+
+@pytest.fixture
+async def served(app) -> AsyncIterator[str]:
+    """The test app on a local port, in the test's own event loop (it shares the pool)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page, base: str, username: str) -> None:
+    await page.goto(f"{base}/console/login")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(TEST_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{base}/console")
+
+
+async def member_of(client, admin, name: str, rep_id) -> dict:
+    member = (await client.post("/api/v1/members", json={"name": name}, headers=admin)).json()
+    moved = await client.put(
+        f"/api/v1/members/{member['id']}/assignment",
+        json={"rep_id": str(rep_id), "reason": "territory"},
+        headers=admin,
+    )
+    assert moved.status_code == 200, moved.text
+    return member
+
+
+async def test_a_reps_morning(served, client, admin, pos, make_staff):
+    from loyalty.reps.contacts import plan_follow_ups
+
+    ravi = await make_staff("ravi", "rep", "east")
+    chen = await member_of(client, admin, "Chen Jie", ravi.id)
+    await member_of(client, admin, "Lin Fang", ravi.id)
+    await client.post("/api/v1/purchases", json=purchase_body(chen["id"], days_ago=8), headers=pos)
+    await plan_follow_ups()
+
+    async with browser_page() as page:
+        await sign_in(page, served, "ravi")
+        assert "Follow-ups due today" in await page.content()
+        await shot(page, "rep-home")
+
+        await page.get_by_role("link", name="My tasks").click()
+        task = page.locator("tr[data-task]", has_text="Chen Jie")
+        assert await task.count() == 1
+        await shot(page, "rep-tasks")
+
+        await task.get_by_role("link", name="Chen Jie").click()
+        await page.get_by_role("heading", name="Log a contact").wait_for()
+        assert await page.locator("[data-follow-up]").count() == 1
+        assert await page.get_by_test_id("available").count() == 1
+        await shot(page, "member-brief")
+
+        await page.get_by_label("What", exact=True).select_option("visit")
+        await page.get_by_label("How", exact=True).select_option("visit")
+        await page.get_by_label("Subject").first.fill("Tea tasting at the store")
+        await page.get_by_label("Outcome").fill("Wants the autumn oolong")
+        await page.get_by_label("Next step").fill("Call when it arrives")
+        await page.get_by_role("button", name="Log contact").click()
+        await page.get_by_text("The contact is logged.").wait_for()
+        assert await page.locator("[data-follow-up]").count() == 0
+        assert "Tea tasting at the store" in await page.locator("#contacts").inner_text()
+        await shot(page, "member-after-visit")
+
+        await page.get_by_role("link", name="My tasks").click()
+        assert await page.locator("tr[data-task]", has_text="Chen Jie").count() == 0
+        assert "Nothing due" in await page.content()
+
+        await page.get_by_role("link", name="My members").click()
+        assert await page.locator("tr[data-member]").count() == 2
+        await shot(page, "rep-members")
+
+        # The same console in Chinese.
+        await page.get_by_role("link", name="中文").click()
+        assert "我的会员" in await page.content()
+        await shot(page, "rep-members-zh")
+
+
+async def test_a_manager_approves_a_swap(served, client, admin, make_staff, make_client):
+    await make_staff("mia", "manager", "east")
+    ravi = await make_staff("ravi", "rep", "east")
+    rosa = await make_staff("rosa", "rep", "east")
+    chen = await member_of(client, admin, "Chen Jie", ravi.id)
+    lin = await member_of(client, admin, "Lin Fang", rosa.id)
+
+    async with browser_page() as page:
+        # The rep asks from the member page.
+        await sign_in(page, served, "ravi")
+        await page.goto(f"{served}/console/members/{chen['id']}")
+        await page.get_by_label("The other member's number").fill(lin["number"])
+        await page.get_by_label("Reason", exact=True).fill("Lin Fang lives next to my store")
+        await page.get_by_role("button", name="Ask for the swap").click()
+        await page.get_by_text("Your swap request is with your manager.").wait_for()
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url(f"{served}/console/login")
+
+        # The manager approves it.
+        await sign_in(page, served, "mia")
+        await page.get_by_role("link", name="Swaps").click()
+        request = page.locator("li[data-swap]", has_text="Lin Fang lives next to my store")
+        assert await request.count() == 1
+        await shot(page, "manager-swaps")
+        await request.get_by_role("textbox", name="Note").fill("Fine by me")
+        await request.get_by_role("button", name="Approve").click()
+        await page.get_by_text("The swap is approved").wait_for()
+        assert await page.locator("li[data-status=approved]").count() == 1
+
+        await page.get_by_role("link", name="Team activity").click()
+        assert await page.locator(".team-row[data-rep=ravi]").count() == 1
+        await shot(page, "manager-team")
+
+    rows = await client.get(f"/api/v1/members/{lin['id']}/assignments", headers=admin)
+    assert rows.json()[0]["rep"] == "ravi" and rows.json()[0]["kind"] == "swap"
