@@ -269,7 +269,7 @@ WITH batch AS (
     ON CONFLICT (offer, member) DO NOTHING
     RETURNING id, offer, member, channel, address, status
 )
-SELECT (SELECT max(member) FROM batch) AS last,
+SELECT (SELECT member FROM batch ORDER BY member DESC LIMIT 1) AS last,
        (SELECT coalesce(json_agg(inserted), '[]'::json) FROM inserted) AS rows
 """
 
@@ -349,7 +349,7 @@ async def deliver(offer_id: UUID, *, sms: Any = None, batch_size: int = BATCH_SI
         if last is None:
             break
         claimed += len(rows)
-        await _send({offer_id: offer}, rows, sms)
+        await _send({offer["id"]: offer}, rows, sms)
         cursor = last
     return claimed
 
@@ -367,6 +367,7 @@ async def finish(offer_id: UUID) -> None:
 
 async def send_offer(offer_id: UUID, *, sms: Any = None, batch_size: int = BATCH_SIZE) -> int:
     """The whole send: snapshot, deliver every batch, mark sent. Safe to run twice."""
+    offer_id = UUID(str(offer_id))
     await snapshot(offer_id)
     claimed = await deliver(offer_id, sms=sms, batch_size=batch_size)
     await finish(offer_id)

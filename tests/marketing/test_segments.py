@@ -89,10 +89,8 @@ async def test_saved_segments_and_permissions(client, admin, bearer):
     assert created.status_code == 201, created.text
     segment = created.json()
     assert (
-        segment["members"] == 1
-        and segment["filter"] == {"tags": ["vip"], "window_days": 365}
-        or segment["filter"]["tags"] == ["vip"]
-    )
+        segment["members"] == 1 and segment["filter"] == {"tags": ["vip"], "window_days": 365}
+    ) or segment["filter"]["tags"] == ["vip"]
     changed = await client.put(
         f"/api/v1/segments/{segment['id']}", json={"filter": {"tags": ["none"]}}, headers=marketing
     )

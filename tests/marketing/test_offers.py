@@ -1,0 +1,270 @@
+"""Offers: approval, delivery through each member's consented channel against a real SMTP
+server and a local SMS endpoint, the portal inbox, unsubscribe without signing in, once per
+member under retries and reruns, the frequency cap, retries with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from loyalty import db, messaging
+from loyalty.marketing import delivery
+from tests.marketing.test_segments import enrol
+
+
+class SmsEndpoint:
+    """A tiny local HTTP server that records text messages (and can refuse them)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.fail = False
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        body = await reader.readexactly(length)
+        if self.fail:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+        else:
+            self.received.append(json.loads(body))
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def sms(monkeypatch):
+    endpoint = SmsEndpoint()
+    server = await asyncio.start_server(endpoint.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(
+        messaging, "sms_sender", lambda *a: messaging.WebhookSmsSender(f"http://127.0.0.1:{port}/")
+    )
+    yield endpoint
+    server.close()
+
+
+def consenting(channels: list[str], granted: list[str]) -> dict:
+    return {
+        "channels": channels,
+        "consents": [{"channel": c, "granted": True} for c in granted],
+    }
+
+
+async def make_offer(client, headers, **fields) -> dict:
+    at = datetime.now(UTC)
+    body = {
+        "title_en": "Autumn tea week",
+        "title_zh": "秋茶周",
+        "body_en": "Double points on tea.",
+        "body_zh": "茶叶双倍积分。",
+        "valid_from": (at - timedelta(days=1)).isoformat(),
+        "valid_until": (at + timedelta(days=7)).isoformat(),
+        **fields,
+    }
+    response = await client.post("/api/v1/offers", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def approve(client, headers, offer_id: str) -> None:
+    response = await client.post(f"/api/v1/offers/{offer_id}/approve", headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def results(client, headers, offer_id: str) -> dict:
+    response = await client.get(f"/api/v1/offers/{offer_id}/results", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_approval_needs_a_manager_of_marketing(client, bearer):
+    marketing = await bearer("marketing")
+    other_manager = await bearer("manager", department="sales")
+    marketing_manager = await bearer("manager", department="marketing")
+    offer = await make_offer(client, marketing)
+    assert offer["status"] == "draft"
+    send = await client.post(f"/api/v1/offers/{offer['id']}/send", headers=marketing)
+    assert send.status_code == 409
+    for headers in (marketing, other_manager):
+        refused = await client.post(f"/api/v1/offers/{offer['id']}/approve", headers=headers)
+        assert refused.status_code == 403
+    await approve(client, marketing_manager, offer["id"])
+    changed = await client.put(
+        f"/api/v1/offers/{offer['id']}", json={"title_en": "x"}, headers=marketing
+    )
+    assert changed.status_code == 409
+    send = await client.post(f"/api/v1/offers/{offer['id']}/send", headers=marketing)
+    assert send.status_code == 202, send.text
+
+
+async def test_delivery_by_channel_once_with_inbox_and_unsubscribe(
+    client, admin, bearer, mailbox, sms, app, settings
+):
+    marketing = await bearer("marketing")
+    by_email = await enrol(
+        client,
+        admin,
+        "Email Fan",
+        email="fan@example.com",
+        phone="+8613800000001",
+        contact_preferences=consenting(["email", "sms"], ["email", "sms"]),
+    )
+    by_sms = await enrol(
+        client,
+        admin,
+        "Text Fan",
+        email="text@example.com",
+        phone="+8613800000002",
+        contact_preferences=consenting(["sms", "email"], ["sms"]),
+    )
+    no_consent = await enrol(
+        client,
+        admin,
+        "Quiet One",
+        email="quiet@example.com",
+        contact_preferences={"channels": ["email"], "consents": []},
+    )
+    offer = await make_offer(client, marketing)
+    await approve(client, admin, offer["id"])
+
+    # The real job on a real worker, queued twice: it runs once per job id, and a rerun of
+    # the send itself finds nothing left to send.
+    from loyalty.worker import create_worker
+
+    for _ in range(2):
+        response = await client.post(f"/api/v1/offers/{offer['id']}/send", headers=marketing)
+        assert response.status_code == 202
+    worker = create_worker(settings, burst=True, poll_delay=0.01, cron_jobs=[])
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    assert worker.jobs_failed == 0
+    assert await delivery.send_offer(offer["id"]) == 0
+
+    assert len(mailbox.messages) == 1
+    mail = mailbox.to("fan@example.com")[0]
+    assert "Autumn tea week" in mail["Subject"]
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    page = mail.get_body(preferencelist=("html",)).get_content()
+    assert "Double points on tea." in text and "茶叶双倍积分" in text and "<h1>" in page
+    link = re.search(r"(https?://\S+/unsubscribe/\S+)", text).group(1)
+    assert link in page
+    assert [m["to"] for m in sms.received] == ["+8613800000002"]
+    assert "秋茶周" in sms.received[0]["text"]
+
+    async with db.connection() as conn:
+        inbox = await conn.fetch(
+            "SELECT member, kind, title FROM member_notifications WHERE kind = 'offer'"
+        )
+    assert {str(r["member"]) for r in inbox} == {by_email["id"], by_sms["id"], no_consent["id"]}
+    assert all("Autumn tea week" in r["title"] for r in inbox)
+
+    res = await results(client, marketing, offer["id"])
+    assert res["audience"] == 3 and res["status"] == "sent"
+    assert res["delivered"] == {"email": 1, "sms": 1, "portal": 3}
+    assert res["failed"] == 0 and res["opened"] == 0
+
+    # Unsubscribe from the email's link, signed out.
+    path = "/" + link.split("/", 3)[3]
+    page = await client.get(path)
+    assert page.status_code == 200 and "unsubscribed" in page.text
+    member = (await client.get(f"/api/v1/members/{by_email['id']}", headers=admin)).json()
+    email_consent = [
+        c for c in member["contact_preferences"]["consents"] if c["channel"] == "email"
+    ]
+    assert email_consent[0]["granted"] is False
+    assert (await client.get(path[:-3] + "xyz")).status_code == 404
+
+    # The next offer goes to the next consented channel.
+    second = await make_offer(client, marketing, title_en="Second")
+    await approve(client, admin, second["id"])
+    await delivery.send_offer(second["id"])
+    assert len(mailbox.messages) == 1
+    assert sorted(m["to"] for m in sms.received[1:]) == ["+8613800000001", "+8613800000002"]
+
+
+async def test_frequency_cap_holds_back_messages_but_not_the_inbox(
+    client, admin, bearer, mailbox, sms
+):
+    await enrol(
+        client,
+        admin,
+        "Busy",
+        email="busy@example.com",
+        contact_preferences=consenting(["email"], ["email"]),
+    )
+    ids = []
+    for i in range(3):
+        offer = await make_offer(client, admin, title_en=f"Offer {i}")
+        await approve(client, admin, offer["id"])
+        await delivery.send_offer(offer["id"])
+        ids.append(offer["id"])
+    assert len(mailbox.to("busy@example.com")) == 2  # the cap: 2 a week
+    third = await results(client, admin, ids[2])
+    assert third["capped"] == 1 and third["delivered"] == {"email": 0, "sms": 0, "portal": 1}
+
+
+async def test_failed_deliveries_are_retried_with_backoff_and_reported(
+    client, admin, bearer, mailbox, sms
+):
+    await enrol(
+        client,
+        admin,
+        "Texter",
+        phone="+8613800000009",
+        contact_preferences=consenting(["sms"], ["sms"]),
+    )
+    offer = await make_offer(client, admin)
+    await approve(client, admin, offer["id"])
+    sms.fail = True
+    await delivery.send_offer(offer["id"])
+    res = await results(client, admin, offer["id"])
+    assert (
+        res["failed"] == 1 and res["waiting_retry"] == 1 and res["failures"][0]["channel"] == "sms"
+    )
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT attempts, next_attempt_at FROM offer_deliveries")
+    assert row["attempts"] == 1 and row["next_attempt_at"] > datetime.now(UTC)
+    assert await delivery.retry_failed() == 0  # not due yet
+    sms.fail = False
+    async with db.connection() as conn:
+        await conn.execute("UPDATE offer_deliveries SET next_attempt_at = now()")
+    assert await delivery.retry_failed() == 1
+    assert await delivery.retry_failed() == 0
+    assert len(sms.received) == 1
+    res = await results(client, admin, offer["id"])
+    assert res["failed"] == 0 and res["delivered"]["sms"] == 1
+
+
+async def test_vouchers_one_per_member(client, admin, mailbox, sms):
+    for i in range(3):
+        await enrol(
+            client,
+            admin,
+            f"V{i}",
+            email=f"v{i}@example.com",
+            contact_preferences=consenting(["email"], ["email"]),
+        )
+    offer = await make_offer(client, admin, benefit="voucher")
+    imported = await client.post(
+        f"/api/v1/offers/{offer['id']}/vouchers", json={"codes": ["A1", "A2"]}, headers=admin
+    )
+    assert imported.json()["imported"] == 2
+    await approve(client, admin, offer["id"])
+    await delivery.send_offer(offer["id"])
+    codes = [
+        re.search(r"您的优惠码: (\S+)", m.get_body(preferencelist=("plain",)).get_content())
+        for m in mailbox.messages
+    ]
+    assert sorted(c.group(1) for c in codes if c) == ["A1", "A2"]
+    used = await client.post(
+        f"/api/v1/offers/{offer['id']}/vouchers/use", json={"code": "A1"}, headers=admin
+    )
+    assert used.status_code == 200
+    assert (await results(client, admin, offer["id"]))["redeemed"] == 1
