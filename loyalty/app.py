@@ -19,6 +19,7 @@ from litestar.template.config import TemplateConfig
 from loyalty import db
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
+from loyalty.exports.controllers import ExportController
 from loyalty.logs import configure_logging, request_log_middleware
 from loyalty.marketing.controllers import (
     MarketingSettingsController,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MemberRewardController,
             RedemptionController,
             OwnershipController,
+            ExportController,
             ClosureRequestController,
             WebhookController,
             ContactController,

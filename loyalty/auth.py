@@ -42,6 +42,7 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "see who opened a member's archive",
     "webhooks:manage": "manage webhook subscribers and resend deliveries",
     "privacy:erase": "decide closure requests and erase members' personal data",
+    "exports:read": "export the ledger and read the points liability report",
     "segments:manage": "build and count member segments and see their value groups",
     "offers:manage": "write offers and send approved ones",
     "offers:approve": "approve offers for sending (managers of marketing, admins)",
@@ -64,6 +65,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "reps:assign",
             "contacts:write",
             "audit:read",
+            "exports:read",
         }
     ),
     "manager": frozenset(

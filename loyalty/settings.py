@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,6 +47,7 @@ class Settings:
     sms_webhook_url: str = ""  # empty: text messages are written to the data folder's outbox
     service_phone: str = "400-820-8820"
     service_email: str = "service@loyalty.example"
+    point_value: Decimal = Decimal("0.01")  # what a point costs the company, for liability
 
     @property
     def embedded_database(self) -> bool:
@@ -132,10 +134,23 @@ class Settings:
             sms_webhook_url=get("SMS_WEBHOOK_URL", "") or "",
             service_phone=get("SERVICE_PHONE", Settings.service_phone) or Settings.service_phone,
             service_email=get("SERVICE_EMAIL", Settings.service_email) or Settings.service_email,
+            point_value=_decimal(get("POINT_VALUE"), "POINT_VALUE", Decimal("0.01")),
             public_url=_public_url(
                 get("PUBLIC_URL"), get("HOST", "127.0.0.1"), get("PORT", "8000")
             ),
         )
+
+
+def _decimal(raw: str | None, name: str, default: Decimal) -> Decimal:
+    if raw is None:
+        return default
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise SettingsError(f"LOYALTY_{name} must be a number, got {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise SettingsError(f"LOYALTY_{name} must be zero or more, got {raw!r}")
+    return value
 
 
 def _public_url(configured: str | None, host: str | None, port: str | None) -> str:

@@ -1,0 +1,90 @@
+"""Exports API: members (within the exporter's reach), ledger entries for a period, and the
+points liability report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from litestar import Controller, Request, get
+from litestar.params import QueryParameter
+from litestar.response import Response, Stream
+
+from loyalty.auth import current_principal, requires
+from loyalty.exports import schemas, service
+from loyalty.openapi import problems
+
+CSV = "text/csv; charset=utf-8"
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+class ExportController(Controller):
+    path = "/api/v1/exports"
+    tags = ["exports"]
+
+    @get(
+        "/members.csv",
+        summary="Members as CSV",
+        guards=[requires("members:read")],
+        responses=problems(401, 403),
+        media_type=CSV,
+    )
+    async def members(self, request: Request) -> Stream:
+        """Only the members the caller may see (a rep: their own; a manager: the department
+        and the pool). Each exported archive is recorded as viewed."""
+        principal = current_principal(request)
+        return Stream(
+            service.members_csv(principal), media_type=CSV, headers=_attachment("members.csv")
+        )
+
+    @get(
+        "/ledger.csv",
+        summary="Ledger entries for a period as CSV",
+        guards=[requires("exports:read")],
+        responses=problems(400, 401, 403),
+        media_type=CSV,
+    )
+    async def ledger(
+        self,
+        request: Request,
+        from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        to: Annotated[datetime | None, QueryParameter()] = None,
+    ) -> Stream:
+        """Entries recorded in [from, to), oldest first."""
+        principal = current_principal(request)
+        service._period(from_, to)
+        return Stream(
+            service.ledger_csv(principal, from_, to),
+            media_type=CSV,
+            headers=_attachment("ledger.csv"),
+        )
+
+    @get(
+        "/liability.csv",
+        summary="Points liability as CSV",
+        guards=[requires("exports:read")],
+        responses=problems(400, 401, 403),
+        media_type=CSV,
+    )
+    async def liability_csv(
+        self, request: Request, cost_per_point: Annotated[Decimal | None, QueryParameter()] = None
+    ) -> Response[str]:
+        text = await service.liability_csv(current_principal(request), cost_per_point)
+        return Response(text, media_type=CSV, headers=_attachment("liability.csv"))
+
+    @get(
+        "/liability",
+        summary="The points liability report",
+        guards=[requires("exports:read")],
+        responses=problems(400, 401, 403),
+    )
+    async def liability(
+        self, request: Request, cost_per_point: Annotated[Decimal | None, QueryParameter()] = None
+    ) -> schemas.Liability:
+        """Outstanding points (available + pending - owed) by tier and by expiry month, valued
+        at `cost_per_point` (default LOYALTY_POINT_VALUE)."""
+        return await service.liability(current_principal(request), cost_per_point)
