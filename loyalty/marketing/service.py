@@ -318,7 +318,7 @@ async def results(offer_id: UUID) -> schemas.OfferResults:
         )
         bonus_row = await conn.fetchrow(
             """
-            SELECT count(*) AS purchases, coalesce(sum(points), 0) AS points
+            SELECT count(*) AS purchases, coalesce(sum(points), 0)::bigint AS points
             FROM offer_bonus_points WHERE offer = $1
             """,
             offer_id,

@@ -29,6 +29,7 @@ from loyalty.errors import (
     field_in_message,
 )
 from loyalty.events import service as events
+from loyalty.marketing import bonus
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.service import get_rules, line_points, now
@@ -319,6 +320,11 @@ async def _insert(
     climbing = [m for m in member_ids if ladder.next_above(_rank(ladder, tier_states[m].tier))]
     values = await tiers.qualifying_values(conn, climbing, at, ladder.settings) if climbing else {}
     window_start = tiers.window_start(at, ladder.settings.window_months)
+    # Bonus points offers: one more query, made only while a bonus offer is live (the list
+    # is cached per process), for the posting's members in those offers' audiences.
+    live_bonuses = await bonus.live_offers(conn)
+    bonuses = await bonus.targeted(conn, live_bonuses, member_ids) if live_bonuses else {}
+    bonus_rows: list[tuple[UUID, UUID, str, int]] = []
 
     upgrades: dict[UUID, tiers.Upgrade] = {}
     back_above: list[UUID] = []
@@ -326,10 +332,25 @@ async def _insert(
         member_id = item.member_id
         tier = ladder.by_code(tier_states[member_id].tier)  # type: ignore[index]
         multiplier = tier.earn_multiplier if tier else Decimal(1)
+        offer = (
+            bonus.best(bonuses[member_id], item.data.occurred_at) if member_id in bonuses else None
+        )
         item.points = [
-            line_points(line.quantity * line.unit_price, line.category, rules, multiplier)
+            line_points(
+                line.quantity * line.unit_price,
+                line.category,
+                rules,
+                multiplier * offer.multiplier if offer else multiplier,
+            )
             for line in item.data.lines
         ]
+        if offer:
+            extra = sum(item.points) - sum(
+                line_points(line.quantity * line.unit_price, line.category, rules, multiplier)
+                for line in item.data.lines
+            )
+            if extra > 0:
+                bonus_rows.append((offer.id, member_id, item.data.external_id, extra))  # type: ignore[arg-type]
         if member_id in values and window_start <= item.data.occurred_at <= at:
             values[member_id] += item.data.total  # type: ignore[index]
             target = ladder.qualified(values[member_id])  # type: ignore[index]
@@ -439,6 +460,8 @@ async def _insert(
         sorted(set(back_above) - set(upgrades)),
         at,
     )
+    if bonus_rows:
+        await bonus.record(conn, bonus_rows)
     if entries and await webhooks.subscribed("points.earned"):
         await events.record_many(
             conn,
