@@ -273,7 +273,7 @@ class MovementReportController(Controller):
         return await reports.movement(month)
 
     @get(
-        "/{month:str}.csv",
+        "/{month:str}/csv",
         summary="The monthly movement report as CSV",
         responses=problems(400, 401, 403),
         guards=[requires("marketing:report")],
