@@ -16,6 +16,7 @@ APP_REGISTRY = AppRegistry(
         "loyalty.reps.piccolo_app",
         "loyalty.webhooks.piccolo_app",
         "loyalty.marketing.piccolo_app",
+        "loyalty.imports.piccolo_app",
     ]
 )
 

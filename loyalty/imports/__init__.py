@@ -1,0 +1,1 @@
+"""Bulk import of members (and purchases) from CSV files: streamed, staged, merged set-based."""
