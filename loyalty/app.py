@@ -42,7 +42,11 @@ from loyalty.referrals.controllers import (
     ReferralController,
     ReferralSettingsController,
 )
-from loyalty.reps.controllers import ContactController, OwnershipController
+from loyalty.reps.controllers import (
+    AccountManagementController,
+    ContactController,
+    OwnershipController,
+)
 from loyalty.rewards.controllers import (
     MemberRewardController,
     RedemptionController,
@@ -121,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MemberRewardController,
             RedemptionController,
             OwnershipController,
+            AccountManagementController,
             ExportController,
             ClosureRequestController,
             WebhookController,

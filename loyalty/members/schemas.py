@@ -20,6 +20,9 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 
 
+Strength = Annotated[int, msgspec.Meta(ge=1, le=5)]
+
+
 class Address(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     line1: Text200 = ""
     line2: Text200 = ""
@@ -85,6 +88,9 @@ class MemberCreate(Input):
     tags: Annotated[list[Tag], msgspec.Meta(max_length=30)] = []
     organisation: Organisation | None = None
     contact_preferences: ContactPreferences | None = None
+    occupation: Text200 = ""
+    source: Text100 = ""
+    relationship_strength: Strength | None = None
     # A friend's referral code: the referral pays both sides at the first qualifying
     # purchase, and the new member is served by the friend's rep.
     referral_code: Annotated[str, msgspec.Meta(max_length=20)] | None = None
@@ -108,6 +114,9 @@ class MemberUpdate(Input):
     tags: Annotated[list[Tag], msgspec.Meta(max_length=30)] | UnsetType = UNSET
     organisation: Organisation | UnsetType | None = UNSET
     contact_preferences: ContactPreferences | UnsetType = UNSET
+    occupation: Text200 | UnsetType = UNSET
+    source: Text100 | UnsetType = UNSET
+    relationship_strength: Strength | UnsetType | None = UNSET
 
 
 class Registration(msgspec.Struct):
@@ -138,6 +147,9 @@ class Member(msgspec.Struct):
     assigned_rep_id: UUID | None
     merged_into: UUID | None
     updated_at: datetime
+    occupation: str = ""
+    source: str = ""
+    relationship_strength: int | None = None
 
 
 class MemberSummary(msgspec.Struct):

@@ -37,6 +37,9 @@ ARCHIVE_FIELDS = (
     "tags",
     "organisation",
     "contact_preferences",
+    "occupation",
+    "source",
+    "relationship_strength",
 )
 
 
@@ -167,6 +170,9 @@ def to_schema(row: dict[str, Any]) -> schemas.Member:
         assigned_rep_id=row["assigned_rep"],
         merged_into=row["merged_into"],
         updated_at=row["updated_at"],
+        occupation=row.get("occupation") or "",
+        source=row.get("source") or "",
+        relationship_strength=row.get("relationship_strength"),
     )
 
 
@@ -256,6 +262,13 @@ def _plain(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
+def _stored(field: str, plain: Any) -> Any:
+    """A change-record value as the column takes it (dates are ISO strings in the record)."""
+    if field == "birthday" and isinstance(plain, str):
+        return date.fromisoformat(plain)
+    return plain
+
+
 def _stamp_consents(prefs: schemas.ContactPreferences | None) -> schemas.ContactPreferences:
     prefs = prefs or schemas.ContactPreferences()
     for consent in prefs.consents:
@@ -316,6 +329,9 @@ async def create_member(
         "tags": sorted(set(data.tags)),
         "organisation": _plain(data.organisation),
         "contact_preferences": _plain(_stamp_consents(data.contact_preferences)),
+        "occupation": data.occupation.strip(),
+        "source": data.source.strip(),
+        "relationship_strength": data.relationship_strength,
     }
     if data.kind == "person" and data.organisation is not None:
         raise InvalidInput("only organisations have an organisation archive", field="organisation")
@@ -416,7 +432,8 @@ async def update_member(
     try:
         async with db.transaction():
             await Member.update(
-                {getattr(Member, f): values[f] for f in changes} | {Member.updated_at: now()}
+                {getattr(Member, f): _stored(f, values[f]) for f in changes}
+                | {Member.updated_at: now()}
             ).where(Member.id == member_id)
             await MemberChange(
                 member=member_id,

@@ -6,6 +6,7 @@ from piccolo.columns import (
     Array,
     Date,
     ForeignKey,
+    Integer,
     Text,
     Timestamptz,
     Varchar,
@@ -34,6 +35,9 @@ class Member(Table, tablename="members"):
     tags = Array(base_column=Varchar(length=50), default=list)
     organisation = JSONB(null=True, default=None)
     contact_preferences = JSONB(default="{}")
+    occupation = Varchar(length=200, default="")  # or the company a person works for
+    source = Varchar(length=100, default="")  # how the relationship began: fair, referral...
+    relationship_strength = Integer(null=True, default=None)  # 1 (new) to 5 (close), by the rep
     registered_at = Timestamptz(default=TimestamptzNow())
     registration_channel = Varchar(length=16)  # staff | portal | integration
     registered_by = Varchar(length=120)  # who: "staff:ravi", "api_key:POS 12", "portal"

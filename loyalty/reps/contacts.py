@@ -11,7 +11,7 @@ from loyalty import db, messaging
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.members import service as members
-from loyalty.reps import schemas
+from loyalty.reps import performance, schemas
 from loyalty.reps.service import get_rep_settings, local_today, notify_staff, now
 from loyalty.settings import get_settings
 
@@ -38,6 +38,7 @@ async def log_contact(
     body: str,
     outcome: str = "",
     next_step: str = "",
+    intent: str | None = None,
     occurred_at: datetime | None = None,
 ) -> UUID:
     """Record a contact in the company's log (never in a rep's notebook); an outbound
@@ -51,8 +52,8 @@ async def log_contact(
         await conn.execute(
             """
             INSERT INTO contacts (id, member, staff, kind, channel, direction, subject, body,
-                outcome, next_step, status, late, occurred_at, logged_at, logged_by)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                outcome, next_step, status, late, occurred_at, logged_at, logged_by, intent)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
             """,
             contact_id,
             member_id,
@@ -69,6 +70,7 @@ async def log_contact(
             occurred_at,
             logged_at,
             principal.label,
+            intent,
         )
         if principal.is_staff and kind in OUTBOUND_KINDS:
             await conn.execute(
@@ -119,6 +121,7 @@ async def add_contact(
         body=data.body,
         outcome=data.outcome,
         next_step=data.next_step,
+        intent=data.intent,
         occurred_at=data.occurred_at,
     )
     async with db.connection() as conn:
@@ -184,44 +187,27 @@ async def send_message(
 
 # --- follow-up tasks ----------------------------------------------------------------------
 
-# Each member's next follow-up: weekly for three months after a purchase, monthly for
-# long-standing members (more than a year, bought in the last year), every two months with no
-# current intent (no purchase in a year), the tier's cadence where that is shorter; anyone not
-# contacted for 90 days is due now. Due counts from the last outbound contact.
-_PLAN = """
-WITH facts AS (
-    SELECT m.id AS member, m.assigned_rep AS rep, m.registered_at, td.contact_cadence_days,
-        (SELECT max(p.occurred_at) FROM purchases p WHERE p.member = m.id) AS last_purchase,
-        (SELECT max(c.occurred_at) FROM contacts c WHERE c.member = m.id
-         AND c.direction = 'outbound' AND c.kind IN ('visit', 'call', 'message'))
-            AS last_contact
-    FROM members m
-    JOIN member_tiers t ON t.member = m.id
-    JOIN tier_definitions td ON td.code = t.tier
-    WHERE m.status = 'active'
-), ruled AS (
-    SELECT f.*,
-        CASE
-            WHEN f.last_purchase >= $1::timestamptz - interval '3 months' THEN 'after_purchase'
-            WHEN f.last_purchase >= $1::timestamptz - interval '12 months'
-                 AND f.registered_at < $1::timestamptz - interval '12 months' THEN 'long_standing'
-            ELSE 'no_intent'
-        END AS rule
-    FROM facts f
-), due AS (
-    SELECT r.member, r.rep,
-        CASE WHEN coalesce(r.last_contact, r.registered_at) < $1::timestamptz - interval '90 days'
+# Each member's next follow-up comes from their lifecycle stage (see performance.py):
+# weekly for new customers, fortnightly for prospects with intent, monthly for regular and
+# lapsing customers, every two months otherwise, the tier's cadence where that is shorter; a
+# refusal waits rep_settings.refusal_retry_days; anyone not contacted for 90 days is due now.
+# Due counts from the last outbound contact (or purchase, or registration).
+_PLAN = f"""
+WITH {performance.STAGE_CTE}, due AS (
+    SELECT s.member, s.rep,
+        CASE WHEN coalesce(s.last_contact, s.registered_at) < $1::timestamptz - interval '90 days'
              THEN 'silent'
-             WHEN r.contact_cadence_days < CASE r.rule WHEN 'after_purchase' THEN 7
-                  WHEN 'long_standing' THEN 30 ELSE 60 END THEN 'tier_cadence'
-             ELSE r.rule END AS rule,
-        CASE WHEN coalesce(r.last_contact, r.registered_at) < $1::timestamptz - interval '90 days'
+             WHEN s.last_intent = 'refused' THEN 'refused'
+             ELSE s.stage END AS rule,
+        CASE WHEN coalesce(s.last_contact, s.registered_at) < $1::timestamptz - interval '90 days'
              THEN ($1::timestamptz AT TIME ZONE $3)::date
-             ELSE ((greatest(r.last_contact, r.last_purchase, r.registered_at)
-                    + make_interval(days => least(r.contact_cadence_days,
-                        CASE r.rule WHEN 'after_purchase' THEN 7 WHEN 'long_standing' THEN 30
-                        ELSE 60 END))) AT TIME ZONE $3)::date END AS due_on
-    FROM ruled r
+             ELSE ((greatest(s.last_contact, s.last_purchase, s.registered_at)
+                    + make_interval(days => CASE WHEN s.last_intent = 'refused' THEN $4::int
+                        ELSE least(s.contact_cadence_days, CASE s.stage
+                            {" ".join(f"WHEN '{k}' THEN {v}" for k, v in performance.STAGE_CADENCE.items())}
+                        END) END))
+                   AT TIME ZONE $3)::date END AS due_on
+    FROM staged s
 )
 """
 
@@ -232,6 +218,7 @@ async def plan_follow_ups(today: date | None = None, horizon_days: int = 7) -> s
     today = today or local_today()
     at = datetime.combine(today, time(12), get_settings().tz)
     tz = get_settings().timezone
+    settings = await get_rep_settings()
     async with db.transaction() as conn:
         created = await conn.fetch(
             _PLAN
@@ -247,7 +234,27 @@ async def plan_follow_ups(today: date | None = None, horizon_days: int = 7) -> s
             at,
             today + timedelta(days=horizon_days),
             tz,
+            settings.refusal_retry_days,
         )
+        # Archives still incomplete after their deadline become tasks of their own.
+        done, _ = performance._completeness_sql(settings.completeness_fields)
+        required = len(settings.completeness_fields)
+        if required:
+            created += await conn.fetch(
+                f"""
+                INSERT INTO follow_ups (id, member, rep, rule, due_on, created_at)
+                SELECT gen_random_uuid(), m.id, m.assigned_rep, 'archive', $1, now()
+                FROM members m
+                WHERE m.status = 'active' AND {done} < {required}
+                  AND (SELECT min(p.occurred_at) FROM purchases p WHERE p.member = m.id)
+                      < $2::timestamptz - make_interval(days => $3)
+                ON CONFLICT DO NOTHING
+                RETURNING id
+                """,
+                today,
+                at,
+                settings.completeness_days,
+            )
         # A member who moved to another rep: the open task moves with them.
         await conn.execute(
             """

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import authenticated, current_principal, requires
 from loyalty.openapi import problems
-from loyalty.reps import contacts, schemas, service
+from loyalty.reps import contacts, performance, schemas, service
 
 
 class OwnershipController(Controller):
@@ -268,3 +268,78 @@ class ContactController(Controller):
     ) -> list[schemas.FollowUpTask]:
         """Due within `days`, overdue first. A rep sees their own; a manager the department's."""
         return await contacts.my_tasks(current_principal(request), days)
+
+
+class AccountManagementController(Controller):
+    path = "/api/v1"
+    tags = ["reps"]
+
+    @get(
+        "/members/{member_id:uuid}/lifecycle",
+        summary="A member's stage and archive completeness",
+        guards=[requires("members:read")],
+        responses=problems(401, 403, 404),
+    )
+    async def lifecycle(self, request: Request, member_id: FromPath[UUID]) -> schemas.Lifecycle:
+        """Stage: prospect_with_intent, prospect_without_intent, new_customer (first three
+        months after the first purchase), regular, lapsing (6-12 months without buying) or
+        lost; completeness of the configured archive fields, due two months after the first
+        purchase."""
+        return await performance.lifecycle(member_id, current_principal(request))
+
+    @get(
+        "/incomplete-archives",
+        summary="Archives still missing basic facts",
+        guards=[requires("members:read")],
+        responses=problems(401, 403),
+    )
+    async def incomplete(self, request: Request) -> list[schemas.IncompleteArchive]:
+        """A rep's own members (a manager: the department's) who bought and whose archive
+        lacks configured fields, with the deadline; overdue ones also become tasks."""
+        return await performance.incomplete_archives(current_principal(request))
+
+    @get(
+        "/reassignment-flags",
+        summary="Members whose tier outgrew their rep's level",
+        guards=[requires("reps:assign")],
+        responses=problems(401, 403),
+    )
+    async def flags(self, request: Request) -> list[schemas.ReassignmentFlag]:
+        return await service.reassignment_flags(current_principal(request))
+
+    @get(
+        "/scorecards",
+        summary="Rep scorecards for a month",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 422),
+    )
+    async def scorecards(
+        self,
+        request: Request,
+        month: Annotated[str, QueryParameter(pattern=r"^\d{4}-\d{2}$")],
+        department: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> list[schemas.ScoreRow]:
+        """Per rep: members gained and lost, their members' spend, purchases and tier moves,
+        complaints and praise, contacts made, late logs, follow-up completion, archive
+        completeness, referrals brought in. Managers see their department."""
+        return await performance.scorecard(current_principal(request), month, department)
+
+    @get(
+        "/scorecards.csv",
+        summary="Rep scorecards for a month as CSV",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 422),
+        media_type="text/csv; charset=utf-8",
+    )
+    async def scorecards_csv(
+        self,
+        request: Request,
+        month: Annotated[str, QueryParameter(pattern=r"^\d{4}-\d{2}$")],
+        department: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Response[str]:
+        rows = await performance.scorecard(current_principal(request), month, department)
+        return Response(
+            performance.scorecard_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="scorecards-{month}.csv"'},
+        )

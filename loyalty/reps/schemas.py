@@ -17,6 +17,21 @@ from loyalty.schemas import Input
 from loyalty.tiers.schemas import NextTier, ServiceLevel
 
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+Level = Literal["junior", "regular", "senior"]
+CompletenessField = Literal[
+    "name",
+    "phone",
+    "email",
+    "birthday",
+    "address",
+    "household",
+    "occupation",
+    "preferences",
+    "preferred_channel",
+    "source",
+    "relationship_strength",
+    "hobbies",
+]
 Months = Annotated[int, msgspec.Meta(ge=1, le=36)]
 Days = Annotated[int, msgspec.Meta(ge=1, le=365)]
 
@@ -31,6 +46,10 @@ class RepSettingsBody(Input):
     daily_pool_cap: Annotated[int, msgspec.Meta(ge=0, le=10_000)]
     handover_days: Days
     contact_deadline_hour: Annotated[int, msgspec.Meta(ge=0, le=23)]
+    tier_min_level: dict[str, Level] = {}
+    refusal_retry_days: Days = 14
+    completeness_fields: Annotated[list[CompletenessField], msgspec.Meta(max_length=20)] = []
+    completeness_days: Days = 61
 
 
 class RepSettings(msgspec.Struct):
@@ -43,6 +62,10 @@ class RepSettings(msgspec.Struct):
     daily_pool_cap: int
     handover_days: int
     contact_deadline_hour: int
+    tier_min_level: dict[str, str]
+    refusal_retry_days: int
+    completeness_fields: list[str]
+    completeness_days: int
     updated_at: datetime
     updated_by: str
 
@@ -145,13 +168,16 @@ class Notice(msgspec.Struct):
 
 
 class ContactIn(Input):
-    kind: Literal["visit", "call", "message", "complaint", "request", "note"]
+    kind: Literal["visit", "call", "message", "complaint", "praise", "request", "note"]
     channel: Literal["visit", "phone", "email", "sms", "wechat", "portal"]
     direction: Literal["inbound", "outbound"] = "outbound"
     subject: Annotated[str, msgspec.Meta(max_length=200)] = ""
     body: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
     outcome: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     next_step: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    # What the member said about buying: it moves prospects between stages; a refusal
+    # schedules the next attempt after rep_settings.refusal_retry_days.
+    intent: Literal["intent", "no_intent", "refused"] | None = None
     occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
 
 
@@ -240,3 +266,62 @@ class Brief(msgspec.Struct):
     redeemable_rewards: list[str]
     referrals: ReferralStats
     referred_by: UUID | None
+
+
+class ReassignmentFlag(msgspec.Struct):
+    member_id: UUID
+    number: str
+    name: str
+    tier: str
+    rep: str
+    rep_level: str
+    needed_level: str
+
+
+class Completeness(msgspec.Struct):
+    complete: int
+    required: int
+    percent: int
+    missing: list[str]
+    due_by: date | None  # two months (configurable) after the first purchase
+    overdue: bool
+
+
+class Lifecycle(msgspec.Struct):
+    member_id: UUID
+    stage: str  # prospect_with_intent | prospect_without_intent | new_customer | regular |
+    # lapsing | lost
+    last_intent: str | None
+    completeness: Completeness
+
+
+class IncompleteArchive(msgspec.Struct):
+    member_id: UUID
+    number: str
+    name: str
+    rep: str | None
+    missing: list[str]
+    due_by: date
+    overdue: bool
+
+
+class ScoreRow(msgspec.Struct):
+    rep: str
+    department: str | None
+    members: int
+    gained: int
+    lost: int
+    spend: Decimal
+    purchases: int
+    buying_members: int
+    upgrades: int
+    downgrades: int
+    complaints: int
+    praise: int
+    contacts: int
+    late_logs: int
+    follow_ups_due: int
+    follow_ups_done: int
+    follow_up_rate: float | None
+    archive_completeness: float | None
+    referrals_brought: int

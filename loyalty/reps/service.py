@@ -57,20 +57,27 @@ def first_of_month(day: date, months_later: int = 0) -> date:
 
 
 def _settings_schema(row: Any) -> schemas.RepSettings:
-    tiers = row["tier_no_deal_months"]
     return schemas.RepSettings(
         protection_days=row["protection_days"],
         inactive_months=row["inactive_months"],
         no_deal_months=row["no_deal_months"],
-        tier_no_deal_months=json.loads(tiers) if isinstance(tiers, str) else dict(tiers or {}),
+        tier_no_deal_months=_json(row["tier_no_deal_months"]),
         warning_days=row["warning_days"],
         new_rep_days=row["new_rep_days"],
         daily_pool_cap=row["daily_pool_cap"],
         handover_days=row["handover_days"],
         contact_deadline_hour=row["contact_deadline_hour"],
+        tier_min_level=_json(row["tier_min_level"]),
+        refusal_retry_days=row["refusal_retry_days"],
+        completeness_fields=list(row["completeness_fields"] or []),
+        completeness_days=row["completeness_days"],
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
     )
+
+
+def _json(value: Any) -> dict:
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
 
 
 async def get_rep_settings(conn: asyncpg.Connection | None = None) -> schemas.RepSettings:
@@ -101,7 +108,9 @@ async def put_rep_settings(
             UPDATE rep_settings SET protection_days = $1, inactive_months = $2,
                 no_deal_months = $3, tier_no_deal_months = $4::jsonb, warning_days = $5,
                 new_rep_days = $6, daily_pool_cap = $7, handover_days = $8,
-                contact_deadline_hour = $9, updated_at = now(), updated_by = $10
+                contact_deadline_hour = $9, updated_at = now(), updated_by = $10,
+                tier_min_level = $11::jsonb, refusal_retry_days = $12,
+                completeness_fields = $13, completeness_days = $14
             WHERE id = 1 RETURNING *
             """,
             data.protection_days,
@@ -114,6 +123,10 @@ async def put_rep_settings(
             data.handover_days,
             data.contact_deadline_hour,
             principal.label,
+            json.dumps(data.tier_min_level),
+            data.refusal_retry_days,
+            data.completeness_fields,
+            data.completeness_days,
         )
     return _settings_schema(row)
 
@@ -222,12 +235,34 @@ async def first_assignment(
 
 async def _rep(conn: asyncpg.Connection, rep_id: UUID) -> Any:
     rep = await conn.fetchrow(
-        "SELECT id, username, role, department, active, created_at FROM staff WHERE id = $1",
+        "SELECT id, username, role, department, active, created_at, level FROM staff WHERE id = $1",
         rep_id,
     )
     if rep is None or rep["role"] != "rep" or not rep["active"]:
         raise InvalidInput("is not an active rep", field="rep_id")
     return rep
+
+
+LEVELS = ("junior", "regular", "senior")
+
+
+async def check_levels(
+    conn: asyncpg.Connection, rep: Any, member_ids: list[UUID], settings: schemas.RepSettings
+) -> None:
+    """Upper tiers go only to reps of a high enough level (rep_settings.tier_min_level)."""
+    rows = await conn.fetch(
+        "SELECT m.number, t.tier FROM members m JOIN member_tiers t ON t.member = m.id"
+        " WHERE m.id = ANY($1::uuid[]) ORDER BY m.number",
+        member_ids,
+    )
+    for row in rows:
+        needed = settings.tier_min_level.get(row["tier"])
+        if needed and LEVELS.index(rep["level"]) < LEVELS.index(needed):
+            raise Conflict(
+                f"{rep['username']} is a {rep['level']} rep; {row['tier']} members such as"
+                f" {row['number']} need a {needed} rep",
+                field="rep_id",
+            )
 
 
 def _check_manages(principal: Principal, department: str | None) -> None:
@@ -284,6 +319,7 @@ async def assign_from_pool(
             raise Conflict(
                 f"not in the pool: {', '.join(str(m) for m in missing[:5])}", field="member_ids"
             )
+        await check_levels(conn, rep, ids, settings)
         await reassign(
             conn,
             ids,
@@ -308,6 +344,7 @@ async def transfer(
         rep_id = None
         if data.rep_id is not None:
             rep = await _rep(conn, data.rep_id)
+            await check_levels(conn, rep, [member_id], await get_rep_settings(conn))
             departments.add(rep["department"])
             rep_id = rep["id"]
         for department in departments - {None}:
@@ -692,6 +729,7 @@ async def resolve_handover(
             raise Conflict("a member cannot be handed back to the rep who left", field="rep_id")
         rep = await _rep(conn, data.rep_id)
         _check_manages(principal, rep["department"])
+        await check_levels(conn, rep, [handover["member"]], await get_rep_settings(conn))
         await reassign(
             conn,
             [handover["member"]],
@@ -900,3 +938,69 @@ async def notices(principal: Principal, unread_only: bool = False) -> list[schem
         )
         for row in rows
     ]
+
+
+async def reassignment_flags(principal: Principal) -> list[schemas.ReassignmentFlag]:
+    """Members whose tier rose above their rep's level: to be reassigned by the manager."""
+    if principal.role not in MANAGING_ROLES:
+        raise PermissionDenied("the reassignment flags are for managers")
+    settings = await get_rep_settings()
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT m.id, m.number, m.name, t.tier, s.username, s.level, s.department
+            FROM members m JOIN member_tiers t ON t.member = m.id
+            JOIN staff s ON s.id = m.assigned_rep
+            WHERE ($1::text IS NULL OR s.department = $1)
+            ORDER BY m.number
+            """,
+            principal.department if principal.role == "manager" else None,
+        )
+    flags = []
+    for row in rows:
+        needed = settings.tier_min_level.get(row["tier"])
+        if needed and LEVELS.index(row["level"]) < LEVELS.index(needed):
+            flags.append(
+                schemas.ReassignmentFlag(
+                    member_id=row["id"],
+                    number=row["number"],
+                    name=row["name"],
+                    tier=row["tier"],
+                    rep=row["username"],
+                    rep_level=row["level"],
+                    needed_level=needed,
+                )
+            )
+    return flags
+
+
+@events.subscribe("tier.changed")
+async def flag_outgrown_rep(event: dict[str, Any]) -> None:
+    """A member whose new tier needs a higher-level rep is flagged to the manager."""
+    settings = await get_rep_settings()
+    needed = settings.tier_min_level.get(event["payload"]["to_tier"])
+    if not needed:
+        return
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(
+            """
+            SELECT m.number, m.name, s.username, s.level, s.department FROM members m
+            JOIN staff s ON s.id = m.assigned_rep WHERE m.id = $1
+            """,
+            event["member"],
+        )
+        if row is None or LEVELS.index(row["level"]) >= LEVELS.index(needed):
+            return
+        for manager in await conn.fetch(
+            "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1",
+            row["department"],
+        ):
+            await notify_staff(
+                conn,
+                manager["id"],
+                kind="reassignment_needed",
+                key=f"outgrown:{event['id']}:{manager['id']}",
+                title=f"{row['name']} ({row['number']}) is now {event['payload']['to_tier']}",
+                body=f"{row['username']} is a {row['level']} rep; this tier needs a {needed} rep.",
+                member_id=event["member"],
+            )

@@ -5,6 +5,7 @@ staff notices and the audit of who looked at which archive."""
 from piccolo.columns import (
     JSONB,
     UUID,
+    Array,
     Boolean,
     Date,
     ForeignKey,
@@ -33,6 +34,10 @@ class RepSettings(Table, tablename="rep_settings"):
     daily_pool_cap = Integer(default=20)  # pool members a rep may receive per day
     handover_days = Integer(default=7)
     contact_deadline_hour = Integer(default=10)  # contacts are logged by the next working day
+    tier_min_level = JSONB(default="{}")  # e.g. {"gold": "senior"}: who may serve a tier
+    refusal_retry_days = Integer(default=14)  # a refusal schedules the next attempt this later
+    completeness_fields = Array(base_column=Varchar(length=32), default=list)
+    completeness_days = Integer(default=61)  # archives complete within two months of buying
     updated_at = Timestamptz(default=TimestamptzNow())
     updated_by = Varchar(length=120, default="system")
 
@@ -105,6 +110,7 @@ class Contact(Table, tablename="contacts"):
     subject = Varchar(length=200, default="")
     body = Text(default="")
     outcome = Text(default="")
+    intent = Varchar(length=16, null=True, default=None)  # intent | no_intent | refused
     next_step = Text(default="")
     status = Varchar(length=16, default="open")  # open | closed (requests and complaints)
     late = Boolean(default=False)  # logged after the next working day's deadline

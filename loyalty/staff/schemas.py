@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -17,6 +17,9 @@ DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Department = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
+Level = Literal["junior", "regular", "senior"]  # a rep's level decides which tiers they serve
+
+
 class Staff(msgspec.Struct):
     id: UUID
     username: str
@@ -25,6 +28,7 @@ class Staff(msgspec.Struct):
     department: str | None
     active: bool
     created_at: datetime
+    level: str = "regular"
 
 
 class StaffCreate(Input):
@@ -33,6 +37,7 @@ class StaffCreate(Input):
     password: Password | None = None
     display_name: DisplayName | None = None
     department: Department | None = None
+    level: Level = "regular"
 
 
 class StaffCreated(msgspec.Struct):
@@ -46,6 +51,7 @@ class StaffUpdate(Input):
     department: Department | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
     password: Password | UnsetType = UNSET
+    level: Level | UnsetType = UNSET
 
 
 class TokenRequest(Input):

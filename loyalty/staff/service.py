@@ -77,6 +77,7 @@ def to_schema(staff: Staff | dict) -> schemas.Staff:
         department=row["department"],
         active=row["active"],
         created_at=row["created_at"],
+        level=row.get("level") or "regular",
     )
 
 
@@ -98,6 +99,7 @@ async def create_staff(data: schemas.StaffCreate) -> schemas.StaffCreated:
         display_name=data.display_name or username,
         role=data.role,
         department=data.department,
+        level=data.level,
         password_hash=password_hasher.hash(password),
     )
     await staff.save()
@@ -135,6 +137,8 @@ async def update_staff(
         changes[Staff.role] = data.role
     if data.department is not UNSET:
         changes[Staff.department] = data.department
+    if data.level is not UNSET:
+        changes[Staff.level] = data.level
     if data.password is not UNSET:
         check_password_policy(data.password, staff.username)
         changes[Staff.password_hash] = password_hasher.hash(data.password)

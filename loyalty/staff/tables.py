@@ -11,6 +11,7 @@ class Staff(Table, tablename="staff"):
     display_name = Varchar(length=128)
     role = Varchar(length=32, index=True)
     department = Varchar(length=64, null=True, default=None, index=True)
+    level = Varchar(length=16, default="regular")  # reps: junior | regular | senior
     password_hash = Text()
     active = Boolean(default=True)
     created_at = Timestamptz(default=TimestamptzNow())

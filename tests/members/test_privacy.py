@@ -117,3 +117,11 @@ async def test_erasure_leaves_no_personal_data_and_keeps_the_books(client, admin
     assert tier_after["tier"] == "silver"
     again = await client.post(f"/api/v1/closure-requests/{pending[0]['id']}/approve", headers=admin)
     assert again.status_code == 409
+
+
+async def test_a_birthday_can_be_changed(client, admin, member):
+    response = await client.patch(
+        f"/api/v1/members/{member['id']}", json={"birthday": "1990-05-17"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["birthday"] == "1990-05-17"

@@ -321,7 +321,7 @@ async def test_contacts_flag_late_logs_and_close_follow_ups(client, admin, pos, 
     planned = await contacts.plan_follow_ups(datetime.now(UTC).date() + timedelta(days=7))
     assert planned.created == 1
     tasks = (await client.get("/api/v1/tasks?days=14", headers=team["headers"]["rep"])).json()
-    assert [(t["name"], t["rule"]) for t in tasks] == [("Chen Jie", "after_purchase")]
+    assert [(t["name"], t["rule"]) for t in tasks] == [("Chen Jie", "new_customer")]
     assert (await client.get("/api/v1/tasks?days=14", headers=team["headers"]["rep2"])).json() == []
     old = datetime.now(UTC) - timedelta(days=10)
     late = await client.post(
