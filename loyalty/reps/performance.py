@@ -137,9 +137,6 @@ async def incomplete_archives(principal: Principal) -> list[schemas.IncompleteAr
     """Members bought from but not yet fully known: a rep's own, a manager's department."""
     settings = await get_rep_settings()
     done, missing = _completeness_sql(settings.completeness_fields)
-    reach = {"rep": "m.assigned_rep = $2", "manager": "s.department = $3"}.get(
-        principal.role or "", "true" if principal.role in MANAGING_ROLES else "false"
-    )
     async with db.connection() as conn:
         rows = await conn.fetch(
             f"""
@@ -148,13 +145,17 @@ async def incomplete_archives(principal: Principal) -> list[schemas.IncompleteAr
                   AT TIME ZONE $4)::date + $1::int AS due_by
             FROM members m LEFT JOIN staff s ON s.id = m.assigned_rep
             WHERE m.status = 'active' AND {done} < {max(len(settings.completeness_fields), 1)}
-              AND EXISTS (SELECT 1 FROM purchases p WHERE p.member = m.id) AND {reach}
+              AND EXISTS (SELECT 1 FROM purchases p WHERE p.member = m.id)
+              AND (($5::text = 'rep' AND m.assigned_rep = $2::uuid)
+                   OR ($5::text = 'manager' AND s.department = $3::text)
+                   OR $5::text IN ('general_manager', 'admin', 'service'))
             ORDER BY due_by, m.number LIMIT 500
             """,
             settings.completeness_days,
             principal.id,
             principal.department,
             get_settings().timezone,
+            principal.role,
         )
     today = now().date()
     return [
@@ -239,7 +240,7 @@ async def scorecard(
                  AND a.started_at >= $1 AND a.started_at < $2) AS gained,
                 (SELECT count(*) FROM assignments a WHERE a.rep = r.id
                  AND a.ended_at >= $1 AND a.ended_at < $2) AS lost,
-                (SELECT coalesce(sum(p.total - p.returned_amount), 0) FROM purchases p
+                (SELECT coalesce(sum(p.total - p.returned_amount), 0)::numeric(14, 2) FROM purchases p
                  WHERE p.rep = r.id AND p.occurred_at >= $1 AND p.occurred_at < $2) AS spend,
                 (SELECT count(*) FROM purchases p WHERE p.rep = r.id
                  AND p.occurred_at >= $1 AND p.occurred_at < $2) AS purchases,

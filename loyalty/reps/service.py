@@ -890,10 +890,11 @@ async def decide_swap(
                 or current.get(swap["member_b"]) != swap["rep_b"]
             ):
                 raise Conflict("the members changed hands since the request; ask again")
-            for member, rep in (
-                (swap["member_a"], swap["rep_b"]),
-                (swap["member_b"], swap["rep_a"]),
-            ):
+            moves = ((swap["member_a"], swap["rep_b"]), (swap["member_b"], swap["rep_a"]))
+            settings = await get_rep_settings(conn)
+            for member, rep in moves:
+                await check_levels(conn, await _rep(conn, rep), [member], settings)
+            for member, rep in moves:
                 await reassign(
                     conn,
                     [member],

@@ -1,0 +1,227 @@
+"""The account-manager system: rep levels matched to member value on every assignment path,
+lifecycle stages on a fixed clock, archive completeness deadlines, and the scorecard checked
+against hand-computed figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from loyalty import db
+from loyalty.reps import contacts, performance
+from tests.conftest import purchase_body
+
+
+@pytest.fixture
+async def team(client, bearer):
+    headers = {
+        "manager": await bearer("manager", username="mgr", department="east"),
+        "junior": await bearer("rep", username="junior", department="east"),
+        "senior": await bearer("rep", username="senior", department="east"),
+        "gm": await bearer("general_manager", username="gm"),
+    }
+    async with db.connection() as conn:
+        await conn.execute("UPDATE staff SET created_at = now() - interval '90 days'")
+        await conn.execute("UPDATE staff SET level = 'junior' WHERE username = 'junior'")
+        await conn.execute("UPDATE staff SET level = 'senior' WHERE username = 'senior'")
+        ids = {k: str(v) for k, v in await conn.fetch("SELECT username, id FROM staff")}
+    return headers, ids
+
+
+async def make_gold(member_id: str) -> None:
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE member_tiers SET tier = 'gold' WHERE member = $1::uuid", member_id
+        )
+
+
+async def test_gold_members_only_go_to_senior_reps_on_every_path(client, admin, team):
+    headers, ids = team
+    gold = (await client.post("/api/v1/members", json={"name": "Gold"}, headers=admin)).json()
+    await make_gold(gold["id"])
+    pool = await client.post(
+        "/api/v1/pool/assignments",
+        json={"member_ids": [gold["id"]], "rep_id": ids["junior"], "reason": "x"},
+        headers=headers["manager"],
+    )
+    assert pool.status_code == 409 and "need a senior rep" in pool.json()["detail"]
+    moved = await client.put(
+        f"/api/v1/members/{gold['id']}/assignment",
+        json={"rep_id": ids["junior"], "reason": "x"},
+        headers=headers["manager"],
+    )
+    assert moved.status_code == 409
+    ok = await client.post(
+        "/api/v1/pool/assignments",
+        json={"member_ids": [gold["id"]], "rep_id": ids["senior"], "reason": "vip"},
+        headers=headers["manager"],
+    )
+    assert ok.status_code == 200
+    # A swap that would give the gold member to the junior is refused at approval.
+    plain = await client.post("/api/v1/members", json={"name": "Plain"}, headers=headers["junior"])
+    swap = await client.post(
+        "/api/v1/swaps",
+        json={"member_a": gold["id"], "member_b": plain.json()["id"], "reason": "x"},
+        headers=headers["senior"],
+    )
+    refused = await client.post(
+        f"/api/v1/swaps/{swap.json()['id']}/approve", json={}, headers=headers["manager"]
+    )
+    assert refused.status_code == 409
+    # A handover too.
+    await client.patch(f"/api/v1/staff/{ids['senior']}", json={"active": False}, headers=admin)
+    (handover,) = (await client.get("/api/v1/handovers", headers=headers["manager"])).json()
+    to_junior = await client.post(
+        f"/api/v1/handovers/{handover['id']}/assign",
+        json={"rep_id": ids["junior"], "reason": "x"},
+        headers=headers["manager"],
+    )
+    assert to_junior.status_code == 409
+
+
+async def test_a_member_outgrowing_the_rep_is_flagged(client, admin, pos, team):
+    headers, _ = team
+    member = (
+        await client.post("/api/v1/members", json={"name": "Rising"}, headers=headers["junior"])
+    ).json()
+    assert (await client.get("/api/v1/reassignment-flags", headers=headers["manager"])).json() == []
+    await client.post(
+        "/api/v1/purchases",
+        json=purchase_body(member["id"], ("CAR", 1, "25000.00", "general")),
+        headers=pos,
+    )
+    (flag,) = (await client.get("/api/v1/reassignment-flags", headers=headers["manager"])).json()
+    assert (flag["tier"], flag["rep"], flag["needed_level"]) == ("gold", "junior", "senior")
+
+
+async def stage_of(client, admin, member_id: str) -> str:
+    response = await client.get(f"/api/v1/members/{member_id}/lifecycle", headers=admin)
+    assert response.status_code == 200, response.text
+    return response.json()["stage"]
+
+
+async def test_stages_follow_purchases_and_intent(client, admin, pos, team):
+    headers, _ = team
+    member = (
+        await client.post("/api/v1/members", json={"name": "Prospect"}, headers=headers["junior"])
+    ).json()
+    assert await stage_of(client, admin, member["id"]) == "prospect_without_intent"
+    await client.post(
+        f"/api/v1/members/{member['id']}/contacts",
+        json={"kind": "call", "channel": "phone", "intent": "intent"},
+        headers=headers["junior"],
+    )
+    assert await stage_of(client, admin, member["id"]) == "prospect_with_intent"
+    for days_ago, stage in ((400, "lost"), (250, "lapsing"), (100, "regular"), (10, "regular")):
+        body = purchase_body(member["id"])
+        body["occurred_at"] = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
+        await client.post("/api/v1/purchases", json=body, headers=pos)
+        assert await stage_of(client, admin, member["id"]) == stage, days_ago
+    fresh = (await client.post("/api/v1/members", json={"name": "New"}, headers=admin)).json()
+    await client.post("/api/v1/purchases", json=purchase_body(fresh["id"]), headers=pos)
+    assert await stage_of(client, admin, fresh["id"]) == "new_customer"
+
+
+async def test_a_refusal_schedules_the_next_attempt_later_not_never(client, admin, team):
+    headers, _ = team
+    member = (
+        await client.post("/api/v1/members", json={"name": "Busy"}, headers=headers["junior"])
+    ).json()
+    await client.post(
+        f"/api/v1/members/{member['id']}/contacts",
+        json={"kind": "call", "channel": "phone", "intent": "refused", "outcome": "not now"},
+        headers=headers["junior"],
+    )
+    today = datetime.now(UTC).date()
+    assert (await contacts.plan_follow_ups(today + timedelta(days=5), horizon_days=0)).created == 0
+    run = await contacts.plan_follow_ups(today + timedelta(days=15), horizon_days=0)
+    assert run.created == 1
+    async with db.connection() as conn:
+        rule = await conn.fetchval(
+            "SELECT rule FROM follow_ups WHERE member = $1::uuid", member["id"]
+        )
+    assert rule == "refused"
+
+
+async def test_archive_completeness_and_its_deadline(client, admin, pos, team):
+    headers, _ = team
+    member = (
+        await client.post(
+            "/api/v1/members",
+            json={"name": "Half Known", "phone": "+8613800001111", "occupation": "Teacher"},
+            headers=headers["junior"],
+        )
+    ).json()
+    body = purchase_body(member["id"])
+    body["occurred_at"] = (datetime.now(UTC) - timedelta(days=70)).isoformat()
+    await client.post("/api/v1/purchases", json=body, headers=pos)
+    life = (await client.get(f"/api/v1/members/{member['id']}/lifecycle", headers=admin)).json()
+    completeness = life["completeness"]
+    assert completeness["complete"] == 3 and completeness["required"] == 10
+    assert "birthday" in completeness["missing"] and "name" not in completeness["missing"]
+    assert completeness["overdue"] is True
+    listed = (await client.get("/api/v1/incomplete-archives", headers=headers["junior"])).json()
+    assert [(a["name"], a["overdue"]) for a in listed] == [("Half Known", True)]
+    await contacts.plan_follow_ups()
+    async with db.connection() as conn:
+        rules = {r["rule"] for r in await conn.fetch("SELECT rule FROM follow_ups")}
+    assert "archive" in rules
+
+
+async def test_scorecard_matches_hand_computed_figures(client, admin, pos, team):
+    headers, ids = team
+    month = (
+        datetime.now(UTC)
+        .astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))
+        .strftime("%Y-%m")
+    )
+    a = (await client.post("/api/v1/members", json={"name": "A"}, headers=headers["junior"])).json()
+    b = (await client.post("/api/v1/members", json={"name": "B"}, headers=headers["junior"])).json()
+    for member, amount in ((a, "100.00"), (a, "50.00"), (b, "30.00")):
+        await client.post(
+            "/api/v1/purchases",
+            json=purchase_body(member["id"], ("X", 1, amount, "general")),
+            headers=pos,
+        )
+    await client.post(
+        f"/api/v1/members/{a['id']}/contacts",
+        json={"kind": "complaint", "channel": "phone", "direction": "inbound"},
+        headers=headers["junior"],
+    )
+    await client.post(
+        f"/api/v1/members/{b['id']}/contacts",
+        json={"kind": "praise", "channel": "visit"},
+        headers=headers["junior"],
+    )
+    await client.put(
+        f"/api/v1/members/{b['id']}/assignment",
+        json={"rep_id": ids["senior"], "reason": "rebalance"},
+        headers=headers["manager"],
+    )
+    rows = (
+        await client.get(f"/api/v1/scorecards?month={month}", headers=headers["manager"])
+    ).json()
+    junior = next(r for r in rows if r["rep"] == "junior")
+    assert junior["members"] == 1 and junior["gained"] == 2 and junior["lost"] == 1
+    assert (
+        junior["spend"] == "180.00" and junior["purchases"] == 3 and junior["buying_members"] == 2
+    )
+    assert junior["complaints"] == 1 and junior["praise"] == 1 and junior["contacts"] == 2
+    senior = next(r for r in rows if r["rep"] == "senior")
+    assert senior["members"] == 1 and senior["gained"] == 1 and senior["spend"] == "0.00"
+    csv_text = (
+        await client.get(f"/api/v1/scorecards.csv?month={month}", headers=headers["manager"])
+    ).text
+    assert csv_text.lstrip("\ufeff").startswith("rep,department,members,gained,lost,spend")
+    assert (
+        await client.get(f"/api/v1/scorecards?month={month}", headers=headers["junior"])
+    ).status_code == 403
+    bad = await client.get("/api/v1/scorecards?month=2026-13", headers=headers["manager"])
+    assert bad.status_code in (400, 422)
+
+
+def test_month_bounds_are_local_months():
+    start, end = performance.month_bounds("2026-02")
+    assert start.isoformat() == "2026-02-01T00:00:00+08:00"
+    assert end.isoformat() == "2026-03-01T00:00:00+08:00"
