@@ -20,6 +20,7 @@ from loyalty import db
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
 from loyalty.exports.controllers import ExportController
+from loyalty.imports.controllers import ImportConsole, ImportController
 from loyalty.logs import configure_logging, request_log_middleware
 from loyalty.marketing.controllers import (
     MarketingSettingsController,
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MovementReportController,
             UnsubscribeController,
             ConsoleController,
+            ImportConsole,
+            ImportController,
             PortalController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
         ],
@@ -159,7 +162,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exclude=["^/api/", "^/health"],
         ),
         template_config=TemplateConfig(
-            directory=[PACKAGE_DIR / "console" / "templates", PACKAGE_DIR / "portal" / "templates"],
+            directory=[
+                PACKAGE_DIR / "console" / "templates",
+                PACKAGE_DIR / "portal" / "templates",
+                PACKAGE_DIR / "imports" / "templates",
+            ],
             engine=JinjaTemplateEngine,
             engine_callback=lambda engine: i18n.install(engine.engine),
         ),

@@ -47,6 +47,7 @@ PERMISSIONS: dict[str, str] = {
     "offers:manage": "write offers and send approved ones",
     "offers:approve": "approve offers for sending (managers of marketing, admins)",
     "marketing:report": "read offer results and the monthly movement report",
+    "imports:run": "import members and purchases from files and read the import reports",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -66,6 +67,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "contacts:write",
             "audit:read",
             "exports:read",
+            "imports:run",
         }
     ),
     "manager": frozenset(

@@ -292,3 +292,8 @@ def _stop_child(child: subprocess.Popen, grace: float = 15) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
+
+
+from loyalty.imports.cli import import_group  # noqa: E402  (it uses _run_with_db above)
+
+main.add_command(import_group)

@@ -10,6 +10,7 @@ from arq.worker import Worker
 
 from loyalty import db
 from loyalty.events.jobs import deliver_event, relay_outbox
+from loyalty.imports.jobs import run_import
 from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.referrals import service as _referrals  # noqa: F401  registers event subscribers
@@ -33,6 +34,7 @@ FUNCTIONS: list[Any] = [
     send_offer,
     retry_offer_deliveries,
     automatic_offers,
+    run_import,
 ]
 # Times are in LOYALTY_TIMEZONE. Release runs hourly so points free up the day they are due.
 CRON_JOBS = [
