@@ -30,6 +30,7 @@ from loyalty.marketing.controllers import (
     UnsubscribeController,
 )
 from loyalty.members.controllers import ClosureRequestController, MemberController
+from loyalty.openapi import StrictStructSchemaPlugin, document_public_endpoints
 from loyalty.points.controllers import (
     EarningRulesController,
     MemberPointsController,
@@ -47,6 +48,7 @@ from loyalty.reps.controllers import (
     AccountManagementController,
     ContactController,
     OwnershipController,
+    RotationController,
 )
 from loyalty.rewards.controllers import (
     MemberRewardController,
@@ -66,6 +68,7 @@ from loyalty.web import authentication_middleware, page_middleware
 from loyalty.webhooks.controllers import WebhookController
 
 PACKAGE_DIR = Path(__file__).parent
+MAX_BODY_BYTES = 1024 * 1024
 NOT_SESSION_PATHS = ["^/api/", "^/health", "^/schema", "^/static/"]
 
 
@@ -106,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         renew_on_access=True,
     )
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             AuthController,
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RedemptionController,
             OwnershipController,
             AccountManagementController,
+            RotationController,
             ExportController,
             ClosureRequestController,
             WebhookController,
@@ -186,7 +190,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             security=[{"bearer": []}],
         ),
         exception_handlers=exception_handlers,
+        plugins=[StrictStructSchemaPlugin()],
+        # Bodies over 1 MiB are refused with 413 before they are read in full (handlers
+        # that take bigger uploads raise their own limit).
+        request_max_body_size=MAX_BODY_BYTES,
         state=State({"settings": settings, "redis": redis}),
         debug=False,
         logging_config=None,  # ours: JSON lines, set up in configure_logging
     )
+    document_public_endpoints(app)
+    return app

@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import authenticated, current_principal, requires
 from loyalty.openapi import problems
-from loyalty.reps import contacts, performance, schemas, service
+from loyalty.reps import contacts, performance, rotation, schemas, service
 
 
 class OwnershipController(Controller):
@@ -343,3 +343,51 @@ class AccountManagementController(Controller):
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="scorecards-{month}.csv"'},
         )
+
+
+class RotationController(Controller):
+    path = "/api/v1/rotations"
+    tags = ["reps"]
+    guards = [requires("reps:assign")]
+
+    @post(
+        "/",
+        summary="Propose a rotation of a department's books",
+        responses=problems(400, 401, 403, 422),
+    )
+    async def propose(
+        self, request: Request, data: JSONBody[schemas.RotationIn]
+    ) -> schemas.RotationOut:
+        """Each rep's members go to other reps of a suitable level who never served them,
+        balanced by member count and value; nothing changes until it is applied."""
+        return await rotation.propose(data, current_principal(request))
+
+    @get("/{rotation_id:uuid}", summary="Preview a rotation", responses=problems(401, 403, 404))
+    async def preview(self, request: Request, rotation_id: FromPath[UUID]) -> schemas.RotationOut:
+        """Every move, and each rep's member count and value before and after."""
+        return await rotation.get_rotation(rotation_id, current_principal(request))
+
+    @put(
+        "/{rotation_id:uuid}/moves/{member_id:uuid}",
+        summary="Give a member to another rep",
+        responses=problems(400, 401, 403, 404, 409, 422),
+    )
+    async def adjust(
+        self,
+        request: Request,
+        rotation_id: FromPath[UUID],
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.MoveChange],
+    ) -> schemas.RotationOut:
+        return await rotation.adjust(rotation_id, member_id, data, current_principal(request))
+
+    @post(
+        "/{rotation_id:uuid}/apply",
+        status_code=HTTP_200_OK,
+        summary="Apply a rotation",
+        responses=problems(401, 403, 404, 409),
+    )
+    async def apply(self, request: Request, rotation_id: FromPath[UUID]) -> schemas.RotationOut:
+        """All moves in one transaction, each with an introduction task for the new rep;
+        applying again changes nothing."""
+        return await rotation.apply(rotation_id, current_principal(request))

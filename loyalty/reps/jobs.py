@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loyalty.reps import contacts, service
+from loyalty.reps import contacts, rotation, service
 
 
 async def reclaim_members(ctx: dict[str, Any]) -> dict[str, int]:
@@ -14,7 +14,8 @@ async def reclaim_members(ctx: dict[str, Any]) -> dict[str, int]:
 
 async def plan_follow_ups(ctx: dict[str, Any]) -> dict[str, int]:
     run = await contacts.plan_follow_ups()
-    return {"created": run.created, "escalated": run.escalated}
+    reminded = await rotation.remind_due_rotations()
+    return {"created": run.created, "escalated": run.escalated, "rotation_reminders": reminded}
 
 
 async def escalate_handovers(ctx: dict[str, Any]) -> int:

@@ -10,6 +10,8 @@ from loyalty.reps.tables import (
     MemberView,
     Reclaim,
     RepSettings,
+    Rotation,
+    RotationMove,
     StaffNotice,
     SwapRequest,
 )
@@ -27,6 +29,8 @@ APP_CONFIG = AppConfig(
         FollowUp,
         StaffNotice,
         MemberView,
+        Rotation,
+        RotationMove,
     ],
     migration_dependencies=[
         "loyalty.members.piccolo_app",

@@ -50,6 +50,8 @@ class RepSettingsBody(Input):
     refusal_retry_days: Days = 14
     completeness_fields: Annotated[list[CompletenessField], msgspec.Meta(max_length=20)] = []
     completeness_days: Days = 61
+    rotation_months: Months = 6
+    introduction_days: Days = 14
 
 
 class RepSettings(msgspec.Struct):
@@ -66,6 +68,8 @@ class RepSettings(msgspec.Struct):
     refusal_retry_days: int
     completeness_fields: list[str]
     completeness_days: int
+    rotation_months: int
+    introduction_days: int
     updated_at: datetime
     updated_by: str
 
@@ -325,3 +329,44 @@ class ScoreRow(msgspec.Struct):
     follow_up_rate: float | None
     archive_completeness: float | None
     referrals_brought: int
+
+
+class RotationIn(Input):
+    department: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class RotationMoveOut(msgspec.Struct):
+    member_id: UUID
+    number: str
+    name: str
+    tier: str
+    value: Decimal
+    from_rep: str
+    to_rep: str | None  # None: stays, no eligible rep who has not served the member before
+    to_rep_id: UUID | None
+    note: str
+
+
+class RepLoad(msgspec.Struct):
+    rep: str
+    level: str
+    members_before: int
+    members_after: int
+    value_before: Decimal
+    value_after: Decimal
+
+
+class RotationOut(msgspec.Struct):
+    id: UUID
+    department: str
+    status: str
+    created_by: str
+    created_at: datetime
+    applied_by: str | None
+    applied_at: datetime | None
+    moves: list[RotationMoveOut]
+    loads: list[RepLoad]
+
+
+class MoveChange(Input):
+    rep_id: UUID

@@ -71,6 +71,8 @@ def _settings_schema(row: Any) -> schemas.RepSettings:
         refusal_retry_days=row["refusal_retry_days"],
         completeness_fields=list(row["completeness_fields"] or []),
         completeness_days=row["completeness_days"],
+        rotation_months=row["rotation_months"],
+        introduction_days=row["introduction_days"],
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
     )
@@ -110,7 +112,8 @@ async def put_rep_settings(
                 new_rep_days = $6, daily_pool_cap = $7, handover_days = $8,
                 contact_deadline_hour = $9, updated_at = now(), updated_by = $10,
                 tier_min_level = $11::jsonb, refusal_retry_days = $12,
-                completeness_fields = $13, completeness_days = $14
+                completeness_fields = $13, completeness_days = $14, rotation_months = $15,
+                introduction_days = $16
             WHERE id = 1 RETURNING *
             """,
             data.protection_days,
@@ -127,6 +130,8 @@ async def put_rep_settings(
             data.refusal_retry_days,
             data.completeness_fields,
             data.completeness_days,
+            data.rotation_months,
+            data.introduction_days,
         )
     return _settings_schema(row)
 

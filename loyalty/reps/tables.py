@@ -38,6 +38,8 @@ class RepSettings(Table, tablename="rep_settings"):
     refusal_retry_days = Integer(default=14)  # a refusal schedules the next attempt this later
     completeness_fields = Array(base_column=Varchar(length=32), default=list)
     completeness_days = Integer(default=61)  # archives complete within two months of buying
+    rotation_months = Integer(default=6)  # books rotate this often; managers are reminded
+    introduction_days = Integer(default=14)  # the new rep introduces themselves by then
     updated_at = Timestamptz(default=TimestamptzNow())
     updated_by = Varchar(length=120, default="system")
 
@@ -153,3 +155,25 @@ class MemberView(Table, tablename="member_views"):
     member = UUID(index=True)
     what = Varchar(length=32)  # archive | brief | export | search
     at = Timestamptz(default=TimestamptzNow())
+
+
+class Rotation(Table, tablename="rotations"):
+    """A planned rotation of a department's books: proposed, adjusted, applied in one step."""
+
+    id = UUID(primary_key=True)
+    department = Varchar(length=64)
+    status = Varchar(length=16, default="proposed")  # proposed | applied | discarded
+    created_by = Varchar(length=120)
+    created_at = Timestamptz(default=TimestamptzNow())
+    applied_by = Varchar(length=120, null=True, default=None)
+    applied_at = Timestamptz(null=True, default=None)
+
+
+class RotationMove(Table, tablename="rotation_moves"):
+    id = UUID(primary_key=True)
+    rotation = ForeignKey(references=Rotation, index=True)
+    member = ForeignKey(references=Member)
+    from_rep = ForeignKey(references=Staff)
+    to_rep = ForeignKey(references=Staff, null=True, default=None)  # None: stays (no candidate)
+    value = Varchar(length=32, default="0")  # the member's qualifying value when proposed
+    note = Text(default="")

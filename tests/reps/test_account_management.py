@@ -225,3 +225,70 @@ def test_month_bounds_are_local_months():
     start, end = performance.month_bounds("2026-02")
     assert start.isoformat() == "2026-02-01T00:00:00+08:00"
     assert end.isoformat() == "2026-03-01T00:00:00+08:00"
+
+
+async def test_rotation_respects_levels_never_returns_members_and_applies_once(
+    client, admin, pos, team, bearer
+):
+    headers, ids = team
+    third = await bearer("rep", username="regular", department="east")
+    async with db.connection() as conn:
+        await conn.execute("UPDATE staff SET created_at = now() - interval '90 days'")
+    async with db.connection() as conn:
+        ids = {k: str(v) for k, v in await conn.fetch("SELECT username, id FROM staff")}
+    book = {}
+    for owner in ("junior", "senior", "regular"):
+        enroler = headers.get(owner) or third
+        for i in range(2):
+            member = (
+                await client.post("/api/v1/members", json={"name": f"{owner}-{i}"}, headers=enroler)
+            ).json()
+            book[member["id"]] = owner
+    gold = next(m for m, owner in book.items() if owner == "senior")
+    await make_gold(gold)
+    # The regular rep served one of the junior's members before: it must not go back there.
+    returning = next(m for m, owner in book.items() if owner == "junior")
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO assignments (id, member, rep, kind, reason, assigned_by, started_at,"
+            " ended_at, end_reason) VALUES (gen_random_uuid(), $1::uuid, $2::uuid, 'pool', 'x',"
+            " 'test', now() - interval '2 years', now() - interval '1 year', 'transfer')",
+            returning,
+            ids["regular"],
+        )
+    proposal = await client.post(
+        "/api/v1/rotations", json={"department": "east"}, headers=headers["manager"]
+    )
+    assert proposal.status_code == 201, proposal.text
+    plan = proposal.json()
+    moves = {m["member_id"]: m for m in plan["moves"]}
+    assert set(moves) == set(book)
+    for member_id, move in moves.items():
+        assert move["to_rep"] != book[member_id]  # everyone moves away from the current rep
+    assert moves[gold]["to_rep"] is None  # gold needs a senior, and the only senior serves it
+    assert moves[returning]["to_rep"] not in ("regular", "junior")
+    after = {load["rep"]: load["members_after"] for load in plan["loads"]}
+    assert sum(after.values()) == 6 and max(after.values()) - min(after.values()) <= 1
+
+    # Adjusting to a rep who served the member before is refused.
+    refused = await client.put(
+        f"/api/v1/rotations/{plan['id']}/moves/{returning}",
+        json={"rep_id": ids["regular"]},
+        headers=headers["manager"],
+    )
+    assert refused.status_code == 409
+
+    applied = await client.post(f"/api/v1/rotations/{plan['id']}/apply", headers=headers["manager"])
+    assert applied.status_code == 200 and applied.json()["status"] == "applied"
+    again = await client.post(f"/api/v1/rotations/{plan['id']}/apply", headers=headers["manager"])
+    assert again.status_code == 200
+    async with db.connection() as conn:
+        rotations = await conn.fetchval("SELECT count(*) FROM assignments WHERE kind = 'rotation'")
+        intros = await conn.fetchval("SELECT count(*) FROM follow_ups WHERE rule = 'introduction'")
+    moved = sum(1 for m in moves.values() if m["to_rep"])
+    assert rotations == moved == intros == 5
+    assert (
+        await client.post(
+            "/api/v1/rotations", json={"department": "east"}, headers=headers["junior"]
+        )
+    ).status_code == 403
