@@ -236,6 +236,19 @@ def _contention_handler(request: Request, exc: Exception) -> Response[bytes]:
     )
 
 
+def _unstorable_text_handler(request: Request, exc: Exception) -> Response[bytes]:
+    """PostgreSQL text cannot hold NUL characters: bad input, not a server error."""
+    reason = "text must not contain NUL (\\u0000) characters"
+    return problem(
+        request,
+        status=400,
+        title="Validation failed",
+        slug="validation",
+        detail=reason,
+        extra={"field": None, "errors": [{"field": None, "source": "body", "reason": reason}]},
+    )
+
+
 def _unexpected_handler(request: Request, exc: Exception) -> Response[bytes]:
     log.exception("unhandled error", extra={"request_id": request.scope.get("request_id")})
     return problem(
@@ -254,6 +267,8 @@ exception_handlers: dict[type[Exception], Any] = {
     asyncpg.exceptions.DeadlockDetectedError: _contention_handler,
     asyncpg.exceptions.SerializationError: _contention_handler,
     asyncpg.exceptions.LockNotAvailableError: _contention_handler,
+    asyncpg.exceptions.CharacterNotInRepertoireError: _unstorable_text_handler,
+    asyncpg.exceptions.UntranslatableCharacterError: _unstorable_text_handler,
     asyncpg.exceptions.CannotConnectNowError: _unavailable_handler,
     asyncpg.exceptions.ConnectionDoesNotExistError: _unavailable_handler,
     asyncpg.exceptions.TooManyConnectionsError: _unavailable_handler,

@@ -39,7 +39,7 @@ class PurchaseController(Controller):
     @post(
         "/batch",
         summary="Post up to 1,000 purchases",
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 413),
         guards=[requires("purchases:write")],
         status_code=HTTP_200_OK,
     )
