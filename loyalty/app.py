@@ -49,6 +49,7 @@ from loyalty.reps.controllers import (
     ContactController,
     OwnershipController,
     RotationController,
+    ServiceTeamController,
 )
 from loyalty.rewards.controllers import (
     MemberRewardController,
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             OwnershipController,
             AccountManagementController,
             RotationController,
+            ServiceTeamController,
             ExportController,
             ClosureRequestController,
             WebhookController,

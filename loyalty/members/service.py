@@ -116,8 +116,19 @@ async def visibility_clause(principal: Principal) -> Any | None:
         unassigned = Member.assigned_rep.is_null()
         return (Member.assigned_rep.is_in(reps) | unassigned) if reps else unassigned
     if principal.role == "rep":
-        return Member.assigned_rep == principal.id
+        teams = await _service_team_member_ids(principal.id)
+        own = Member.assigned_rep == principal.id
+        return (own | Member.id.is_in(teams)) if teams else own
     return Member.id.is_null()  # an unknown role sees nothing
+
+
+async def _service_team_member_ids(staff_id: UUID) -> list[UUID]:
+    """Members whose service team includes this staff member: they see them too."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT member FROM service_team_members WHERE staff = $1", staff_id
+        )
+    return [row["member"] for row in rows]
 
 
 async def can_see(
@@ -128,7 +139,9 @@ async def can_see(
     if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
         return True
     if principal.role == "rep":
-        return assigned_rep == principal.id
+        if assigned_rep == principal.id:
+            return True
+        return member_id is not None and member_id in await _service_team_member_ids(principal.id)
     if principal.role == "manager":
         return assigned_rep is None or assigned_rep in await _department_rep_ids(
             principal.department

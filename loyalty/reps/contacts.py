@@ -11,7 +11,7 @@ from loyalty import db, messaging
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.members import service as members
-from loyalty.reps import performance, schemas
+from loyalty.reps import performance, schemas, service
 from loyalty.reps.service import get_rep_settings, local_today, notify_staff, now
 from loyalty.settings import get_settings
 
@@ -417,6 +417,8 @@ async def brief(member_id: UUID, principal: Principal) -> schemas.Brief:
         redeemable_rewards=[item.reward.name for item in catalog.items if item.redeemable],
         referrals=made.stats,
         referred_by=made.referred_by.referrer_id if made.referred_by else None,
+        service_team=(await service.service_team(member_id, principal)).people,
+        executive_sponsor=tier.service_level.executive_sponsor_role,
     )
 
 

@@ -345,6 +345,33 @@ class AccountManagementController(Controller):
         )
 
 
+class ServiceTeamController(Controller):
+    path = "/api/v1/members/{member_id:uuid}/service-team"
+    tags = ["reps"]
+
+    @get(
+        "/",
+        summary="A member's service team",
+        guards=[requires("members:read")],
+        responses=problems(401, 403, 404),
+    )
+    async def get_team(self, request: Request, member_id: FromPath[UUID]) -> schemas.ServiceTeam:
+        return await service.service_team(member_id, current_principal(request))
+
+    @put(
+        "/",
+        summary="Set a member's service team",
+        guards=[requires("reps:assign")],
+        responses=problems(400, 401, 403, 404, 422),
+    )
+    async def set_team(
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ServiceTeamIn]
+    ) -> schemas.ServiceTeam:
+        """A lead (accountable) and named colleagues for service, settlement and operations;
+        all of them see the member. Replaces the team; the change is recorded."""
+        return await service.set_service_team(member_id, data, current_principal(request))
+
+
 class RotationController(Controller):
     path = "/api/v1/rotations"
     tags = ["reps"]

@@ -12,6 +12,7 @@ from loyalty.reps.tables import (
     RepSettings,
     Rotation,
     RotationMove,
+    ServiceTeamMember,
     StaffNotice,
     SwapRequest,
 )
@@ -31,6 +32,7 @@ APP_CONFIG = AppConfig(
         MemberView,
         Rotation,
         RotationMove,
+        ServiceTeamMember,
     ],
     migration_dependencies=[
         "loyalty.members.piccolo_app",

@@ -2,7 +2,8 @@
 becomes the relationship. The platform proposes; the manager previews, adjusts and applies
 it in one step (atomically; applying twice changes nothing more).
 
-The proposal takes members by value, highest first, and gives each to the eligible rep
+The proposal takes the most constrained members first, then by value, and gives each to the
+eligible rep
 (level high enough for the member's tier, never one who served the member before, not the
 current one) carrying the least load so far (member count first, then value), so books stay
 balanced by count and value. A member with no eligible rep stays, with the reason noted.
@@ -81,19 +82,39 @@ async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.Rot
             ]
 
         # Members who cannot move stay where they are and count in their rep's load first;
-        # then the rest go, most valuable first, to the least loaded eligible rep.
+        # then the rest go to the least loaded eligible rep.
         moves = []
         for member in members:
             if not eligible(member):
                 load[member["assigned_rep"]][0] += 1
                 load[member["assigned_rep"]][1] += member["value"]
                 moves.append((member, None, "no eligible rep who has not served this member"))
-        for member in members:
-            if candidates := eligible(member):
-                chosen = min(candidates, key=lambda rep: (*load[rep["id"]], rep["username"]))
-                load[chosen["id"]][0] += 1
-                load[chosen["id"]][1] += member["value"]
-                moves.append((member, chosen["id"], ""))
+        # The most constrained first (fewest eligible reps), then the most valuable.
+        movable = sorted(
+            (m for m in members if eligible(m)), key=lambda m: (len(eligible(m)), -m["value"])
+        )
+        chosen: dict[UUID, UUID] = {}
+        for member in movable:
+            rep = min(eligible(member), key=lambda r: (*load[r["id"]], r["username"]))
+            chosen[member["id"]] = rep["id"]
+            load[rep["id"]][0] += 1
+            load[rep["id"]][1] += member["value"]
+        # Greedy choices can leave one book two larger than another: move members from the
+        # fullest books to eligible emptier ones until no move narrows the gap.
+        improved = True
+        while improved:
+            improved = False
+            for member in movable:
+                current = chosen[member["id"]]
+                for rep in eligible(member):
+                    if load[rep["id"]][0] + 1 < load[current][0]:
+                        for side, sign in ((current, -1), (rep["id"], 1)):
+                            load[side][0] += sign
+                            load[side][1] += sign * member["value"]
+                        chosen[member["id"]] = rep["id"]
+                        improved = True
+                        break
+        moves += [(member, chosen[member["id"]], "") for member in movable]
         await conn.executemany(
             """
             INSERT INTO rotation_moves (id, rotation, member, from_rep, to_rep, value, note)

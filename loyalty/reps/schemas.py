@@ -270,6 +270,8 @@ class Brief(msgspec.Struct):
     redeemable_rewards: list[str]
     referrals: ReferralStats
     referred_by: UUID | None
+    service_team: list[TeamPerson] = []
+    executive_sponsor: str | None = None  # the top tier's sponsor role, shown to the rep
 
 
 class ReassignmentFlag(msgspec.Struct):
@@ -370,3 +372,25 @@ class RotationOut(msgspec.Struct):
 
 class MoveChange(Input):
     rep_id: UUID
+
+
+class TeamPersonIn(Input):
+    staff_id: UUID
+    role: Literal["service", "settlement", "operations"]
+
+
+class ServiceTeamIn(Input):
+    lead_id: UUID
+    members: Annotated[list[TeamPersonIn], msgspec.Meta(max_length=10)] = []
+
+
+class TeamPerson(msgspec.Struct):
+    staff_id: UUID
+    username: str
+    display_name: str
+    role: str
+
+
+class ServiceTeam(msgspec.Struct):
+    member_id: UUID
+    people: list[TeamPerson]

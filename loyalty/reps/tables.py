@@ -177,3 +177,15 @@ class RotationMove(Table, tablename="rotation_moves"):
     to_rep = ForeignKey(references=Staff, null=True, default=None)  # None: stays (no candidate)
     value = Varchar(length=32, default="0")  # the member's qualifying value when proposed
     note = Text(default="")
+
+
+class ServiceTeamMember(Table, tablename="service_team_members"):
+    """A member's service team (for the most valuable members): a lead, accountable, and
+    named colleagues for service, settlement and operations. All of them see the member."""
+
+    id = UUID(primary_key=True)
+    member = ForeignKey(references=Member, index=True)
+    staff = ForeignKey(references=Staff, index=True)
+    role = Varchar(length=16)  # lead | service | settlement | operations
+    added_by = Varchar(length=120)
+    added_at = Timestamptz(default=TimestamptzNow())

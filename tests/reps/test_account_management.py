@@ -292,3 +292,42 @@ async def test_rotation_respects_levels_never_returns_members_and_applies_once(
             "/api/v1/rotations", json={"department": "east"}, headers=headers["junior"]
         )
     ).status_code == 403
+
+
+async def test_a_service_team_sees_its_member_and_appears_on_the_brief(client, admin, team):
+    headers, ids = team
+    gold = (
+        await client.post("/api/v1/members", json={"name": "Big Client"}, headers=headers["senior"])
+    ).json()
+    await make_gold(gold["id"])
+    assert (
+        await client.get(f"/api/v1/members/{gold['id']}", headers=headers["junior"])
+    ).status_code == 404
+    response = await client.put(
+        f"/api/v1/members/{gold['id']}/service-team",
+        json={
+            "lead_id": ids["senior"],
+            "members": [{"staff_id": ids["junior"], "role": "settlement"}],
+        },
+        headers=headers["manager"],
+    )
+    assert response.status_code == 200, response.text
+    assert [(p["username"], p["role"]) for p in response.json()["people"]] == [
+        ("senior", "lead"),
+        ("junior", "settlement"),
+    ]
+    # The junior is on the team: they see the member now (and nobody else's).
+    assert (
+        await client.get(f"/api/v1/members/{gold['id']}", headers=headers["junior"])
+    ).status_code == 200
+    brief = (
+        await client.get(f"/api/v1/members/{gold['id']}/brief", headers=headers["junior"])
+    ).json()
+    assert [p["role"] for p in brief["service_team"]] == ["lead", "settlement"]
+    assert brief["executive_sponsor"] == "Sales director"
+    denied = await client.put(
+        f"/api/v1/members/{gold['id']}/service-team",
+        json={"lead_id": ids["junior"]},
+        headers=headers["junior"],
+    )
+    assert denied.status_code == 403
