@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import TEST_PASSWORD
 
 
@@ -42,15 +40,20 @@ async def test_staff_credential_stuffing_is_throttled(make_client, make_staff, s
     assert statuses.count(429) == 200 - statuses.count(401)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the per-account lock also refuses the owner's correct password until "
-    "the window ends (loyalty/staff/service.py authenticate checks the lock first)",
-)
 async def test_the_owner_still_signs_in_during_stuffing(make_client, make_staff):
     await make_staff("owner01", "rep")
-    await stuff(make_client, ["owner01"], 10)
     owner = make_client("203.0.113.7")
+    # The owner's usual address: it signed in before the attack.
+    before = await owner.post(
+        "/api/v1/auth/tokens", json={"username": "owner01", "password": TEST_PASSWORD}
+    )
+    assert before.status_code == 201
+    await stuff(make_client, ["owner01"], 10)
+    stranger = make_client("198.51.100.99")
+    locked = await stranger.post(
+        "/api/v1/auth/tokens", json={"username": "owner01", "password": TEST_PASSWORD}
+    )
+    assert locked.status_code == 429  # a new address still meets the account's lock
     response = await owner.post(
         "/api/v1/auth/tokens", json={"username": "owner01", "password": TEST_PASSWORD}
     )
