@@ -1,13 +1,14 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import BigInt
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    UUID,
+    BigInt,
+    ForeignKey,
+    Integer,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -34,9 +35,7 @@ DESCRIPTION = ""
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="imports", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="imports", description=DESCRIPTION)
 
     manager.add_table(
         class_name="RowConflict",
@@ -45,9 +44,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Import", tablename="imports", schema=None, columns=None
-    )
+    manager.add_table(class_name="Import", tablename="imports", schema=None, columns=None)
 
     manager.add_table(
         class_name="ImportedRow",

@@ -1,8 +1,5 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.column_types import Array
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import JSONB
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.column_types import JSONB, Array, Integer, Varchar
 from piccolo.columns.indexes import IndexMethod
 
 ID = "2026-11-22T16:28:01:761157"
@@ -11,9 +8,7 @@ DESCRIPTION = "True"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="reps", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="reps", description=DESCRIPTION)
 
     manager.add_column(
         table_class_name="RepSettings",

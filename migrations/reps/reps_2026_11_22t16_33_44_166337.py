@@ -1,12 +1,6 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import UUID, ForeignKey, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -61,9 +55,7 @@ DESCRIPTION = "True"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="reps", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="reps", description=DESCRIPTION)
 
     manager.add_table(
         class_name="RotationMove",
@@ -72,9 +64,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Rotation", tablename="rotations", schema=None, columns=None
-    )
+    manager.add_table(class_name="Rotation", tablename="rotations", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="RotationMove",
