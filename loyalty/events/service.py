@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,6 +17,9 @@ from redis.asyncio import Redis
 from loyalty import db
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+# A published event not delivered by then is published again (its job may have been lost
+# with a Redis restart); subscribers are idempotent, so a slow first delivery does no harm.
+REPUBLISH_AFTER = timedelta(minutes=5)
 SUBSCRIBERS: dict[str, list[Handler]] = {}
 log = logging.getLogger("loyalty.events")
 
@@ -73,10 +77,13 @@ async def relay(redis: Redis, batch_size: int = 500) -> int:
                 row["id"]
                 for row in await conn.fetch(
                     """
-                    SELECT id FROM outbox_events WHERE published_at IS NULL
+                    SELECT id FROM outbox_events
+                    WHERE delivered_at IS NULL
+                      AND (published_at IS NULL OR published_at < now() - $2::interval)
                     ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
                     """,
                     batch_size,
+                    REPUBLISH_AFTER,
                 )
             ]
             if not ids:
@@ -106,6 +113,11 @@ async def deliver(event_id: UUID) -> int:
     handlers = SUBSCRIBERS.get(event["topic"], [])
     for handler in handlers:
         await handler(event)
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE outbox_events SET delivered_at = now() WHERE id = $1 AND delivered_at IS NULL",
+            event_id,
+        )
     return len(handlers)
 
 

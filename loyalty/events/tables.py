@@ -13,6 +13,9 @@ class OutboxEvent(Table, tablename="outbox_events"):
     payload = JSONB(default="{}")
     created_at = Timestamptz(default=TimestamptzNow())
     published_at = Timestamptz(null=True, default=None)
+    # Set once every subscriber ran. A published event still without it after a while was
+    # lost with the queue (a Redis restart) and is published again.
+    delivered_at = Timestamptz(null=True, default=None)
     attempts = Integer(default=0)
 
 

@@ -143,3 +143,32 @@ async def test_subscriptions_are_for_admins_and_events_are_checked(client, admin
     assert bad.status_code == 422 and bad.json()["field"] == "events[0]"
     listed = (await client.get("/api/v1/webhooks", headers=admin)).json()
     assert listed == []
+
+
+async def test_no_event_is_lost_when_redis_restarts_in_the_middle(
+    app, settings, client, admin, receiver
+):
+    from loyalty.worker import create_worker
+
+    await subscribe(client, admin, receiver, ["member.enrolled"])
+    await client.post("/api/v1/members", json={"name": "Chen"}, headers=admin)
+    assert await events.relay(app.state.redis) == 1  # published: its job is in Redis
+    await app.state.redis.flushdb()  # Redis restarts without the queue
+
+    async def run_worker() -> None:
+        worker = create_worker(settings, burst=True, poll_delay=0.01, cron_jobs=[])
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    await run_worker()
+    assert await webhooks.send_due() == 0  # the job was lost with the queue
+    assert await events.relay(app.state.redis) == 0  # too early to call it lost
+    async with db.connection() as conn:
+        await conn.execute("UPDATE outbox_events SET published_at = now() - interval '10 minutes'")
+    assert await events.relay(app.state.redis) == 1  # published again
+    await run_worker()
+    assert await webhooks.send_due() == 1
+    assert len(receiver.received) == 1
+    assert await events.relay(app.state.redis) == 0  # delivered: never again
