@@ -752,9 +752,10 @@ def _ladder_args(tiers: list[tuple[str, int, Decimal, bool]]) -> list[Any]:
     ]
 
 
-# While other work commits faster than this, the evaluation rests as long as each batch took,
-# so purchases keep their latency; on a quiet database it runs flat out.
+# While other work commits faster than this, the evaluation rests twice as long as each batch
+# took, so purchases keep their latency; on a quiet database it runs flat out.
 BUSY_COMMITS_PER_SECOND = 20.0
+REST_PER_BATCH_SECOND = 2.0
 
 
 class _Traffic:
@@ -817,7 +818,7 @@ async def evaluate(at: datetime | None = None, batch_size: int = 20_000) -> sche
         )
         after = row["last_member"]
         if await traffic.busy():
-            await asyncio.sleep(time.monotonic() - started)
+            await asyncio.sleep(REST_PER_BATCH_SECOND * (time.monotonic() - started))
 
 
 async def simulate(data: schemas.SimulationIn, at: datetime | None = None) -> schemas.Simulation:
