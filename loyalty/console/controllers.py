@@ -14,7 +14,7 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.types import Empty
 
-from loyalty.console import admin, team
+from loyalty.console import accounts, admin, team
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -227,6 +227,19 @@ class MemberPages(Controller):
             return await member_page(request, member_id, error=exc, form=values)
         return back(f"/console/members/{member_id}?saved=swap")
 
+    @post("/members/{member_id:uuid}/service-team")
+    async def service_team(
+        self, request: Request, member_id: FromPath[UUID]
+    ) -> Template | Redirect:
+        """A manager names the member's service team: the lead and colleagues with roles."""
+        principal = staff(request, "members:read")
+        try:
+            data = await accounts.service_team_input(request)
+            await reps.set_service_team(member_id, data, principal)
+        except DomainError as exc:
+            return await member_page(request, member_id, error=exc)
+        return back(f"/console/members/{member_id}?saved=team#service-team")
+
     @get("/tasks")
     async def tasks(
         self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
@@ -257,6 +270,7 @@ SAVED = {
     "message": N_("The message is sent and logged."),
     "archive": N_("The archive is saved."),
     "swap": N_("Your swap request is with your manager."),
+    "team": N_("The service team is saved."),
 }
 
 
@@ -291,6 +305,9 @@ async def member_page(
         message_channels=MESSAGE_CHANNELS,
         number=members.format_number,
         is_rep=principal.role == "rep",
+        team_roles=accounts.TEAM_ROLES,
+        team_rows=range(accounts.TEAM_ROWS),
+        **await accounts.member_accounts(member_id, principal),
     )
 
 
@@ -300,6 +317,7 @@ ConsoleController = Router(
         SignInPages,
         MemberPages,
         team.TeamPages,
+        accounts.AccountPages,
         admin.AdminPages,
     ],
     include_in_schema=False,
