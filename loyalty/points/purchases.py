@@ -283,7 +283,9 @@ async def _insert(
 ) -> None:
     member_ids = sorted({item.member_id for item in items})  # type: ignore[type-var]
     # A first purchase may pay a referral: the referrer's account is locked with the rest,
-    # in member-id order.
+    # in member-id order. The tier rows are locked too, so the upgrade is computed from the
+    # tier as committed now: read unlocked, an evaluation job's concurrent upgrade made the
+    # purchase's `WHERE tier = from_tier` skip its own (a lost upgrade).
     referrers = {item.referrer for item in items if item.referrer is not None}
     rows = await conn.fetch(
         """
@@ -294,7 +296,7 @@ async def _insert(
         JOIN member_tiers t ON t.member = a.member
         WHERE a.member = ANY($1::uuid[])
         ORDER BY a.member
-        FOR UPDATE OF a
+        FOR UPDATE OF a, t
         """,
         sorted(set(member_ids) | referrers),
     )

@@ -178,19 +178,11 @@ async def test_a_purchase_upgrade_racing_the_evaluation_is_not_lost(client, admi
     assert (await tiers.evaluate(at=at)).upgraded == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "lost upgrade: the purchase computes its upgrade from the tier it read before taking "
-        "the member_tiers row lock and applies it only `WHERE tier = from_tier`; when the "
-        "evaluation job upgrades the same member one step meanwhile (normal -> silver after a "
-        "threshold was lowered), the purchase's normal -> gold is silently skipped and the "
-        "member stays silver while qualifying for gold until the next evaluation"
-    ),
-)
 async def test_a_purchase_upgrade_racing_an_evaluation_upgrade_is_not_lost(
     client, admin, pos, member
 ):
+    # Once lost: the purchase computed its upgrade from the tier read without a lock and
+    # applied it only `WHERE tier = from_tier`, which the evaluation's upgrade had changed.
     assert (await buy(client, pos, member["id"], "3000.00")).status_code == 201
     # The programme lowers the silver threshold: the evaluation will upgrade the member.
     async with db.connection() as conn:
@@ -207,8 +199,11 @@ async def test_a_purchase_upgrade_racing_an_evaluation_upgrade_is_not_lost(
     assert await scalar("SELECT tier FROM member_tiers WHERE member = $1::uuid", member["id"]) == (
         "gold"
     )
-    upgrades = [h for h in await tier_history(member["id"]) if h[1] == "gold"]
-    assert len(upgrades) == 1
+    history = await tier_history(member["id"])
+    assert [h for h in history if h[2] == "upgrade"] == [
+        ("normal", "silver", "upgrade"),  # the evaluation, first in the lock queue
+        ("silver", "gold", "upgrade"),  # the purchase, computed from the tier it then saw
+    ]
 
 
 # --- (d) the referral reward ----------------------------------------------------------------
