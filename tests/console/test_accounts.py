@@ -160,3 +160,17 @@ async def test_incomplete_archives_flags_and_the_member_page(
         page_url,
     )
     assert twice.status_code == 422
+
+
+async def test_an_admin_opens_every_account_page_in_both_languages(make_client, team):  # noqa: F811
+    browser = await sign_in(make_client(), "ada")
+    chen = team["members"]["Chen Jie"]["id"]
+    pages = [*MANAGER_ONLY, "/console/flags", "/console/archives", f"/console/members/{chen}"]
+    for language in ("en", "zh-CN"):
+        for url in pages:
+            response = await browser.get(url, headers={"Accept-Language": language})
+            assert response.status_code == 200, (url, response.text[-500:])
+    picker = (await browser.get("/console/rotations")).text
+    assert '<option value="east">' in picker and '<option value="west">' in picker
+    west = await browser.get("/console/scorecards", params={"department": "west"})
+    assert 'data-rep="wei"' in west.text and 'data-rep="ravi"' not in west.text
