@@ -434,3 +434,19 @@ async def unsubscribe(token: str) -> str | None:
     async with db.transaction() as conn:
         done = await conn.fetchval(UNSUBSCRIBE_SQL, member_id, channel)
     return channel if done is not None else None
+
+
+async def offer_prices(conn: Any, member_id: UUID) -> dict[UUID, int]:
+    """Rewards this member may redeem for fewer points now, through a live reward_price offer
+    addressed to them: reward id -> points per item (the lowest offer wins)."""
+    rows = await conn.fetch(
+        """
+        SELECT o.reward, min(o.reward_points_cost) AS cost
+        FROM offers o JOIN offer_audience a ON a.offer = o.id AND a.member = $1
+        WHERE o.benefit = 'reward_price' AND o.status IN ('sending', 'sent')
+          AND now() >= o.valid_from AND now() < o.valid_until
+        GROUP BY o.reward
+        """,
+        member_id,
+    )
+    return {row["reward"]: int(row["cost"]) for row in rows}

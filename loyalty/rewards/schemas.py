@@ -87,6 +87,7 @@ class VoucherImportResult(msgspec.Struct):
 
 class CatalogItem(msgspec.Struct):
     reward: Reward
+    points_cost: int  # what one costs this member now (lower with a reward_price offer)
     redeemable: bool
     # Why not yet: not_enough_points, points_in_debt, tier_too_low, limit_reached,
     # out_of_stock, not_started, ended. Each with a sentence for people.

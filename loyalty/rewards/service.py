@@ -223,6 +223,7 @@ def _blockers(
     quantity: int,
     at: datetime,
     tier_names: dict[str, str],
+    unit_cost: int,
 ) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
 
@@ -249,7 +250,7 @@ def _blockers(
         add("out_of_stock")
     if debt > 0:
         add("points_in_debt", debt=debt)
-    cost = reward["points_cost"] * quantity
+    cost = unit_cost * quantity
     if available < cost:
         add("not_enough_points", missing=cost - available)
     return found
@@ -284,8 +285,10 @@ async def member_catalog(member_id: UUID, principal: Principal) -> schemas.Membe
                 member_id,
             )
         )
+        prices = await _offer_prices(conn, member_id)
     items = []
     for row in rows:
+        unit_cost = min(row["points_cost"], prices.get(row["id"], row["points_cost"]))
         blockers = _blockers(
             row,
             tier=tier,
@@ -295,9 +298,11 @@ async def member_catalog(member_id: UUID, principal: Principal) -> schemas.Membe
             quantity=1,
             at=at,
             tier_names=tier_names,
+            unit_cost=unit_cost,
         )
         items.append(
             schemas.CatalogItem(
+                points_cost=unit_cost,
                 reward=_reward_schema(row),
                 redeemable=not blockers,
                 reasons=[reason for reason, _ in blockers],
@@ -310,6 +315,12 @@ async def member_catalog(member_id: UUID, principal: Principal) -> schemas.Membe
 
 
 # --- redemption ---------------------------------------------------------------------------
+
+
+async def _offer_prices(conn: asyncpg.Connection, member_id: UUID) -> dict[UUID, int]:
+    from loyalty.marketing.service import offer_prices
+
+    return await offer_prices(conn, member_id)
 
 
 def _redemption_schema(row: Any, **extra: Any) -> schemas.Redemption:
@@ -382,6 +393,11 @@ async def redeem(
             member_id,
             data.reward_id,
         )
+        # A live reward_price offer addressed to this member lowers the cost.
+        unit_cost = min(
+            reward["points_cost"],
+            (await _offer_prices(conn, member_id)).get(reward["id"], reward["points_cost"]),
+        )
         blockers = _blockers(
             reward,
             tier=tier,
@@ -391,6 +407,7 @@ async def redeem(
             quantity=data.quantity,
             at=at,
             tier_names={t.code: t.name for t in ladder.tiers},
+            unit_cost=unit_cost,
         )
         if blockers:
             raise _refusal(*blockers[0])
@@ -405,7 +422,7 @@ async def redeem(
             )
             if taken is None:
                 raise _refusal("out_of_stock", EXPLANATIONS["out_of_stock"])
-        points = reward["points_cost"] * data.quantity
+        points = unit_cost * data.quantity
         redemption_id = uuid4()
         await conn.execute(
             """
