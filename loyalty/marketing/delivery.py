@@ -310,6 +310,20 @@ async def deliver_batch(
     settings = await _settings()
     title, body = inbox_text(offer)
     async with db.transaction() as conn:
+        # Two offers sending at once to one member: the second waits for the first to commit
+        # (locks taken in member order, so they cannot deadlock), then counts its deliveries
+        # against the frequency cap.
+        await conn.execute(
+            """
+            SELECT pg_advisory_xact_lock(hashtext('offer-cap:' || member::text))
+            FROM (SELECT member FROM offer_audience WHERE offer = $1 AND member > $2
+                  ORDER BY member LIMIT $3) b
+            ORDER BY member
+            """,
+            offer["id"],
+            cursor or UUID(int=0),
+            batch_size,
+        )
         result = await conn.fetchrow(
             BATCH_SQL,
             offer["id"],

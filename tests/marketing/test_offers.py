@@ -268,3 +268,42 @@ async def test_vouchers_one_per_member(client, admin, mailbox, sms):
     )
     assert used.status_code == 200
     assert (await results(client, admin, offer["id"]))["redeemed"] == 1
+
+
+async def test_a_send_waits_for_another_send_to_the_same_member(client, admin, mailbox, sms):
+    """The cap is counted under a per-member lock: while another send holds it (here a raw
+    connection standing in for a concurrent send), this one waits, then counts what the
+    other one sent."""
+    import os
+
+    import asyncpg
+
+    member = await enrol(
+        client,
+        admin,
+        "Busy",
+        email="busy@example.com",
+        contact_preferences=consenting(["email"], ["email"]),
+    )
+    offers = []
+    for i in range(3):
+        offer = await make_offer(client, admin, title_en=f"Offer {i}")
+        await approve(client, admin, offer["id"])
+        offers.append(offer["id"])
+    await delivery.send_offer(offers[0])
+    await delivery.send_offer(offers[1])
+    other = await asyncpg.connect(os.environ["LOYALTY_DATABASE_URL"])
+    try:
+        await other.execute(
+            "SELECT pg_advisory_lock(hashtext('offer-cap:' || $1::text))", member["id"]
+        )
+        sending = asyncio.create_task(delivery.send_offer(offers[2]))
+        await asyncio.sleep(0.5)
+        assert not sending.done()  # waiting for the member's lock
+        await other.execute(
+            "SELECT pg_advisory_unlock(hashtext('offer-cap:' || $1::text))", member["id"]
+        )
+        await asyncio.wait_for(sending, 10)
+    finally:
+        await other.close()
+    assert len(mailbox.to("busy@example.com")) == 2  # the third is capped
