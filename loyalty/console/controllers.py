@@ -14,7 +14,7 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.types import Empty
 
-from loyalty.console import accounts, admin, team
+from loyalty.console import accounts, admin, movement, team
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -318,6 +318,7 @@ ConsoleController = Router(
         MemberPages,
         team.TeamPages,
         accounts.AccountPages,
+        movement.MovementPages,
         admin.AdminPages,
     ],
     include_in_schema=False,

@@ -1,0 +1,83 @@
+"""The monthly movement report in the console: members who moved up or down a tier, valuable
+members whose spend is falling, members lost and won back, counted by department and by rep,
+as a bar chart, tables and a CSV download. Only `loyalty.marketing.reports` is called, with
+the API's permission (`marketing:report`), so the page shows what the API shows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, Response, get
+from litestar.params import QueryParameter
+from litestar.response import Template
+
+from loyalty.console.common import page, staff
+from loyalty.errors import InvalidInput
+from loyalty.marketing import reports
+from loyalty.portal.i18n import N_
+from loyalty.reps.service import local_today
+
+PERMISSION = "marketing:report"
+
+# The report's categories, in its order, with their headings.
+CATEGORIES = {
+    "up": N_("Moved up a tier"),
+    "down": N_("Moved down a tier"),
+    "falling": N_("Valuable members spending less"),
+    "lost": N_("Members lost"),
+    "won_back": N_("Members won back"),
+}
+
+
+def _month(value: str) -> str:
+    return value.strip() or local_today().strftime("%Y-%m")
+
+
+class MovementPages(Controller):
+    path = "/"
+
+    @get("/movement")
+    async def movement(
+        self,
+        request: Request,
+        month: Annotated[str, QueryParameter(max_length=7)] = "",
+    ) -> Template:
+        staff(request, PERMISSION)
+        month = _month(month)
+        error = None
+        try:
+            report = await reports.movement(month)
+        except InvalidInput as exc:
+            error = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
+            month = local_today().strftime("%Y-%m")
+            report = await reports.movement(month)
+        counts = {key: getattr(report.totals, key) for key in CATEGORIES}
+        return page(
+            request,
+            "movement.html",
+            status=422 if error else 200,
+            report=report,
+            month=month,
+            categories=CATEGORIES,
+            counts=counts,
+            most=max(counts.values(), default=0) or 1,
+            by_category={
+                key: [row for row in report.members if row.movement == key] for key in CATEGORIES
+            },
+            error=error,
+        )
+
+    @get("/movement.csv")
+    async def movement_csv(
+        self,
+        request: Request,
+        month: Annotated[str, QueryParameter(max_length=7)] = "",
+    ) -> Response:
+        staff(request, PERMISSION)
+        month = _month(month)
+        report = await reports.movement(month)
+        return Response(
+            reports.to_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="movement-{month}.csv"'},
+        )
