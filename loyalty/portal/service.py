@@ -6,6 +6,7 @@ data)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,7 +16,6 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from loyalty import db, messaging, ratelimit
@@ -26,7 +26,7 @@ from loyalty.members import service as members
 from loyalty.portal import i18n, schemas
 from loyalty.reps import contacts
 from loyalty.settings import Settings
-from loyalty.staff.service import _DUMMY_HASH, password_hasher
+from loyalty.staff.service import _DUMMY_HASH, password_hasher, password_matches
 
 CODE_TTL = 600  # a code lives 10 minutes
 SENDS_PER_IDENTIFIER = 3  # codes sent to one phone or email per 10 minutes
@@ -186,18 +186,15 @@ async def sign_in_with_password(
             else None
         )
     # The same work whether or not the account exists.
-    if not _password_matches(stored or _DUMMY_HASH, password[:128]) or member is None or not stored:
+    if (
+        not await password_matches(stored or _DUMMY_HASH, password[:128])
+        or member is None
+        or not stored
+    ):
         await _count(redis, keys)
         raise NotAuthenticated(i18n.gettext(WRONG_PASSWORD))
     await ratelimit.reset(redis, keys[1])
     return member_principal(member["id"], member["number"])
-
-
-def _password_matches(password_hash: str, password: str) -> bool:
-    try:
-        return password_hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 async def set_password(principal: Principal, password: str) -> None:
@@ -211,7 +208,7 @@ async def set_password(principal: Principal, password: str) -> None:
             ON CONFLICT (member) DO UPDATE SET password_hash = $2, updated_at = now()
             """,
             principal.id,
-            password_hasher.hash(password),
+            await asyncio.to_thread(password_hasher.hash, password),
         )
 
 
