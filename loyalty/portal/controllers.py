@@ -4,6 +4,7 @@ signed-in member as the principal, so a member can only ever reach their own dat
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
@@ -62,9 +63,20 @@ def problem(exc: DomainError) -> str:
     return service.problem_text(exc)
 
 
-async def _signed_in(request: Request, principal: Principal, settings: Settings) -> Redirect:
+async def _signed_in(request: Request, principal: Principal) -> Redirect:
     await start_new_session(request, {"member_id": str(principal.id)})
     return Redirect("/portal", status_code=303)
+
+
+async def _sign_in(
+    request: Request, template: str, identifier: str, attempt: Awaitable[Principal]
+) -> Template | Redirect:
+    """Sign in with the attempt's principal, or show the form again with the problem."""
+    try:
+        principal = await attempt
+    except DomainError as exc:
+        return page(template, request, exc.status_code, error=problem(exc), identifier=identifier)
+    return await _signed_in(request, principal)
 
 
 @dataclass
@@ -191,23 +203,18 @@ class PortalController(Controller):
     async def check_code(
         self, request: Request, settings: NamedDependency[Settings], data: URLEncodedBody[CodeForm]
     ) -> Template | Redirect:
-        try:
-            principal = await service.sign_in_with_code(
+        return await _sign_in(
+            request,
+            "sign_in_code",
+            data.identifier[:254],
+            service.sign_in_with_code(
                 data.identifier[:254],
                 data.code[:12],
                 redis=request.app.state.redis,
                 client=client_address(request),
                 settings=settings,
-            )
-        except DomainError as exc:
-            return page(
-                "sign_in_code",
-                request,
-                exc.status_code,
-                error=problem(exc),
-                identifier=data.identifier[:254],
-            )
-        return await _signed_in(request, principal, settings)
+            ),
+        )
 
     @post("/sign-in/password")
     async def check_password(
@@ -216,23 +223,18 @@ class PortalController(Controller):
         settings: NamedDependency[Settings],
         data: URLEncodedBody[PasswordForm],
     ) -> Template | Redirect:
-        try:
-            principal = await service.sign_in_with_password(
+        return await _sign_in(
+            request,
+            "sign_in",
+            data.identifier[:254],
+            service.sign_in_with_password(
                 data.identifier[:254],
                 data.password[:128],
                 redis=request.app.state.redis,
                 client=client_address(request),
                 settings=settings,
-            )
-        except DomainError as exc:
-            return page(
-                "sign_in",
-                request,
-                exc.status_code,
-                error=problem(exc),
-                identifier=data.identifier[:254],
-            )
-        return await _signed_in(request, principal, settings)
+            ),
+        )
 
     @get("/signup")
     async def sign_up_form(
@@ -287,7 +289,7 @@ class PortalController(Controller):
             return page(
                 "sign_up_code", request, exc.status_code, error=problem(exc), token=data.token[:100]
             )
-        return await _signed_in(request, principal, settings)
+        return await _signed_in(request, principal)
 
     @post("/sign-out")
     async def sign_out(self, request: Request) -> Redirect:
