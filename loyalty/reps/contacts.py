@@ -12,7 +12,13 @@ from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.members import service as members
 from loyalty.reps import performance, schemas, service
-from loyalty.reps.service import get_rep_settings, local_today, notify_staff, now
+from loyalty.reps.service import (
+    department_managers,
+    get_rep_settings,
+    local_today,
+    notify_staff,
+    now,
+)
 from loyalty.settings import get_settings
 
 OUTBOUND_KINDS = ("visit", "call", "message")  # what closes a follow-up task
@@ -275,15 +281,12 @@ async def plan_follow_ups(today: date | None = None, horizon_days: int = 7) -> s
             today - timedelta(days=3),
         )
         for row in overdue:
-            for manager in await conn.fetch(
-                "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1",
-                row["department"],
-            ):
+            for manager in await department_managers(conn, row["department"]):
                 await notify_staff(
                     conn,
-                    manager["id"],
+                    manager,
                     kind="follow_up_overdue",
-                    key=f"follow-up:{row['id']}:{manager['id']}",
+                    key=f"follow-up:{row['id']}:{manager}",
                     title=f"Overdue follow-up: {row['name']} ({row['number']})",
                     body=f"{row['username']} was due to contact this member on {row['due_on']}.",
                     member_id=row["member"],

@@ -25,6 +25,7 @@ from loyalty.reps import schemas
 from loyalty.reps.service import (
     LEVELS,
     _check_manages,
+    department_managers,
     get_rep_settings,
     local_today,
     notify_staff,
@@ -309,15 +310,12 @@ async def remind_due_rotations() -> int:
         )
         told = 0
         for row in due:
-            for manager in await conn.fetch(
-                "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1",
-                row["department"],
-            ):
+            for manager in await department_managers(conn, row["department"]):
                 await notify_staff(
                     conn,
-                    manager["id"],
+                    manager,
                     kind="rotation_due",
-                    key=f"rotation:{row['department']}:{month}:{manager['id']}",
+                    key=f"rotation:{row['department']}:{month}:{manager}",
                     title=f"Time to rotate the books of {row['department']}",
                     body=f"No rotation in the last {settings.rotation_months} months.",
                 )

@@ -518,17 +518,14 @@ async def reclaim_members(today: date | None = None) -> schemas.ReclaimRun:
 async def _warn(conn: asyncpg.Connection, row: Any) -> None:
     member = await conn.fetchrow("SELECT number, name FROM members WHERE id = $1", row["member"])
     rep = await conn.fetchrow("SELECT username, department FROM staff WHERE id = $1", row["rep"])
-    managers = await conn.fetch(
-        "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1",
-        rep["department"],
-    )
+    managers = await department_managers(conn, rep["department"])
     title = f"{member['name']} ({member['number']}) returns to the pool on {row['due_on']}"
     body = (
         "No purchase or referral since the assignment began."
         if row["rule"] == "inactive"
         else "No purchase for too long."
     ) + " A purchase, or a referral, before then keeps the member with the rep."
-    for staff_id in [row["rep"], *(m["id"] for m in managers)]:
+    for staff_id in [row["rep"], *managers]:
         await notify_staff(
             conn,
             staff_id,
@@ -538,6 +535,14 @@ async def _warn(conn: asyncpg.Connection, row: Any) -> None:
             body=body,
             member_id=row["member"],
         )
+
+
+async def department_managers(conn: asyncpg.Connection, department: str | None) -> list[UUID]:
+    """The active managers of a department: who is told about its members."""
+    rows = await conn.fetch(
+        "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1", department
+    )
+    return [row["id"] for row in rows]
 
 
 async def notify_staff(
@@ -997,15 +1002,12 @@ async def flag_outgrown_rep(event: dict[str, Any]) -> None:
         )
         if row is None or LEVELS.index(row["level"]) >= LEVELS.index(needed):
             return
-        for manager in await conn.fetch(
-            "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1",
-            row["department"],
-        ):
+        for manager in await department_managers(conn, row["department"]):
             await notify_staff(
                 conn,
-                manager["id"],
+                manager,
                 kind="reassignment_needed",
-                key=f"outgrown:{event['id']}:{manager['id']}",
+                key=f"outgrown:{event['id']}:{manager}",
                 title=f"{row['name']} ({row['number']}) is now {event['payload']['to_tier']}",
                 body=f"{row['username']} is a {row['level']} rep; this tier needs a {needed} rep.",
                 member_id=event["member"],
