@@ -3,6 +3,7 @@ whatever LOYALTY_DATABASE_URL / LOYALTY_REDIS_URL the caller gives them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from loyalty.embedded import EmbeddedPostgres
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -102,3 +105,49 @@ class WebServer(LoyaltyProcess):
             except httpx.HTTPError:
                 time.sleep(0.2)
         raise RuntimeError(f"loyalty serve not ready after {timeout}s:\n{self.tail()}")
+
+
+class Worker(LoyaltyProcess):
+    """`loyalty worker`: arq's cron and queued jobs."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        super().__init__(["worker"], env, log)
+
+    def wait_ready(self, redis_url: str, timeout: float = 60) -> None:
+        """Until arq's health-check key appears (written on the worker's first poll); the
+        caller deletes it before start()."""
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not self.alive:
+                    raise RuntimeError(f"loyalty worker exited:\n{self.tail()}")
+                if client.exists(HEALTH_CHECK_KEY):
+                    return
+                time.sleep(0.1)
+        finally:
+            client.close()
+        raise RuntimeError(f"loyalty worker not ready after {timeout}s:\n{self.tail()}")
+
+
+HEALTH_CHECK_KEY = "arq:queue:health-check"
+
+
+def crash_postgres(postgres: EmbeddedPostgres) -> int:
+    """kill -9 the postmaster of an embedded PostgreSQL and every backend at the same moment
+    (what a machine or OOM crash leaves): no checkpoint, no goodbye to clients. Returns the
+    postmaster's pid. `postgres.ensure_running()` starts it again, with crash recovery."""
+    from loyalty.embedded import _children_of, _read_pid, _wait_gone
+
+    pid = _read_pid(postgres.pgdata / "postmaster.pid")
+    if pid is None:
+        raise RuntimeError(f"no postmaster.pid in {postgres.pgdata}")
+    victims = [pid, *_children_of(pid)]
+    for victim in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    if _wait_gone(victims, 10.0):
+        raise RuntimeError(f"postgres processes {victims} survived SIGKILL")
+    return pid
