@@ -92,19 +92,18 @@ async def _deliver_code(
         await messaging.sms_sender(settings).send(identifier.value, text)
 
 
-async def _limit(redis: Redis, keys: list[tuple[str, int]]) -> None:
-    wait = max([await ratelimit.retry_after(redis, key, limit) for key, limit in keys] or [0])
+def _too_many(wait: int) -> RateLimited:
+    return RateLimited(
+        i18n.gettext("Too many attempts. Try again in %(seconds)s seconds.") % {"seconds": wait},
+        retry_after=wait,
+    )
+
+
+async def _limit(redis: Redis, limits: list[tuple[str, int]]) -> None:
+    """Count one send on every limit, or refuse (and count nothing) if one is reached."""
+    wait = await ratelimit.take(redis, limits, WINDOW)
     if wait:
-        raise RateLimited(
-            i18n.gettext("Too many attempts. Try again in %(seconds)s seconds.")
-            % {"seconds": wait},
-            retry_after=wait,
-        )
-
-
-async def _count(redis: Redis, keys: list[str]) -> None:
-    for key in keys:
-        await ratelimit.record(redis, key, WINDOW)
+        raise _too_many(wait)
 
 
 async def _new_code(redis: Redis, key: str, settings: Settings, payload: dict) -> str:
@@ -134,14 +133,11 @@ async def request_sign_in_code(raw: str, *, redis: Redis, client: str, settings:
     """Send a sign-in code if the phone or email belongs to a member; the answer is the same
     either way."""
     identifier = parse_identifier(raw)
-    await _limit(
-        redis,
-        [
-            (f"portal:send:address:{client}", SENDS_PER_ADDRESS),
-            (f"portal:send:id:{identifier.value}", SENDS_PER_IDENTIFIER),
-        ],
-    )
-    await _count(redis, [f"portal:send:address:{client}", f"portal:send:id:{identifier.value}"])
+    limits = [(f"portal:send:address:{client}", SENDS_PER_ADDRESS)]
+    # As with guesses, someone else's requests do not stop the owner at a known address.
+    if not await redis.sismember(f"portal:known:{identifier.value}", client):
+        limits.append((f"portal:send:id:{identifier.value}", SENDS_PER_IDENTIFIER))
+    await _limit(redis, limits)
     member = await _member_by(identifier)
     if member is None:
         return
@@ -151,23 +147,37 @@ async def request_sign_in_code(raw: str, *, redis: Redis, client: str, settings:
     await _deliver_code(identifier, code, "sign_in", settings)
 
 
-async def _guarded(redis: Redis, client: str, identifier: str) -> list[str]:
-    keys = [f"portal:try:address:{client}", f"portal:try:id:{identifier}"]
-    await _limit(redis, [(keys[0], TRIES_PER_ADDRESS), (keys[1], TRIES_PER_IDENTIFIER)])
-    return keys
+async def _guarded(
+    redis: Redis, client: str, account: str, *, sign_in: bool = False
+) -> ratelimit.SignInAttempt:
+    """Count a guess at a code or password (the same limits and owner exemption as staff
+    sign-in), or refuse it before anything is checked."""
+    attempt = ratelimit.SignInAttempt(
+        redis,
+        client=client,
+        account_key=f"portal:try:id:{account}",
+        address_key=f"portal:try:address:{client}",
+        known_key=f"portal:known:{account}" if sign_in else None,
+        account_limit=TRIES_PER_IDENTIFIER,
+        address_limit=TRIES_PER_ADDRESS,
+        window_seconds=WINDOW,
+    )
+    wait = await attempt.begin()
+    if wait:
+        raise _too_many(wait)
+    return attempt
 
 
 async def sign_in_with_code(
     raw: str, code: str, *, redis: Redis, client: str, settings: Settings
 ) -> Principal:
     identifier = parse_identifier(raw)
-    keys = await _guarded(redis, client, identifier.value)
+    attempt = await _guarded(redis, client, identifier.value, sign_in=True)
     stored = await _take_code(redis, f"portal:code:sign_in:{identifier.value}", code, settings)
     member = await _member_by(identifier) if stored else None
     if member is None or str(member["id"]) != stored["member"]:  # type: ignore[index]
-        await _count(redis, keys)
         raise NotAuthenticated(i18n.gettext(WRONG_CODE))
-    await ratelimit.reset(redis, keys[1])
+    await attempt.succeeded()
     return member_principal(member["id"], member["number"])
 
 
@@ -175,7 +185,7 @@ async def sign_in_with_password(
     raw: str, password: str, *, redis: Redis, client: str, settings: Settings
 ) -> Principal:
     identifier = parse_identifier(raw)
-    keys = await _guarded(redis, client, identifier.value)
+    attempt = await _guarded(redis, client, identifier.value, sign_in=True)
     member = await _member_by(identifier)
     async with db.connection() as conn:
         stored = (
@@ -191,9 +201,8 @@ async def sign_in_with_password(
         or member is None
         or not stored
     ):
-        await _count(redis, keys)
         raise NotAuthenticated(i18n.gettext(WRONG_PASSWORD))
-    await ratelimit.reset(redis, keys[1])
+    await attempt.succeeded()
     return member_principal(member["id"], member["number"])
 
 
@@ -270,7 +279,6 @@ async def start_sign_up(
             (f"portal:send:id:{identifier.value}", SENDS_PER_IDENTIFIER),
         ],
     )
-    await _count(redis, [f"portal:send:address:{client}", f"portal:send:id:{identifier.value}"])
     token = secrets.token_urlsafe(24)
     existing = await _member_by(identifier)
     # The message, not the page, says whether an account exists: only the owner reads it.
@@ -287,11 +295,11 @@ async def start_sign_up(
 async def finish_sign_up(
     token: str, code: str, *, redis: Redis, client: str, settings: Settings
 ) -> Principal:
-    keys = await _guarded(redis, client, f"sign_up:{token}")
+    attempt = await _guarded(redis, client, f"sign_up:{token}")
     stored = await _take_code(redis, f"portal:code:sign_up:{token}", code, settings)
     if stored is None:
-        await _count(redis, keys)
         raise NotAuthenticated(i18n.gettext(WRONG_CODE))
+    await attempt.succeeded()
     if stored["existing"]:
         principal = await principal_for_member(UUID(stored["existing"]))
         if principal is None:
@@ -332,7 +340,6 @@ async def start_contact_change(
         raise Conflict(i18n.gettext("This is already registered to an account."), field=field)
     key = f"portal:send:id:{identifier.value}"
     await _limit(redis, [(key, SENDS_PER_IDENTIFIER)])
-    await _count(redis, [key])
     code = await _new_code(
         redis,
         f"portal:code:change:{principal.id}",
@@ -345,11 +352,11 @@ async def start_contact_change(
 async def confirm_contact_change(
     principal: Principal, code: str, *, redis: Redis, client: str, settings: Settings
 ) -> member_schemas.Member:
-    keys = await _guarded(redis, client, f"change:{principal.id}")
+    attempt = await _guarded(redis, client, f"change:{principal.id}")
     stored = await _take_code(redis, f"portal:code:change:{principal.id}", code, settings)
     if stored is None:
-        await _count(redis, keys)
         raise NotAuthenticated(i18n.gettext(WRONG_CODE))
+    await attempt.succeeded()
     update = member_schemas.MemberUpdate(**{stored["field"]: stored["value"]})
     return await members.update_member(principal.id, update, principal)
 

@@ -29,7 +29,6 @@ from loyalty.staff.tables import ApiKey, Staff, StaffToken
 # OWASP's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
 password_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 _DUMMY_HASH = password_hasher.hash("timing-equaliser-for-unknown-users")
-KNOWN_ADDRESS_DAYS = 90  # addresses an account signed in from recently are trusted
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "lst_"
 API_KEY_PREFIX = "lk_"
@@ -183,18 +182,17 @@ async def authenticate(
     An unknown user and a wrong password get the same answer in about the same time.
     """
     username = username.strip().lower()
-    account_key = f"signin:account:{username}"
-    address_key = f"signin:address:{client}"
-    known_key = f"signin:known:{username}"
-    # An account under attack is locked for new addresses only: its owner, signing in from an
-    # address that worked before, is not locked out by someone else's guessing.
-    known = bool(await redis.sismember(known_key, client))
-    wait = max(
-        0
-        if known
-        else await ratelimit.retry_after(redis, account_key, settings.login_attempts_per_account),
-        await ratelimit.retry_after(redis, address_key, settings.login_attempts_per_address),
+    attempt = ratelimit.SignInAttempt(
+        redis,
+        client=client,
+        account_key=f"signin:account:{username}",
+        address_key=f"signin:address:{client}",
+        known_key=f"signin:known:{username}",
+        account_limit=settings.login_attempts_per_account,
+        address_limit=settings.login_attempts_per_address,
+        window_seconds=settings.login_window_seconds,
     )
+    wait = await attempt.begin()
     if wait:
         raise RateLimited(
             f"too many sign-in attempts; try again in {wait} seconds", retry_after=wait
@@ -203,15 +201,8 @@ async def authenticate(
     if not await password_matches(staff.password_hash if staff else _DUMMY_HASH, password) or (
         staff is None or not staff.active
     ):
-        await ratelimit.record(redis, account_key, settings.login_window_seconds)
-        await ratelimit.record(redis, address_key, settings.login_window_seconds)
         raise NotAuthenticated(SIGN_IN_REFUSED)
-    if not known:
-        await ratelimit.reset(redis, account_key)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.sadd(known_key, client)
-        pipe.expire(known_key, KNOWN_ADDRESS_DAYS * 86400)
-        await pipe.execute()
+    await attempt.succeeded()
     if password_hasher.check_needs_rehash(staff.password_hash):
         await Staff.update({Staff.password_hash: password_hasher.hash(password)}).where(
             Staff.id == staff.id

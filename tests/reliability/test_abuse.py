@@ -1,60 +1,271 @@
-"""Abuse: credential stuffing is throttled; oversized bodies are refused early."""
+"""Abuse: credential stuffing against staff and member sign-in is throttled (1,000 attempts
+over 100 accounts, each from a new address, many at once), and the owner still signs in.
+Oversized bodies and slow clients against a real server: see test_slow_clients.py."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
 from tests.conftest import TEST_PASSWORD
 
+ATTEMPTS = 1_000
+ACCOUNTS = 100
+IN_FLIGHT = 50  # attackers do not wait for one answer before sending the next guess
+OWNER_ADDRESS = "203.0.113.7"
 
-async def test_bodies_over_one_mebibyte_are_refused(client, pos):
-    body = b'{"external_id": "' + b"x" * (1024 * 1024 + 10) + b'"}'
-    response = await client.post(
-        "/api/v1/purchases",
-        content=body,
-        headers={**pos, "Content-Type": "application/json"},
+
+def rotating(i: int) -> str:
+    """Attempt i comes from its own address."""
+    return f"198.51.{i // 250}.{i % 250 + 1}"
+
+
+@pytest.fixture
+def post_from(app):
+    """POST from a given client address (a fresh connection each time)."""
+
+    async def post(address: str, url: str, body: dict) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(address, 40001))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.post(url, json=body)
+
+    return post
+
+
+@pytest.fixture
+def checked(monkeypatch) -> Counter:
+    """Every password actually verified (argon2 run), by the password tried."""
+    from loyalty.staff import service
+
+    verify = service._verify
+    seen: Counter = Counter()
+
+    def counting(password_hash: str, password: str) -> bool:
+        seen[password] += 1
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(service, "_verify", counting)
+    return seen
+
+
+async def stuff(post_from, url: str, bodies: list[dict]) -> list[int]:
+    """Send `bodies` (attempt i from address rotating(i)), IN_FLIGHT at a time."""
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(i: int, body: dict) -> int:
+        async with gate:
+            return (await post_from(rotating(i), url, body)).status_code
+
+    return list(await asyncio.gather(*(one(i, body) for i, body in enumerate(bodies))))
+
+
+def guesses(accounts: list[str], field: str) -> list[dict]:
+    """ATTEMPTS wrong passwords, round robin over the accounts; the password names its account."""
+    return [
+        {field: accounts[i % len(accounts)], "password": f"{accounts[i % len(accounts)]}#{i:05d}"}
+        for i in range(ATTEMPTS)
+    ]
+
+
+def per_account(checked: Counter) -> Counter:
+    found: Counter = Counter()
+    for password, times in checked.items():
+        found[password.split("#")[0]] += times
+    return found
+
+
+# --- staff ---------------------------------------------------------------------------------
+
+
+async def add_staff(usernames: list[str]) -> None:
+    """Staff accounts in one insert, sharing one hash (100 argon2 hashes would take seconds)."""
+    from loyalty.staff.service import password_hasher
+    from loyalty.staff.tables import Staff
+
+    shared = password_hasher.hash(TEST_PASSWORD)
+    await Staff.insert(
+        *[Staff(username=u, display_name=u, role="rep", password_hash=shared) for u in usernames]
     )
-    assert response.status_code == 413, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
 
 
-async def stuff(make_client, accounts: list[str], attempts: int) -> list[int]:
-    """`attempts` wrong passwords spread over `accounts`, each from a new address."""
-    statuses = []
-    for i in range(attempts):
-        attacker = make_client(f"198.51.{i // 250}.{i % 250 + 1}")
-        response = await attacker.post(
-            "/api/v1/auth/tokens",
-            json={"username": accounts[i % len(accounts)], "password": f"guess-{i:06d}-xx"},
-        )
-        statuses.append(response.status_code)
-    return statuses
+async def test_staff_credential_stuffing_is_throttled_and_the_owner_still_signs_in(
+    post_from, checked, settings
+):
+    accounts = [f"clerk{i:03d}" for i in range(ACCOUNTS)]
+    await add_staff(accounts)
+    owner = accounts[7]
+    url = "/api/v1/auth/tokens"
+    # The owner's usual address: it signed in from there before the attack.
+    before = await post_from(OWNER_ADDRESS, url, {"username": owner, "password": TEST_PASSWORD})
+    assert before.status_code == 201, before.text
+    checked.clear()
+
+    started = time.monotonic()
+    statuses = await stuff(post_from, url, guesses(accounts, "username"))
+    took = time.monotonic() - started
+
+    limit = settings.login_attempts_per_account
+    assert Counter(statuses) == {401: ACCOUNTS * limit, 429: ATTEMPTS - ACCOUNTS * limit}
+    # Only `limit` passwords per account were ever hashed, even with 50 guesses in flight;
+    # the rest were refused before argon2 ran.
+    assert per_account(checked) == {account: limit for account in accounts}
+    # A new address with the right password meets the account's lock ...
+    stranger = await post_from("198.51.100.99", url, {"username": owner, "password": TEST_PASSWORD})
+    assert stranger.status_code == 429 and int(stranger.headers["Retry-After"]) > 0
+    # ... the owner's usual address does not.
+    again = await post_from(OWNER_ADDRESS, url, {"username": owner, "password": TEST_PASSWORD})
+    assert again.status_code == 201, again.text
+    assert took < 60, f"stuffing took {took:.1f}s"
 
 
-async def test_staff_credential_stuffing_is_throttled(make_client, make_staff, settings):
-    accounts = [f"clerk{i:03d}" for i in range(20)]
-    for username in accounts:
-        await make_staff(username, "rep")
-    statuses = await stuff(make_client, accounts, 200)
-    assert set(statuses) <= {401, 429}
-    # Per account: only the first few wrong guesses are even checked.
-    assert statuses.count(401) == len(accounts) * settings.login_attempts_per_account
-    assert statuses.count(429) == 200 - statuses.count(401)
+async def test_staff_sign_in_is_throttled_per_address(post_from, checked, settings):
+    accounts = [f"desk{i:03d}" for i in range(settings.login_attempts_per_address + 5)]
+    await add_staff(accounts)
+    statuses = [
+        (
+            await post_from(
+                "198.51.100.1",
+                "/api/v1/auth/tokens",
+                {"username": account, "password": f"{account}#x"},
+            )
+        ).status_code
+        for account in accounts
+    ]
+    allowed = settings.login_attempts_per_address
+    assert statuses == [401] * allowed + [429] * 5
+    assert sum(checked.values()) == allowed
 
 
-async def test_the_owner_still_signs_in_during_stuffing(make_client, make_staff):
-    await make_staff("owner01", "rep")
-    owner = make_client("203.0.113.7")
-    # The owner's usual address: it signed in before the attack.
-    before = await owner.post(
-        "/api/v1/auth/tokens", json={"username": "owner01", "password": TEST_PASSWORD}
-    )
-    assert before.status_code == 201
-    await stuff(make_client, ["owner01"], 10)
-    stranger = make_client("198.51.100.99")
-    locked = await stranger.post(
-        "/api/v1/auth/tokens", json={"username": "owner01", "password": TEST_PASSWORD}
-    )
-    assert locked.status_code == 429  # a new address still meets the account's lock
-    response = await owner.post(
-        "/api/v1/auth/tokens", json={"username": "owner01", "password": TEST_PASSWORD}
-    )
+async def test_the_owner_still_signs_in_during_stuffing(post_from):
+    await add_staff(["owner01"])
+    url = "/api/v1/auth/tokens"
+    right = {"username": "owner01", "password": TEST_PASSWORD}
+    assert (await post_from(OWNER_ADDRESS, url, right)).status_code == 201
+    for i in range(10):
+        await post_from(rotating(i), url, {"username": "owner01", "password": f"guess-{i}-xxxx"})
+    assert (await post_from("198.51.100.99", url, right)).status_code == 429
+    response = await post_from(OWNER_ADDRESS, url, right)
     assert response.status_code == 201, response.text
+
+
+# --- members (portal) ----------------------------------------------------------------------
+
+
+async def add_members(client, admin, count: int) -> list[str]:
+    """`count` members with an email and a password (one shared hash); their emails."""
+    from loyalty import db
+    from loyalty.staff.service import password_hasher
+
+    emails = [f"m{i:03d}@example.com" for i in range(count)]
+    gate = asyncio.Semaphore(10)
+
+    async def enrol(email: str) -> str:
+        async with gate:
+            response = await client.post(
+                "/api/v1/members", json={"name": email, "email": email}, headers=admin
+            )
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    ids = await asyncio.gather(*(enrol(email) for email in emails))
+    shared = password_hasher.hash(TEST_PASSWORD)
+    async with db.connection() as conn:
+        await conn.executemany(
+            "INSERT INTO member_credentials (member, password_hash, updated_at)"
+            " VALUES ($1::uuid, $2, now())",
+            [(member_id, shared) for member_id in ids],
+        )
+    return emails
+
+
+async def test_member_password_stuffing_is_throttled_and_the_member_still_signs_in(
+    client, admin, post_from, checked
+):
+    from loyalty.portal.service import TRIES_PER_IDENTIFIER
+
+    accounts = await add_members(client, admin, ACCOUNTS)
+    owner = accounts[7]
+    url = "/api/v1/me/sign-in/password"
+    right = {"identifier": owner, "password": TEST_PASSWORD}
+    before = await post_from(OWNER_ADDRESS, url, right)
+    assert before.status_code == 201, before.text
+    checked.clear()
+
+    started = time.monotonic()
+    statuses = await stuff(post_from, url, guesses(accounts, "identifier"))
+    took = time.monotonic() - started
+
+    assert Counter(statuses) == {
+        401: ACCOUNTS * TRIES_PER_IDENTIFIER,
+        429: ATTEMPTS - ACCOUNTS * TRIES_PER_IDENTIFIER,
+    }
+    assert per_account(checked) == {account: TRIES_PER_IDENTIFIER for account in accounts}
+    stranger = await post_from("198.51.100.99", url, right)
+    assert stranger.status_code == 429 and int(stranger.headers["Retry-After"]) > 0
+    again = await post_from(OWNER_ADDRESS, url, right)
+    assert again.status_code == 201, again.text
+    assert took < 60, f"stuffing took {took:.1f}s"
+
+
+async def test_member_code_requests_and_code_guessing_are_throttled(
+    client, admin, post_from, mailbox
+):
+    from loyalty.portal.service import SENDS_PER_IDENTIFIER, TRIES_PER_IDENTIFIER
+
+    accounts = await add_members(client, admin, ACCOUNTS)
+    owner = accounts[7]
+    # The member signed in from home before (by password), so home is a known address.
+    home = await post_from(
+        OWNER_ADDRESS,
+        "/api/v1/me/sign-in/password",
+        {"identifier": owner, "password": TEST_PASSWORD},
+    )
+    assert home.status_code == 201, home.text
+
+    # 1,000 code requests over the 100 members from rotating addresses: 3 codes each at most.
+    requests = await stuff(
+        post_from,
+        "/api/v1/me/sign-in/code",
+        [{"identifier": accounts[i % ACCOUNTS]} for i in range(ATTEMPTS)],
+    )
+    assert Counter(requests) == {
+        202: ACCOUNTS * SENDS_PER_IDENTIFIER,
+        429: ATTEMPTS - ACCOUNTS * SENDS_PER_IDENTIFIER,
+    }
+    assert {len(mailbox.to(account)) for account in accounts} == {SENDS_PER_IDENTIFIER}
+
+    # 1,000 code guesses, never the code that was sent: 5 are checked per member, none works.
+    def wrong(account: str, i: int) -> str:
+        guess = f"{i * 7919 % 10**6:06d}"
+        return guess if guess != mailbox.last_code(account) else f"{(i + 1) % 10**6:06d}"
+
+    tries = await stuff(
+        post_from,
+        "/api/v1/me/sign-in",
+        [
+            {"identifier": accounts[i % ACCOUNTS], "code": wrong(accounts[i % ACCOUNTS], i)}
+            for i in range(ATTEMPTS)
+        ],
+    )
+    assert Counter(tries) == {
+        401: ACCOUNTS * TRIES_PER_IDENTIFIER,
+        429: ATTEMPTS - ACCOUNTS * TRIES_PER_IDENTIFIER,
+    }
+    # Even the right code is refused from a new address while the lock holds ...
+    code = mailbox.last_code(owner)
+    stranger = await post_from(
+        "198.51.100.99", "/api/v1/me/sign-in", {"identifier": owner, "code": code}
+    )
+    assert stranger.status_code == 429
+    # ... while the member, at home, still gets a fresh code and signs in with it.
+    sent = await post_from(OWNER_ADDRESS, "/api/v1/me/sign-in/code", {"identifier": owner})
+    assert sent.status_code == 202, sent.text
+    fresh = mailbox.last_code(owner)
+    signed_in = await post_from(
+        OWNER_ADDRESS, "/api/v1/me/sign-in", {"identifier": owner, "code": fresh}
+    )
+    assert signed_in.status_code == 201, signed_in.text
