@@ -136,8 +136,19 @@ def _existing_outcome(
     return _purchase_schema(row, rules, "replayed")
 
 
-async def _resolve_members(conn: asyncpg.Connection, items: list[_Item]) -> None:
-    """Members by id, number or phone in one query; a merged member means its survivor."""
+async def _resolve_and_lock(
+    conn: asyncpg.Connection,
+    items: list[_Item],
+    ladder: tiers.Ladder,
+    at: datetime,
+) -> list[Any]:
+    """One statement: each item's member by id, number or phone (a merged member means its
+    survivor), then the accounts and tier rows of those members and of any referrer waiting
+    for their first purchase, locked in member-id order, each with its qualifying value.
+
+    The tier rows are locked too, so an upgrade is computed from the tier as committed now:
+    read unlocked, an evaluation job's concurrent upgrade made the purchase's
+    `WHERE tier = from_tier` skip its own (a lost upgrade)."""
     keys: list[tuple[str, str]] = []
     for item in items:
         data = item.data
@@ -153,6 +164,9 @@ async def _resolve_members(conn: asyncpg.Connection, items: list[_Item]) -> None
         except DomainError as exc:
             item.problem = exc
             keys.append(("none", ""))
+    # The value is read after each member's lock is taken, by a VOLATILE function (a fresh
+    # snapshot): the statement's own snapshot would miss a purchase of the same member that
+    # committed while we waited for the lock.
     # Three index lookups, not one join on an OR (which would scan every member).
     rows = await conn.fetch(
         """
@@ -166,26 +180,46 @@ async def _resolve_members(conn: asyncpg.Connection, items: list[_Item]) -> None
             SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.number = k.number
             UNION ALL
             SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.phone = k.phone
+        ), resolved AS (
+            SELECT f.i, f.member, r.referrer FROM found f
+            LEFT JOIN referrals r ON r.referred = f.member AND r.qualified_at IS NULL
+                AND r.status IN ('pending', 'held')
+        ), locked AS (
+            SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, a.closed,
+                   m.assigned_rep, t.tier, t.below_since, t.override_until,
+                   (SELECT array_agg(r.i) FROM resolved r WHERE r.member = a.member) AS items,
+                   (SELECT r.referrer FROM resolved r
+                    WHERE r.member = a.member AND r.referrer IS NOT NULL LIMIT 1) AS referrer
+            FROM points_accounts a
+            JOIN members m ON m.id = a.member
+            JOIN member_tiers t ON t.member = a.member
+            WHERE a.member IN (SELECT member FROM resolved
+                               UNION ALL SELECT referrer FROM resolved WHERE referrer IS NOT NULL)
+            ORDER BY a.member
+            FOR UPDATE OF a, t
         )
-        SELECT f.i, f.member, r.referrer FROM found f
-        LEFT JOIN referrals r ON r.referred = f.member AND r.qualified_at IS NULL
-            AND r.status IN ('pending', 'held')
+        SELECT locked.*,
+               CASE WHEN items IS NOT NULL
+                    THEN member_qualifying_value(member, $4, $5, $6) END AS value
+        FROM locked
         """,
         [UUID(v) if k == "id" else None for k, v in keys],
         [v if k == "number" else None for k, v in keys],
         [v if k == "phone" else None for k, v in keys],
+        ladder.settings.basis,
+        tiers.window_start(at, ladder.settings.window_months),
+        at,
     )
-    found = {row["i"] - 1: row for row in rows}
-    for i, item in enumerate(items):
-        if item.problem is None:
-            if i in found:
-                item.member_id = found[i]["member"]
-                item.referrer = found[i]["referrer"]
-            else:
-                kind = keys[i][0]
-                item.problem = InvalidInput(
-                    "no member matches", field=f"member_{kind}" if kind != "id" else "member_id"
-                )
+    for row in rows:
+        for i in row["items"] or ():
+            items[i - 1].member_id = row["member"]
+            items[i - 1].referrer = row["referrer"]
+    for item, (kind, _) in zip(items, keys, strict=True):
+        if item.problem is None and item.member_id is None:
+            item.problem = InvalidInput(
+                "no member matches", field=f"member_{kind}" if kind != "id" else "member_id"
+            )
+    return rows
 
 
 async def post_purchases(
@@ -237,7 +271,7 @@ async def _post(
             first[item.data.external_id] = item
     fresh = list(first.values())
     at = now()
-    async with db.transaction() as conn:
+    async with db.transaction(generic_plans=True) as conn:
         existing = {
             row["external_id"]: row
             for row in (
@@ -256,10 +290,11 @@ async def _post(
                 else:
                     item.result = outcome
         fresh = [item for item in fresh if item.result is None and item.problem is None]
-        await _resolve_members(conn, fresh)
-        fresh = [item for item in fresh if item.problem is None]
         if fresh:
-            await _insert(conn, fresh, principal, rules, ladder, at)
+            locked = await _resolve_and_lock(conn, fresh, ladder, at)
+            fresh = [item for item in fresh if item.problem is None]
+        if fresh:
+            await _insert(conn, fresh, locked, principal, rules, ladder, at)
     for item in repeats:
         original = first[item.data.external_id]
         if original.problem is not None and original.result is None:
@@ -276,30 +311,14 @@ async def _post(
 async def _insert(
     conn: asyncpg.Connection,
     items: list[_Item],
+    rows: list[Any],
     principal: Principal,
     rules: schemas.EarningRules,
     ladder: tiers.Ladder,
     at: datetime,
 ) -> None:
     member_ids = sorted({item.member_id for item in items})  # type: ignore[type-var]
-    # A first purchase may pay a referral: the referrer's account is locked with the rest,
-    # in member-id order. The tier rows are locked too, so the upgrade is computed from the
-    # tier as committed now: read unlocked, an evaluation job's concurrent upgrade made the
-    # purchase's `WHERE tier = from_tier` skip its own (a lost upgrade).
     referrers = {item.referrer for item in items if item.referrer is not None}
-    rows = await conn.fetch(
-        """
-        SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, a.closed,
-               m.assigned_rep, t.tier, t.below_since, t.override_until
-        FROM points_accounts a
-        JOIN members m ON m.id = a.member
-        JOIN member_tiers t ON t.member = a.member
-        WHERE a.member = ANY($1::uuid[])
-        ORDER BY a.member
-        FOR UPDATE OF a, t
-        """,
-        sorted(set(member_ids) | referrers),
-    )
     if any(row["closed"] and row["member"] in member_ids for row in rows):
         raise _Raced  # a merge committed while we waited: start over with the survivor
     rows = [row for row in rows if not row["closed"]]
@@ -319,8 +338,11 @@ async def _insert(
         m: tiers.TierState(row["tier"], row["below_since"], row["override_until"])
         for m, row in info.items()
     }
-    climbing = [m for m in member_ids if ladder.next_above(_rank(ladder, tier_states[m].tier))]
-    values = await tiers.qualifying_values(conn, climbing, at, ladder.settings) if climbing else {}
+    values = {
+        m: Decimal(info[m]["value"])
+        for m in member_ids
+        if ladder.next_above(_rank(ladder, tier_states[m].tier))
+    }
     window_start = tiers.window_start(at, ladder.settings.window_months)
     # Bonus points offers: one more query, made only while a bonus offer is live (the list
     # is cached per process), for the posting's members in those offers' audiences.
@@ -372,60 +394,7 @@ async def _insert(
 
     for item in items:
         item.purchase_id = uuid4()
-    lines = [
-        (item.purchase_id, item.member_id, n, line, points)
-        for item in items
-        for n, (line, points) in enumerate(zip(item.data.lines, item.points, strict=True), 1)
-    ]
-    inserted = await conn.fetch(
-        """
-        WITH inserted AS (
-            INSERT INTO purchases (id, external_id, member, occurred_at, store, currency, total,
-                returned_amount, points, reversed_points, rep, request_hash, source, created_at)
-            SELECT p.id, p.external_id, p.member, p.occurred_at, p.store, p.currency, p.total,
-                   0, p.points, 0, p.rep, p.request_hash, $11, now()
-            FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[],
-                        $6::text[], $7::numeric[], $8::bigint[], $9::uuid[], $10::text[])
-                 AS p(id, external_id, member, occurred_at, store, currency, total, points, rep,
-                      request_hash)
-            ON CONFLICT (external_id) DO NOTHING
-            RETURNING *
-        ), lines AS (
-            INSERT INTO purchase_lines (id, purchase, member, line_no, sku, category, quantity,
-                unit_price, amount, points, returned_quantity, reversed_points)
-            SELECT gen_random_uuid(), l.purchase, l.member, l.line_no, l.sku, l.category,
-                   l.quantity, l.unit_price, l.quantity * l.unit_price, l.points, 0, 0
-            FROM unnest($12::uuid[], $13::uuid[], $14::int[], $15::text[], $16::text[],
-                        $17::int[], $18::numeric[], $19::bigint[])
-                 AS l(purchase, member, line_no, sku, category, quantity, unit_price, points)
-            WHERE l.purchase IN (SELECT id FROM inserted)
-        )
-        SELECT * FROM inserted
-        """,
-        [item.purchase_id for item in items],
-        [item.data.external_id for item in items],
-        [item.member_id for item in items],
-        [item.data.occurred_at for item in items],
-        [item.data.store for item in items],
-        [item.data.currency for item in items],
-        [item.data.total for item in items],
-        [sum(item.points) for item in items],
-        # The sale is credited to the rep assigned at the time of the sale.
-        [info[item.member_id]["assigned_rep"] for item in items],  # type: ignore[index]
-        [item.request_hash for item in items],
-        principal.label,
-        [entry[0] for entry in lines],
-        [entry[1] for entry in lines],
-        [entry[2] for entry in lines],
-        [entry[3].sku for entry in lines],
-        [entry[3].category for entry in lines],
-        [entry[3].quantity for entry in lines],
-        [entry[3].unit_price for entry in lines],
-        [entry[4] for entry in lines],
-    )
-    if len(inserted) != len(items):
-        raise _Raced  # rolls back; the next attempt finds them as existing purchases
-    purchased = {row["external_id"]: row for row in inserted}
+    purchase_rows = _purchase_args(items, info, principal)
     entries, lots = [], []
     for item in items:
         points = sum(item.points)
@@ -451,17 +420,29 @@ async def _insert(
                 expiry_months=rules.expiry_months,
             )
         )
-    if referrers:
-        entries += await _referral_rewards(conn, items, purchased, accounts, rules, lots, at)
-    await _write_postings(
-        conn,
-        entries,
-        lots,
-        [accounts[m] for m in {e.member for e in entries}],
-        list(upgrades.values()),
-        sorted(set(back_above) - set(upgrades)),
-        at,
-    )
+    upgraded = list(upgrades.values())
+    cleared = sorted(set(back_above) - set(upgrades))
+    try:
+        if referrers:
+            # A referral records the purchase that qualified it: the purchases go in first.
+            inserted = await conn.fetch(
+                f"WITH {_PURCHASE_ROWS.format(*range(1, 20))} SELECT * FROM inserted",
+                *purchase_rows,
+            )
+            _check_all_inserted(inserted, items)
+            entries += await _referral_rewards(conn, items, accounts, rules, lots, at)
+            await _write_postings(conn, entries, lots, accounts, upgraded, cleared, at)
+        else:
+            # The usual case: purchases, lines and postings in one statement (one round trip).
+            inserted = await _write_postings(
+                conn, entries, lots, accounts, upgraded, cleared, at, purchase_rows
+            )
+            _check_all_inserted(inserted, items)
+    except asyncpg.UniqueViolationError as exc:
+        # An earn entry's key met one committed meanwhile: its purchase was posted by a
+        # concurrent request (our insert skipped it). Roll back and replay.
+        raise _Raced from exc
+    purchased = {row["external_id"]: row for row in inserted}
     if bonus_rows:
         await bonus.record(conn, bonus_rows)
     if entries and await webhooks.subscribed("points.earned"):
@@ -480,7 +461,6 @@ async def _insert(
 async def _referral_rewards(
     conn: asyncpg.Connection,
     items: list[_Item],
-    purchased: dict[str, Any],
     accounts: dict[UUID, ledger.Account],
     rules: schemas.EarningRules,
     lots: list[ledger.NewLot],
@@ -499,9 +479,7 @@ async def _referral_rewards(
     for item in items:
         member_waiting = waiting.get(item.member_id)  # type: ignore[arg-type]
         if member_waiting is not None:
-            qualifying.append(
-                (member_waiting, purchased[item.data.external_id]["id"], item.data.total)
-            )
+            qualifying.append((member_waiting, item.purchase_id, item.data.total))
     rewards = await referrals.qualify(conn, qualifying, accounts, at)
     for entry in rewards:
         lots.append(
@@ -516,20 +494,89 @@ async def _referral_rewards(
     return rewards
 
 
+def _purchase_args(items: list[_Item], info: dict[UUID, Any], principal: Principal) -> list:
+    """The arguments of `_PURCHASE_ROWS`."""
+    lines = [
+        (item.purchase_id, item.member_id, n, line, points)
+        for item in items
+        for n, (line, points) in enumerate(zip(item.data.lines, item.points, strict=True), 1)
+    ]
+    return [
+        [item.purchase_id for item in items],
+        [item.data.external_id for item in items],
+        [item.member_id for item in items],
+        [item.data.occurred_at for item in items],
+        [item.data.store for item in items],
+        [item.data.currency for item in items],
+        [item.data.total for item in items],
+        [sum(item.points) for item in items],
+        # The sale is credited to the rep assigned at the time of the sale.
+        [info[item.member_id]["assigned_rep"] for item in items],  # type: ignore[index]
+        [item.request_hash for item in items],
+        principal.label,
+        [entry[0] for entry in lines],
+        [entry[1] for entry in lines],
+        [entry[2] for entry in lines],
+        [entry[3].sku for entry in lines],
+        [entry[3].category for entry in lines],
+        [entry[3].quantity for entry in lines],
+        [entry[3].unit_price for entry in lines],
+        [entry[4] for entry in lines],
+    ]
+
+
+# Purchases and their lines, as CTEs named `inserted` (the purchases inserted; one already
+# posted is skipped) and `lines`; its 19 parameter numbers are filled in with str.format.
+_PURCHASE_ROWS = """
+    inserted AS (
+        INSERT INTO purchases (id, external_id, member, occurred_at, store, currency, total,
+            returned_amount, points, reversed_points, rep, request_hash, source, created_at)
+        SELECT p.id, p.external_id, p.member, p.occurred_at, p.store, p.currency, p.total,
+               0, p.points, 0, p.rep, p.request_hash, ${10}, now()
+        FROM unnest(${0}::uuid[], ${1}::text[], ${2}::uuid[], ${3}::timestamptz[],
+                    ${4}::text[], ${5}::text[], ${6}::numeric[], ${7}::bigint[], ${8}::uuid[],
+                    ${9}::text[])
+             AS p(id, external_id, member, occurred_at, store, currency, total, points, rep,
+                  request_hash)
+        ON CONFLICT (external_id) DO NOTHING
+        RETURNING *
+    ), lines AS (
+        INSERT INTO purchase_lines (id, purchase, member, line_no, sku, category, quantity,
+            unit_price, amount, points, returned_quantity, reversed_points)
+        SELECT gen_random_uuid(), l.purchase, l.member, l.line_no, l.sku, l.category,
+               l.quantity, l.unit_price, l.quantity * l.unit_price, l.points, 0, 0
+        FROM unnest(${11}::uuid[], ${12}::uuid[], ${13}::int[], ${14}::text[], ${15}::text[],
+                    ${16}::int[], ${17}::numeric[], ${18}::bigint[])
+             AS l(purchase, member, line_no, sku, category, quantity, unit_price, points)
+        WHERE l.purchase IN (SELECT id FROM inserted)
+    )
+"""
+
+
+def _check_all_inserted(inserted: list[Any], items: list[_Item]) -> None:
+    if len(inserted) != len(items):
+        raise _Raced  # rolls back; the next attempt finds them as existing purchases
+
+
 async def _write_postings(
     conn: asyncpg.Connection,
     entries: list[ledger.NewEntry],
     lots: list[ledger.NewLot],
-    accounts: list[ledger.Account],
+    accounts: dict[UUID, ledger.Account],
     upgrades: list[tiers.Upgrade],
     back_above: list[UUID],
     at: datetime,
-) -> None:
-    """Ledger entries, lots, account buckets and tier upgrades in one statement. (The ledger
-    trigger adds the entries to the accounts' totals once the statement is done.)"""
-    await conn.execute(
+    purchase_rows: list | None = None,
+) -> list[Any]:
+    """Ledger entries, lots, account buckets and tier upgrades in one statement, with the
+    purchases and lines when `purchase_rows` are given (then the inserted purchases are
+    returned). The ledger trigger adds the entries to the accounts' totals once the
+    statement is done."""
+    purchases = _PURCHASE_ROWS.format(*range(29, 48)) + "," if purchase_rows else ""
+    changed = [accounts[m] for m in {e.member for e in entries}]
+    return await conn.fetch(
         f"""
-        WITH entries AS (
+        WITH {purchases} entries AS (
             INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
                 idempotency_key, occurred_at, created_at, actor, note)
             {ledger.ENTRY_ROWS}
@@ -570,8 +617,10 @@ async def _write_postings(
                                       'reason', 'upgrade'),
                    now(), 0
             FROM upgraded
+        ), back_above AS (
+            UPDATE member_tiers SET below_since = NULL WHERE member = ANY($28::uuid[])
         )
-        UPDATE member_tiers SET below_since = NULL WHERE member = ANY($28::uuid[])
+        {"SELECT * FROM inserted" if purchase_rows else "SELECT"}
         """,
         *ledger.entry_args(entries),
         [lot.member for lot in lots],
@@ -581,17 +630,18 @@ async def _write_postings(
         [lot.available_at for lot in lots],
         [lot.expires_at for lot in lots],
         [lot.released for lot in lots],
-        [a.id for a in accounts],
-        [a.available for a in accounts],
-        [a.pending for a in accounts],
-        [a.debt for a in accounts],
-        [a.lifetime_earned for a in accounts],
+        [a.id for a in changed],
+        [a.available for a in changed],
+        [a.pending for a in changed],
+        [a.debt for a in changed],
+        [a.lifetime_earned for a in changed],
         [u.member for u in upgrades],
         [u.from_tier for u in upgrades],
         [u.to_tier for u in upgrades],
         [u.value for u in upgrades],
         at,
         back_above,
+        *(purchase_rows or ()),
     )
 
 

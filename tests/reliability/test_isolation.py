@@ -206,6 +206,26 @@ async def test_a_purchase_upgrade_racing_an_evaluation_upgrade_is_not_lost(
     ]
 
 
+async def test_two_purchases_that_cross_a_threshold_together_upgrade(client, admin, pos, member):
+    # Each purchase reads the member's spend after it holds the member's lock: read with the
+    # statement's own snapshot, the second would miss the first (committed while it waited)
+    # and neither would upgrade.
+    async with holding(
+        "SELECT 1 FROM points_accounts WHERE member = $1::uuid FOR UPDATE", member["id"]
+    ):
+        first, second = await started(
+            buy(client, pos, member["id"], "3000.00"), buy(client, pos, member["id"], "3000.00")
+        )
+    await finished([first, second])
+    assert [first.result().status_code, second.result().status_code] == [201, 201]
+    assert await scalar("SELECT tier FROM member_tiers WHERE member = $1::uuid", member["id"]) == (
+        "silver"
+    )
+    assert [h for h in await tier_history(member["id"]) if h[2] == "upgrade"] == [
+        ("normal", "silver", "upgrade")
+    ]
+
+
 # --- (d) the referral reward ----------------------------------------------------------------
 
 
