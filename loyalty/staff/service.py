@@ -19,7 +19,7 @@ from litestar.stores.base import Store
 from msgspec import UNSET
 from redis.asyncio import Redis
 
-from loyalty import ratelimit
+from loyalty import db, ratelimit
 from loyalty.auth import API_KEY_SCOPES, ROLES, Principal, staff_principal
 from loyalty.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
 from loyalty.settings import Settings
@@ -367,20 +367,25 @@ async def revoke_api_key(key_id: UUID) -> schemas.ApiKey:
 
 
 async def principal_for_api_key(key: str) -> Principal | None:
-    rows = await ApiKey.raw(
-        """
-        SELECT id, name, scopes, (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-               AS stale
-        FROM api_keys WHERE key_hash = {} AND revoked_at IS NULL
-        """,
-        digest(key),
-    )
-    if not rows:
+    # One round trip on every integration call; the last use is recorded at most once a
+    # minute per key, so a busy POS does not write on every call.
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            """
+            WITH key AS (
+                SELECT id, name, scopes, last_used_at FROM api_keys
+                WHERE key_hash = $1 AND revoked_at IS NULL
+            ), touched AS (
+                UPDATE api_keys SET last_used_at = now()
+                WHERE id IN (SELECT id FROM key WHERE last_used_at IS NULL
+                                OR last_used_at < now() - interval '1 minute')
+            )
+            SELECT id, name, scopes FROM key
+            """,
+            digest(key),
+        )
+    if row is None:
         return None
-    row = rows[0]
-    if row["stale"]:
-        # Recorded at most once a minute per key, so a busy POS does not write on every call.
-        await ApiKey.update({ApiKey.last_used_at: now()}).where(ApiKey.id == row["id"])
     return Principal(
         kind="api_key",
         id=row["id"],
