@@ -5,7 +5,20 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import asyncpg
+from arq import Retry
+
 from loyalty.events import service
+
+# The database is unreachable (down, restarting, or the connection died): try again later.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
 
 
 async def relay_outbox(ctx: dict[str, Any]) -> int:
@@ -13,4 +26,10 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
 
 
 async def deliver_event(ctx: dict[str, Any], event_id: str) -> int:
-    return await service.deliver(UUID(event_id))
+    """Run the event's subscribers. Without a database the job is retried (5, 10, 15, 20 s
+    later) rather than failed: a failed job's kept result would stop the relay queueing the
+    event again under the same job id until the result expires (an hour)."""
+    try:
+        return await service.deliver(UUID(event_id))
+    except DATABASE_UNAVAILABLE as exc:
+        raise Retry(defer=5 * ctx["job_try"]) from exc

@@ -73,23 +73,25 @@ async def relay(redis: Redis, batch_size: int = 500) -> int:
     relayed = 0
     while True:
         async with db.transaction() as conn:
-            ids = [
-                row["id"]
-                for row in await conn.fetch(
-                    """
-                    SELECT id FROM outbox_events
-                    WHERE delivered_at IS NULL
-                      AND (published_at IS NULL OR published_at < now() - $2::interval)
-                    ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
-                    """,
-                    batch_size,
-                    REPUBLISH_AFTER,
-                )
-            ]
+            rows = await conn.fetch(
+                """
+                SELECT id, attempts FROM outbox_events
+                WHERE delivered_at IS NULL
+                  AND (published_at IS NULL OR published_at < now() - $2::interval)
+                ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                """,
+                batch_size,
+                REPUBLISH_AFTER,
+            )
+            ids = [row["id"] for row in rows]
             if not ids:
                 return relayed
-            for event_id in ids:
-                await redis.enqueue_job("deliver_event", str(event_id), _job_id=f"event:{event_id}")
+            for row in rows:
+                # One job id per publication: arq keeps a finished job's id (its result) for
+                # an hour, and would silently drop a republish under the same id.
+                await redis.enqueue_job(
+                    "deliver_event", str(row["id"]), _job_id=f"event:{row['id']}:{row['attempts']}"
+                )
             await conn.execute(
                 "UPDATE outbox_events SET published_at = now(), attempts = attempts + 1"
                 " WHERE id = ANY($1::uuid[])",
