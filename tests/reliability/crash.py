@@ -711,3 +711,51 @@ async def _check_tiers(conn: asyncpg.Connection) -> list[str]:
                 f" tiers, {row['events']} tier.changed events, {row['notices']} inbox messages"
             )
     return problems
+
+
+async def delivery_across_outage(cluster: Cluster, wait: float = 45) -> list[str]:
+    """An event the relay queued just before PostgreSQL crashed, whose delivery job runs
+    while PostgreSQL is down, is delivered once PostgreSQL is back (within `wait` seconds,
+    well before the relay's republish after 5 minutes)."""
+    from arq.connections import ArqRedis
+
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        member = await conn.fetchval("SELECT id FROM members ORDER BY number LIMIT 1")
+        event_id = uuid.uuid4()
+        # As the relay leaves it: published (so the relay leaves it alone), not delivered.
+        await conn.execute(
+            "INSERT INTO outbox_events (id, topic, member, payload, created_at, published_at,"
+            " attempts) VALUES ($1, 'tier.changed', $2, $3::jsonb, now(), now(), 1)",
+            event_id,
+            member,
+            '{"from_tier": "normal", "to_tier": "silver", "reason": "upgrade"}',
+        )
+    finally:
+        await conn.close()
+    arq = ArqRedis.from_url(cluster.redis_url)
+    try:
+        await asyncio.to_thread(crash_postgres, cluster.postgres)
+        await arq.enqueue_job("deliver_event", str(event_id), _job_id=f"event:{event_id}:0")
+        await asyncio.sleep(2)  # the worker polls every 0.5 s: the delivery meets no database
+        await asyncio.to_thread(cluster.postgres.ensure_running)
+    finally:
+        await arq.aclose()
+    deadline = time.monotonic() + wait
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        while time.monotonic() < deadline:
+            delivered, notices = await conn.fetchrow(
+                "SELECT (SELECT delivered_at FROM outbox_events WHERE id = $1),"
+                " (SELECT count(*) FROM member_notifications WHERE event = $1)",
+                event_id,
+            )
+            if delivered is not None:
+                return [] if notices == 1 else [f"event {event_id}: {notices} inbox messages"]
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+    return [
+        f"event {event_id}, whose delivery ran while PostgreSQL was down, was not delivered"
+        f" within {wait:g}s of PostgreSQL's return"
+    ]

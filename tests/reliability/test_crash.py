@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from tests.reliability.crash import Cluster, run_scenario
+from tests.reliability.crash import Cluster, delivery_across_outage, run_scenario
 
 
 async def test_acknowledged_work_survives_kill_9_of_web_worker_and_postgres(
@@ -30,6 +30,7 @@ async def test_acknowledged_work_survives_kill_9_of_web_worker_and_postgres(
             progress=log.append,
             retry_seconds=60,
         )
+        outage = await delivery_across_outage(cluster)
     except BaseException:
         print("\n".join(log), cluster.tails(), sep="\n")
         raise
@@ -43,3 +44,6 @@ async def test_acknowledged_work_survives_kill_9_of_web_worker_and_postgres(
     assert report.counts["purchases failed at least once"] > 0, report.summary()
     assert report.tier_events > 0, report.summary()
     assert report.problems == [], report.summary() + "\n" + "\n".join(log[-30:])
+    # A delivery job that met no database is run again when it returns, not failed for good
+    # (a failed job's kept result would stop the relay re-queueing the event for an hour).
+    assert outage == [], outage
