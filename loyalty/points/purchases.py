@@ -184,17 +184,20 @@ async def _resolve_and_lock(
             SELECT f.i, f.member, r.referrer FROM found f
             LEFT JOIN referrals r ON r.referred = f.member AND r.qualified_at IS NULL
                 AND r.status IN ('pending', 'held')
+        ), targets AS (
+            SELECT member, array_agg(i) FILTER (WHERE i IS NOT NULL) AS items,
+                   (array_agg(referrer) FILTER (WHERE referrer IS NOT NULL))[1] AS referrer
+            FROM (SELECT i, member, referrer FROM resolved
+                  UNION ALL
+                  SELECT NULL, referrer, NULL FROM resolved WHERE referrer IS NOT NULL) x
+            GROUP BY member
         ), locked AS (
             SELECT a.id, a.member, a.available, a.pending, a.debt, a.lifetime_earned, a.closed,
-                   m.assigned_rep, t.tier, t.below_since, t.override_until,
-                   (SELECT array_agg(r.i) FROM resolved r WHERE r.member = a.member) AS items,
-                   (SELECT r.referrer FROM resolved r
-                    WHERE r.member = a.member AND r.referrer IS NOT NULL LIMIT 1) AS referrer
-            FROM points_accounts a
+                   m.assigned_rep, t.tier, t.below_since, t.override_until, b.items, b.referrer
+            FROM targets b
+            JOIN points_accounts a ON a.member = b.member
             JOIN members m ON m.id = a.member
             JOIN member_tiers t ON t.member = a.member
-            WHERE a.member IN (SELECT member FROM resolved
-                               UNION ALL SELECT referrer FROM resolved WHERE referrer IS NOT NULL)
             ORDER BY a.member
             FOR UPDATE OF a, t
         )
