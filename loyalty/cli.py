@@ -70,9 +70,13 @@ def serve(workers: int | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from loyalty.runtime import start_services
+    from loyalty.serving import uvicorn_options
 
     services = start_services()
     settings = services.settings
+    # uvicorn shuts down on SIGTERM and then raises it again: with the default handler that
+    # would end the process before `finally` stops the embedded PostgreSQL and Redis.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
             "loyalty.app:create_app",
@@ -84,9 +88,14 @@ def serve(workers: int | None, host: str | None, port: int | None) -> None:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            **uvicorn_options(settings),
         )
     finally:
         services.stop()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @main.command()

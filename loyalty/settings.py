@@ -31,6 +31,10 @@ class Settings:
     phone_region: str = "CN"
     log_level: str = "INFO"
     web_workers: int = 1
+    web_header_timeout: int = 10  # seconds to send a request's line and headers
+    web_body_timeout: int = 20  # seconds to send a body, plus one per 500 bytes received
+    web_keep_alive: int = 5  # seconds an idle kept-alive connection stays open
+    web_max_connections: int = 1000  # past this, requests get 503 at once
     session_max_age: int = 8 * 3600
     secure_cookies: bool = False
     login_attempts_per_account: int = 5
@@ -119,6 +123,10 @@ class Settings:
             phone_region=(get("PHONE_REGION", "CN") or "CN").upper(),
             log_level=log_level,
             web_workers=get_int("WEB_WORKERS", 1, minimum=1),
+            web_header_timeout=get_int("WEB_HEADER_TIMEOUT", 10, minimum=1),
+            web_body_timeout=get_int("WEB_BODY_TIMEOUT", 20, minimum=1),
+            web_keep_alive=get_int("WEB_KEEP_ALIVE", 5, minimum=1),
+            web_max_connections=get_int("WEB_MAX_CONNECTIONS", 1000, minimum=10),
             session_max_age=get_int("SESSION_MAX_AGE", 8 * 3600, minimum=60),
             secure_cookies=(get("SECURE_COOKIES", "") or "").lower() in {"1", "true", "yes"},
             login_attempts_per_account=get_int("LOGIN_ATTEMPTS_PER_ACCOUNT", 5, minimum=1),

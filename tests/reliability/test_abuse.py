@@ -1,6 +1,7 @@
 """Abuse: credential stuffing against staff and member sign-in is throttled (1,000 attempts
-over 100 accounts, each from a new address, many at once), and the owner still signs in.
-Oversized bodies and slow clients against a real server: see test_slow_clients.py."""
+over 100 accounts, each from a new address, many at once), and the owner still signs in;
+a real `loyalty serve` refuses bodies over 1 MiB before reading them. Slow clients:
+test_slow_clients.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import time
 from collections import Counter
 
 import httpx
+import msgspec
 import pytest
 
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import TEST_PASSWORD, purchase_body
+from tests.reliability.processes import WebServer, child_env
 
 ATTEMPTS = 1_000
 ACCOUNTS = 100
@@ -78,6 +81,79 @@ def per_account(checked: Counter) -> Counter:
     return found
 
 
+# --- oversized bodies ----------------------------------------------------------------------
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+async def served(backing_services, app, tmp_path):
+    server = WebServer(
+        child_env(backing_services["database_url"], backing_services["redis_url"]),
+        tmp_path / "web.log",
+    ).start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def head(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: test", "Content-Type: application/json"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def status_and_type(reader: asyncio.StreamReader) -> tuple[int, str]:
+    status = int((await asyncio.wait_for(reader.readline(), 5)).split()[1])
+    content_type = ""
+    while (line := await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-type":
+            content_type = value.strip()
+    return status, content_type
+
+
+async def test_a_declared_body_over_one_mebibyte_is_refused_before_it_is_sent(served, pos):
+    """Content-Length says 2 MiB; after 64 KiB of it the server has already answered 413."""
+    body = purchase_body("00000000-0000-0000-0000-000000000000")
+    for path, auth in (("/api/v1/purchases", pos), ("/api/v1/auth/tokens", {})):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        try:
+            writer.write(head(path, {**auth, "Content-Length": str(2 * MiB)}))
+            writer.write(msgspec.json.encode(body)[: 64 * 1024].ljust(64 * 1024))
+            await writer.drain()
+            started = time.monotonic()
+            status, content_type = await status_and_type(reader)
+            assert status == 413, path
+            assert content_type.startswith("application/problem+json")
+            assert time.monotonic() - started < 2  # not waiting for the 1.9 MiB never sent
+        finally:
+            writer.close()
+
+
+async def test_a_chunked_body_growing_past_one_mebibyte_is_refused(served, pos):
+    """No length announced: the server counts as the chunks arrive and stops at 1 MiB."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    try:
+        writer.write(head("/api/v1/purchases", {**pos, "Transfer-Encoding": "chunked"}))
+        answered = asyncio.ensure_future(status_and_type(reader))
+        chunk = b" " * (64 * 1024)
+        sent = 0
+        while not answered.done() and sent < 8 * MiB:
+            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            sent += len(chunk)
+            await asyncio.sleep(0.005)
+        status, content_type = await asyncio.wait_for(answered, 5)
+        assert status == 413 and content_type.startswith("application/problem+json")
+        # Refused soon after the first MiB, not after all 8.
+        assert MiB < sent <= 2 * MiB, sent
+    finally:
+        writer.close()
+
+
 # --- staff ---------------------------------------------------------------------------------
 
 
@@ -104,9 +180,7 @@ async def test_staff_credential_stuffing_is_throttled_and_the_owner_still_signs_
     assert before.status_code == 201, before.text
     checked.clear()
 
-    started = time.monotonic()
     statuses = await stuff(post_from, url, guesses(accounts, "username"))
-    took = time.monotonic() - started
 
     limit = settings.login_attempts_per_account
     assert Counter(statuses) == {401: ACCOUNTS * limit, 429: ATTEMPTS - ACCOUNTS * limit}
@@ -119,7 +193,6 @@ async def test_staff_credential_stuffing_is_throttled_and_the_owner_still_signs_
     # ... the owner's usual address does not.
     again = await post_from(OWNER_ADDRESS, url, {"username": owner, "password": TEST_PASSWORD})
     assert again.status_code == 201, again.text
-    assert took < 60, f"stuffing took {took:.1f}s"
 
 
 async def test_staff_sign_in_is_throttled_per_address(post_from, checked, settings):
@@ -195,9 +268,7 @@ async def test_member_password_stuffing_is_throttled_and_the_member_still_signs_
     assert before.status_code == 201, before.text
     checked.clear()
 
-    started = time.monotonic()
     statuses = await stuff(post_from, url, guesses(accounts, "identifier"))
-    took = time.monotonic() - started
 
     assert Counter(statuses) == {
         401: ACCOUNTS * TRIES_PER_IDENTIFIER,
@@ -208,7 +279,6 @@ async def test_member_password_stuffing_is_throttled_and_the_member_still_signs_
     assert stranger.status_code == 429 and int(stranger.headers["Retry-After"]) > 0
     again = await post_from(OWNER_ADDRESS, url, right)
     assert again.status_code == 201, again.text
-    assert took < 60, f"stuffing took {took:.1f}s"
 
 
 async def test_member_code_requests_and_code_guessing_are_throttled(
