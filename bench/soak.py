@@ -251,10 +251,7 @@ async def seed_extras(bench: Bench) -> dict[str, Any]:
     started = time.monotonic()
     conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=10)
     try:
-        rows = await conn.fetch("SELECT id, number FROM members")
-        bench.member_ids = [str(r["id"]) for r in rows]
-        numbers = {str(r["id"]): r["number"] for r in rows}
-        del rows
+        bench.member_ids = [str(r["id"]) for r in await conn.fetch("SELECT id FROM members")]
         rng = random.Random(args.seed + 1)
         picked = rng.sample(bench.member_ids, args.redeem_members + args.deliver + args.sessions)
         bench.redeemers = picked[: args.redeem_members]
@@ -273,10 +270,12 @@ async def seed_extras(bench: Bench) -> dict[str, Any]:
         await conn.execute("UPDATE marketing_settings SET frequency_cap = 1000000")
         for i, member_id in enumerate(chosen):
             address = f"soak{i}@{PORTAL_DOMAIN}"
-            await conn.execute("UPDATE members SET email = $2 WHERE id = $1", member_id, address)
+            number = await conn.fetchval(
+                "UPDATE members SET email = $2 WHERE id = $1 RETURNING number", member_id, address
+            )
             bench.portal_members.append(
                 portal.PortalMember(
-                    member_id, numbers[member_id], address, f"127.0.0.{portal.FIRST_ADDRESS + i}"
+                    member_id, number, address, f"127.0.0.{portal.FIRST_ADDRESS + i}"
                 )
             )
         await conn.execute("ANALYZE members, points_accounts, points_ledger, points_lots")
@@ -791,7 +790,7 @@ async def soak(bench: Bench, handler: Any) -> dict[str, Any]:
                     rates[kind] = {"per_s": round(rate, 1), "p99_ms": p99}
                     last[kind] = done
                     tally.window = []
-                    parts.append(f"{kind} {rate:.0f}/s p99 {p99 if p99 is not None else '-'}")
+                    parts.append(f"{kind} {rate:.0f}/s {p99 or 0:.0f}ms")
                 sample["requests"] = rates
                 samples.append(sample)
                 last_t = now
@@ -800,7 +799,7 @@ async def soak(bench: Bench, handler: Any) -> dict[str, Any]:
                 sent = sum(c.get("messages", 0) for c in periodic.campaigns)
                 memory = " ".join(f"{g} {sample[g]['main']:.0f}" for g in GROUPS)
                 console.print(
-                    f"{t:6.0f}s  {' | '.join(parts)} | errors {errors} | tiers "
+                    f"{t:5.0f}s {' | '.join(parts)} (p99) | errors {errors} | tiers "
                     f"{tiers_done}/{len(periodic.tier_runs)} | mail {sent:,} | MB {memory}"
                 )
                 for proc, name in ((bench.server, "loyalty serve"), (bench.worker, "worker")):
