@@ -183,6 +183,17 @@ _HTTP_TITLES = {
 
 def _http_error_handler(request: Request, exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
+    if status >= 500 and exc.detail == "client disconnected prematurely":
+        # Litestar's words for a body cut short (a client gone, or one too slow for the
+        # server's limits): nobody is left to answer, and it is not our error.
+        log.info("client disconnected before sending its whole body")
+        return problem(
+            request,
+            status=400,
+            title="Bad request",
+            slug="bad-request",
+            detail="the body ended early",
+        )
     if status >= 500:
         return _unexpected_handler(request, exc)
     if isinstance(exc.__cause__, SerializationException):
