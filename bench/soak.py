@@ -36,6 +36,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -296,7 +297,7 @@ def create_staff_key_reward(bench: Bench) -> None:
     output = earn.loyalty_cli(
         bench, "create-staff", "--username", f"soak-{bench.run_id}", "--role", "admin"
     )
-    match = earn.re.search(r"password \(shown once\): (\S+)", output)
+    match = re.search(r"password \(shown once\): (\S+)", output)
     if match is None:
         raise BenchError(f"no password in the output of loyalty create-staff:\n{output}")
     output = earn.loyalty_cli(
@@ -307,7 +308,7 @@ def create_staff_key_reward(bench: Bench) -> None:
         "--scopes",
         "purchases:write,redemptions:write,members:read",
     )
-    key = earn.re.search(r"key \(shown once\): (lk_\S+)", output)
+    key = re.search(r"key \(shown once\): (lk_\S+)", output)
     if key is None:
         raise BenchError(f"no key in the output of loyalty create-api-key:\n{output}")
     bench.key = key.group(1)
@@ -630,18 +631,21 @@ def _tree(pid: int | None) -> list[psutil.Process]:
         return []
 
 
+CLIENT_BACKEND = re.compile(r"^postgres: (?:\S+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\])")
+
+
 def _postgres_processes(bench: Bench) -> list[psutil.Process]:
-    """The postmaster, its auxiliary processes (checkpointer, WAL writer, ...) and the
-    backends connected to this benchmark's database; other databases' backends are not ours."""
+    """The postmaster, its auxiliary processes (checkpointer, WAL writer, autovacuum, ...)
+    and the client backends connected to this benchmark's database; other databases'
+    backends (other benchmarks, tests) are not ours."""
     chosen = []
     for proc in _tree(bench.postmaster):
         try:
             title = " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        parts = title.split()
-        client_backend = len(parts) >= 4 and parts[0] == "postgres:" and "(" in title
-        if not client_backend or (APP_DB in parts[1:4] and CACHE_DB not in parts[1:4]):
+        backend = CLIENT_BACKEND.match(title)
+        if backend is None or backend.group(1) == APP_DB:
             chosen.append(proc)
     return chosen
 
@@ -779,7 +783,8 @@ async def soak(bench: Bench, handler: Any) -> dict[str, Any]:
                 await asyncio.sleep(max(0.0, wait))
                 now = time.monotonic()
                 t = round(now - bench.load_started, 1)
-                sample = {"t": t, **memory_sample(bench, redis_client)}
+                # smaps of every PostgreSQL process: read off the event loop
+                sample = {"t": t, **await asyncio.to_thread(memory_sample, bench, redis_client)}
                 rates: dict[str, Any] = {}
                 parts = []
                 for kind in KINDS:
