@@ -752,10 +752,12 @@ def _ladder_args(tiers: list[tuple[str, int, Decimal, bool]]) -> list[Any]:
     ]
 
 
-# While other work commits faster than this, the evaluation rests twice as long as each batch
-# took, so purchases keep their latency; on a quiet database it runs flat out.
+# While other work commits faster than this, the evaluation takes smaller batches and rests
+# after each for twice as long as it took, so purchases keep their latency (shorter bursts
+# of a busy core); on a quiet database it runs flat out in full batches.
 BUSY_COMMITS_PER_SECOND = 20.0
 REST_PER_BATCH_SECOND = 2.0
+BUSY_BATCH_SIZE = 5_000
 
 
 class _Traffic:
@@ -800,13 +802,16 @@ async def evaluate(at: datetime | None = None, batch_size: int = 20_000) -> sche
     totals = schemas.Evaluation(0, 0, 0, 0, 0)
     after = LOWEST_UUID
     traffic = _Traffic()
+    busy = False
     while True:
         started = time.monotonic()
         async with db.transaction() as conn:
             # A batch lost in a crash is simply evaluated again by the next run, so it need
             # not wait for its WAL flush, which purchases would otherwise queue behind.
             await conn.execute("SET LOCAL synchronous_commit = off")
-            row = await conn.fetchrow(sql, *args, after, batch_size)
+            row = await conn.fetchrow(
+                sql, *args, after, min(batch_size, BUSY_BATCH_SIZE) if busy else batch_size
+            )
         if not row["members"]:
             return totals
         totals = schemas.Evaluation(
@@ -817,7 +822,8 @@ async def evaluate(at: datetime | None = None, batch_size: int = 20_000) -> sche
             grace_started=totals.grace_started + row["grace_started"],
         )
         after = row["last_member"]
-        if await traffic.busy():
+        busy = await traffic.busy()
+        if busy:
             await asyncio.sleep(REST_PER_BATCH_SECOND * (time.monotonic() - started))
 
 
