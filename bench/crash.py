@@ -9,8 +9,9 @@ without an answer is sent again with the same key, every interrupted request and
 are sent once more (each must be answered with the original), and the database is checked:
 acknowledged purchases and redemptions stored exactly once, nothing stored that was not
 asked for, the release and tier-event jobs ran once in effect, every balance equals the sum
-of its entries and its lots. It prints progress every second and a summary, and exits 1 if
-anything was lost or doubled. Every process it starts is stopped on exit, Ctrl-C or error.
+of its entries and its lots. Last, PostgreSQL is killed once more with an event's delivery
+queued into the outage, which must be delivered once it is back. It prints progress every
+second and a summary, and exits 1 if anything was lost or doubled. Every process it starts is stopped on exit, Ctrl-C or error.
 
     uv run python bench/crash.py                                  # 120 s, 16 clients, a kill every 10 s
     uv run python bench/crash.py --duration 600 --concurrency 32 --interval 15
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loyalty.embedded import EmbeddedRedis
-from tests.reliability.crash import CRASHES, Cluster, run_scenario
+from tests.reliability.crash import CRASHES, Cluster, delivery_across_outage, run_scenario
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 retry_seconds=args.retry_seconds,
             )
         )
+        say("one more PostgreSQL crash, with an event delivery queued into the outage")
+        report.problems += asyncio.run(delivery_across_outage(cluster))
         say("")
         say(report.summary())
         if args.keep:

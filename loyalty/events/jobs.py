@@ -10,14 +10,15 @@ from arq import Retry
 
 from loyalty.events import service
 
-# The database is unreachable (down, restarting, or the connection died): try again later.
+# The database is unreachable (down, restarting, crashed, or the connection died; a
+# connection broken by a crash may also fail with "cannot switch to state ..."): try later.
 DATABASE_UNAVAILABLE = (
     OSError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
