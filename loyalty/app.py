@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from arq.connections import ArqRedis
-from litestar import Litestar
+from litestar import Litestar, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import MediaType
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
+from litestar.types import Scope
 
 from loyalty import db
 from loyalty.console.controllers import ConsoleController
@@ -30,7 +33,7 @@ from loyalty.marketing.controllers import (
     UnsubscribeController,
 )
 from loyalty.members.controllers import ClosureRequestController, MemberController
-from loyalty.openapi import StrictStructSchemaPlugin, document_public_endpoints
+from loyalty.openapi import StrictStructSchemaPlugin, document_public_endpoints, finish_document
 from loyalty.points.controllers import (
     EarningRulesController,
     MemberPointsController,
@@ -65,7 +68,12 @@ from loyalty.tiers.controllers import (
     TierController,
     TierSettingsController,
 )
-from loyalty.web import authentication_middleware, page_middleware
+from loyalty.web import (
+    StrictJsonRequest,
+    authentication_middleware,
+    nul_middleware,
+    page_middleware,
+)
 from loyalty.webhooks.controllers import WebhookController
 
 PACKAGE_DIR = Path(__file__).parent
@@ -110,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         renew_on_access=True,
     )
 
+    struct_schemas = StrictStructSchemaPlugin()
     app = Litestar(
         route_handlers=[
             health,
@@ -155,6 +164,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
         middleware=[
             request_log_middleware,
+            nul_middleware,
             page_middleware,
             session_config.middleware,
             authentication_middleware,
@@ -192,7 +202,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             security=[{"bearer": []}],
         ),
         exception_handlers=exception_handlers,
-        plugins=[StrictStructSchemaPlugin()],
+        request_class=StrictJsonRequest,
+        plugins=[struct_schemas],
         # Bodies over 1 MiB are refused with 413 before they are read in full (handlers
         # that take bigger uploads raise their own limit).
         request_max_body_size=MAX_BODY_BYTES,
@@ -201,4 +212,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,  # ours: JSON lines, set up in configure_logging
     )
     document_public_endpoints(app)
+    finish_document(app, struct_schemas)
+    _options_list_every_method(app)
     return app
+
+
+def _options_list_every_method(app: Litestar) -> None:
+    """Litestar makes a path's OPTIONS handler with the first handler registered on it and
+    keeps it when handlers of other methods join the path, so `Allow` named only some of
+    them. Rebind each OPTIONS handler to its path's complete route."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        allow = ", ".join(sorted(route.methods))
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"} and handler.handler_name == "options_handler":
+
+                def options_handler(scope: Scope, allow: str = allow) -> Response:
+                    return Response(
+                        content=None,
+                        status_code=204,
+                        headers={"Allow": allow},
+                        media_type=MediaType.TEXT,
+                    )
+
+                handler._fn = options_handler

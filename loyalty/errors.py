@@ -127,6 +127,9 @@ def _domain_error_handler(request: Request, exc: DomainError) -> Response[bytes]
 def field_in_message(message: str) -> str | None:
     """msgspec names the culprit in its message: "unknown field `x`", "missing required field
     `x`", "... - at `$.lines[0].sku`"."""
+    paths = [part.split("`", 1)[0] for part in message.split("`$.")[1:]]
+    if len(paths) > 1:  # raised inside a nested struct: "... at `$.amount` - at `$.lines[0]`"
+        return ".".join(reversed(paths))
     for marker in ("unknown field `", "missing required field `", "`$."):
         if marker in message:
             return message.split(marker, 1)[1].split("`", 1)[0]

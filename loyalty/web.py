@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any, get_args
 from uuid import UUID
 
+import msgspec
+from litestar import Request
+from litestar.exceptions import ValidationException
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 from loyalty.auth import Principal
+from loyalty.errors import DomainError
 from loyalty.portal import i18n
 from loyalty.portal import service as portal_service
+from loyalty.schemas import DECIMAL_PATTERN, Input
 from loyalty.staff import service as staff_service
 
 
@@ -140,3 +150,134 @@ def page_middleware(app: ASGIApp) -> ASGIApp:
             i18n.current.reset(token)
 
     return middleware
+
+
+@cache
+def _strict_body_type(annotation: Any) -> bool:
+    """Whether a handler's `data` annotation is (or holds) an `Input` request body."""
+    if isinstance(annotation, type) and issubclass(annotation, Input):
+        return True
+    return any(_strict_body_type(arg) for arg in get_args(annotation))
+
+
+class StrictJsonRequest(Request):
+    """Litestar reads a JSON body into plain values and then converts them to the handler's
+    type leniently (0 becomes false, "5" becomes 5, a number becomes a datetime). Bodies
+    typed with an `Input` Struct are converted to it strictly (JSON types as the schema
+    says; only an integral number counts as an integer), so a body that breaks its
+    documented schema is refused with 400 naming the field."""
+
+    async def json(self) -> Any:
+        field = self.route_handler.parsed_data_field
+        if (
+            self._json is not Empty
+            or self._connection_state.json is not Empty
+            or field is None
+            or not _strict_body_type(field.annotation)
+        ):
+            return await super().json()
+        try:
+            raw = msgspec.json.decode(await self.body() or b"null")
+        except msgspec.DecodeError:
+            return await super().json()  # not JSON at all: Litestar's own answer
+        try:
+            decoded = msgspec.convert(_integral(raw), type=field.annotation, strict=True)
+            _check_text(decoded, raw, "$")
+        except msgspec.ValidationError as exc:
+            raise ValidationException(
+                detail=str(exc), extra=[{"message": str(exc), "key": "data", "source": "body"}]
+            ) from exc
+        self._json = self._connection_state.json = decoded
+        return decoded
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 5.0 as an integer; msgspec's strict mode would not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+@cache
+def _typed_fields(struct: type) -> tuple[tuple[str, str], ...]:
+    """A Struct's fields, less free-form ones (`Any` inside: decoded later, on their own)."""
+
+    def free_form(info: Any) -> bool:
+        if isinstance(info, msgspec.inspect.AnyType):
+            return True
+        if isinstance(info, msgspec.inspect.UnionType):
+            return any(free_form(t) for t in info.types)
+        if isinstance(info, msgspec.inspect.DictType):
+            return free_form(info.key_type) or free_form(info.value_type)
+        if isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType)):
+            return free_form(info.item_type)
+        return False
+
+    fields = msgspec.inspect.type_info(struct).fields  # type: ignore[union-attr]
+    return tuple((f.name, f.encode_name) for f in fields if not free_form(f.type))
+
+
+def _check_text(value: Any, raw: Any, at: str) -> None:
+    """Walk the decoded body beside the raw JSON: text must not hold NUL characters (which
+    PostgreSQL cannot store) and a decimal sent as a string must be plain notation
+    (DECIMAL_PATTERN; msgspec alone would take " 1_0e5 ")."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise msgspec.ValidationError(f"{NUL_REASON} - at `{at}`")
+    elif isinstance(value, Decimal):
+        if isinstance(raw, str) and not _DECIMAL.match(raw):
+            raise msgspec.ValidationError(f"{DECIMAL_REASON} - at `{at}`")
+    elif isinstance(value, msgspec.Struct):
+        raw = raw if isinstance(raw, dict) else {}
+        for name, key in _typed_fields(type(value)):
+            _check_text(getattr(value, name), raw.get(key), f"{at}.{key}")
+    elif isinstance(value, dict):
+        raw = raw if isinstance(raw, dict) else {}
+        for key, item in value.items():
+            _check_text(key, None, at)
+            _check_text(item, raw.get(key), f"{at}.{key}")
+    elif isinstance(value, (list, tuple)):
+        raw = raw if isinstance(raw, list) and len(raw) == len(value) else [None] * len(value)
+        for i, (item, raw_item) in enumerate(zip(value, raw, strict=True)):
+            _check_text(item, raw_item, f"{at}[{i}]")
+    elif isinstance(value, (set, frozenset)):
+        for item in value:
+            _check_text(item, None, at)
+
+
+_DECIMAL = re.compile(DECIMAL_PATTERN)
+DECIMAL_REASON = "Expected a decimal number in plain notation, like 12.50"
+NUL_REASON = "text must not contain NUL (\\u0000) characters"
+
+
+def nul_middleware(app: ASGIApp) -> ASGIApp:
+    """A NUL in the API's path or query is refused with 400 before any handler runs (the
+    schema says text never contains one; PostgreSQL could not store it)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith("/api/")
+            and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b""))
+        ):
+            raise DomainError(NUL_REASON)
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def rfc3339_query(request: Request, *names: str) -> None:
+    """Litestar converts date-time query parameters leniently (`to=0.5` becomes a Unix
+    time); the schema says RFC 3339, so anything else is refused with 400 naming it."""
+    for name in names:
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            msgspec.json.decode(msgspec.json.encode(raw), type=datetime)
+        except msgspec.ValidationError:
+            raise DomainError("must be an RFC 3339 date-time", field=name) from None

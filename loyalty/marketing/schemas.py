@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from loyalty.schemas import Input
+from loyalty.schemas import VISIBLE, Input
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=4000)]
@@ -166,7 +166,7 @@ class Offer(msgspec.Struct):
 
 class VoucherImport(Input):
     codes: Annotated[
-        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S+$")]],
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=rf"^{VISIBLE}+$")]],
         msgspec.Meta(min_length=1, max_length=10_000),
     ]
 

@@ -9,18 +9,20 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from loyalty.schemas import Input
+from loyalty.schemas import VISIBLE, Input
 
 Kind = Literal["goods", "voucher", "event_seat", "bonus_service"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=4000)]
-ImageUrl = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^(https?://\S+|/\S*)?$")]
+ImageUrl = Annotated[
+    str, msgspec.Meta(max_length=500, pattern=rf"^(https?://{VISIBLE}+|/{VISIBLE}*)?$")
+]
 Cost = Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
 Stock = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 TierCode = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
-VoucherCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S+$")]
+VoucherCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=rf"^{VISIBLE}+$")]
 
 
 class RewardCreate(Input):

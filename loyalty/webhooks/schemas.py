@@ -8,9 +8,9 @@ from uuid import UUID
 
 import msgspec
 
-from loyalty.schemas import Input
+from loyalty.schemas import VISIBLE, Input
 
-Url = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^https?://\S+$")]
+Url = Annotated[str, msgspec.Meta(max_length=500, pattern=rf"^https?://{VISIBLE}+$")]
 Events = Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)]
 Description = Annotated[str, msgspec.Meta(max_length=200)]
 
