@@ -14,8 +14,13 @@ from litestar.response import Response, Stream
 from loyalty.auth import current_principal, requires
 from loyalty.exports import schemas, service
 from loyalty.openapi import problems
+from loyalty.schemas import DECIMAL_PATTERN
+from loyalty.web import rfc3339_query
 
 CSV = "text/csv; charset=utf-8"
+CostPerPoint = Annotated[
+    Decimal | None, QueryParameter(schema_extra={"pattern": DECIMAL_PATTERN})
+]  # 0 to 1000: checked by the service (422)
 
 
 def _attachment(name: str) -> dict[str, str]:
@@ -45,7 +50,7 @@ class ExportController(Controller):
         "/ledger.csv",
         summary="Ledger entries for a period as CSV",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
         media_type=CSV,
     )
     async def ledger(
@@ -55,6 +60,7 @@ class ExportController(Controller):
         to: Annotated[datetime | None, QueryParameter()] = None,
     ) -> Stream:
         """Entries recorded in [from, to), oldest first."""
+        rfc3339_query(request, "from", "to")
         principal = current_principal(request)
         service._period(from_, to)
         return Stream(
@@ -67,11 +73,11 @@ class ExportController(Controller):
         "/liability.csv",
         summary="Points liability as CSV",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
         media_type=CSV,
     )
     async def liability_csv(
-        self, request: Request, cost_per_point: Annotated[Decimal | None, QueryParameter()] = None
+        self, request: Request, cost_per_point: CostPerPoint = None
     ) -> Response[str]:
         text = await service.liability_csv(current_principal(request), cost_per_point)
         return Response(text, media_type=CSV, headers=_attachment("liability.csv"))
@@ -80,10 +86,10 @@ class ExportController(Controller):
         "/liability",
         summary="The points liability report",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
     )
     async def liability(
-        self, request: Request, cost_per_point: Annotated[Decimal | None, QueryParameter()] = None
+        self, request: Request, cost_per_point: CostPerPoint = None
     ) -> schemas.Liability:
         """Outstanding points (available + pending - owed) by tier and by expiry month, valued
         at `cost_per_point` (default LOYALTY_POINT_VALUE)."""

@@ -125,7 +125,7 @@ async def liability(principal: Principal, cost_per_point: Decimal | None) -> sch
     if not principal.can("exports:read"):
         raise PermissionDenied("this needs the exports:read permission")
     value = cost_per_point if cost_per_point is not None else get_settings().point_value
-    if value < 0 or value > 1000:
+    if not value.is_finite() or value < 0 or value > 1000:
         raise InvalidInput("must be between 0 and 1000", field="cost_per_point")
     async with db.connection() as conn:
         by_tier = await conn.fetch(

@@ -7,12 +7,13 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from loyalty.auth import current_principal, requires
 from loyalty.marketing import reports, schemas, segments, service
 from loyalty.openapi import problems
+from loyalty.schemas import MONTH_PATTERN
 
 
 class SegmentController(Controller):
@@ -261,10 +262,12 @@ class MovementReportController(Controller):
     @get(
         "/{month:str}",
         summary="The monthly movement report",
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
         guards=[requires("marketing:report")],
     )
-    async def report(self, month: FromPath[str]) -> schemas.MovementReport:
+    async def report(
+        self, month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)]
+    ) -> schemas.MovementReport:
         """For month `YYYY-MM`: members who moved up or down a tier, valuable members whose
         spend is falling (below `falling_ratio` of their own average over the previous
         three months), members lost (their churn window ran out this month) and members won
@@ -275,11 +278,13 @@ class MovementReportController(Controller):
     @get(
         "/{month:str}/csv",
         summary="The monthly movement report as CSV",
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
         guards=[requires("marketing:report")],
         media_type="text/csv",
     )
-    async def report_csv(self, month: FromPath[str]) -> Response[str]:
+    async def report_csv(
+        self, month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)]
+    ) -> Response[str]:
         report = await reports.movement(month)
         return Response(
             reports.to_csv(report),

@@ -308,7 +308,8 @@ async def value_groups(window_days: int = 365) -> schemas.ValueGroups:
     async with db.connection() as conn:
         rows = await conn.fetch(VALUE_GROUPS_SQL, at - timedelta(days=window_days), at)
     merged: dict[str, dict[str, Any]] = {
-        g: {"members": 0, "spend": 0, "purchases": 0.0, "days": 0.0, "dated": 0} for g in GROUPS
+        g: {"members": 0, "spend": Decimal(0), "purchases": 0.0, "days": 0.0, "dated": 0}
+        for g in GROUPS
     }
     for row in rows:
         g = merged[row["grp"]]
@@ -329,7 +330,7 @@ async def value_groups(window_days: int = 365) -> schemas.ValueGroups:
                 group=name,
                 members=n,
                 share=round(n / total, 4) if total else 0.0,
-                avg_spend=round(g["spend"] / n, 2) if n else 0,
+                avg_spend=round(g["spend"] / n, 2) if n else Decimal("0.00"),
                 avg_purchases=round(g["purchases"] / n, 2) if n else 0.0,
                 avg_days_since_purchase=round(g["days"] / g["dated"], 1) if g["dated"] else None,
             )

@@ -35,7 +35,7 @@ class MemberController(Controller):
     @get(
         "/",
         summary="Look up or search members",
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
         guards=[requires("members:read")],
     )
     async def search(

@@ -8,12 +8,14 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
 from loyalty.openapi import problems
 from loyalty.points import purchases, schemas, service
+from loyalty.web import rfc3339_query
 
 
 class PurchaseController(Controller):
@@ -23,7 +25,13 @@ class PurchaseController(Controller):
     @post(
         "/",
         summary="Post a purchase",
-        responses=problems(400, 401, 403, 409, 422),
+        responses={
+            200: ResponseSpec(
+                data_container=schemas.Purchase,
+                description="Posted before: the original result, nothing earned again",
+            ),
+            **problems(400, 401, 403, 409, 422),
+        },
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
     )
@@ -63,7 +71,13 @@ class PurchaseController(Controller):
     @post(
         "/{external_id:str}/returns",
         summary="Return lines of a purchase",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses={
+            200: ResponseSpec(
+                data_container=schemas.Return,
+                description="Posted before: the original result, nothing reversed again",
+            ),
+            **problems(400, 401, 403, 404, 409, 422),
+        },
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
     )
@@ -95,7 +109,7 @@ class MemberPointsController(Controller):
     @get(
         "/entries",
         summary="A member's points statement",
-        responses=problems(400, 401, 403, 404),
+        responses=problems(400, 401, 403, 404, 422),
         guards=[requires("members:read")],
     )
     async def entries(
@@ -110,6 +124,7 @@ class MemberPointsController(Controller):
     ) -> schemas.EntryPage:
         """Ledger entries newest first, filtered by kind and time; pass `next_cursor` back
         as `cursor` for the next page."""
+        rfc3339_query(request, "since", "until")
         return await service.statement(
             member_id,
             current_principal(request),
@@ -153,7 +168,7 @@ class EarningRulesController(Controller):
     @put(
         "/",
         summary="Change the earning rules",
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
         guards=[requires("rules:manage")],
     )
     async def put_rules(

@@ -74,6 +74,13 @@ async def update_rules(
     data: schemas.EarningRulesBody, principal: Principal
 ) -> schemas.EarningRules:
     global _rules_cache
+    if not 0 < data.points_per_unit <= 1000:
+        raise InvalidInput("must be above 0 and at most 1000", field="points_per_unit")
+    for category, multiplier in data.category_multipliers.items():
+        if not 0 <= multiplier <= 100:
+            raise InvalidInput(
+                "must be between 0 and 100", field=f"category_multipliers.{category}"
+            )
     async with db.connection() as conn:
         row = await conn.fetchrow(
             """

@@ -22,7 +22,7 @@ class ReferralController(Controller):
     @get(
         "/",
         summary="Referrals, newest first (the review queue with status=held)",
-        responses=problems(400, 401, 403),
+        responses=problems(400, 401, 403, 422),
         guards=[requires("referrals:review")],
     )
     async def list_referrals(

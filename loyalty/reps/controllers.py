@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK
 from loyalty.auth import authenticated, current_principal, requires
 from loyalty.openapi import problems
 from loyalty.reps import contacts, performance, rotation, schemas, service
+from loyalty.schemas import MONTH_PATTERN
 
 
 class OwnershipController(Controller):
@@ -316,7 +317,7 @@ class AccountManagementController(Controller):
     async def scorecards(
         self,
         request: Request,
-        month: Annotated[str, QueryParameter(pattern=r"^\d{4}-\d{2}$")],
+        month: Annotated[str, QueryParameter(pattern=MONTH_PATTERN)],
         department: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> list[schemas.ScoreRow]:
         """Per rep: members gained and lost, their members' spend, purchases and tier moves,
@@ -334,7 +335,7 @@ class AccountManagementController(Controller):
     async def scorecards_csv(
         self,
         request: Request,
-        month: Annotated[str, QueryParameter(pattern=r"^\d{4}-\d{2}$")],
+        month: Annotated[str, QueryParameter(pattern=MONTH_PATTERN)],
         department: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[str]:
         rows = await performance.scorecard(current_principal(request), month, department)
