@@ -229,7 +229,7 @@ def _check_text(value: Any, raw: Any, at: str) -> None:
         if "\x00" in value:
             raise msgspec.ValidationError(f"{NUL_REASON} - at `{at}`")
     elif isinstance(value, Decimal):
-        if isinstance(raw, str) and not _DECIMAL.match(raw):
+        if isinstance(raw, str) and not _DECIMAL.fullmatch(raw):
             raise msgspec.ValidationError(f"{DECIMAL_REASON} - at `{at}`")
     elif isinstance(value, msgspec.Struct):
         raw = raw if isinstance(raw, dict) else {}

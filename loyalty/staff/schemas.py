@@ -9,7 +9,12 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from loyalty.auth import API_KEY_SCOPES, ROLES
 from loyalty.schemas import Input
+
+# Checked by the service (422 names the field); the schema lists the allowed values.
+Role = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(ROLES)})]
+Scope = Annotated[str, msgspec.Meta(extra_json_schema={"enum": sorted(API_KEY_SCOPES)})]
 
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -33,7 +38,7 @@ class Staff(msgspec.Struct):
 
 class StaffCreate(Input):
     username: Username
-    role: str
+    role: Role
     password: Password | None = None
     display_name: DisplayName | None = None
     department: Department | None = None
@@ -47,7 +52,7 @@ class StaffCreated(msgspec.Struct):
 
 class StaffUpdate(Input):
     display_name: DisplayName | UnsetType = UNSET
-    role: str | UnsetType = UNSET
+    role: Role | UnsetType = UNSET
     department: Department | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
     password: Password | UnsetType = UNSET
@@ -77,7 +82,7 @@ class Me(msgspec.Struct):
 
 class ApiKeyCreate(Input):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    scopes: Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)]
+    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=20)]
 
 
 class ApiKey(msgspec.Struct):
