@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from datetime import datetime
 from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loyalty import db
 from loyalty.events.jobs import deliver_event, relay_outbox
@@ -53,6 +59,59 @@ CRON_JOBS = [
 ]
 
 
+# Redis is unreachable (stopped, restarting, or the connection died).
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+log = logging.getLogger("loyalty.worker")
+
+
+class LoyaltyWorker(Worker):
+    """arq's Worker, which ends (and `loyalty worker` with it) at the first Redis call that
+    fails in its poll loop; this one waits for Redis and carries on with the same process.
+    Jobs stay in Redis and events in the outbox meanwhile; nothing is run twice for it."""
+
+    _redis_down_since: float | None = None
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except REDIS_UNAVAILABLE as exc:
+            if self._redis_down_since is None:
+                self._redis_down_since = time.monotonic()
+                log.warning("Redis unavailable, waiting for it: %s", exc)
+            await asyncio.sleep(1)
+            return
+        if self._redis_down_since is not None:
+            down_for = time.monotonic() - self._redis_down_since
+            log.warning("Redis is back after %.1fs", down_for)
+            self._redis_down_since = None
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq takes a job slot before the job's Redis calls and keeps it if one fails: give
+        # it back, or every outage would cost a slot until the worker runs no job at all.
+        for job_id in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return
+            running = self.tasks.get(job_id.decode())
+            try:
+                await super().start_jobs([job_id])
+            except REDIS_UNAVAILABLE:
+                if self.tasks.get(job_id.decode()) is running:
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
+
+    async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
+        # arq moves a cron job to its next time before the enqueue: if the enqueue fails,
+        # keep the due time so it is queued once Redis is back (same job id: no repeat).
+        due = [(job, job.next_run) for job in self.cron_jobs]
+        try:
+            await super().run_cron(n, delay, num_windows)
+        except REDIS_UNAVAILABLE:
+            for job, next_run in due:
+                job.next_run = next_run
+            raise
+
+
 async def _startup(ctx: dict[str, Any]) -> None:
     if db.engine.pool is None:
         await db.start_pool(max_size=10)
@@ -84,4 +143,4 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
-    return Worker(**worker_options(settings, **overrides))
+    return LoyaltyWorker(**worker_options(settings, **overrides))

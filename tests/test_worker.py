@@ -1,0 +1,44 @@
+"""The worker outlives a Redis outage without losing job slots or cron runs (the outage
+itself, against real processes: tests/reliability/test_redis_outage.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+
+@pytest.fixture
+async def cut_off_worker(settings, tmp_path):
+    """A worker whose Redis is gone (nothing listens on its socket)."""
+    from loyalty.worker import create_worker
+
+    worker = create_worker(settings, poll_delay=0.01)
+    worker._pool = ArqRedis.from_url(f"unix://{tmp_path}/gone.sock", socket_connect_timeout=1)
+    try:
+        yield worker
+    finally:
+        await worker._pool.aclose()
+
+
+async def test_a_poll_without_redis_waits_instead_of_ending_the_worker(cut_off_worker):
+    await cut_off_worker._poll_iteration()  # arq's own raises, and the worker process ends
+    assert cut_off_worker._redis_down_since is not None
+
+
+async def test_a_job_start_that_meets_no_redis_gives_its_slot_back(cut_off_worker):
+    free = cut_off_worker.sem._value
+    for _ in range(cut_off_worker.max_jobs + 2):
+        with pytest.raises(RedisConnectionError):
+            await cut_off_worker.start_jobs([b"some-job"])
+    assert cut_off_worker.job_counter == 0
+    assert cut_off_worker.sem._value == free
+
+
+async def test_a_cron_run_that_meets_no_redis_stays_due(cut_off_worker):
+    due = {job.name: job.next_run for job in cut_off_worker.cron_jobs}
+    with pytest.raises(RedisConnectionError):
+        await cut_off_worker.run_cron(datetime.now(cut_off_worker.timezone), 0.5)
+    assert {job.name: job.next_run for job in cut_off_worker.cron_jobs} == due
