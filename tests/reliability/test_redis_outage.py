@@ -1,14 +1,14 @@
 """A Redis outage: real `loyalty serve` and `loyalty worker` processes against their own
 embedded Redis, which is stopped and started again under them.
 
-While Redis is down, purchases (single and batch), returns and new members still answer
-201/200 within seconds, balances equal the sum of their entries, and the tier upgrades they
-cause are kept as outbox rows; `/health` answers 503 naming Redis; calls that need Redis
-(staff sign-in with its attempt counter, member tokens, an import upload, an offer send)
-answer 503 problem+json, not 500 and not a hang. Neither process dies. Once Redis is back,
-without a restart of either process, `/health` is 200, every event written during the
-outage is delivered exactly once (one inbox message per upgrade), and the refused import
-and offer send, sent again, run."""
+While Redis is down, purchases (single, sent again, and batch), returns, new members and
+staff reads still answer 201/200 within seconds, balances equal the sum of their entries,
+and the tier upgrades they cause wait as outbox rows; `/health` answers 503 naming Redis;
+what needs Redis (staff sign-in with its attempt counter, member tokens, console sessions,
+an import upload, an offer send) answers 503, not 500 and not a hang. Neither process dies.
+Once Redis is back, without a restart of either process, `/health` is 200, every event
+written during the outage is queued once and delivered once (one inbox message per upgrade),
+and the refused import (resumed, not duplicated) and offer send, sent again, run."""
 
 from __future__ import annotations
 
@@ -290,6 +290,16 @@ async def test_redis_outage_keeps_purchases_and_delivers_events_after(
                     "an offer send",
                 )
                 _problem(send, 503, "an offer send (its job goes to Redis)")
+                # A console page with a session cookie: sessions are in Redis.
+                page = await _timed(
+                    quick.get(
+                        "/console/",
+                        headers={"Cookie": f"loyalty_session={secrets.token_hex(32)}"},
+                        follow_redirects=False,
+                    ),
+                    "a console page with a session",
+                )
+                assert page.status_code == 503, f"{page.status_code} {page.text[:300]}"
                 # A staff token needs no Redis: reads still work.
                 listed = await _timed(quick.get("/api/v1/offers", headers=admin), "staff read")
                 assert listed.status_code == 200, listed.text
@@ -376,8 +386,14 @@ async def test_redis_outage_keeps_purchases_and_delivers_events_after(
             row = by_member[member]
             assert (row["tier"], row["events"], row["notices"]) == ("silver", 1, 1), dict(row)
         assert by_member[members[4]]["events"] == 0
+        # Each event was queued once: the relay runs that met no Redis left no trace.
+        attempts = await conn.fetch(
+            "SELECT attempts FROM outbox_events WHERE topic = 'tier.changed'"
+        )
+        assert [r["attempts"] for r in attempts] == [1, 1, 1, 1], attempts
         assert await _ledger_problems(conn) == []
         assert web.alive and worker.alive
+        assert "unhandled error" not in web.log_path.read_text(), web.tail()
     finally:
         if conn is not None:
             await conn.close()
