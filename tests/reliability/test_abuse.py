@@ -341,3 +341,26 @@ async def test_member_code_requests_and_code_guessing_are_throttled(
         OWNER_ADDRESS, "/api/v1/me/sign-in", {"identifier": owner, "code": fresh}
     )
     assert signed_in.status_code == 201, signed_in.text
+
+
+async def test_member_sign_in_is_throttled_per_address(client, admin, post_from, checked, mailbox):
+    from loyalty.portal.service import SENDS_PER_ADDRESS, TRIES_PER_ADDRESS
+
+    accounts = await add_members(client, admin, TRIES_PER_ADDRESS + 5)
+    address = "198.51.100.1"
+    sends = [
+        (await post_from(address, "/api/v1/me/sign-in/code", {"identifier": a})).status_code
+        for a in accounts[: SENDS_PER_ADDRESS + 3]
+    ]
+    assert sends == [202] * SENDS_PER_ADDRESS + [429] * 3
+    assert len(mailbox.messages) == SENDS_PER_ADDRESS
+    tries = [
+        (
+            await post_from(
+                address, "/api/v1/me/sign-in/password", {"identifier": a, "password": f"{a}#x"}
+            )
+        ).status_code
+        for a in accounts
+    ]
+    assert tries == [401] * TRIES_PER_ADDRESS + [429] * 5
+    assert sum(checked.values()) == TRIES_PER_ADDRESS
