@@ -38,7 +38,9 @@ from tests.reliability.crash import CRASHES, Cluster, run_scenario
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=120, help="seconds of load")
+    parser.add_argument(
+        "--duration", type=float, default=120, help="seconds of load, restarts not counted"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     parser.add_argument("--interval", type=float, default=10, help="seconds between kills")
     parser.add_argument("--members", type=int, default=20, help="members the load spreads over")

@@ -620,11 +620,16 @@ async def check_database(
         purchases = {
             row["external_id"]: row
             for row in await conn.fetch(
-                "SELECT p.external_id, p.id, p.member, count(*) OVER (PARTITION BY p.external_id)"
-                " AS copies,"
-                " (SELECT count(*) FROM points_ledger e WHERE e.kind = 'purchase_earn'"
-                "   AND e.cause_id = p.external_id) AS earns"
-                " FROM purchases p"
+                """
+                WITH earns AS (
+                    SELECT cause_id, count(*) AS n FROM points_ledger
+                    WHERE kind = 'purchase_earn' GROUP BY cause_id
+                )
+                SELECT p.external_id, p.id,
+                       count(*) OVER (PARTITION BY p.external_id) AS copies,
+                       coalesce(e.n, 0) AS earns
+                FROM purchases p LEFT JOIN earns e ON e.cause_id = p.external_id
+                """
             )
         }
         sent = {r.key: r for r in requests if r.kind == "purchase"}
@@ -645,12 +650,15 @@ async def check_database(
         redemptions = {
             row["idempotency_key"].split(":", 1)[1]: row
             for row in await conn.fetch(
-                "SELECT d.idempotency_key, d.id, d.points,"
-                " (SELECT count(*) FROM points_ledger e WHERE e.kind = 'redemption'"
-                "   AND e.cause_id = d.id::text) AS entries,"
-                " (SELECT coalesce(sum(-e.points), 0) FROM points_ledger e"
-                "   WHERE e.kind = 'redemption' AND e.cause_id = d.id::text) AS spent"
-                " FROM redemptions d"
+                """
+                WITH spent AS (
+                    SELECT cause_id, count(*) AS n, sum(-points) AS points FROM points_ledger
+                    WHERE kind = 'redemption' GROUP BY cause_id
+                )
+                SELECT d.idempotency_key, d.id, d.points, coalesce(s.n, 0) AS entries,
+                       coalesce(s.points, 0) AS spent
+                FROM redemptions d LEFT JOIN spent s ON s.cause_id = d.id::text
+                """
             )
         }
         asked = {r.key: r for r in requests if r.kind == "redemption"}
@@ -672,11 +680,14 @@ async def check_database(
             problems.append(f"redemption {key} was never asked for")
 
         orphans = await conn.fetchval(
-            "SELECT count(*) FROM points_ledger e WHERE"
-            " (e.kind = 'purchase_earn' AND NOT EXISTS"
-            "   (SELECT 1 FROM purchases p WHERE p.external_id = e.cause_id))"
-            " OR (e.kind = 'redemption' AND NOT EXISTS"
-            "   (SELECT 1 FROM redemptions d WHERE d.id::text = e.cause_id))"
+            """
+            SELECT (SELECT count(*) FROM points_ledger e
+                    LEFT JOIN purchases p ON p.external_id = e.cause_id
+                    WHERE e.kind = 'purchase_earn' AND p.id IS NULL)
+                 + (SELECT count(*) FROM points_ledger e
+                    LEFT JOIN redemptions d ON d.id::text = e.cause_id
+                    WHERE e.kind = 'redemption' AND d.id IS NULL)
+            """
         )
         if orphans:
             problems.append(f"{orphans} ledger entries without their purchase or redemption")
