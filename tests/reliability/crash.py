@@ -414,7 +414,8 @@ class Report:
         )
         lines.append(
             f"  release jobs (around each worker crash, and a last one): {self.release_jobs};"
-            f" events delivered (tier.changed, and one per PostgreSQL crash): {self.tier_events}"
+            f" tier.changed events delivered: {self.tier_events}, and the deliveries queued"
+            " into each PostgreSQL crash"
         )
         lines.append("  problems: " + ("none" if not self.problems else str(len(self.problems))))
         lines.extend(f"    - {p}" for p in self.problems)
@@ -597,10 +598,11 @@ async def _wait_for_events(database_url: str, timeout: float = 60) -> tuple[int,
                 PROBE_TOPIC,
             )
             waiting = [e for e in events if e["delivered_at"] is None]
+            tier_events = sum(e["topic"] == "tier.changed" for e in events)
             if not waiting:
-                return len(events), []
+                return tier_events, []
             if time.monotonic() > deadline:
-                return len(events), [
+                return tier_events, [
                     f"{e['topic']} event {e['id']} not delivered after {timeout}s"
                     f" (published_at {e['published_at']}, attempts {e['attempts']})"
                     for e in waiting

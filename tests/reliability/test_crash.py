@@ -29,6 +29,7 @@ async def test_acknowledged_work_survives_kill_9_of_web_worker_and_postgres(
     workdir = Path(tempfile.mkdtemp(prefix="crash-", dir=TEST_DATA_DIR))
     cluster = Cluster(workdir, backing_services["redis_url"])
     log: list[str] = []
+    tails = ""
     started = time.monotonic()
     try:
         cluster.start()
@@ -46,6 +47,7 @@ async def test_acknowledged_work_survives_kill_9_of_web_worker_and_postgres(
         print("\n".join(log), cluster.tails(), sep="\n")
         raise
     finally:
+        tails = cluster.tails()
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n".join(line for line in log if "s  " not in line), report.summary(), sep="\n")
@@ -55,4 +57,4 @@ async def test_acknowledged_work_survives_kill_9_of_web_worker_and_postgres(
     assert report.counts["redemptions acknowledged"] > 5, report.summary()
     assert report.counts["purchases failed at least once"] > 0, report.summary()
     assert report.tier_events > 0, report.summary()
-    assert report.problems == [], report.summary() + "\n" + "\n".join(log[-30:])
+    assert report.problems == [], "\n".join([report.summary(), *log[-30:], tails])
