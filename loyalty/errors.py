@@ -288,6 +288,9 @@ exception_handlers: dict[type[Exception], Any] = {
     asyncpg.exceptions.TooManyConnectionsError: _unavailable_handler,
     asyncpg.exceptions.AdminShutdownError: _unavailable_handler,
     asyncpg.exceptions.InterfaceError: _unavailable_handler,
+    # A pooled connection that a database crash broke mid-operation ("cannot switch to
+    # state ...; another operation is in progress").
+    asyncpg.exceptions.InternalClientError: _unavailable_handler,
     ConnectionError: _unavailable_handler,
     OSError: _unavailable_handler,
     TimeoutError: _unavailable_handler,
