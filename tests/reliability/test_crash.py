@@ -58,3 +58,5 @@ async def test_acknowledged_work_survives_kill_9_of_web_worker_and_postgres(
     assert report.counts["purchases failed at least once"] > 0, report.summary()
     assert report.tier_events > 0, report.summary()
     assert report.problems == [], "\n".join([report.summary(), *log[-30:], tails])
+    # A crash shows as 503 (or a dropped connection while the web server is down), never 500.
+    assert "500" not in report.statuses, report.summary()
