@@ -13,7 +13,10 @@ Apache's mod_reqtimeout:
   every 500 bytes received (a minimum rate, so large uploads at a reasonable speed are fine),
   not counting time when the app itself has stopped reading;
 - a request that runs out of time gets 408 and its connection is closed (a connection that
-  never sent a byte is just closed).
+  never sent a byte is just closed);
+- a client that stops reading its response (the server's write buffer stays above its high
+  mark, 64 KiB, for `LOYALTY_WEB_SEND_TIMEOUT` seconds) has its connection dropped, which also
+  ends the handler waiting to write to it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         settings = get_settings()
         self.header_timeout = float(settings.web_header_timeout)
         self.body_timeout = float(settings.web_body_timeout)
+        self.send_timeout = float(settings.web_send_timeout)
+        self._send_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reading_head = False
         self._head_bytes = 0
@@ -111,7 +116,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout, self._send_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_stalled(self) -> None:
+        self._send_timer = None
+        # abort, not close: close would wait for the buffer to be read, which it never is.
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         was_reading_head = self._reading_head

@@ -34,6 +34,7 @@ class Settings:
     web_header_timeout: int = 10  # seconds to send a request's line and headers
     web_body_timeout: int = 20  # seconds to send a body, plus one per 500 bytes received
     web_keep_alive: int = 5  # seconds an idle kept-alive connection stays open
+    web_send_timeout: int = 60  # seconds a client may leave its response unread
     web_max_connections: int = 1000  # past this, requests get 503 at once
     session_max_age: int = 8 * 3600
     secure_cookies: bool = False
@@ -126,6 +127,7 @@ class Settings:
             web_header_timeout=get_int("WEB_HEADER_TIMEOUT", 10, minimum=1),
             web_body_timeout=get_int("WEB_BODY_TIMEOUT", 20, minimum=1),
             web_keep_alive=get_int("WEB_KEEP_ALIVE", 5, minimum=1),
+            web_send_timeout=get_int("WEB_SEND_TIMEOUT", 60, minimum=1),
             web_max_connections=get_int("WEB_MAX_CONNECTIONS", 1000, minimum=10),
             session_max_age=get_int("SESSION_MAX_AGE", 8 * 3600, minimum=60),
             secure_cookies=(get("SECURE_COOKIES", "") or "").lower() in {"1", "true", "yes"},

@@ -6,6 +6,8 @@ LOYALTY_WEB_MAX_CONNECTIONS a request gets 503 at once instead of waiting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -14,10 +16,11 @@ import pytest
 
 from tests.reliability.processes import WebServer, child_env
 
-LIMITS = {  # 2 s instead of the defaults (10, 20 and 5 s), to keep the test short
+LIMITS = {  # 2 s instead of the defaults (10, 20, 5 and 60 s), to keep the test short
     "LOYALTY_WEB_HEADER_TIMEOUT": "2",
     "LOYALTY_WEB_BODY_TIMEOUT": "2",
     "LOYALTY_WEB_KEEP_ALIVE": "2",
+    "LOYALTY_WEB_SEND_TIMEOUT": "2",
 }
 PER_KIND = 60  # connections of each of the four kinds: 240 in all
 CUT_OFF_WITHIN = 8.0  # seconds: 2 s limits, plus slack for a loaded 2-core machine
@@ -135,6 +138,33 @@ async def test_a_fast_body_is_not_cut_off(served, client, admin):
     # Not a 408: the server read it all and answered (the name is too long: 4xx from the app).
     assert status.split()[1] not in (b"408", b"500"), status
     assert status.startswith(b"HTTP/1.1 4") or status.startswith(b"HTTP/1.1 2"), status
+
+
+def unread(port: int, requests: int, wait: float) -> int:
+    """Pipeline `requests` GETs of the OpenAPI YAML, read nothing for `wait` seconds, then
+    read what the server still sends; returns the bytes received."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /schema/openapi.yaml HTTP/1.1\r\nHost: test\r\n\r\n" * requests)
+        time.sleep(wait)
+        sock.settimeout(5)
+        received = 0
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            while data := sock.recv(1 << 20):
+                received += len(data)
+        return received
+
+
+async def test_a_client_that_stops_reading_is_dropped(served):
+    """30 pipelined requests for the 380 KB OpenAPI YAML (11 MB, more than the kernel's
+    buffers hold), none of it read for 6 s: once the server's buffer has stayed full for the
+    2 s send limit, it drops the connection."""
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as normal:
+        size = len((await normal.get("/schema/openapi.yaml")).content)
+        received = await asyncio.to_thread(unread, served.port, 30, 6.0)
+        assert 0 < received < 30 * size * 0.9, (received, size)
+        assert (await normal.get("/health")).status_code == 200
 
 
 @pytest.mark.parametrize("served", [{"LOYALTY_WEB_MAX_CONNECTIONS": "40"}], indirect=True)
