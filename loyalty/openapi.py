@@ -56,11 +56,21 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
     return specs
 
 
+def replayed(data_container: Any) -> dict[int, ResponseSpec]:
+    """The 200 of an idempotent POST sent again: the original result, nothing done twice."""
+    return {
+        200: ResponseSpec(
+            data_container=data_container,
+            description="Sent before with the same key: the original result, nothing done again",
+        )
+    }
+
+
 class StrictStructSchemaPlugin(StructSchemaPlugin):
     """Request bodies refuse unknown fields (`forbid_unknown_fields`); say so in the schema
     (`additionalProperties: false`) so clients and fuzzers know extras are refused. Remembers
-    each Struct's component name, so `finish_document` can give its fields msgspec's exact
-    constraints."""
+    the Struct behind each component title, so `finish_document` can give its fields
+    msgspec's exact constraints."""
 
     def __init__(self) -> None:
         self.structs: dict[str, list[type]] = {}
@@ -102,8 +112,8 @@ def document_public_endpoints(app: Any) -> None:
                     operation.security = [{}]
 
 
-# A decimal in a request body: a plain decimal string or a JSON number, never NaN or infinity
-# (`Input` refuses those with 400).
+# A decimal in a request body: a string like "12.50" or a JSON number, never NaN or
+# infinity (loyalty.web.StrictJsonRequest and `Input` refuse anything else with 400).
 DECIMAL_INPUT = {
     "anyOf": [{"type": "string", "pattern": DECIMAL_PATTERN}, {"type": "number"}],
     "description": "a decimal number, as a string (preferred) or a JSON number; finite",

@@ -7,9 +7,10 @@ from functools import cache
 
 import msgspec
 
-# What a decimal string in a request looks like: plain notation, no exponent, no spaces
-# (checked against the raw body by loyalty.web.StrictJsonRequest).
-DECIMAL_PATTERN = r"^[+-]?[0-9]+(\.[0-9]+)?$"
+# What a decimal string in a request looks like: digits with an optional fraction and
+# exponent (the way answers write decimals too: "12.50", "1E-8"), no spaces, no NaN or
+# infinity (checked against the raw body by loyalty.web.StrictJsonRequest).
+DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"
 
 # A character that is neither whitespace nor a control character, spelled out so that
 # Python's `re` (which checks requests) and ECMA-262 (which reads the schema) agree; their

@@ -223,8 +223,8 @@ def _typed_fields(struct: type) -> tuple[tuple[str, str], ...]:
 
 def _check_text(value: Any, raw: Any, at: str) -> None:
     """Walk the decoded body beside the raw JSON: text must not hold NUL characters (which
-    PostgreSQL cannot store) and a decimal sent as a string must be plain notation
-    (DECIMAL_PATTERN; msgspec alone would take " 1_0e5 ")."""
+    PostgreSQL cannot store) and a decimal sent as a string must match DECIMAL_PATTERN
+    (msgspec alone would take " 1_0e5 ")."""
     if isinstance(value, str):
         if "\x00" in value:
             raise msgspec.ValidationError(f"{NUL_REASON} - at `{at}`")
@@ -250,7 +250,7 @@ def _check_text(value: Any, raw: Any, at: str) -> None:
 
 
 _DECIMAL = re.compile(DECIMAL_PATTERN)
-DECIMAL_REASON = "Expected a decimal number in plain notation, like 12.50"
+DECIMAL_REASON = "Expected a decimal number, like 12.50"
 NUL_REASON = "text must not contain NUL (\\u0000) characters"
 
 

@@ -8,12 +8,11 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post, put
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
-from loyalty.openapi import problems
+from loyalty.openapi import problems, replayed
 from loyalty.points import purchases, schemas, service
 from loyalty.web import rfc3339_query
 
@@ -26,10 +25,7 @@ class PurchaseController(Controller):
         "/",
         summary="Post a purchase",
         responses={
-            200: ResponseSpec(
-                data_container=schemas.Purchase,
-                description="Posted before: the original result, nothing earned again",
-            ),
+            **replayed(schemas.Purchase),
             **problems(400, 401, 403, 409, 422),
         },
         guards=[requires("purchases:write")],
@@ -72,10 +68,7 @@ class PurchaseController(Controller):
         "/{external_id:str}/returns",
         summary="Return lines of a purchase",
         responses={
-            200: ResponseSpec(
-                data_container=schemas.Return,
-                description="Posted before: the original result, nothing reversed again",
-            ),
+            **replayed(schemas.Return),
             **problems(400, 401, 403, 404, 409, 422),
         },
         guards=[requires("purchases:write")],
@@ -138,7 +131,7 @@ class MemberPointsController(Controller):
     @post(
         "/adjustments",
         summary="Adjust a member's points",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses={**replayed(schemas.Adjustment), **problems(400, 401, 403, 404, 409, 422)},
         guards=[requires("points:adjust")],
         status_code=HTTP_201_CREATED,
     )

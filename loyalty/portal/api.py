@@ -15,7 +15,7 @@ from loyalty.auth import Principal, current_principal, member_only
 from loyalty.events import service as events
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
-from loyalty.openapi import problems
+from loyalty.openapi import problems, replayed
 from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
 from loyalty.portal import schemas, service
@@ -200,7 +200,10 @@ class MeController(Controller):
     @post(
         "/redemptions",
         summary="Redeem a reward",
-        responses=problems(400, 401, 403, 409, 422),
+        responses={
+            **replayed(reward_schemas.Redemption),
+            **problems(400, 401, 403, 409, 422),
+        },
     )
     async def redeem(
         self, request: Request, data: JSONBody[reward_schemas.RedemptionIn]

@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
-from loyalty.openapi import problems
+from loyalty.openapi import problems, replayed
 from loyalty.rewards import schemas, service
 
 
@@ -99,7 +99,7 @@ class MemberRewardController(Controller):
     @post(
         "/redemptions",
         summary="Redeem a reward",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses={**replayed(schemas.Redemption), **problems(400, 401, 403, 404, 409, 422)},
         guards=[requires("redemptions:write")],
     )
     async def redeem(
