@@ -86,11 +86,11 @@ def per_account(checked: Counter) -> Counter:
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-async def served(backing_services, app, tmp_path):
+@pytest.fixture(scope="module")
+async def served(backing_services, app, tmp_path_factory):
     server = WebServer(
         child_env(backing_services["database_url"], backing_services["redis_url"]),
-        tmp_path / "web.log",
+        tmp_path_factory.mktemp("serve") / "web.log",
     ).start()
     try:
         server.wait_ready()

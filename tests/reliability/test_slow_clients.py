@@ -33,10 +33,10 @@ def serve(backing_services, log, **env: str) -> WebServer:
     ).start()
 
 
-@pytest.fixture
-async def served(backing_services, app, tmp_path, request) -> AsyncIterator[WebServer]:
+@pytest.fixture(scope="module")
+async def served(backing_services, app, tmp_path_factory, request) -> AsyncIterator[WebServer]:
     env = {**LIMITS, **getattr(request, "param", {})}
-    server = serve(backing_services, tmp_path / "web.log", **env)
+    server = serve(backing_services, tmp_path_factory.mktemp("serve") / "web.log", **env)
     try:
         server.wait_ready()
         yield server
@@ -165,6 +165,20 @@ async def test_a_client_that_stops_reading_is_dropped(served):
         received = await asyncio.to_thread(unread, served.port, 30, 6.0)
         assert 0 < received < 30 * size * 0.9, (received, size)
         assert (await normal.get("/health")).status_code == 200
+
+
+async def test_headers_over_64_kib_are_refused(served):
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: test\r\n")
+        for i in range(100):  # 100 KiB of headers, never finished
+            writer.write(f"X-Filler-{i}: {'x' * 1000}\r\n".encode())
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.startswith(b"HTTP/1.1 431"), status
+    finally:
+        writer.close()
 
 
 @pytest.mark.parametrize("served", [{"LOYALTY_WEB_MAX_CONNECTIONS": "40"}], indirect=True)
