@@ -221,6 +221,10 @@ def _no_nul(schema: Any) -> None:
             schema
         ):
             schema["pattern"] = NO_NUL
+        if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
+            names = schema.setdefault("propertyNames", {})  # a dict's keys are text too
+            if not {"pattern", "format", "enum", "const"} & set(names):
+                names["pattern"] = NO_NUL
         for value in schema.values():
             _no_nul(value)
     elif isinstance(schema, list):

@@ -11,7 +11,18 @@ import msgspec
 from loyalty.schemas import VISIBLE, Input
 
 Url = Annotated[str, msgspec.Meta(max_length=500, pattern=rf"^https?://{VISIBLE}+$")]
-Events = Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)]
+TOPICS = (
+    "member.enrolled",
+    "points.earned",
+    "points.reversed",
+    "redemption.created",
+    "tier.changed",
+    "referral.rewarded",
+    "member.reassigned",
+)
+# Checked by the service (422 names the event); the schema lists the topics.
+Topic = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(TOPICS)})]
+Events = Annotated[list[Topic], msgspec.Meta(min_length=1, max_length=20)]
 Description = Annotated[str, msgspec.Meta(max_length=200)]
 
 

@@ -35,15 +35,7 @@ from loyalty.errors import InvalidInput, NotFound
 from loyalty.events import service as events
 from loyalty.webhooks import schemas
 
-TOPICS = (
-    "member.enrolled",
-    "points.earned",
-    "points.reversed",
-    "redemption.created",
-    "tier.changed",
-    "referral.rewarded",
-    "member.reassigned",
-)
+TOPICS = schemas.TOPICS
 FIRST_RETRY = 30  # seconds, doubling
 LONGEST_WAIT = 3600
 # 30 s doubling to an hour, then hourly: the 31st failure is a day after the first.
