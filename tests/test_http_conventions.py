@@ -79,3 +79,45 @@ async def test_openapi_document_lists_endpoints_with_summaries_and_problems(clie
     assert create["summary"] == "Create a staff user"
     assert {"401", "403", "409"} <= set(create["responses"])
     assert "/console/login" not in paths
+
+
+async def test_options_lists_every_method_of_the_path(client):
+    members = await client.options("/api/v1/members")
+    assert members.headers["allow"] == "GET, OPTIONS, POST"
+    settings = await client.options("/api/v1/tier-settings")
+    assert settings.headers["allow"] == "GET, OPTIONS, PUT"
+
+
+async def test_bodies_are_read_strictly(client, bearer):
+    headers = await bearer("admin")
+    cases = [
+        ({"unassigned": 0}, "unassigned"),  # not a boolean
+        ({"spend_min": "NaN"}, "spend_min"),  # decimals are finite
+        ({"spend_min": " 1_0"}, "spend_min"),  # and written like 12.50
+        ({"tags": ["a\u0000b"]}, "tags[0]"),  # text never holds NUL
+    ]
+    for body, field in cases:
+        response = await client.post("/api/v1/segments/count", json=body, headers=headers)
+        assert response.status_code == 400, body
+        assert response.headers["content-type"].startswith(PROBLEM)
+        assert response.json()["field"] == field, response.json()
+    fine = {"window_days": 30.0, "spend_min": "10.50", "points_min": 0}  # 30.0 is an integer
+    assert (await client.post("/api/v1/segments/count", json=fine, headers=headers)).is_success
+    nul_query = await client.get("/api/v1/members?q=a%00b", headers=headers)
+    assert nul_query.status_code == 400
+
+
+async def test_openapi_document_states_the_real_constraints(client):
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    points_max = schemas["SegmentFilter"]["properties"]["points_max"]["anyOf"][0]
+    assert points_max["minimum"] == 0  # Litestar's own generator dropped a minimum of 0
+    tags = schemas["MemberUpdate"]["properties"]["tags"]["items"]
+    assert tags["minLength"] == 1
+    decimal = schemas["EarningRulesBody"]["properties"]["points_per_unit"]["anyOf"][0]
+    assert decimal["type"] == "string" and "pattern" in decimal
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/api/") and method in ("get", "post", "put", "patch", "delete"):
+                problem = operation["responses"]["503"]["content"]
+                assert PROBLEM in problem, (method, path)
