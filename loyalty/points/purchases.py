@@ -274,7 +274,8 @@ async def _post(
             first[item.data.external_id] = item
     fresh = list(first.values())
     at = now()
-    async with db.transaction(generic_plans=True) as conn:
+    # A single purchase is planned once per connection; a batch's plans fit its size.
+    async with db.transaction(generic_plans=len(items) == 1) as conn:
         existing = {
             row["external_id"]: row
             for row in (
