@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Literal
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
@@ -87,15 +88,19 @@ class _Transaction:
 
 
 @asynccontextmanager
-async def transaction(*, generic_plans: bool = False) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(
+    *, plans: Literal["generic", "custom"] | None = None
+) -> AsyncIterator[asyncpg.Connection]:
     """A transaction shared by Piccolo queries and raw asyncpg calls made inside it;
     nested use joins the outer transaction.
 
-    `generic_plans`: plan each prepared statement once per connection. PostgreSQL would
-    otherwise re-plan statements over unnest($1::...[]) arrays on every call (a one-element
-    array always looks cheaper than the generic plan's guess): planning was a third of the
-    database's work per purchase. Only for statements whose best plan does not depend on the
-    values (index lookups by key), not for analytical queries.
+    `plans`: how this transaction's prepared statements are planned. "generic": once per
+    connection; PostgreSQL would otherwise re-plan statements over unnest($1::...[]) arrays
+    on every call (a one-element array always looks cheaper than the generic plan's guess):
+    planning was a third of the database's work per purchase. "custom": for the values at
+    hand, always; the same statements carrying a thousand rows must not pick up the generic
+    plan made for one (it once made a batch's plan quadratic). Only for statements whose
+    best plan does not depend on the values (index lookups by key) use "generic".
 
     Not Piccolo's own `engine.transaction()`: when COMMIT itself fails (a deferred
     constraint, a serialization failure) it never returns the connection to the pool.
@@ -107,10 +112,10 @@ async def transaction(*, generic_plans: bool = False) -> AsyncIterator[asyncpg.C
     async with connection() as conn:
         token = engine.current_transaction.set(_Transaction(conn))  # type: ignore[arg-type]
         try:
-            if generic_plans:
+            if plans:
                 # BEGIN and the setting in one round trip (asyncpg's transaction() would
                 # send BEGIN alone).
-                await conn.execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+                await conn.execute(f"BEGIN; SET LOCAL plan_cache_mode = force_{plans}_plan")
                 try:
                     yield conn
                 except BaseException:

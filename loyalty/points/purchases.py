@@ -275,7 +275,7 @@ async def _post(
     fresh = list(first.values())
     at = now()
     # A single purchase is planned once per connection; a batch's plans fit its size.
-    async with db.transaction(generic_plans=len(items) == 1) as conn:
+    async with db.transaction(plans="generic" if len(items) == 1 else "custom") as conn:
         existing = {
             row["external_id"]: row
             for row in (
