@@ -116,7 +116,7 @@ class OfferController(Controller):
         self,
         status: Annotated[str | None, QueryParameter(max_length=16)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> list[schemas.Offer]:
         return await service.list_offers(status, limit, offset)
 
