@@ -116,7 +116,8 @@ class OfferCreate(Input):
     benefit: Benefit = "none"
     bonus_multiplier: Multiplier | None = None  # bonus_points: e.g. "2" doubles the points
     reward_id: UUID | None = None  # reward_price: the reward...
-    reward_points_cost: Annotated[int, msgspec.Meta(ge=1)] | None = None  # ...at this cost
+    # ...at this cost (bounded like a reward's own cost)
+    reward_points_cost: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] | None = None
     auto_kind: AutoKind | None = None  # an automatic offer, sent every month to newcomers
 
 
@@ -134,7 +135,9 @@ class OfferUpdate(Input):
     benefit: Benefit | UnsetType = UNSET
     bonus_multiplier: Multiplier | UnsetType | None = UNSET
     reward_id: UUID | UnsetType | None = UNSET
-    reward_points_cost: Annotated[int, msgspec.Meta(ge=1)] | UnsetType | None = UNSET
+    reward_points_cost: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] | UnsetType | None = (
+        UNSET
+    )
 
 
 class Offer(msgspec.Struct):
