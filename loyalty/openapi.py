@@ -183,6 +183,23 @@ def _problem_response(status: int) -> dict[str, Any]:
     }
 
 
+def _mentions_date_time(schema: Any, document: dict[str, Any], seen: set | None = None) -> bool:
+    seen = set() if seen is None else seen
+    if isinstance(schema, dict):
+        if schema.get("format") == "date-time":
+            return True
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref not in seen:
+            seen.add(ref)
+            target = document.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[-1])
+            if _mentions_date_time(target, document, seen):
+                return True
+        return any(_mentions_date_time(v, document, seen) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_mentions_date_time(v, document, seen) for v in schema)
+    return False
+
+
 def _problem_responses(document: dict[str, Any]) -> None:
     """Every API operation documents the problem responses the app as a whole can give:
     400 for bad input (also replacing Litestar's generic application/json 400), 401 and 403
@@ -204,6 +221,8 @@ def _problem_responses(document: dict[str, Any]) -> None:
                 wanted.append(404)
             if operation.get("requestBody"):
                 wanted.append(413)
+                if _mentions_date_time(operation["requestBody"], document):
+                    wanted.append(422)  # an instant outside years 1-9999 in UTC
             for status in wanted:
                 existing = responses.get(str(status), {}).get("content", {})
                 if "application/problem+json" not in existing:

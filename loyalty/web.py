@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any, get_args
@@ -15,7 +15,7 @@ from litestar.exceptions import ValidationException
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 from loyalty.auth import Principal
-from loyalty.errors import DomainError
+from loyalty.errors import DomainError, InvalidInput
 from loyalty.portal import i18n
 from loyalty.portal import service as portal_service
 from loyalty.schemas import DECIMAL_PATTERN, Input
@@ -231,6 +231,8 @@ def _check_text(value: Any, raw: Any, at: str) -> None:
     elif isinstance(value, Decimal):
         if isinstance(raw, str) and not _DECIMAL.fullmatch(raw):
             raise msgspec.ValidationError(f"{DECIMAL_REASON} - at `{at}`")
+    elif isinstance(value, datetime):
+        _representable(value, at[2:])
     elif isinstance(value, msgspec.Struct):
         raw = raw if isinstance(raw, dict) else {}
         for name, key in _typed_fields(type(value)):
@@ -270,6 +272,16 @@ def nul_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+def _representable(value: datetime, field: str) -> None:
+    """RFC 3339 allows 0001-01-01T00:00:00+20:00, an instant before year 1 in UTC that
+    Python cannot hold: a rule the schema cannot express, so 422 naming the field."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput("is outside years 1 to 9999 in UTC", field=field) from None
+
+
 def rfc3339_query(request: Request, *names: str) -> None:
     """Litestar converts date-time query parameters leniently (`to=0.5` becomes a Unix
     time); the schema says RFC 3339, so anything else is refused with 400 naming it."""
@@ -278,6 +290,7 @@ def rfc3339_query(request: Request, *names: str) -> None:
         if raw is None:
             continue
         try:
-            msgspec.json.decode(msgspec.json.encode(raw), type=datetime)
+            value = msgspec.json.decode(msgspec.json.encode(raw), type=datetime)
         except msgspec.ValidationError:
             raise DomainError("must be an RFC 3339 date-time", field=name) from None
+        _representable(value, name)
