@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 
@@ -21,41 +22,59 @@ VISIBLE = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u300
 MONTH_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
 
 
+OUT_OF_RANGE = "is outside years 1 to 9999 in UTC"
+
+
 @cache
-def _decimal_fields(struct: type) -> tuple[str, ...]:
-    def has_decimal(info: msgspec.inspect.Type) -> bool:
-        if isinstance(info, msgspec.inspect.DecimalType):
+def _checked_fields(struct: type) -> tuple[str, ...]:
+    """Fields holding decimals or date-times, which `Input.__post_init__` checks."""
+
+    def checked(info: msgspec.inspect.Type) -> bool:
+        if isinstance(info, (msgspec.inspect.DecimalType, msgspec.inspect.DateTimeType)):
             return True
         if isinstance(info, msgspec.inspect.UnionType):
-            return any(has_decimal(t) for t in info.types)
+            return any(checked(t) for t in info.types)
         if isinstance(info, msgspec.inspect.DictType):
-            return has_decimal(info.value_type)
+            return checked(info.value_type)
         if isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType)):
-            return has_decimal(info.item_type)
+            return checked(info.item_type)
         return False
 
     fields = msgspec.inspect.type_info(struct).fields  # type: ignore[union-attr]
-    return tuple(f.name for f in fields if has_decimal(f.type))
+    return tuple(f.name for f in fields if checked(f.type))
 
 
-def _finite(value: object) -> bool:
-    if isinstance(value, Decimal):
-        return value.is_finite()
+def _values(value: object) -> list[object]:
     if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
+        return [v for item in value.values() for v in _values(item)]
     if isinstance(value, (list, set, frozenset, tuple)):
-        return all(_finite(v) for v in value)
+        return [v for item in value for v in _values(item)]
+    return [value]
+
+
+def in_utc_range(value: datetime) -> bool:
+    """RFC 3339 allows 0001-01-01T00:00:00+20:00, an instant before year 1 in UTC."""
+    if value.tzinfo is None:
+        return True
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return False
     return True
 
 
 class Input(msgspec.Struct, forbid_unknown_fields=True):
     """Base for request bodies: unknown fields are refused, not ignored; decimals must be
-    finite (msgspec alone would take "NaN" and "Infinity")."""
+    finite (msgspec alone would take "NaN" and "Infinity"); date-times must be instants
+    Python can hold in UTC (OUT_OF_RANGE: loyalty.web answers 422 for it)."""
 
     def __post_init__(self) -> None:
-        for name in _decimal_fields(type(self)):
-            if not _finite(getattr(self, name)):
-                raise ValueError(f"Expected a finite decimal number - at `$.{name}`")
+        for name in _checked_fields(type(self)):
+            for value in _values(getattr(self, name)):
+                if isinstance(value, Decimal) and not value.is_finite():
+                    raise ValueError(f"Expected a finite decimal number - at `$.{name}`")
+                if isinstance(value, datetime) and not in_utc_range(value):
+                    raise ValueError(f"{OUT_OF_RANGE} - at `$.{name}`")
 
 
 class Page(msgspec.Struct):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any, get_args
@@ -15,10 +15,10 @@ from litestar.exceptions import ValidationException
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 from loyalty.auth import Principal
-from loyalty.errors import DomainError, InvalidInput
+from loyalty.errors import DomainError, InvalidInput, field_in_message
 from loyalty.portal import i18n
 from loyalty.portal import service as portal_service
-from loyalty.schemas import DECIMAL_PATTERN, Input
+from loyalty.schemas import DECIMAL_PATTERN, OUT_OF_RANGE, Input, in_utc_range
 from loyalty.staff import service as staff_service
 
 
@@ -184,6 +184,8 @@ class StrictJsonRequest(Request):
             decoded = msgspec.convert(_integral(raw), type=field.annotation, strict=True)
             _check_text(decoded, raw, "$")
         except msgspec.ValidationError as exc:
+            if OUT_OF_RANGE in str(exc):  # fits the schema: a rule it cannot express
+                raise InvalidInput(OUT_OF_RANGE, field=field_in_message(str(exc))) from exc
             raise ValidationException(
                 detail=str(exc), extra=[{"message": str(exc), "key": "data", "source": "body"}]
             ) from exc
@@ -231,8 +233,6 @@ def _check_text(value: Any, raw: Any, at: str) -> None:
     elif isinstance(value, Decimal):
         if isinstance(raw, str) and not _DECIMAL.fullmatch(raw):
             raise msgspec.ValidationError(f"{DECIMAL_REASON} - at `{at}`")
-    elif isinstance(value, datetime):
-        _representable(value, at[2:])
     elif isinstance(value, msgspec.Struct):
         raw = raw if isinstance(raw, dict) else {}
         for name, key in _typed_fields(type(value)):
@@ -272,16 +272,6 @@ def nul_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _representable(value: datetime, field: str) -> None:
-    """RFC 3339 allows 0001-01-01T00:00:00+20:00, an instant before year 1 in UTC that
-    Python cannot hold: a rule the schema cannot express, so 422 naming the field."""
-    if value.tzinfo is not None:
-        try:
-            value.astimezone(UTC)
-        except OverflowError:
-            raise InvalidInput("is outside years 1 to 9999 in UTC", field=field) from None
-
-
 def rfc3339_query(request: Request, *names: str) -> None:
     """Litestar converts date-time query parameters leniently (`to=0.5` becomes a Unix
     time); the schema says RFC 3339, so anything else is refused with 400 naming it."""
@@ -293,4 +283,5 @@ def rfc3339_query(request: Request, *names: str) -> None:
             value = msgspec.json.decode(msgspec.json.encode(raw), type=datetime)
         except msgspec.ValidationError:
             raise DomainError("must be an RFC 3339 date-time", field=name) from None
-        _representable(value, name)
+        if not in_utc_range(value):
+            raise InvalidInput(OUT_OF_RANGE, field=name)
