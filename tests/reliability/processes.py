@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -151,3 +152,16 @@ def crash_postgres(postgres: EmbeddedPostgres) -> int:
     if _wait_gone(victims, 10.0):
         raise RuntimeError(f"postgres processes {victims} survived SIGKILL")
     return pid
+
+
+@contextlib.contextmanager
+def serving(backing_services: dict[str, str], log: Path) -> Iterator[WebServer]:
+    """A ready `loyalty serve` on the test run's PostgreSQL and Redis, stopped afterwards."""
+    server = WebServer(
+        child_env(backing_services["database_url"], backing_services["redis_url"]), log
+    ).start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

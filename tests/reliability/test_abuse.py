@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from tests.conftest import TEST_PASSWORD, purchase_body
-from tests.reliability.processes import WebServer, child_env
+from tests.reliability.processes import serving
 
 ATTEMPTS = 1_000
 ACCOUNTS = 100
@@ -88,15 +88,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 async def served(backing_services, app, tmp_path_factory):
-    server = WebServer(
-        child_env(backing_services["database_url"], backing_services["redis_url"]),
-        tmp_path_factory.mktemp("serve") / "web.log",
-    ).start()
-    try:
-        server.wait_ready()
+    with serving(backing_services, tmp_path_factory.mktemp("serve") / "web.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def head(path: str, headers: dict[str, str]) -> bytes:

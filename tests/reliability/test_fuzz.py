@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.processes import WebServer, child_env
+from tests.reliability.processes import WebServer, serving
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
 EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "8")
@@ -26,15 +26,8 @@ EXCLUDED = ["--exclude-path", "/api/v1/auth/tokens/current"]
 
 @pytest.fixture
 def served(backing_services, tmp_path):
-    server = WebServer(
-        child_env(backing_services["database_url"], backing_services["redis_url"]),
-        tmp_path / "web.log",
-    ).start()
-    try:
-        server.wait_ready()
+    with serving(backing_services, tmp_path / "web.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 # Failures accepted (listed and justified in the README's "Guarantees"): the run fails on any
