@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loyalty import db
-from loyalty.events.jobs import deliver_event, relay_outbox
+from loyalty.events.jobs import deliver_event, deliver_events, relay_outbox
 from loyalty.imports.jobs import run_import
 from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
 from loyalty.points.jobs import expire_points, release_pending_points
@@ -33,6 +33,7 @@ FUNCTIONS: list[Any] = [
     evaluate_tiers,
     relay_outbox,
     deliver_event,
+    deliver_events,
     reclaim_members,
     plan_follow_ups,
     escalate_handovers,

@@ -67,6 +67,10 @@ async def record_many(
         )
 
 
+# Events per delivery job.
+DELIVERY_BATCH = 100
+
+
 async def relay(redis: Redis, batch_size: int = 500) -> int:
     """Queue unpublished events for delivery. If Redis is down the transaction rolls back and
     the events wait for the next run; the job id makes a repeated relay harmless."""
@@ -86,11 +90,15 @@ async def relay(redis: Redis, batch_size: int = 500) -> int:
             ids = [row["id"] for row in rows]
             if not ids:
                 return relayed
-            for row in rows:
-                # One job id per publication: arq keeps a finished job's id (its result) for
-                # an hour, and would silently drop a republish under the same id.
+            for start in range(0, len(rows), DELIVERY_BATCH):
+                chunk = rows[start : start + DELIVERY_BATCH]
+                # One job id per publication (an event is in one chunk per publication): arq
+                # keeps a finished job's id (its result) for an hour, and would silently drop
+                # a republish under the same id.
                 await redis.enqueue_job(
-                    "deliver_event", str(row["id"]), _job_id=f"event:{row['id']}:{row['attempts']}"
+                    "deliver_events",
+                    [str(row["id"]) for row in chunk],
+                    _job_id=f"events:{chunk[0]['id']}:{chunk[0]['attempts']}",
                 )
             await conn.execute(
                 "UPDATE outbox_events SET published_at = now(), attempts = attempts + 1"

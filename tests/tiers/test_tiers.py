@@ -322,3 +322,25 @@ async def test_outbox_keeps_events_while_redis_is_down(app, client, admin, buy, 
     assert await OutboxEvent.count().where(OutboxEvent.published_at.is_null()) == 1
     assert await relay(app.state.redis) == 1
     assert await OutboxEvent.count().where(OutboxEvent.published_at.is_null()) == 0
+
+
+async def test_the_relay_queues_events_by_the_hundred(app, redis, member):
+    # A big evaluation makes tens of thousands of events: one job each held other jobs up.
+    from arq.jobs import Job
+
+    from loyalty import db
+    from loyalty.events import service as events
+
+    async with db.connection() as conn:
+        await events.record_many(
+            conn, "tier.changed", [(member["id"], {"n": i}) for i in range(250)]
+        )
+    queued_before = await redis.zcard("arq:queue")
+    assert await events.relay(redis) == 250
+    keys = await redis.zrange("arq:queue", 0, -1)
+    assert len(keys) - queued_before == 3
+    sizes = sorted(
+        [len((await Job(key.decode(), redis).info()).args[0]) for key in keys], reverse=True
+    )
+    assert sizes[:3] == [100, 100, 50]
+    assert await OutboxEvent.count().where(OutboxEvent.published_at.is_null()) == 0
