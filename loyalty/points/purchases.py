@@ -202,7 +202,7 @@ async def _resolve_and_lock(
             FOR UPDATE OF a, t
         )
         SELECT locked.*,
-               CASE WHEN items IS NOT NULL
+               CASE WHEN items IS NOT NULL AND tier <> ALL($7::text[])
                     THEN member_qualifying_value(member, $4, $5, $6) END AS value
         FROM locked
         """,
@@ -212,6 +212,8 @@ async def _resolve_and_lock(
         ladder.settings.basis,
         tiers.window_start(at, ladder.settings.window_months),
         at,
+        # Members already in the top tier cannot climb: their spend is not read.
+        [t.code for t in ladder.tiers if not ladder.next_above(t.rank)],
     )
     for row in rows:
         for i in row["items"] or ():
