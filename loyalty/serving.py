@@ -13,7 +13,10 @@ Apache's mod_reqtimeout:
   every 500 bytes received (a minimum rate, so large uploads at a reasonable speed are fine),
   not counting time when the app itself has stopped reading;
 - a request that runs out of time gets 408 and its connection is closed (a connection that
-  never sent a byte is just closed);
+  never sent a byte is just closed); after a 408 or 431 the server stops sending and
+  discards what still arrives for `LINGER` seconds before closing, so the client reads the
+  answer (closing at once with unread input resets the connection, which can destroy the
+  answer before the client has read it);
 - a client that stops reading its response (the server's write buffer stays above its high
   mark, 64 KiB, for `LOYALTY_WEB_SEND_TIMEOUT` seconds) has its connection dropped, which also
   ends the handler waiting to write to it.
@@ -31,6 +34,7 @@ from loyalty.settings import Settings, get_settings
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 BODY_MIN_RATE = 500  # bytes per second: each 500 bytes received earns another second
 BODY_TICK = 1.0  # seconds between checks of a body's progress
+LINGER = 2.0  # seconds to discard input after an error answer before closing
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -64,6 +68,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_waited = 0.0  # seconds spent waiting for the body while the app read it
         self._body_checked = 0.0
+        self._lingering = False
 
     # --- timers ------------------------------------------------------------------------
 
@@ -78,10 +83,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _cut_off(self, status: bytes | None) -> None:
         self._disarm()
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._lingering:
             return
         if status is not None and (self.cycle is None or not self.cycle.response_started):
             self.transport.write(_response(status))
+            if self.transport.can_write_eof():
+                self._lingering = True
+                self.transport.write_eof()
+                self._arm(LINGER, self.transport.close)
+                return
         self.transport.close()
 
     def _expect_head(self) -> None:
@@ -138,6 +148,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the answer is sent; what still arrives is discarded
         was_reading_head = self._reading_head
         super().data_received(data)
         if was_reading_head and self._reading_head and not self.transport.is_closing():
