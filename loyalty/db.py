@@ -80,6 +80,11 @@ async def connection() -> AsyncIterator[asyncpg.Connection]:
             await conn.close()
 
 
+def in_transaction() -> bool:
+    """Whether this task runs inside a `transaction()`."""
+    return engine.current_transaction.get() is not None
+
+
 class _Transaction:
     """What Piccolo's queries look for in `engine.current_transaction`: the connection."""
 

@@ -8,7 +8,10 @@ buckets, and upgrade tiers at once where a purchase crosses a threshold.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -39,6 +42,12 @@ from loyalty.tiers import service as tiers
 from loyalty.webhooks import service as webhooks
 
 CLOCK_SKEW = timedelta(minutes=5)
+# Postings of up to this many purchases use plans made once per connection (index lookups
+# and nested loops, right for a few rows); bigger ones are planned for their size.
+GENERIC_PLAN_ITEMS = 64
+# Single purchases of one caller that arrive while an earlier one is being posted are
+# posted together, at most this many in one transaction.
+GROUP_COMMIT_LIMIT = 64
 
 
 def body_hash(data: msgspec.Struct) -> str:
@@ -228,9 +237,13 @@ async def _resolve_and_lock(
 
 
 async def post_purchases(
-    purchases: list[schemas.PurchaseIn], principal: Principal
+    purchases: list[schemas.PurchaseIn], principal: Principal, *, look_first: bool | None = None
 ) -> list[schemas.Purchase | DomainError]:
-    """Post purchases, each exactly once; the answer holds a result or a problem per item."""
+    """Post purchases, each exactly once; the answer holds a result or a problem per item.
+
+    `look_first`: look for earlier posts of these external_ids before inserting (a batch
+    does by default: a re-upload is common). Without the look the insert finds them, and
+    the posting starts over with it."""
     items = [_Item(i, data) for i, data in enumerate(purchases)]
     for item in items:
         try:
@@ -243,9 +256,8 @@ async def post_purchases(
     ladder = await tiers.ladder()
     for attempt in range(3):
         try:
-            # A single purchase skips the look for an earlier post: the insert finds it
-            # (and we start over). A batch looks first: a re-upload is common.
-            await _post(items, principal, rules, ladder, look_first=attempt > 0 or len(items) > 1)
+            look = len(items) > 1 if look_first is None else look_first
+            await _post(items, principal, rules, ladder, look_first=look or attempt > 0)
             break
         except _Raced:
             for item in items:
@@ -276,8 +288,9 @@ async def _post(
             first[item.data.external_id] = item
     fresh = list(first.values())
     at = now()
-    # A single purchase is planned once per connection; a batch's plans fit its size.
-    async with db.transaction(plans="generic" if len(items) == 1 else "custom") as conn:
+    # A few purchases are planned once per connection; a batch's plans fit its size.
+    plans = "generic" if len(items) <= GENERIC_PLAN_ITEMS else "custom"
+    async with db.transaction(plans=plans) as conn:
         existing = {
             row["external_id"]: row
             for row in (
@@ -658,10 +671,86 @@ def _rank(ladder: tiers.Ladder, code: str) -> int:
 
 async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schemas.Purchase:
     """Post one purchase and earn its points exactly once, however often it is sent."""
-    (outcome,) = await post_purchases([data], principal)
+    if db.in_transaction():  # the caller's transaction must hold it: post it there
+        (outcome,) = await post_purchases([data], principal)
+    else:
+        outcome = await _group_commit().post(data, principal)
     if isinstance(outcome, DomainError):
         raise outcome
     return outcome
+
+
+class _GroupCommit:
+    """Group commit for single purchases (as PostgreSQL does for WAL flushes).
+
+    A purchase that arrives while no posting of its caller is under way is posted at once,
+    alone. Those that arrive meanwhile wait for it to finish and are then posted together,
+    in one transaction, each with its own outcome, exactly as a batch posts them. Under load
+    a transaction carries several purchases, which costs the database and this process a
+    fraction of a transaction each; alone, a purchase waits for nothing.
+
+    Each purchase is committed before its caller is answered. An error of the whole
+    transaction (the database gone, purchases that kept colliding) is every caller's error,
+    as it would have been for each alone."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[Principal, list[tuple[schemas.PurchaseIn, asyncio.Future]]] = {}
+        self.drains: set[asyncio.Task] = set()
+
+    async def post(
+        self, data: schemas.PurchaseIn, principal: Principal
+    ) -> schemas.Purchase | DomainError:
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        queue = self.waiting.get(principal)
+        if queue is not None:
+            queue.append((data, future))
+        else:
+            self.waiting[principal] = [(data, future)]
+            # A context of its own: the drain must not run in the first caller's
+            # transaction or outlive it through a context variable.
+            drain = asyncio.create_task(self._drain(principal), context=contextvars.Context())
+            self.drains.add(drain)
+            drain.add_done_callback(self.drains.discard)
+        return await future
+
+    async def _drain(self, principal: Principal) -> None:
+        queue = self.waiting[principal]
+        group: list[tuple[schemas.PurchaseIn, asyncio.Future]] = []
+        try:
+            while queue:
+                group = queue[:GROUP_COMMIT_LIMIT]
+                del queue[:GROUP_COMMIT_LIMIT]
+                try:
+                    outcomes = await post_purchases(
+                        [data for data, _ in group], principal, look_first=False
+                    )
+                except Exception as exc:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), outcome in zip(group, outcomes, strict=True):
+                    if not future.done():  # its caller may have gone
+                        future.set_result(outcome)
+        finally:
+            del self.waiting[principal]
+            for _, future in group + queue:  # left undone only if the drain was cancelled
+                if not future.done():
+                    future.set_exception(ServiceUnavailable("the server is shutting down"))
+
+
+_group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _group_commit() -> _GroupCommit:
+    """This event loop's group commit (tests run one loop after another)."""
+    loop = asyncio.get_running_loop()
+    group_commit = _group_commits.get(loop)
+    if group_commit is None:
+        group_commit = _group_commits[loop] = _GroupCommit()
+    return group_commit
 
 
 async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.BatchResult:
