@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from loyalty import db
 from loyalty.db import engine
-from loyalty.points.tables import LedgerEntry
+from loyalty.points.tables import LedgerEntry, PointsAccount
 from tests.conftest import purchase_body
 
 
@@ -127,6 +128,16 @@ async def test_database_refuses_a_balance_that_disagrees_with_the_ledger(client,
         await engine.run_ddl("UPDATE points_accounts SET pending = pending + 500")
     with pytest.raises(asyncpg.exceptions.CheckViolationError):
         await engine.run_ddl("UPDATE points_accounts SET available = -1, pending = pending + 1")
+    # Checked at commit, on the row as it is then: out of balance for a moment is fine,
+    # out of balance at the end is not, however balanced it was on the way.
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE points_accounts SET pending = pending + 500")
+        await conn.execute("UPDATE points_accounts SET pending = pending - 500")
+    with pytest.raises(asyncpg.exceptions.CheckViolationError, match="out of balance"):
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE points_accounts SET pending = pending")
+            await conn.execute("UPDATE points_accounts SET pending = pending + 1")
+    assert (await PointsAccount.select(PointsAccount.pending).first())["pending"] == 100
 
 
 async def test_release_job_makes_points_available_once(
