@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -358,6 +359,7 @@ async def revoke_api_key(key_id: UUID) -> schemas.ApiKey:
         .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
         .returning(*ApiKey.all_columns())
     )
+    _api_key_checks.clear()  # this process stops taking it at once
     if not rows:
         row = await ApiKey.select().where(ApiKey.id == key_id).first()
         if row is None:
@@ -366,9 +368,32 @@ async def revoke_api_key(key_id: UUID) -> schemas.ApiKey:
     return _api_key_schema(rows[0])
 
 
+# A key's check is kept this long in each web process, so a busy till does not cost a
+# database round trip per call. A revoked key therefore stops working within this time in
+# the other processes (at once in the one that revoked it).
+API_KEY_CHECK_SECONDS = 2.0
+API_KEY_CHECKS_KEPT = 1000
+_api_key_checks: dict[str, tuple[float, Principal]] = {}
+
+
 async def principal_for_api_key(key: str) -> Principal | None:
-    # One round trip on every integration call; the last use is recorded at most once a
-    # minute per key, so a busy POS does not write on every call.
+    hashed = digest(key)
+    checked = _api_key_checks.get(hashed)
+    if checked is not None and time.monotonic() - checked[0] < API_KEY_CHECK_SECONDS:
+        return checked[1]
+    principal = await _principal_for_key_hash(hashed)
+    if principal is None:
+        _api_key_checks.pop(hashed, None)  # unknown keys are not kept: they cost a lookup
+    else:
+        if len(_api_key_checks) >= API_KEY_CHECKS_KEPT:
+            _api_key_checks.clear()
+        _api_key_checks[hashed] = (time.monotonic(), principal)
+    return principal
+
+
+async def _principal_for_key_hash(hashed: str) -> Principal | None:
+    # The last use is recorded at most once a minute per key, so a busy POS does not write
+    # on every check.
     async with db.connection() as conn:
         row = await conn.fetchrow(
             """
@@ -382,7 +407,7 @@ async def principal_for_api_key(key: str) -> Principal | None:
             )
             SELECT id, name, scopes FROM key
             """,
-            digest(key),
+            hashed,
         )
     if row is None:
         return None

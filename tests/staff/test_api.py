@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
+from loyalty.staff import service as staff_service
+from loyalty.staff.tables import ApiKey
 from tests.conftest import TEST_PASSWORD
 
 
@@ -163,6 +168,25 @@ async def test_api_key_scopes_last_use_and_revocation(client, bearer):
 
     revoked = await client.delete(f"/api/v1/api-keys/{key_id}", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert (await client.get("/api/v1/auth/me", headers=pos)).status_code == 401
+
+
+async def test_a_key_revoked_elsewhere_stops_working_within_the_check_interval(
+    client, bearer, monkeypatch
+):
+    monkeypatch.setattr(staff_service, "API_KEY_CHECK_SECONDS", 0.3)
+    admin = await bearer("admin")
+    key = (
+        await client.post(
+            "/api/v1/api-keys", json={"name": "till 7", "scopes": ["members:read"]}, headers=admin
+        )
+    ).json()["key"]
+    pos = {"Authorization": f"Bearer {key}"}
+    assert (await client.get("/api/v1/auth/me", headers=pos)).status_code == 200
+    # Revoked by another web process: this one does not hear of it, and finds out when its
+    # check of the key is older than the interval.
+    await ApiKey.update({ApiKey.revoked_at: datetime.now(UTC)}, force=True)
+    await asyncio.sleep(0.4)
     assert (await client.get("/api/v1/auth/me", headers=pos)).status_code == 401
 
 
