@@ -74,7 +74,9 @@ class PointsLot(Table, tablename="points_lots"):
     """What is left of one earning: released after the pending period, expired oldest first."""
 
     id = UUID(primary_key=True)
-    member = ForeignKey(references=Member, index=True)
+    # The entry's member, kept here for lookups; the entry's foreign key checks it (a merge
+    # moves both), so a second check per lot would only cost.
+    member = UUID(null=True, default=None, index=True)
     entry = ForeignKey(references=LedgerEntry)
     points = BigInt()
     remaining = BigInt()
@@ -103,7 +105,7 @@ class Purchase(Table, tablename="purchases"):
 class PurchaseLine(Table, tablename="purchase_lines"):
     id = UUID(primary_key=True)
     purchase = ForeignKey(references=Purchase, index=True)
-    member = ForeignKey(references=Member)
+    member = UUID(null=True, default=None)  # the purchase's member (see PointsLot.member)
     line_no = Integer()
     sku = Varchar(length=64)
     category = Varchar(length=64)
