@@ -85,6 +85,49 @@ def in_transaction() -> bool:
     return engine.current_transaction.get() is not None
 
 
+class TransactionChain:
+    """Transactions one after another on one connection, each begun in the same round trip
+    as the previous one's COMMIT. `transaction()` inside joins the one that is open."""
+
+    def __init__(self, conn: asyncpg.Connection, begin: str) -> None:
+        self.conn = conn
+        self._begin = begin
+        self._open = False
+
+    async def begin(self) -> None:
+        if not self._open:
+            await self.conn.execute(self._begin)
+            self._open = True
+
+    async def commit(self, *, begin_next: bool) -> None:
+        self._open = False
+        await self.conn.execute(f"COMMIT; {self._begin}" if begin_next else "COMMIT")
+        self._open = begin_next
+
+    async def rollback(self) -> None:
+        if self._open:
+            self._open = False
+            # A broken connection cannot roll back; the pool rolls back or discards it.
+            with suppress(Exception):
+                await self.conn.execute("ROLLBACK")
+
+
+@asynccontextmanager
+async def transaction_chain(
+    *, plans: Literal["generic", "custom"]
+) -> AsyncIterator[TransactionChain]:
+    """A `TransactionChain` on a connection of the pool (`plans` as for `transaction()`);
+    what is still open when the block ends is rolled back."""
+    async with connection() as conn:
+        chain = TransactionChain(conn, f"BEGIN; SET LOCAL plan_cache_mode = force_{plans}_plan")
+        token = engine.current_transaction.set(_Transaction(conn))  # type: ignore[arg-type]
+        try:
+            yield chain
+        finally:
+            engine.current_transaction.reset(token)
+            await chain.rollback()
+
+
 class _Transaction:
     """What Piccolo's queries look for in `engine.current_transaction`: the connection."""
 

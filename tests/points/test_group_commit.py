@@ -10,6 +10,7 @@ import msgspec
 
 from loyalty import db
 from loyalty.auth import Principal
+from loyalty.errors import ServiceUnavailable
 from loyalty.points import purchases, schemas
 from loyalty.points.tables import LedgerEntry, Purchase
 from tests.conftest import purchase_body
@@ -82,3 +83,32 @@ async def test_a_purchase_posted_inside_a_transaction_is_part_of_it(member, bala
         pass
     assert await Purchase.count() == 0
     assert (await balance_of(member["id"]))["total"] == 0
+
+
+async def test_a_failed_group_fails_its_purchases_only_and_the_next_group_posts(
+    client, pos, member, balance_of, monkeypatch
+):
+    real = purchases.post_purchases
+    calls = 0
+
+    async def failing_once(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        outcomes = await real(*args, **kwargs)  # written in the group's transaction...
+        if calls == 1:
+            raise ServiceUnavailable("the database went away")  # ...which is not committed
+        return outcomes
+
+    monkeypatch.setattr(purchases, "post_purchases", failing_once)
+    first = purchase_body(member["id"], ("TEA", 1, "30.00", "general"))
+    response = await client.post("/api/v1/purchases", json=first, headers=pos)
+    assert response.status_code == 503
+    second = purchase_body(member["id"], ("TEA", 1, "40.00", "general"))
+    response = await client.post("/api/v1/purchases", json=second, headers=pos)
+    assert response.status_code == 201
+    assert await Purchase.count() == 1
+    assert (await balance_of(member["id"]))["total"] == 40
+    # Sent again, the failed purchase is posted now (it was never stored).
+    response = await client.post("/api/v1/purchases", json=first, headers=pos)
+    assert response.status_code == 201
+    assert (await balance_of(member["id"]))["total"] == 70
