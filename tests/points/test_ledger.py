@@ -10,7 +10,8 @@ import pytest
 
 from loyalty import db
 from loyalty.db import engine
-from loyalty.points.tables import LedgerEntry, PointsAccount
+from loyalty.points import purchases
+from loyalty.points.tables import LedgerEntry, PointsAccount, Purchase
 from tests.conftest import purchase_body
 
 
@@ -84,6 +85,61 @@ async def test_statement_is_newest_first_filtered_and_paginated(client, pos, adm
     assert bad.status_code == 422 and bad.json()["field"] == "kind"
     bad_cursor = await client.get(url, params={"cursor": "garbage"}, headers=admin)
     assert bad_cursor.status_code == 422
+
+
+async def test_a_big_batch_posts_in_member_order_chunks_with_answers_in_its_own_order(
+    client, pos, admin, member, balance_of, monkeypatch
+):
+    monkeypatch.setattr(purchases, "BATCH_CHUNK", 3)
+    other = (await client.post("/api/v1/members", json={"name": "Li Na"}, headers=admin)).json()
+    mine = [
+        purchase_body(member["id"], ("A", 1, f"{10 * (i + 1)}.00", "general")) for i in range(5)
+    ]
+    theirs = [purchase_body(other["id"], ("B", 1, f"{i + 1}.00", "general")) for i in range(4)]
+    twice = {**mine[0]}
+    changed = {
+        **theirs[0],
+        "total": "9.00",
+        "lines": [{**theirs[0]["lines"][0], "unit_price": "9.00"}],
+    }
+    unknown = purchase_body("00000000-0000-4000-8000-000000000000")
+    batch = [
+        theirs[0],
+        mine[0],
+        theirs[1],
+        mine[1],
+        unknown,
+        mine[2],
+        theirs[2],
+        mine[3],
+        twice,
+        theirs[3],
+        mine[4],
+        changed,
+    ]
+    response = await client.post("/api/v1/purchases/batch", json={"purchases": batch}, headers=pos)
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert [i["index"] for i in items] == list(range(len(batch)))
+    assert [i["external_id"] for i in items] == [b["external_id"] for b in batch]
+    assert [i["status"] for i in items] == [
+        201,
+        201,
+        201,
+        201,
+        422,
+        201,
+        201,
+        201,
+        200,
+        201,
+        201,
+        409,
+    ]
+    assert (await balance_of(member["id"]))["total"] == 10 + 20 + 30 + 40 + 50
+    assert (await balance_of(other["id"]))["total"] == 1 + 2 + 3 + 4
+    # Posted in several transactions (purchases share their transaction's start).
+    assert await Purchase.count(distinct=[Purchase.created_at]) > 1
 
 
 async def test_batch_applies_items_independently(client, pos, member, balance_of):
