@@ -296,9 +296,17 @@ def _in_member_order_chunks(items: list[_Item]) -> list[list[_Item]]:
     the second waiting for the whole of the first. A member's purchases keep their order."""
     if len(items) <= BATCH_CHUNK:
         return [items]
-    ordered = sorted(
+    # Copies of one external_id go with the first copy's member, in posting order, so the
+    # first copy is the one posted and the others are its replays (or 409s) as before.
+    member_of: dict[str, UUID | None] = {}
+    for item in items:
+        member_of.setdefault(item.data.external_id, item.data.member_id)
+    ordered = sorted(  # stable: a member's purchases keep their order
         items,
-        key=lambda item: (item.data.member_id is None, str(item.data.member_id or "")),
+        key=lambda item: (
+            member_of[item.data.external_id] is None,
+            str(member_of[item.data.external_id] or ""),
+        ),
     )
     return [ordered[i : i + BATCH_CHUNK] for i in range(0, len(ordered), BATCH_CHUNK)]
 

@@ -97,14 +97,18 @@ async def test_a_big_batch_posts_in_member_order_chunks_with_answers_in_its_own_
     ]
     theirs = [purchase_body(other["id"], ("B", 1, f"{i + 1}.00", "general")) for i in range(4)]
     twice = {**mine[0]}
-    changed = {
-        **theirs[0],
-        "total": "9.00",
-        "lines": [{**theirs[0]["lines"][0], "unit_price": "9.00"}],
+    # One external_id twice with different bodies: the first in posting order is posted,
+    # even though the second names a member that comes first in member order.
+    low, high = sorted([member["id"], other["id"]])
+    original = purchase_body(high, ("C", 1, "7.00", "general"))
+    copy = {
+        **purchase_body(low, ("C", 1, "8.00", "general")),
+        "external_id": original["external_id"],
     }
     unknown = purchase_body("00000000-0000-4000-8000-000000000000")
     batch = [
         theirs[0],
+        original,
         mine[0],
         theirs[1],
         mine[1],
@@ -115,7 +119,7 @@ async def test_a_big_batch_posts_in_member_order_chunks_with_answers_in_its_own_
         twice,
         theirs[3],
         mine[4],
-        changed,
+        copy,
     ]
     response = await client.post("/api/v1/purchases/batch", json={"purchases": batch}, headers=pos)
     assert response.status_code == 200, response.text
@@ -123,6 +127,7 @@ async def test_a_big_batch_posts_in_member_order_chunks_with_answers_in_its_own_
     assert [i["index"] for i in items] == list(range(len(batch)))
     assert [i["external_id"] for i in items] == [b["external_id"] for b in batch]
     assert [i["status"] for i in items] == [
+        201,
         201,
         201,
         201,
@@ -136,8 +141,9 @@ async def test_a_big_batch_posts_in_member_order_chunks_with_answers_in_its_own_
         201,
         409,
     ]
-    assert (await balance_of(member["id"]))["total"] == 10 + 20 + 30 + 40 + 50
-    assert (await balance_of(other["id"]))["total"] == 1 + 2 + 3 + 4
+    seven = {high: 7, low: 0}
+    assert (await balance_of(member["id"]))["total"] == 150 + seven[member["id"]]
+    assert (await balance_of(other["id"]))["total"] == 10 + seven[other["id"]]
     # Posted in several transactions (purchases share their transaction's start).
     assert await Purchase.count(distinct=[Purchase.created_at]) > 1
 
