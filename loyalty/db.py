@@ -168,24 +168,18 @@ async def transaction(
     if current is not None:
         yield current.connection
         return
+    if plans:
+        # BEGIN and the setting in one round trip (asyncpg's transaction() would send BEGIN
+        # alone); what fails rolls back when the chain ends.
+        async with transaction_chain(plans=plans) as chain:
+            await chain.begin()
+            yield chain.conn
+            await chain.commit(begin_next=False)
+        return
     async with connection() as conn:
         token = engine.current_transaction.set(_Transaction(conn))  # type: ignore[arg-type]
         try:
-            if plans:
-                # BEGIN and the setting in one round trip (asyncpg's transaction() would
-                # send BEGIN alone).
-                await conn.execute(_BEGIN[plans])
-                try:
-                    yield conn
-                except BaseException:
-                    # A broken or busy connection cannot roll back here; the pool's release
-                    # rolls back or discards it.
-                    with suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-            else:
-                async with conn.transaction():
-                    yield conn
+            async with conn.transaction():
+                yield conn
         finally:
             engine.current_transaction.reset(token)

@@ -46,15 +46,14 @@ CLOCK_SKEW = timedelta(minutes=5)
 # and nested loops, right for a few rows); bigger ones are planned for their size.
 GENERIC_PLAN_ITEMS = 64
 # Single purchases of one caller that arrive while earlier ones are being posted are
-# posted together: at most this many in one transaction, in at most this many
-# transactions at a time per process; after a commit the next group is gathered for this
-# long (a purchase arriving while none is under way is posted at once). Measured with
-# bench/earn.py on two cores: two at a time made groups smaller and cost more per purchase
-# than the overlap gained; gathering for 1 ms made groups bigger, cheaper per purchase and
-# faster (0.5 ms and 2 ms did worse).
+# posted together, at most this many in one transaction, one transaction at a time per
+# process; after a commit the next group is gathered for this long (a purchase arriving
+# while none is under way is posted at once). Measured with bench/earn.py on two cores:
+# two transactions at a time made groups smaller and cost more per purchase than the
+# overlap gained; gathering for 1 ms made groups bigger, cheaper per purchase and faster
+# (0.5 ms and 2 ms did worse).
 GROUP_COMMIT_LIMIT = 64
 BATCH_CHUNK = 250  # purchases per transaction of a big posting
-GROUP_COMMIT_POSTINGS = 1
 GROUP_COMMIT_GATHER = 0.001  # seconds
 
 
@@ -740,31 +739,38 @@ class _GroupCommit:
     as it would have been for each alone."""
 
     def __init__(self) -> None:
-        self.lines: dict[Principal, _Line] = {}
+        # Per caller, the purchases waiting; a caller is here while its drain runs.
+        self.waiting: dict[Principal, list[tuple[schemas.PurchaseIn, asyncio.Future]]] = {}
         self.drains: set[asyncio.Task] = set()
 
     async def post(
         self, data: schemas.PurchaseIn, principal: Principal
     ) -> schemas.Purchase | DomainError:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        line = self.lines.get(principal)
-        if line is None:
-            line = self.lines[principal] = _Line()
-        line.waiting.append((data, future))
-        if line.postings < GROUP_COMMIT_POSTINGS:
-            line.postings += 1
+        queue = self.waiting.get(principal)
+        if queue is not None:
+            queue.append((data, future))
+        else:
+            self.waiting[principal] = [(data, future)]
             # A context of its own: the drain must not run in the first caller's
             # transaction or outlive it through a context variable.
-            drain = asyncio.create_task(self._drain(principal, line), context=contextvars.Context())
+            drain = asyncio.create_task(self._drain(principal), context=contextvars.Context())
             self.drains.add(drain)
             drain.add_done_callback(self.drains.discard)
         return await future
 
-    async def _drain(self, principal: Principal, line: _Line) -> None:
+    async def _drain(self, principal: Principal) -> None:
+        queue = self.waiting[principal]
+
+        def take() -> list[tuple[schemas.PurchaseIn, asyncio.Future]]:
+            group = queue[:GROUP_COMMIT_LIMIT]
+            del queue[:GROUP_COMMIT_LIMIT]
+            return group
+
         group: list[tuple[schemas.PurchaseIn, asyncio.Future]] = []
         try:
-            while line.waiting:
-                group = line.take()
+            while queue:
+                group = take()
                 try:
                     # Each group's transaction begins with the previous one's commit.
                     async with db.transaction_chain(plans="generic") as chain:
@@ -775,12 +781,12 @@ class _GroupCommit:
                                 look_first=False,
                                 chain=chain,
                             )
-                            await chain.commit(begin_next=bool(line.waiting))
+                            await chain.commit(begin_next=bool(queue))
                             for (_, future), outcome in zip(group, outcomes, strict=True):
                                 if not future.done():  # its caller may have gone
                                     future.set_result(outcome)
                             await asyncio.sleep(GROUP_COMMIT_GATHER)
-                            group = line.take()
+                            group = take()
                 except Exception as exc:
                     # Nothing of this group was committed. Its connection goes back to
                     # the pool (discarded if broken) and the next group takes another.
@@ -789,26 +795,10 @@ class _GroupCommit:
                             future.set_exception(exc)
                     group = []
         finally:
-            line.postings -= 1
-            left = group if line.postings else group + line.waiting
-            if not line.postings:
-                del self.lines[principal]
-            for _, future in left:  # left undone only if the drain was cancelled
+            del self.waiting[principal]
+            for _, future in group + queue:  # left undone only if the drain was cancelled
                 if not future.done():
                     future.set_exception(ServiceUnavailable("the server is shutting down"))
-
-
-@dataclass
-class _Line:
-    """One caller's purchases waiting to be posted, and its postings under way."""
-
-    waiting: list[tuple[schemas.PurchaseIn, asyncio.Future]] = field(default_factory=list)
-    postings: int = 0
-
-    def take(self) -> list[tuple[schemas.PurchaseIn, asyncio.Future]]:
-        group = self.waiting[:GROUP_COMMIT_LIMIT]
-        del self.waiting[:GROUP_COMMIT_LIMIT]
-        return group
 
 
 _group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = (
