@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
@@ -87,13 +87,48 @@ def in_transaction() -> bool:
 
 _BEGIN = {
     "generic": "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan",
-    # Planned for the rows at hand, with a page fetched by an index priced as the cached
-    # page it is: at the default price (4 x a page read in sequence) a batch of 1,000
-    # purchases hashed all 100,000 members (41 ms) instead of probing an index 1,000 times
-    # (1 ms), and scanned every purchase to look for its external_ids.
-    "custom": "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan;"
-    " SET LOCAL random_page_cost = 1.1",
+    # A page fetched by an index priced as the cached page it is: at the default price (4 x
+    # a page read in sequence) a batch of 1,000 purchases hashed all 100,000 members (41 ms)
+    # instead of probing an index 1,000 times (1 ms), and scanned every purchase to look for
+    # its external_ids. (Not plan_cache_mode = force_custom_plan: it would also re-plan the
+    # foreign key checks and trigger statements of every row, which was half the
+    # database's work in a batch.)
+    "custom": "BEGIN; SET LOCAL random_page_cost = 1.1",
 }
+
+
+class FreshPlans:
+    """A connection whose statements with arguments are each planned for the arguments at
+    hand, as a statement prepared for the one call (a plan cached per connection is made for
+    one size of array and is wrong for another). Everything else is the connection's."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def fetch(self, query: str, *args: Any) -> list:
+        if not args:
+            return await self._conn.fetch(query)
+        return await (await self._conn.prepare(query)).fetch(*args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        if not args:
+            return await self._conn.fetchrow(query)
+        return await (await self._conn.prepare(query)).fetchrow(*args)
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
+        if not args:
+            return await self._conn.fetchval(query, column=column)
+        return await (await self._conn.prepare(query)).fetchval(*args, column=column)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        if not args:
+            return await self._conn.execute(query)
+        statement = await self._conn.prepare(query)
+        await statement.fetch(*args)
+        return statement.get_statusmsg()
 
 
 class TransactionChain:
@@ -130,6 +165,8 @@ async def transaction_chain(
     """A `TransactionChain` on a connection of the pool (`plans` as for `transaction()`);
     what is still open when the block ends is rolled back."""
     async with connection() as conn:
+        if plans == "custom":
+            conn = FreshPlans(conn)  # type: ignore[assignment]
         chain = TransactionChain(conn, _BEGIN[plans])
         token = engine.current_transaction.set(_Transaction(conn))  # type: ignore[arg-type]
         try:
@@ -156,9 +193,10 @@ async def transaction(
     `plans`: how this transaction's prepared statements are planned. "generic": once per
     connection; PostgreSQL would otherwise re-plan statements over unnest($1::...[]) arrays
     on every call (a one-element array always looks cheaper than the generic plan's guess):
-    planning was a third of the database's work per purchase. "custom": for the values at
-    hand, always; the same statements carrying a thousand rows must not pick up the generic
-    plan made for one (it once made a batch's plan quadratic). Only for statements whose
+    planning was a third of the database's work per purchase. "custom": the statements sent
+    for the values at hand, always (`FreshPlans`); the same statements carrying a thousand
+    rows must not pick up the generic plan made for one (it once made a batch's plan
+    quadratic). Only for statements whose
     best plan does not depend on the values (index lookups by key) use "generic".
 
     Not Piccolo's own `engine.transaction()`: when COMMIT itself fails (a deferred

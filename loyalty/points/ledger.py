@@ -15,16 +15,27 @@ Lock order, everywhere: points accounts first (several in member-id order), then
 from __future__ import annotations
 
 import calendar
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
+from asyncpg.pgproto.pgproto import UUID as _PgUUID
 
 # Who consumes which lots first.
 OWN_LOT_THEN_PENDING = "reversal"  # a return: its own purchase's lot, then pending, then available
 AVAILABLE_ONLY = "redemption"  # spending: only available points, soonest expiry first
 AVAILABLE_THEN_PENDING = "deduction"  # manual deduction: available, then pending, then debt
+
+
+def new_id() -> UUID:
+    """A random (version 4) UUID, as uuid.uuid4() but in a third of the time: a batch of a
+    thousand purchases makes three thousand (asyncpg's UUID type, which it also reads back)."""
+    random = bytearray(os.urandom(16))
+    random[6] = random[6] & 0x0F | 0x40
+    random[8] = random[8] & 0x3F | 0x80
+    return _PgUUID(bytes(random))
 
 
 @dataclass
@@ -104,7 +115,7 @@ class NewEntry:
     occurred_at: datetime
     actor: str | None = None
     note: str | None = None
-    id: UUID = field(default_factory=uuid4)
+    id: UUID = field(default_factory=new_id)
 
 
 @dataclass

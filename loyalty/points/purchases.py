@@ -62,6 +62,7 @@ def body_hash(data: msgspec.Struct) -> str:
 
 
 MAX_MONEY = Decimal("9999999999.99")
+NO_MONEY = Decimal("0.00")  # as numeric(14, 2) reads back
 
 
 def check_money(value: Decimal, field: str) -> None:
@@ -455,7 +456,7 @@ async def _insert(
                 back_above.append(member_id)  # type: ignore[arg-type]
 
     for item in items:
-        item.purchase_id = uuid4()
+        item.purchase_id = ledger.new_id()
     purchase_rows = _purchase_args(items, info, principal)
     entries, lots = [], []
     for item in items:
@@ -487,8 +488,8 @@ async def _insert(
     try:
         if referrers:
             # A referral records the purchase that qualified it: the purchases go in first.
-            inserted = await conn.fetch(
-                f"WITH {_PURCHASE_ROWS.format(*range(1, 20))} SELECT * FROM inserted",
+            inserted = await conn.fetchval(
+                f"WITH {_PURCHASE_ROWS.format(*range(1, 20))} SELECT count(*) FROM inserted",
                 *purchase_rows,
             )
             _check_all_inserted(inserted, items)
@@ -504,7 +505,6 @@ async def _insert(
         # An earn entry's key met one committed meanwhile: its purchase was posted by a
         # concurrent request (our insert skipped it). Roll back and replay.
         raise _Raced from exc
-    purchased = {row["external_id"]: row for row in inserted}
     if bonus_rows:
         await bonus.record(conn, bonus_rows)
     if entries and await webhooks.subscribed("points.earned"):
@@ -516,8 +516,24 @@ async def _insert(
                 for e in entries
             ],
         )
+    pending = timedelta(days=rules.pending_days)
     for item in items:
-        item.result = _purchase_schema(purchased[item.data.external_id], rules, "created")
+        data = item.data
+        item.result = schemas.Purchase(
+            id=item.purchase_id,  # type: ignore[arg-type]
+            external_id=data.external_id,
+            member_id=item.member_id,  # type: ignore[arg-type]
+            occurred_at=data.occurred_at,
+            store=data.store,
+            currency=data.currency,
+            total=data.total,
+            returned_amount=NO_MONEY,
+            points=sum(item.points),
+            reversed_points=0,
+            pending_until=data.occurred_at + pending,
+            rep_id=info[item.member_id]["assigned_rep"],  # type: ignore[index]
+            status="created",
+        )
 
 
 async def _referral_rewards(
@@ -601,7 +617,7 @@ _PURCHASE_ROWS = """
              AS p(id, external_id, member, occurred_at, store, currency, total, points, rep,
                   request_hash)
         ON CONFLICT (external_id) DO NOTHING
-        RETURNING *
+        RETURNING id
     ), lines AS (
         INSERT INTO purchase_lines (id, purchase, member, line_no, sku, category, quantity,
             unit_price, amount, points, returned_quantity, reversed_points)
@@ -615,8 +631,8 @@ _PURCHASE_ROWS = """
 """
 
 
-def _check_all_inserted(inserted: list[Any], items: list[_Item]) -> None:
-    if len(inserted) != len(items):
+def _check_all_inserted(inserted: int, items: list[_Item]) -> None:
+    if inserted != len(items):
         raise _Raced  # rolls back; the next attempt finds them as existing purchases
 
 
@@ -629,14 +645,14 @@ async def _write_postings(
     back_above: list[UUID],
     at: datetime,
     purchase_rows: list | None = None,
-) -> list[Any]:
+) -> int:
     """Ledger entries, lots, account buckets and tier upgrades in one statement, with the
-    purchases and lines when `purchase_rows` are given (then the inserted purchases are
-    returned). The ledger trigger adds the entries to the accounts' totals once the
+    purchases and lines when `purchase_rows` are given (then the number of purchases
+    inserted is returned). The ledger trigger adds the entries to the accounts' totals once the
     statement is done."""
     purchases = _PURCHASE_ROWS.format(*range(29, 48)) + "," if purchase_rows else ""
     changed = [accounts[m] for m in {e.member for e in entries}]
-    return await conn.fetch(
+    return await conn.fetchval(
         f"""
         WITH {purchases} entries AS (
             INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
@@ -682,7 +698,7 @@ async def _write_postings(
         ), back_above AS (
             UPDATE member_tiers SET below_since = NULL WHERE member = ANY($28::uuid[])
         )
-        {"SELECT * FROM inserted" if purchase_rows else "SELECT"}
+        {"SELECT count(*) FROM inserted" if purchase_rows else "SELECT 0"}
         """,
         *ledger.entry_args(entries),
         [lot.member for lot in lots],
