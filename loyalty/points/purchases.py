@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import random
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -290,10 +291,11 @@ async def post_purchases(
 
 
 def _in_member_order_chunks(items: list[_Item]) -> list[list[_Item]]:
-    """A big posting in transactions of `BATCH_CHUNK` purchases, in member order. Each
-    transaction holds its members' locks only while its own part is written, and two
-    batches of overlapping members follow one another through the member range instead of
-    the second waiting for the whole of the first. A member's purchases keep their order."""
+    """A big posting in transactions of about `BATCH_CHUNK` purchases, each a run of the
+    member order, so each transaction holds its members' locks only while its own part is
+    written. A member's purchases stay in one transaction, in their order; so the runs can
+    be taken starting at any one of them, and are, at random: batches posted at the same
+    time then mostly work on different members instead of queueing for the same ones."""
     if len(items) <= BATCH_CHUNK:
         return [items]
     # Copies of one external_id go with the first copy's member, in posting order, so the
@@ -301,14 +303,26 @@ def _in_member_order_chunks(items: list[_Item]) -> list[list[_Item]]:
     member_of: dict[str, UUID | None] = {}
     for item in items:
         member_of.setdefault(item.data.external_id, item.data.member_id)
-    ordered = sorted(  # stable: a member's purchases keep their order
-        items,
-        key=lambda item: (
-            member_of[item.data.external_id] is None,
-            str(member_of[item.data.external_id] or ""),
-        ),
+    by_id = sorted(  # stable: a member's purchases keep their order
+        (item for item in items if member_of[item.data.external_id] is not None),
+        key=lambda item: str(member_of[item.data.external_id]),
     )
-    return [ordered[i : i + BATCH_CHUNK] for i in range(0, len(ordered), BATCH_CHUNK)]
+    runs: list[list[_Item]] = []
+    for item in by_id:
+        member = member_of[item.data.external_id]
+        if not runs or (
+            len(runs[-1]) >= BATCH_CHUNK and member != member_of[runs[-1][-1].data.external_id]
+        ):
+            runs.append([])
+        runs[-1].append(item)
+    start = random.randrange(len(runs)) if runs else 0
+    # Purchases naming their member by number or phone go last, in posting order.
+    others = [item for item in items if member_of[item.data.external_id] is None]
+    return (
+        runs[start:]
+        + runs[:start]
+        + [others[i : i + BATCH_CHUNK] for i in range(0, len(others), BATCH_CHUNK)]
+    )
 
 
 async def _post(
