@@ -70,10 +70,14 @@ class Input(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         for name in _checked_fields(type(self)):
-            for value in _values(getattr(self, name)):
-                if isinstance(value, Decimal) and not value.is_finite():
+            value = getattr(self, name)
+            # Most checked fields hold one value: no list made for it (a batch checks
+            # thousands of structs).
+            values = (value,) if isinstance(value, (Decimal, datetime)) else _values(value)
+            for item in values:
+                if isinstance(item, Decimal) and not item.is_finite():
                     raise ValueError(f"Expected a finite decimal number - at `$.{name}`")
-                if isinstance(value, datetime) and not in_utc_range(value):
+                if isinstance(item, datetime) and not in_utc_range(item):
                     raise ValueError(f"{OUT_OF_RANGE} - at `$.{name}`")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -177,11 +178,11 @@ class StrictJsonRequest(Request):
         ):
             return await super().json()
         try:
-            raw = msgspec.json.decode(await self.body() or b"null")
+            raw = _DECODER.decode(await self.body() or b"null")
         except msgspec.DecodeError:
             return await super().json()  # not JSON at all: Litestar's own answer
         try:
-            decoded = msgspec.convert(_integral(raw), type=field.annotation, strict=True)
+            decoded = msgspec.convert(raw, type=field.annotation, strict=True)
             _check_text(decoded, raw, "$")
         except msgspec.ValidationError as exc:
             if OUT_OF_RANGE in str(exc):  # fits the schema: a rule it cannot express
@@ -193,15 +194,16 @@ class StrictJsonRequest(Request):
         return decoded
 
 
-def _integral(value: Any) -> Any:
-    """JSON Schema counts 5.0 as an integer; msgspec's strict mode would not."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _integral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_integral(item) for item in value]
-    return value
+def _integral(text: str) -> float | int:
+    """JSON Schema counts 5.0 as an integer; msgspec's strict mode would not. (A hook on
+    the numbers written with a fraction or exponent: no walk over the decoded body.)"""
+    value = float(text)
+    if math.isinf(value):  # as msgspec's own decoder: out of range
+        raise msgspec.ValidationError("Number out of range")
+    return int(value) if value.is_integer() else value
+
+
+_DECODER = msgspec.json.Decoder(float_hook=_integral)
 
 
 @cache
