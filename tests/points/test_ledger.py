@@ -329,3 +329,36 @@ async def test_merge_racing_purchases_loses_nothing(client, pos, admin, balance_
     assert all(r.status_code in (200, 201) for r in results), [r.text for r in results]
     assert (await balance_of(survivor["id"]))["total"] == 150
     assert (await balance_of(duplicate["id"]))["total"] == 0
+
+
+def test_member_order_chunks_keep_each_members_purchases_together_from_a_random_start(
+    monkeypatch,
+):
+    from types import SimpleNamespace
+    from uuid import UUID
+
+    monkeypatch.setattr(purchases, "BATCH_CHUNK", 4)
+    members = [UUID(int=n) for n in range(1, 8)]
+    items = [
+        purchases._Item(
+            index, SimpleNamespace(external_id=f"p{index}", member_id=members[index * 5 % 7])
+        )
+        for index in range(40)
+    ] + [
+        purchases._Item(40 + n, SimpleNamespace(external_id=f"n{n}", member_id=None))
+        for n in range(6)
+    ]
+    first_members = set()
+    for _ in range(30):
+        chunks = purchases._in_member_order_chunks(items)
+        posted = [item.index for chunk in chunks for item in chunk]
+        assert sorted(posted) == list(range(len(items)))
+        named_by_number = [item.index for item in items if item.data.member_id is None]
+        assert posted[-len(named_by_number) :] == named_by_number
+        for member in members:
+            holding = [c for c in chunks if any(i.data.member_id == member for i in c)]
+            assert len(holding) == 1, "a member's purchases are split across transactions"
+            theirs = [i.index for i in holding[0] if i.data.member_id == member]
+            assert theirs == sorted(theirs)
+        first_members.add(chunks[0][0].data.member_id)
+    assert len(first_members) > 1, "every batch starts at the same member"

@@ -237,3 +237,26 @@ async def test_posting_needs_the_purchases_scope(client, admin, member):
     )
     assert response.status_code == 403
     assert await Purchase.count() == 0
+
+
+async def test_the_answer_to_a_post_is_the_purchase_as_stored(client, pos, member):
+    """Answers are built from what was posted, not read back: they must still say what a
+    later read of the stored purchase says, however the body spelled it."""
+    spelled = purchase_body(
+        member["id"],
+        ("SKU-1", 3, "33.3", "general"),
+        occurred_at="2026-01-02T08:30:00+08:00",
+        currency="cny",
+        total="99.9",
+    )
+    single = await client.post("/api/v1/purchases", json=spelled, headers=pos)
+    assert single.status_code == 201, single.text
+    batch = [purchase_body(member["id"]) for _ in range(3)]
+    posted = await client.post("/api/v1/purchases/batch", json={"purchases": batch}, headers=pos)
+    answers = [single.json()] + [item["purchase"] for item in posted.json()["items"]]
+    for answer in answers:
+        stored = await client.get(f"/api/v1/purchases/{answer['external_id']}", headers=pos)
+        assert stored.status_code == 200, stored.text
+        assert {**answer, "status": "replayed"} == stored.json()
+    assert single.json()["occurred_at"] == "2026-01-02T00:30:00Z"
+    assert single.json()["total"] == "99.90" and single.json()["currency"] == "CNY"
