@@ -162,7 +162,7 @@ async def _resolve_and_lock(
 ) -> list[Any]:
     """One statement: each item's member by id, number or phone (a merged member means its
     survivor), then the accounts and tier rows of those members and of any referrer waiting
-    for their first purchase, locked in member-id order, each with its qualifying value.
+    for their first purchase, locked in member-id order.
 
     The tier rows are locked too, so an upgrade is computed from the tier as committed now:
     read unlocked, an evaluation job's concurrent upgrade made the purchase's
@@ -182,9 +182,6 @@ async def _resolve_and_lock(
         except DomainError as exc:
             item.problem = exc
             keys.append(("none", ""))
-    # The value is read after each member's lock is taken, by a VOLATILE function (a fresh
-    # snapshot): the statement's own snapshot would miss a purchase of the same member that
-    # committed while we waited for the lock.
     # Three index lookups, not one join on an OR (which would scan every member).
     rows = await conn.fetch(
         """
@@ -219,19 +216,11 @@ async def _resolve_and_lock(
             ORDER BY a.member
             FOR UPDATE OF a, t
         )
-        SELECT locked.*,
-               CASE WHEN items IS NOT NULL AND tier <> ALL($7::text[])
-                    THEN member_qualifying_value(member, $4, $5, $6) END AS value
-        FROM locked
+        SELECT * FROM locked
         """,
         [UUID(v) if k == "id" else None for k, v in keys],
         [v if k == "number" else None for k, v in keys],
         [v if k == "phone" else None for k, v in keys],
-        ladder.settings.basis,
-        tiers.window_start(at, ladder.settings.window_months),
-        at,
-        # Members already in the top tier cannot climb: their spend is not read.
-        [t.code for t in ladder.tiers if not ladder.next_above(t.rank)],
     )
     for row in rows:
         for i in row["items"] or ():
@@ -371,7 +360,21 @@ async def _post(
             locked = await _resolve_and_lock(conn, fresh, ladder, at)
             fresh = [item for item in fresh if item.problem is None]
         if fresh:
-            await _insert(conn, fresh, locked, principal, rules, ladder, at)
+            # Read in a statement of its own, after the locks are held: its fresh snapshot
+            # sees a purchase of the same member that committed while we waited for a lock
+            # (the locking statement's snapshot would miss it). Members already in the top
+            # tier cannot climb: their spend is not read.
+            climbing = [
+                row["member"]
+                for row in locked
+                if row["items"] and ladder.next_above(_rank(ladder, row["tier"]))
+            ]
+            values = (
+                await tiers.qualifying_values(conn, climbing, at, ladder.settings)
+                if climbing
+                else {}
+            )
+            await _insert(conn, fresh, locked, values, principal, rules, ladder, at)
     for item in repeats:
         original = first[item.data.external_id]
         if original.problem is not None and original.result is None:
@@ -389,6 +392,7 @@ async def _insert(
     conn: asyncpg.Connection,
     items: list[_Item],
     rows: list[Any],
+    values: dict[UUID, Decimal],
     principal: Principal,
     rules: schemas.EarningRules,
     ladder: tiers.Ladder,
@@ -414,11 +418,6 @@ async def _insert(
     tier_states = {
         m: tiers.TierState(row["tier"], row["below_since"], row["override_until"])
         for m, row in info.items()
-    }
-    values = {
-        m: Decimal(info[m]["value"])
-        for m in member_ids
-        if ladder.next_above(_rank(ladder, tier_states[m].tier))
     }
     window_start = tiers.window_start(at, ladder.settings.window_months)
     # Bonus points offers: one more query, made only while a bonus offer is live (the list
