@@ -59,6 +59,7 @@ from loyalty.rewards.controllers import (
     RedemptionController,
     RewardController,
 )
+from loyalty.runtime import collect_garbage_less_often
 from loyalty.sessions import SESSION_COOKIE, RotatingSessionConfig
 from loyalty.settings import Settings, get_settings
 from loyalty.staff.controllers import ApiKeyController, AuthController, StaffController
@@ -89,6 +90,7 @@ def redis_client(url: str) -> ArqRedis:
 
 
 async def startup(app: Litestar) -> None:
+    collect_garbage_less_often()
     await db.start_pool()
 
 

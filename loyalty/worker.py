@@ -21,6 +21,7 @@ from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, sen
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.referrals import service as _referrals  # noqa: F401  registers event subscribers
 from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
+from loyalty.runtime import collect_garbage_less_often
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens
 from loyalty.tiers.jobs import evaluate_tiers
@@ -114,6 +115,7 @@ class LoyaltyWorker(Worker):
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
+    collect_garbage_less_often()
     if db.engine.pool is None:
         await db.start_pool(max_size=10)
         ctx["owns_pool"] = True
