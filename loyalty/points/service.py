@@ -460,20 +460,20 @@ async def merge_accounts(duplicate_id: UUID, survivor_id: UUID, *, actor: str) -
             await ledger.consume(conn, survivor, debt, order=ledger.AVAILABLE_THEN_PENDING)
         await ledger.save_account(conn, duplicate)
         await ledger.save_account(conn, survivor)
+        # Lines and returns are found through their purchases (indexed), not by member
+        # (which would scan every line and return ever posted).
         purchases = await conn.fetchval(
             """
             WITH moved AS (
                 UPDATE purchases SET member = $2 WHERE member = $1 RETURNING id
+            ), lines AS (
+                UPDATE purchase_lines SET member = $2 WHERE purchase IN (SELECT id FROM moved)
+            ), returns AS (
+                UPDATE purchase_returns SET member = $2 WHERE purchase IN (SELECT id FROM moved)
             ) SELECT count(*) FROM moved
             """,
             duplicate_id,
             survivor_id,
-        )
-        await conn.execute(
-            "UPDATE purchase_lines SET member = $2 WHERE member = $1", duplicate_id, survivor_id
-        )
-        await conn.execute(
-            "UPDATE purchase_returns SET member = $2 WHERE member = $1", duplicate_id, survivor_id
         )
         await conn.execute(
             "UPDATE members SET merged_into = $2 WHERE merged_into = $1", duplicate_id, survivor_id

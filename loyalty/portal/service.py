@@ -374,8 +374,18 @@ async def export_data(principal: Principal) -> dict[str, Any]:
             "member",
         ),
         "purchases": ("SELECT * FROM purchases WHERE member = $1 ORDER BY occurred_at", "member"),
-        "purchase_lines": ("SELECT * FROM purchase_lines WHERE member = $1", "member"),
-        "returns": ("SELECT * FROM purchase_returns WHERE member = $1", "member"),
+        # Through the member's purchases (indexed), not by member (every line ever posted).
+        "purchase_lines": (
+            "SELECT * FROM purchase_lines"
+            " WHERE purchase IN (SELECT id FROM purchases WHERE member = $1)"
+            " ORDER BY purchase, line_no",
+            "member",
+        ),
+        "returns": (
+            "SELECT * FROM purchase_returns"
+            " WHERE purchase IN (SELECT id FROM purchases WHERE member = $1) ORDER BY created_at",
+            "member",
+        ),
         "tier": ("SELECT * FROM member_tiers WHERE member = $1", "member"),
         "tier_changes": ("SELECT * FROM tier_changes WHERE member = $1 ORDER BY at", "member"),
         "referrals": (

@@ -295,6 +295,38 @@ async def test_merge_moves_points_purchases_and_history(client, pos, admin, bala
     assert again.status_code == 409
 
 
+async def test_a_merge_moves_the_duplicates_purchase_lines_and_returns(client, pos, admin):
+    survivor = (
+        await client.post("/api/v1/members", json={"name": "Wu Fang"}, headers=admin)
+    ).json()
+    duplicate = (await client.post("/api/v1/members", json={"name": "Wu F."}, headers=admin)).json()
+    bystander = (await client.post("/api/v1/members", json={"name": "Zhou"}, headers=admin)).json()
+    bought = purchase_body(duplicate["id"], ("X", 1, "30.00", "general"), ("Y", 2, "5.00", "toy"))
+    assert (await client.post("/api/v1/purchases", json=bought, headers=pos)).status_code == 201
+    other = purchase_body(bystander["id"])
+    assert (await client.post("/api/v1/purchases", json=other, headers=pos)).status_code == 201
+    returned = await client.post(
+        f"/api/v1/purchases/{bought['external_id']}/returns",
+        json={"return_id": "R-BEFORE-MERGE", "lines": [{"line_no": 2, "quantity": 1}]},
+        headers=pos,
+    )
+    assert returned.status_code == 201, returned.text
+    merged = await client.post(
+        f"/api/v1/members/{survivor['id']}/merge",
+        json={"duplicate_id": duplicate["id"], "reason": "same person"},
+        headers=admin,
+    )
+    assert merged.status_code == 200, merged.text
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT 'line' AS kind, member FROM purchase_lines"
+            " UNION ALL SELECT 'return', member FROM purchase_returns"
+        )
+    owners = sorted((row["kind"], str(row["member"])) for row in rows)
+    mine = [("line", survivor["id"]), ("line", survivor["id"]), ("return", survivor["id"])]
+    assert owners == sorted([*mine, ("line", bystander["id"])])
+
+
 async def _manager(client, admin) -> dict:
     await client.post(
         "/api/v1/staff",
