@@ -41,9 +41,13 @@ async def _save_upload(upload: Any) -> tuple[Path, str]:
 async def start_upload(request: Request, upload: Any, kind: str, principal: Principal):
     path, name = await _save_upload(upload)
     created = await service.create_import(path, name, principal, kind=kind)
-    await request.app.state.redis.enqueue_job(
-        "run_import", str(created.id), _job_id=f"import:{created.id}:{uuid4()}"
-    )
+    try:
+        await request.app.state.redis.enqueue_job(
+            "run_import", str(created.id), _job_id=f"import:{created.id}:{uuid4()}"
+        )
+    except Exception:
+        await service.mark_not_queued(created.id)
+        raise  # answered 503 when Redis is down
     return created
 
 

@@ -152,6 +152,20 @@ async def create_import(
     return _schema(row)
 
 
+NOT_QUEUED = "not started: the job queue (Redis) could not be reached; upload the file again"
+
+
+async def mark_not_queued(import_id: UUID) -> None:
+    """An import whose job could not be queued says so, instead of waiting as "queued" for a
+    job that will never come. Uploading the same file again resumes it."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE imports SET status = 'failed', failure = $2 WHERE id = $1 AND status = 'queued'",
+            import_id,
+            NOT_QUEUED,
+        )
+
+
 # --- running a members import ---------------------------------------------------------
 
 

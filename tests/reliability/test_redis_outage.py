@@ -285,6 +285,9 @@ async def test_redis_outage_keeps_purchases_and_delivers_events_after(
                     "an import upload",
                 )
                 _problem(upload, 503, "an import upload (its job goes to Redis)")
+                refused = await conn.fetchrow("SELECT status, failure FROM imports")
+                assert refused["status"] == "failed", "a refused upload is not left queued"
+                assert "upload the file again" in refused["failure"], refused["failure"]
                 send = await _timed(
                     quick.post(f"/api/v1/offers/{offer_id}/send", headers=admin),
                     "an offer send",
@@ -345,8 +348,8 @@ async def test_redis_outage_keeps_purchases_and_delivers_events_after(
             )
             assert upload.status_code == 202, upload.text
             import_id = upload.json()["id"]
-            # The upload refused during the outage left its import queued; this one resumes
-            # it rather than making a second.
+            # The upload refused during the outage left its import failed ("not started");
+            # this one resumes it rather than making a second.
             assert await conn.fetchval("SELECT count(*) FROM imports") == 1
 
             async def import_done():
