@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -67,19 +68,36 @@ log = logging.getLogger("loyalty.worker")
 
 
 class LoyaltyWorker(Worker):
-    """arq's Worker, which ends (and `loyalty worker` with it) at the first Redis call that
-    fails in its poll loop; this one waits for Redis and carries on with the same process.
+    """arq's Worker, which ends (and `loyalty worker` with it) when Redis cannot be reached at
+    start or at the first Redis call that fails in its poll loop; this one waits for Redis
+    and carries on with the same process.
     Jobs stay in Redis and events in the outbox meanwhile; nothing is run twice for it."""
 
     _redis_down_since: float | None = None
+
+    async def main(self) -> None:
+        # arq gives up (and the process ends) when Redis cannot be reached at start: wait
+        # for it instead, as the poll loop does once running.
+        while True:
+            try:
+                await super().main()
+                return
+            except REDIS_UNAVAILABLE as exc:
+                if self._pool is not None:  # it was reached: the failure came later
+                    raise
+                self._note_redis_down(exc)
+                await asyncio.sleep(1)
+
+    def _note_redis_down(self, exc: Exception) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            log.warning("Redis unavailable, waiting for it: %s", exc)
 
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
         except REDIS_UNAVAILABLE as exc:
-            if self._redis_down_since is None:
-                self._redis_down_since = time.monotonic()
-                log.warning("Redis unavailable, waiting for it: %s", exc)
+            self._note_redis_down(exc)
             await asyncio.sleep(1)
             return
         if self._redis_down_since is not None:
@@ -133,7 +151,8 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "functions": FUNCTIONS,
         "cron_jobs": CRON_JOBS,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        # No retries of arq's own at start: LoyaltyWorker.main waits for Redis.
+        "redis_settings": replace(RedisSettings.from_dsn(settings.redis_url), conn_retries=0),
         "on_startup": _startup,
         "on_shutdown": _shutdown,
         "max_jobs": 10,

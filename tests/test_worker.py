@@ -1,5 +1,6 @@
-"""The worker outlives a Redis outage without losing job slots or cron runs (the outage
-itself, against real processes: tests/reliability/test_redis_outage.py)."""
+"""The worker outlives a Redis outage without losing job slots or cron runs, and waits for
+a Redis that is down when it starts (the outage itself, against real processes:
+tests/reliability/test_redis_outage.py)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,28 @@ async def test_a_cron_run_that_meets_no_redis_stays_due(cut_off_worker):
     with pytest.raises(RedisConnectionError):
         await cut_off_worker.run_cron(datetime.now(cut_off_worker.timezone), 0.5)
     assert {job.name: job.next_run for job in cut_off_worker.cron_jobs} == due
+
+
+async def test_a_worker_started_while_redis_is_down_waits_for_it(settings, tmp_path):
+    import asyncio
+    from dataclasses import replace
+
+    from loyalty.embedded import EmbeddedRedis
+    from loyalty.worker import create_worker
+
+    redis = EmbeddedRedis(tmp_path / "redis")  # not started yet
+    worker = create_worker(
+        replace(settings, redis_url=redis.url()), burst=True, poll_delay=0.01, cron_jobs=[]
+    )
+    running = asyncio.create_task(worker.main())
+    try:
+        # arq alone gives up after 5 attempts a second apart, and the process ends.
+        await asyncio.sleep(6)
+        assert not running.done(), running.exception()
+        redis.ensure_running()
+        await asyncio.wait_for(running, 20)  # connected, found no job, done (burst)
+        assert worker._redis_down_since is None, "it did not notice Redis came back"
+    finally:
+        running.cancel()
+        await worker.close()
+        redis.stop()
