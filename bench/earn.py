@@ -7,7 +7,11 @@ Redis, then, in one run and at one concurrency:
 2. `POST /api/v1/purchases` driven by wrk (bench/earn.lua): purchases/s, p50, p99;
 3. `POST /api/v1/purchases/batch` driven by an asyncio client (closed loop: calls in flight
    at the end finish and count, the rate is over the time to the last answer): purchases/s;
-4. pgbench again, after the app phases (the machine is noisy: the ceiling is their mean).
+4. the database floor (with the batch phase): pgbench writing only the rows a batched
+   purchase stores, in copies of the app's tables (same columns, checks and indexes; no
+   foreign keys, triggers, lookups or app), a transaction of BATCH_CHUNK purchases at a time:
+   what the database alone can take, the most any batch endpoint could reach here;
+5. pgbench again, after the app phases (the machine is noisy: the ceiling is their mean).
 
 Goals: single purchases >= 0.5 x pgbench TPS with p99 < 100 ms; batch >= 5 x pgbench TPS.
 Every process it starts (server, wrk, pgbench) is stopped on exit, Ctrl-C or error.
@@ -66,14 +70,17 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 LUA_SCRIPT = BENCH_DIR / "earn.lua"
-PHASES = ("single", "batch")
-PHASE_ORDER = ("pgbench_before", "single", "batch", "pgbench_after")
+PHASES = ("single", "batch", "floor")
+PHASE_ORDER = ("pgbench_before", "single", "batch", "floor", "pgbench_after")
 OTHER_LOAD_WARNING = 0.25  # cores used by processes outside the benchmark
 BATCH_CALL_TIMEOUT = 300.0  # seconds; a slower batch call fails the phase
 SEED_CHUNK = 5_000
 GOAL_SINGLE_RATIO = 0.5
 GOAL_BATCH_RATIO = 5.0
 GOAL_P99_MS = 100.0
+FLOOR_CHUNK = 250  # purchases per transaction, as the batch endpoint writes them (BATCH_CHUNK)
+FLOOR_SCHEMA = "floor"
+FLOOR_TABLES = ("purchases", "purchase_lines", "points_ledger", "points_lots", "points_accounts")
 
 console = Console()
 
@@ -110,7 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "server is busy, more calls add waiting, not throughput, and drain for longer)",
     )
     parser.add_argument(
-        "--phases", default="single,batch", help="API phases to run: single, batch or both"
+        "--phases",
+        default="single,batch,floor",
+        help="phases to run, of single, batch and floor (the database alone)",
     )
     parser.add_argument("--port", type=int, default=8765, help="port for loyalty serve")
     parser.add_argument("--pg-port", type=int, default=5432, help="local PostgreSQL port")
@@ -143,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--members is at most 899,999,999 (ten-digit member numbers)")
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if not args.phases or set(args.phases) - set(PHASES):
-        parser.error("--phases takes single, batch or single,batch")
+        parser.error("--phases takes single, batch and floor, separated by commas")
     args.batch_concurrency = args.batch_concurrency or min(args.concurrency, 2 * args.workers)
     args.pgbench_scale = args.pgbench_scale or max(10, args.concurrency)
     return args
@@ -839,6 +848,110 @@ async def ledger_check(bench: Bench) -> dict[str, Any]:
     return check
 
 
+# --- the database floor -------------------------------------------------------------------
+
+# One transaction of pgbench: FLOOR_CHUNK members locked in member order from a random one,
+# and for each the rows of one bench purchase (one line, 2 x 10.50, 21 pending points): the
+# purchase, its line, its earn entry, its lot, and the account's buckets. Nothing is looked
+# up, checked or computed that the app needs (members by id, number or phone, earlier posts,
+# tiers, referrals, offers, foreign keys, the ledger triggers, the request itself).
+FLOOR_SCRIPT = """
+BEGIN;
+WITH run AS MATERIALIZED (
+    SELECT id, member FROM {schema}.points_accounts
+    WHERE member >= (SELECT gen_random_uuid()) ORDER BY member LIMIT {chunk} FOR UPDATE
+), p AS MATERIALIZED (
+    SELECT gen_random_uuid() AS purchase, gen_random_uuid() AS entry, id AS account, member,
+           'floor-' || gen_random_uuid() AS external_id
+    FROM run
+), purchases AS (
+    INSERT INTO {schema}.purchases (id, external_id, member, occurred_at, store, currency, total,
+        returned_amount, points, reversed_points, rep, request_hash, source, created_at)
+    SELECT purchase, external_id, member, now(), 'S1', 'CNY', 21.00, 0, 21, 0, NULL,
+           md5(external_id) || md5(purchase::text), 'bench', now()
+    FROM p
+), lines AS (
+    INSERT INTO {schema}.purchase_lines (id, purchase, member, line_no, sku, category, quantity,
+        unit_price, amount, points, returned_quantity, reversed_points)
+    SELECT gen_random_uuid(), purchase, member, 1, 'A', 'general', 2, 10.50, 21.00, 21, 0, 0
+    FROM p
+), entries AS (
+    INSERT INTO {schema}.points_ledger (id, member, points, kind, cause_type, cause_id,
+        idempotency_key, occurred_at, created_at, actor, note)
+    SELECT entry, member, 21, 'purchase_earn', 'purchase', external_id,
+           'purchase:' || external_id, now(), now(), 'bench', NULL
+    FROM p
+), lots AS (
+    INSERT INTO {schema}.points_lots (id, member, entry, points, remaining, available_at,
+        expires_at, released)
+    SELECT gen_random_uuid(), member, entry, 21, 21, now() + interval '14 days',
+           now() + interval '24 months', false
+    FROM p
+)
+UPDATE {schema}.points_accounts a
+SET pending = a.pending + 21, lifetime_earned = a.lifetime_earned + 21, total = a.total + 21,
+    updated_at = now()
+FROM p WHERE a.id = p.account;
+COMMIT;
+"""
+
+
+async def create_floor_tables(bench: Bench) -> None:
+    """Copies of the app's tables (LIKE ... INCLUDING ALL: columns, defaults, checks and
+    indexes, but no foreign keys or triggers), with a copy of every points account."""
+    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {FLOOR_SCHEMA} CASCADE")
+        await conn.execute(f"CREATE SCHEMA {FLOOR_SCHEMA}")
+        for table in FLOOR_TABLES:
+            await conn.execute(
+                f"CREATE TABLE {FLOOR_SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL)"
+            )
+        await conn.execute(
+            f"INSERT INTO {FLOOR_SCHEMA}.points_accounts SELECT * FROM public.points_accounts"
+        )
+        await conn.execute(f"ANALYZE {FLOOR_SCHEMA}.points_accounts")
+    finally:
+        await conn.close()
+
+
+async def drop_floor_tables(bench: Bench) -> None:
+    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {FLOOR_SCHEMA} CASCADE")
+    finally:
+        await conn.close()
+
+
+def run_floor(bench: Bench) -> dict[str, Any]:
+    """pgbench writing the rows of batched purchases and nothing else, at the concurrency."""
+    args = bench.args
+    with console.status("copying the tables for the database floor"):
+        asyncio.run(create_floor_tables(bench))
+    script = bench.workdir / "floor.sql"
+    script.write_text(FLOOR_SCRIPT.format(schema=FLOOR_SCHEMA, chunk=FLOOR_CHUNK))
+    jobs = min(args.concurrency, os.cpu_count() or 1)
+    argv = ["pgbench", "-n", "-f", str(script), "-M", args.pgbench_protocol]
+    argv += ["-c", str(args.concurrency), "-j", str(jobs), "-T", str(args.duration)]
+    argv += [*bench.pg_cli(), APP_DB]
+    meter = bench.meter()
+    try:
+        output = run_timed(
+            bench, argv, f"database floor ({FLOOR_CHUNK} a transaction)", args.duration, meter
+        )
+    finally:
+        asyncio.run(drop_floor_tables(bench))
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
+    if tps is None:
+        raise BenchError(f"no tps in pgbench's output:\n{output}")
+    return {
+        "transactions_per_s": float(tps.group(1)),
+        "purchases_per_transaction": FLOOR_CHUNK,
+        "purchases_per_s": round(float(tps.group(1)) * FLOOR_CHUNK, 1),
+        "cpu_cores": meter.cores(),
+    }
+
+
 # --- py-spy (optional) --------------------------------------------------------------------
 
 
@@ -883,6 +996,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     if "batch" in results:
         summary["batch_ratio"] = round(results["batch"]["purchases_per_s"] / ceiling, 3)
         summary["goals"]["batch_ratio_ge_5"] = summary["batch_ratio"] >= GOAL_BATCH_RATIO
+    if "floor" in results:
+        floor = results["floor"]["purchases_per_s"]
+        summary["floor_ratio"] = round(floor / ceiling, 3)
+        if "batch" in results and floor:
+            summary["batch_share_of_floor"] = round(results["batch"]["purchases_per_s"] / floor, 3)
     # CPU milliseconds per purchase (per transaction for pgbench): steadier than rates when
     # the machine is shared, and it says which side to make cheaper.
     summary["cpu_ms_per_unit"] = {}
@@ -947,6 +1065,14 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         )
         latency = batch["batch_latency_ms"]
         table.add_row("batch: call p50 / p99", f"{latency['p50']:,.0f} / {latency['p99']:,.0f} ms")
+    if "floor" in results:
+        table.add_row(
+            f"database floor ({FLOOR_CHUNK} a tx): purchases/s",
+            f"{results['floor']['purchases_per_s']:,.0f}",
+        )
+        table.add_row("floor: ratio to pgbench", f"{summary['floor_ratio']:.2f}")
+        if "batch_share_of_floor" in summary:
+            table.add_row("batch: share of the floor", f"{summary['batch_share_of_floor']:.0%}")
     console.print(table)
 
     roles = [*CPU_ROLES, "steal", "machine"]
@@ -1041,7 +1167,7 @@ def run(bench: Bench) -> dict[str, Any]:
         preflight(bench)
         results["pgbench_before"] = run_pgbench(bench, "pgbench tpcb-like (before)")
         warm_up(bench)
-        for phase, measure in (("single", run_single), ("batch", run_batch)):
+        for phase, measure in (("single", run_single), ("batch", run_batch), ("floor", run_floor)):
             if phase in args.phases:
                 spy = start_py_spy(bench, phase)
                 try:
