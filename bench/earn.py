@@ -639,21 +639,29 @@ def run_timed(
     return output
 
 
-def run_pgbench(bench: Bench, label: str) -> dict[str, Any]:
+def pgbench(
+    bench: Bench, label: str, script: list[str], database: str, meter: CpuMeter
+) -> tuple[float, str]:
+    """pgbench running `script` (its -b or -f arguments) at the concurrency: TPS, output."""
     args = bench.args
     jobs = min(args.concurrency, os.cpu_count() or 1)
-    argv = ["pgbench", "-b", "tpcb-like", "-M", args.pgbench_protocol]
+    argv = ["pgbench", *script, "-M", args.pgbench_protocol]
     argv += ["-c", str(args.concurrency), "-j", str(jobs), "-T", str(args.duration)]
-    argv += [*bench.pg_cli(), PGBENCH_DB]
-    meter = bench.meter()
+    argv += [*bench.pg_cli(), database]
     output = run_timed(bench, argv, label, args.duration, meter)
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
     if tps is None:
         raise BenchError(f"no tps in pgbench's output:\n{output}")
+    return float(tps.group(1)), output
+
+
+def run_pgbench(bench: Bench, label: str) -> dict[str, Any]:
+    meter = bench.meter()
+    tps, output = pgbench(bench, label, ["-b", "tpcb-like"], PGBENCH_DB, meter)
     latency = re.search(r"latency average = ([\d.]+) ms", output)
     failed = re.search(r"number of failed transactions: (\d+)", output)
     return {
-        "tps": float(tps.group(1)),
+        "tps": tps,
         "latency_avg_ms": float(latency.group(1)) if latency else None,
         "failed": int(failed.group(1)) if failed else 0,
         "cpu_cores": meter.cores(),
@@ -925,29 +933,20 @@ async def drop_floor_tables(bench: Bench) -> None:
 
 def run_floor(bench: Bench) -> dict[str, Any]:
     """pgbench writing the rows of batched purchases and nothing else, at the concurrency."""
-    args = bench.args
     with console.status("copying the tables for the database floor"):
         asyncio.run(create_floor_tables(bench))
     script = bench.workdir / "floor.sql"
     script.write_text(FLOOR_SCRIPT.format(schema=FLOOR_SCHEMA, chunk=FLOOR_CHUNK))
-    jobs = min(args.concurrency, os.cpu_count() or 1)
-    argv = ["pgbench", "-n", "-f", str(script), "-M", args.pgbench_protocol]
-    argv += ["-c", str(args.concurrency), "-j", str(jobs), "-T", str(args.duration)]
-    argv += [*bench.pg_cli(), APP_DB]
     meter = bench.meter()
     try:
-        output = run_timed(
-            bench, argv, f"database floor ({FLOOR_CHUNK} a transaction)", args.duration, meter
-        )
+        label = f"database floor ({FLOOR_CHUNK} a transaction)"
+        tps, _ = pgbench(bench, label, ["-n", "-f", str(script)], APP_DB, meter)
     finally:
         asyncio.run(drop_floor_tables(bench))
-    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
-    if tps is None:
-        raise BenchError(f"no tps in pgbench's output:\n{output}")
     return {
-        "transactions_per_s": float(tps.group(1)),
+        "transactions_per_s": tps,
         "purchases_per_transaction": FLOOR_CHUNK,
-        "purchases_per_s": round(float(tps.group(1)) * FLOOR_CHUNK, 1),
+        "purchases_per_s": round(tps * FLOOR_CHUNK, 1),
         "cpu_cores": meter.cores(),
     }
 
@@ -1169,7 +1168,7 @@ def run(bench: Bench) -> dict[str, Any]:
         warm_up(bench)
         for phase, measure in (("single", run_single), ("batch", run_batch), ("floor", run_floor)):
             if phase in args.phases:
-                spy = start_py_spy(bench, phase)
+                spy = start_py_spy(bench, phase) if phase != "floor" else None
                 try:
                     results[phase] = measure(bench)
                 finally:
