@@ -992,25 +992,38 @@ async def post_return(
             amount,
             reversed_total,
         )
-        await conn.execute(
-            """
-            INSERT INTO purchase_returns (id, return_id, purchase, member, lines, amount, points,
-                request_hash, created_at)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, now())
-            """,
-            uuid4(),
-            data.return_id,
-            purchase["id"],
-            account.member_id,
-            msgspec.json.encode(returned).decode(),
-            amount,
-            reversed_total,
-            request_hash,
+        own_entry = await conn.fetchval(
+            "SELECT id FROM points_ledger WHERE idempotency_key = $1", f"purchase:{external_id}"
         )
-        if reversed_total > 0:
+        points_taken = await _points_to_take_back(
+            conn, account, purchase["id"], own_entry, purchase["reversed_points"] + reversed_total
+        )
+        try:
+            await conn.execute(
+                """
+                INSERT INTO purchase_returns (id, return_id, purchase, member, lines, amount,
+                    points, request_hash, created_at)
+                VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, now())
+                """,
+                uuid4(),
+                data.return_id,
+                purchase["id"],
+                account.member_id,
+                msgspec.json.encode(returned).decode(),
+                amount,
+                points_taken,
+                request_hash,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            # The return_id was checked under this purchase's account lock only: a return of
+            # another member's purchase took it meanwhile.
+            raise Conflict(
+                "a different return was already posted with this return_id", field="return_id"
+            ) from exc
+        if points_taken > 0:
             reversal = ledger.NewEntry(
                 account.member_id,
-                -reversed_total,
+                -points_taken,
                 kind="reversal",
                 cause_type="return",
                 cause_id=data.return_id,
@@ -1020,14 +1033,10 @@ async def post_return(
                 note=data.reason or None,
             )
             await ledger.insert_entries(conn, [reversal])
-            own_entry = await conn.fetchval(
-                "SELECT id FROM points_ledger WHERE idempotency_key = $1",
-                f"purchase:{external_id}",
-            )
             await ledger.consume(
                 conn,
                 account,
-                reversed_total,
+                points_taken,
                 order=ledger.OWN_LOT_THEN_PENDING,
                 own_entry=own_entry,
             )
@@ -1037,7 +1046,7 @@ async def post_return(
                     conn,
                     "points.reversed",
                     {
-                        "points": reversed_total,
+                        "points": points_taken,
                         "return_id": data.return_id,
                         "external_id": external_id,
                     },
@@ -1053,10 +1062,37 @@ async def post_return(
         external_id=external_id,
         member_id=account.member_id,
         amount=amount,
-        points_reversed=reversed_total,
+        points_reversed=points_taken,
         debt_after=account.debt,
         status="created",
     )
+
+
+async def _points_to_take_back(
+    conn: asyncpg.Connection,
+    account: ledger.Account,
+    purchase_id: UUID,
+    own_entry: UUID | None,
+    lines_reversed: int,
+) -> int:
+    """What a return takes from the account: the returned lines' points (`lines_reversed`,
+    all returns of the purchase so far) less those of its points that expired, which left
+    the account already, less what earlier returns took. Spent points are taken (they become
+    debt); expired ones are not taken twice, so a purchase returned in full nets to zero."""
+    row = await conn.fetchrow(
+        """
+        SELECT
+            (SELECT coalesce(-sum(e.points), 0)::bigint FROM points_lots l
+             JOIN points_ledger e ON e.idempotency_key = 'expiry:' || l.id::text
+             WHERE l.member = $1 AND l.entry = $2) AS expired,
+            (SELECT coalesce(sum(points), 0)::bigint FROM purchase_returns WHERE purchase = $3)
+                AS taken
+        """,
+        account.member_id,  # the lot's holder (a merge moves lots): its index finds the lot
+        own_entry,
+        purchase_id,
+    )
+    return max(0, lines_reversed - row["expired"] - row["taken"])
 
 
 def _returned_quantities(lines: list, data: schemas.ReturnIn) -> dict[int, int]:

@@ -185,7 +185,11 @@ async def adjust(
             "SELECT * FROM points_ledger WHERE idempotency_key = $1", key
         )
         if previous is not None:
-            if previous["member"] != member_id or previous["points"] != data.points:
+            if (previous["member"], previous["points"], previous["note"]) != (
+                member_id,
+                data.points,
+                data.reason,
+            ):
                 raise Conflict(
                     "a different adjustment was already made with this idempotency_key",
                     field="idempotency_key",

@@ -459,14 +459,18 @@ async def after_full_return(
         )
         if earned is None:
             continue
-        account = accounts.get(earned["member"])
+        # The reward's lot is where the member's points are now: a merge moved it.
+        holder = await conn.fetchval(
+            "SELECT coalesce(merged_into, id) FROM members WHERE id = $1", earned["member"]
+        )
+        account = accounts.get(holder)
         if account is None:  # approved after the caller looked: lock it now
-            account = accounts[earned["member"]] = await ledger.lock_account(conn, earned["member"])
+            account = accounts[holder] = await ledger.lock_account(conn, holder)
         await ledger.insert_entries(
             conn,
             [
                 ledger.NewEntry(
-                    member=earned["member"],
+                    member=holder,
                     points=-earned["points"],
                     kind="reversal",
                     cause_type="referral",

@@ -510,7 +510,8 @@ async def _locked_redemption(
     if row is None:
         raise NotFound("no such redemption")
     await members.get_member(row["member"], principal)
-    account = await ledger.lock_account(conn, row["member"])
+    # A redemption made before its member was merged: the points live with the survivor.
+    account = await ledger.lock_current_account(conn, row["member"])
     redemption = await conn.fetchrow(
         f"{_REDEMPTION_SELECT} WHERE d.id = $1 FOR UPDATE OF d", redemption_id
     )
@@ -531,7 +532,7 @@ async def cancel(
             raise PermissionDenied("a fulfilled redemption can only be cancelled by staff")
         at = now()
         entry = ledger.NewEntry(
-            redemption["member"],
+            account.member_id,
             redemption["points"],
             kind="reversal",
             cause_type="redemption",

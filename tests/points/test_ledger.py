@@ -394,3 +394,21 @@ def test_member_order_chunks_keep_each_members_purchases_together_from_a_random_
             assert theirs == sorted(theirs)
         first_members.add(chunks[0][0].data.member_id)
     assert len(first_members) > 1, "every batch starts at the same member"
+
+
+async def test_adjustment_replay_with_a_different_reason_is_a_conflict(client, admin, member):
+    """A key reused with the same points but another reason is another correction, not a
+    replay of the first: 409, as for purchases and returns (a replay would drop it)."""
+    url = f"/api/v1/members/{member['id']}/points/adjustments"
+    first = await client.post(
+        url,
+        json={"points": 50, "reason": "late delivery, order 1", "idempotency_key": "t-1"},
+        headers=admin,
+    )
+    assert first.status_code == 201
+    second = await client.post(
+        url,
+        json={"points": 50, "reason": "broken cup, order 2", "idempotency_key": "t-1"},
+        headers=admin,
+    )
+    assert second.status_code == 409, second.json()

@@ -40,6 +40,7 @@ class Lot:
     expires_at: datetime
     released: bool
     purchase: str | None = None
+    expired: int = 0
 
 
 @dataclass
@@ -48,7 +49,8 @@ class ModelPurchase:
     quantity: int
     points: int
     returned: int = 0
-    reversed: int = 0
+    reversed: int = 0  # the returned lines' points
+    taken: int = 0  # what returns took from the account: less what expired first
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -136,9 +138,11 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         result = self.run(purchases.post_return(purchase.external_id, body, ADMIN))
         purchase.returned += quantity
-        reversed_so_far = purchase.points * purchase.returned // purchase.quantity
-        reversal = reversed_so_far - purchase.reversed
-        purchase.reversed = reversed_so_far
+        purchase.reversed = purchase.points * purchase.returned // purchase.quantity
+        # Points of the purchase that expired left the account already: not taken twice.
+        expired = sum(lot.expired for lot in self.lots if lot.purchase == purchase.external_id)
+        reversal = max(0, purchase.reversed - expired - purchase.taken)
+        purchase.taken += reversal
         assert result.points_reversed == reversal
         if reversal:
 
@@ -175,6 +179,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.run(service.expire_points(at=at))
         for lot in self.lots:
             if lot.expires_at <= at:
+                lot.expired += lot.remaining
                 lot.remaining = 0
 
     # --- invariants ----------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from loyalty.points import ledger, service
 from loyalty.points.tables import LedgerEntry, Purchase, PurchaseLine
-from tests.conftest import purchase_body
+from tests.conftest import assert_ledger_consistent, purchase_body
 
 
 async def test_purchase_earns_floor_of_amount_and_is_pending(client, pos, member, balance_of):
@@ -260,3 +261,81 @@ async def test_the_answer_to_a_post_is_the_purchase_as_stored(client, pos, membe
         assert {**answer, "status": "replayed"} == stored.json()
     assert single.json()["occurred_at"] == "2026-01-02T00:30:00Z"
     assert single.json()["total"] == "99.90" and single.json()["currency"] == "CNY"
+
+
+async def _return_all(client, pos, body: dict, return_id: str):
+    response = await client.post(
+        f"/api/v1/purchases/{body['external_id']}/returns",
+        json={
+            "return_id": return_id,
+            "lines": [
+                {"line_no": n, "quantity": line["quantity"]}
+                for n, line in enumerate(body["lines"], 1)
+            ],
+        },
+        headers=pos,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_return_after_expiry_does_not_take_the_expired_points_a_second_time(
+    client, pos, member, balance_of
+):
+    """The purchase's 100 points already left the account through expiry. Returning the
+    purchase must not take another 100 from the member's other points: a fully returned
+    purchase nets to zero, not to minus its points."""
+    old = purchase_body(member["id"], ("OLD", 1, "100.00", "general"), days_ago=740)
+    recent = purchase_body(member["id"], ("NEW", 1, "50.00", "general"), days_ago=30)
+    assert (await client.post("/api/v1/purchases", json=old, headers=pos)).status_code == 201
+    assert (await client.post("/api/v1/purchases", json=recent, headers=pos)).status_code == 201
+    assert await service.expire_points() == 100
+    before = await balance_of(member["id"])
+    assert (before["available"], before["total"]) == (50, 50)
+
+    await _return_all(client, pos, old, "R-OLD")
+
+    after = await balance_of(member["id"])
+    await assert_ledger_consistent()
+    # The old purchase's ledger: +100 earned, -100 expired, nothing more to take back.
+    assert (after["available"], after["debt"], after["total"]) == (50, 0, 50), after
+
+
+async def test_one_return_id_sent_for_two_members_purchases_at_once_is_a_409_not_a_500(
+    client, admin, pos, member, monkeypatch
+):
+    """The return_id is checked under the purchase member's account lock only, so two
+    returns with one return_id for purchases of two members can both pass the check; the
+    second meets the unique index and answers 409, as it would one after the other."""
+    other = (await client.post("/api/v1/members", json={"name": "Li Na"}, headers=admin)).json()
+    mine = purchase_body(member["id"], ("A", 1, "10.00", "general"))
+    theirs = purchase_body(other["id"], ("B", 1, "10.00", "general"))
+    for body in (mine, theirs):
+        assert (await client.post("/api/v1/purchases", json=body, headers=pos)).status_code == 201
+
+    real_consume = ledger.consume
+    calls = 0
+
+    async def slow_first_consume(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the first return holds its transaction open a little
+            await asyncio.sleep(0.5)
+        return await real_consume(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "consume", slow_first_consume)
+
+    async def send(body: dict, delay: float):
+        await asyncio.sleep(delay)
+        return await client.post(
+            f"/api/v1/purchases/{body['external_id']}/returns",
+            json={"return_id": "R-SAME", "lines": [{"line_no": 1, "quantity": 1}]},
+            headers=pos,
+        )
+
+    first, second = await asyncio.gather(send(mine, 0), send(theirs, 0.15))
+    assert sorted([first.status_code, second.status_code]) == [201, 409], (
+        first.status_code,
+        second.status_code,
+        second.text,
+    )

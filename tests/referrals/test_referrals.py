@@ -373,3 +373,46 @@ async def test_both_members_are_told_through_the_worker(app, settings, client, a
         UUID(member["id"]): "Thank you for your referral",
         UUID(friend["id"]): "Welcome bonus",
     }
+
+
+async def test_full_return_after_the_referrer_was_merged_takes_the_reward_from_the_survivor(
+    client, admin, pos, member, balance_of
+):
+    """The referrer's 500-point reward moved with its lot to the survivor at the merge; when
+    the qualifying purchase comes back in full, it is taken back there, not left as a debt
+    on the closed duplicate that nobody could ever repay."""
+    code = (await referrals_of(client, admin, member["id"]))["code"]
+    friend = (
+        await client.post(
+            "/api/v1/members", json={"name": "Li Na", "referral_code": code}, headers=admin
+        )
+    ).json()
+    body = purchase_body(friend["id"], ("SKU-1", 1, "150.00", "general"))
+    assert (await client.post("/api/v1/purchases", json=body, headers=pos)).status_code == 201
+    assert (await balance_of(member["id"]))["pending"] == 500
+
+    survivor = (
+        await client.post("/api/v1/members", json={"name": "Chen Jie (2)"}, headers=admin)
+    ).json()
+    merged = await client.post(
+        f"/api/v1/members/{survivor['id']}/merge",
+        json={"duplicate_id": member["id"], "reason": "same person, two sign-ups"},
+        headers=admin,
+    )
+    assert merged.status_code == 200, merged.text
+    assert (await balance_of(survivor["id"]))["total"] == 500
+
+    returned = await client.post(
+        f"/api/v1/purchases/{body['external_id']}/returns",
+        json={"return_id": "R-1", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=pos,
+    )
+    assert returned.status_code == 201, returned.text
+
+    await assert_ledger_consistent()
+    referral = (await referrals_of(client, admin, survivor["id"]))["referrals"][0]
+    assert referral["status"] == "reversed"
+    duplicate = await balance_of(member["id"])
+    kept = await balance_of(survivor["id"])
+    assert (duplicate["debt"], duplicate["total"]) == (0, 0), duplicate
+    assert kept["total"] == 0, kept

@@ -291,3 +291,51 @@ async def test_a_rep_cannot_redeem_for_someone_elses_member(client, admin, beare
     headers = await bearer(role)
     response = await redeem(client, headers, member["id"], reward["id"], "k")
     assert response.status_code == 404
+
+
+async def test_cancelling_a_redemption_after_a_merge_gives_the_points_to_the_survivor(
+    client, admin, member, balance_of
+):
+    """A redemption made before the member was merged and cancelled afterwards: the points
+    go back where the member's points now are (the survivor), not to the closed duplicate,
+    where nobody could ever spend them."""
+    adjusted = await client.post(
+        f"/api/v1/members/{member['id']}/points/adjustments",
+        json={"points": 500, "reason": "welcome gift", "idempotency_key": "seed"},
+        headers=admin,
+    )
+    assert adjusted.status_code == 201, adjusted.text
+    reward = await client.post(
+        "/api/v1/rewards",
+        json={"name": "Tea set", "kind": "goods", "points_cost": 200},
+        headers=admin,
+    )
+    assert reward.status_code == 201, reward.text
+    made = await client.post(
+        f"/api/v1/members/{member['id']}/redemptions",
+        json={"reward_id": reward.json()["id"], "quantity": 1, "idempotency_key": "k"},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    survivor = (
+        await client.post("/api/v1/members", json={"name": "Chen Jie (2)"}, headers=admin)
+    ).json()
+    merged = await client.post(
+        f"/api/v1/members/{survivor['id']}/merge",
+        json={"duplicate_id": member["id"], "reason": "same person, two sign-ups"},
+        headers=admin,
+    )
+    assert merged.status_code == 200, merged.text
+    assert (await balance_of(survivor["id"]))["available"] == 300
+
+    cancelled = await client.post(
+        f"/api/v1/redemptions/{made.json()['id']}/cancel",
+        json={"reason": "out of stock at the store"},
+        headers=admin,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+
+    await assert_ledger_consistent()
+    duplicate = await balance_of(member["id"])
+    assert duplicate["total"] == 0, duplicate
+    assert (await balance_of(survivor["id"]))["available"] == 500
