@@ -368,14 +368,21 @@ async def _post(
             # Read in a statement of its own, after the locks are held: its fresh snapshot
             # sees a purchase of the same member that committed while we waited for a lock
             # (the locking statement's snapshot would miss it). Members already in the top
-            # tier cannot climb: their spend is not read.
+            # tier cannot climb: their spend is read only while they are in grace (spending
+            # back above the threshold ends it). Purchases dated up to CLOCK_SKEW ahead
+            # are accepted, so they count.
             climbing = [
                 row["member"]
                 for row in locked
-                if row["items"] and ladder.next_above(_rank(ladder, row["tier"]))
+                if row["items"]
+                and (
+                    ladder.next_above(_rank(ladder, row["tier"])) or row["below_since"] is not None
+                )
             ]
             values = (
-                await tiers.qualifying_values(conn, climbing, at, ladder.settings)
+                await tiers.qualifying_values(
+                    conn, climbing, at, ladder.settings, until=at + CLOCK_SKEW
+                )
                 if climbing
                 else {}
             )
@@ -456,8 +463,10 @@ async def _insert(
             )
             if extra > 0:
                 bonus_rows.append((offer.id, member_id, item.data.external_id, extra))  # type: ignore[arg-type]
-        if member_id in values and window_start <= item.data.occurred_at <= at:
-            values[member_id] += item.data.total  # type: ignore[index]
+        if member_id in values and window_start <= item.data.occurred_at <= at + CLOCK_SKEW:
+            values[member_id] += (  # type: ignore[index]
+                sum(item.points) if ladder.settings.basis == "points_earned" else item.data.total
+            )
             target = ladder.qualified(values[member_id])  # type: ignore[index]
             if tier is None or target.rank > tier.rank:
                 state = tier_states[member_id]  # type: ignore[index]

@@ -149,6 +149,8 @@ def _value_query(basis: str, member_expr: str, start: str, end: str) -> str:
             f" WHERE q.member = {member_expr} AND q.occurred_at >= {start}"
             f" AND q.occurred_at <= {end}"
             " AND q.kind IN ('purchase_earn', 'referral_earn', 'bonus', 'reversal')"
+            # A cancelled redemption gives spent points back: nothing was earned.
+            " AND NOT (q.kind = 'reversal' AND q.cause_type = 'redemption')"
         )
     return (
         "SELECT coalesce(sum(q.total - q.returned_amount), 0) FROM purchases q"
@@ -260,14 +262,21 @@ async def states(conn: asyncpg.Connection, member_ids: list[UUID]) -> dict[UUID,
 
 
 async def qualifying_values(
-    conn: asyncpg.Connection, member_ids: list[UUID], at: datetime, settings: schemas.TierSettings
+    conn: asyncpg.Connection,
+    member_ids: list[UUID],
+    at: datetime,
+    settings: schemas.TierSettings,
+    *,
+    until: datetime | None = None,
 ) -> dict[UUID, Decimal]:
+    """The members' values over the window ending at `at` (counting up to `until`, later
+    than `at` for purchases dated a little ahead)."""
     value = _value_query(settings.basis, "m.id", "$2", "$3")
     rows = await conn.fetch(
         f"SELECT m.id, ({value}) AS value FROM unnest($1::uuid[]) AS m(id)",
         member_ids,
         window_start(at, settings.window_months),
-        at,
+        until or at,
     )
     return {row["id"]: Decimal(row["value"]) for row in rows}
 
@@ -474,7 +483,12 @@ async def distribution() -> list[tuple[schemas.Tier, int]]:
     """How many members sit in each tier (switched-on tiers, and any still holding members)."""
     current = await ladder()
     async with db.connection() as conn:
-        counts = dict(await conn.fetch("SELECT tier, count(*) FROM member_tiers GROUP BY tier"))
+        counts = dict(
+            await conn.fetch(
+                "SELECT t.tier, count(*) FROM member_tiers t"
+                " JOIN members m ON m.id = t.member AND m.status = 'active' GROUP BY t.tier"
+            )
+        )
     return [(t, counts.get(t.code, 0)) for t in current.tiers if t.enabled or counts.get(t.code)]
 
 
@@ -646,8 +660,10 @@ WITH ladder AS MATERIALIZED (
         lead(threshold) OVER (ORDER BY rank) AS upper
     FROM ladder WHERE enabled
 ), batch AS MATERIALIZED (
-    SELECT member, tier, since, below_since, override_until
-    FROM member_tiers WHERE member > $8 ORDER BY member LIMIT $9
+    -- A merged duplicate is off the ladder: the survivor holds its tier.
+    SELECT t.member, t.tier, t.since, t.below_since, t.override_until
+    FROM member_tiers t JOIN members m ON m.id = t.member AND m.status = 'active'
+    WHERE t.member > $8 ORDER BY t.member LIMIT $9
 ), valued AS MATERIALIZED (
     -- Once per member (left to itself the planner may repeat it for every ladder band).
     SELECT b.member, v.value FROM batch b CROSS JOIN LATERAL ({value}) AS v(value)
