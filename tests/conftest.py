@@ -248,6 +248,14 @@ async def make_staff(app):
     return factory
 
 
+async def staff_past_their_first_month() -> None:
+    """Every staff member so far was hired 90 days ago: old enough for pool members."""
+    from loyalty import db
+
+    async with db.connection() as conn:
+        await conn.execute("UPDATE staff SET created_at = now() - interval '90 days'")
+
+
 @pytest.fixture
 async def bearer(client, make_staff):
     """Authorization headers for a new staff user of the given role."""

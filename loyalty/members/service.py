@@ -114,12 +114,28 @@ async def visibility_clause(principal: Principal) -> Any | None:
     if principal.role == "manager":
         reps = await _department_rep_ids(principal.department)
         unassigned = Member.assigned_rep.is_null()
+        queued_elsewhere = await _queued_elsewhere(principal.department)
+        if queued_elsewhere:
+            unassigned = unassigned & Member.id.not_in(queued_elsewhere)
         return (Member.assigned_rep.is_in(reps) | unassigned) if reps else unassigned
     if principal.role == "rep":
         teams = await _service_team_member_ids(principal.id)
         own = Member.assigned_rep == principal.id
         return (own | Member.id.is_in(teams)) if teams else own
     return Member.id.is_null()  # an unknown role sees nothing
+
+
+async def _queued_elsewhere(department: str | None, member_id: UUID | None = None) -> list[UUID]:
+    """Members waiting in another department's handover queue (of them, `member_id`): not
+    in the pool a manager sees, but that department's."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT member FROM handovers WHERE resolved_at IS NULL"
+            " AND department IS DISTINCT FROM $1 AND ($2::uuid IS NULL OR member = $2)",
+            department,
+            member_id,
+        )
+    return [row["member"] for row in rows]
 
 
 async def _service_team_member_ids(staff_id: UUID) -> list[UUID]:
@@ -143,9 +159,9 @@ async def can_see(
             return True
         return member_id is not None and member_id in await _service_team_member_ids(principal.id)
     if principal.role == "manager":
-        return assigned_rep is None or assigned_rep in await _department_rep_ids(
-            principal.department
-        )
+        if assigned_rep is None:
+            return member_id is None or not await _queued_elsewhere(principal.department, member_id)
+        return assigned_rep in await _department_rep_ids(principal.department)
     return False
 
 

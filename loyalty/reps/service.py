@@ -185,6 +185,12 @@ async def reassign(
         member_ids,
         rep_id,
     )
+    # Open follow-ups are the new rep's (none in the pool) from now, not at the next plan.
+    await conn.execute(
+        "UPDATE follow_ups SET rep = $2 WHERE member = ANY($1::uuid[]) AND closed_at IS NULL",
+        member_ids,
+        rep_id,
+    )
     if await webhooks.subscribed("member.reassigned"):
         await events.record_many(
             conn,
@@ -288,27 +294,8 @@ async def assign_from_pool(
     async with db.transaction() as conn:
         rep = await _rep(conn, data.rep_id)
         _check_manages(principal, rep["department"])
-        if rep["created_at"] > at - timedelta(days=settings.new_rep_days):
-            raise Conflict(
-                f"a rep gets no pool members in their first {settings.new_rep_days} days",
-                field="rep_id",
-            )
-        # One hand-out at a time per rep: the daily cap is counted under this lock.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"pool:{rep['id']}")
-        today_start = datetime.combine(local_today(at), datetime.min.time(), get_settings().tz)
-        received = await conn.fetchval(
-            "SELECT count(*) FROM assignments WHERE rep = $1 AND kind = 'pool'"
-            " AND started_at >= $2",
-            rep["id"],
-            today_start,
-        )
         ids = sorted(set(data.member_ids))
-        if received + len(ids) > settings.daily_pool_cap:
-            raise Conflict(
-                f"a rep may receive {settings.daily_pool_cap} pool members a day;"
-                f" {rep['username']} has {received} today",
-                field="member_ids",
-            )
+        await _check_pool_hand_out(conn, rep, len(ids), settings, at, cap_field="member_ids")
         rows = await conn.fetch(
             """
             SELECT m.id FROM members m
@@ -337,29 +324,76 @@ async def assign_from_pool(
     return schemas.AssignmentResult(assigned=len(ids), rep_id=rep["id"])
 
 
+async def _check_pool_hand_out(
+    conn: asyncpg.Connection,
+    rep: Any,
+    count: int,
+    settings: schemas.RepSettings,
+    at: datetime,
+    *,
+    cap_field: str,
+) -> None:
+    """The pool's rules for `count` members going to `rep`, whichever call hands them out:
+    no pool members in a rep's first month, and at most the daily cap."""
+    if rep["created_at"] > at - timedelta(days=settings.new_rep_days):
+        raise Conflict(
+            f"a rep gets no pool members in their first {settings.new_rep_days} days",
+            field="rep_id",
+        )
+    # One hand-out at a time per rep: the daily cap is counted under this lock.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"pool:{rep['id']}")
+    today_start = datetime.combine(local_today(at), datetime.min.time(), get_settings().tz)
+    received = await conn.fetchval(
+        "SELECT count(*) FROM assignments WHERE rep = $1 AND kind = 'pool' AND started_at >= $2",
+        rep["id"],
+        today_start,
+    )
+    if received + count > settings.daily_pool_cap:
+        raise Conflict(
+            f"a rep may receive {settings.daily_pool_cap} pool members a day;"
+            f" {rep['username']} has {received} today",
+            field=cap_field,
+        )
+
+
 async def transfer(
     member_id: UUID, data: schemas.Transfer, principal: Principal
 ) -> schemas.AssignmentResult:
-    """A manager moves a member to another rep (or back to the pool)."""
+    """A manager moves a member to another rep (or back to the pool); a member from the pool
+    goes by the pool's rules."""
     if principal.role not in MANAGING_ROLES:
         raise PermissionDenied("reps cannot move members; ask your manager")
-    member = await members.get_member(member_id, principal)
+    await members.get_member(member_id, principal)
     async with db.transaction() as conn:
-        departments = {await _department_of(conn, member.assigned_rep_id)}
-        rep_id = None
+        current_rep = await conn.fetchval(
+            "SELECT assigned_rep FROM members WHERE id = $1 FOR UPDATE", member_id
+        )
+        if await conn.fetchval(
+            "SELECT 1 FROM handovers WHERE member = $1 AND resolved_at IS NULL", member_id
+        ):
+            # Its department's manager resolves it, never back to the rep who left.
+            raise Conflict(
+                "this member is waiting in a handover queue; resolve the handover instead",
+                field="member_id",
+            )
+        departments = {await _department_of(conn, current_rep)}
+        rep_id, kind = None, "transfer"
         if data.rep_id is not None:
             rep = await _rep(conn, data.rep_id)
-            await check_levels(conn, rep, [member_id], await get_rep_settings(conn))
+            settings = await get_rep_settings(conn)
+            if current_rep is None:
+                kind = "pool"
+                await _check_pool_hand_out(conn, rep, 1, settings, now(), cap_field="rep_id")
+            await check_levels(conn, rep, [member_id], settings)
             departments.add(rep["department"])
             rep_id = rep["id"]
         for department in departments - {None}:
             _check_manages(principal, department)
-        await _close_handover(conn, member_id, principal)
         await reassign(
             conn,
             [member_id],
             rep_id,
-            kind="transfer",
+            kind=kind,
             reason=data.reason,
             by=principal.label,
             approved_by=principal.label,
@@ -587,7 +621,8 @@ async def reclaim_preview(principal: Principal) -> list[schemas.ReclaimCandidate
                 FROM open o
                 WHERE o.started_at < now() - make_interval(days => $3)
                   AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.member = o.member
-                                  AND c.staff = o.rep AND c.occurred_at >= o.started_at)
+                                  AND c.staff = o.rep AND c.occurred_at >= o.started_at
+                                  AND c.occurred_at < o.started_at + make_interval(days => $3))
             ), everything AS (
                 SELECT * FROM due WHERE due_on <= $1::date + 31 UNION ALL SELECT * FROM protection
             )
@@ -625,13 +660,15 @@ async def take_back(member_id: UUID, principal: Principal) -> schemas.Assignment
         if assignment is None:
             raise Conflict("this member is in the pool already")
         _check_manages(principal, await _department_of(conn, assignment["rep"]))
+        protected_until = assignment["started_at"] + timedelta(days=settings.protection_days)
         served = await conn.fetchval(
-            "SELECT 1 FROM contacts WHERE member = $1 AND staff = $2 AND occurred_at >= $3",
+            "SELECT 1 FROM contacts WHERE member = $1 AND staff = $2"
+            " AND occurred_at >= $3 AND occurred_at < $4",
             member_id,
             assignment["rep"],
             assignment["started_at"],
+            protected_until,
         )
-        protected_until = assignment["started_at"] + timedelta(days=settings.protection_days)
         if served or protected_until > now():
             raise Conflict(
                 "only an assignment without a service record after its protection period"

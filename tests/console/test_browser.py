@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from tests.browser import browser_page
-from tests.conftest import TEST_PASSWORD, purchase_body
+from tests.conftest import TEST_PASSWORD, purchase_body, staff_past_their_first_month
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
@@ -50,6 +50,7 @@ async def sign_in(page, base: str, username: str) -> None:
 
 async def member_of(client, admin, name: str, rep_id) -> dict:
     member = (await client.post("/api/v1/members", json={"name": name}, headers=admin)).json()
+    await staff_past_their_first_month()  # a pool member goes by the pool's rules
     moved = await client.put(
         f"/api/v1/members/{member['id']}/assignment",
         json={"rep_id": str(rep_id), "reason": "territory"},

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.conftest import TEST_PASSWORD, csrf_from, purchase_body
+from tests.conftest import TEST_PASSWORD, csrf_from, purchase_body, staff_past_their_first_month
 
 REP_PAGES = ["/console", "/console/members", "/console/search", "/console/tasks"]
 MANAGER_PAGES = [
@@ -52,6 +52,7 @@ async def team(client, make_staff, admin):
         "wei": await make_staff("wei", "rep", "west"),
         "ada": await make_staff("ada", "admin"),
     }
+    await staff_past_their_first_month()
     members = {}
     for name, rep in (("Chen Jie", "ravi"), ("Lin Fang", "rosa"), ("Zhao Lei", "wei")):
         member = (
@@ -174,14 +175,17 @@ async def test_a_manager_sees_only_the_department(make_client, team, client, adm
     assert swaps  # the page renders
 
 
-async def test_a_manager_hands_out_the_pool_and_approves_a_swap(make_client, team, client):
+async def test_a_manager_hands_out_the_pool_and_approves_a_swap(
+    make_client, team, client, make_staff
+):
     manager = await sign_in(make_client(), "mia")
     pooled = team["members"]["Pool Person"]["id"]
+    newcomer = await make_staff("nina", "rep", "east")
     # A new rep gets no pool members in the first month: the page says why.
     refused = await post_form(
         manager,
         "/console/pool",
-        {"member_ids": pooled, "rep_id": str(team["staff"]["ravi"].id), "reason": "area"},
+        {"member_ids": pooled, "rep_id": str(newcomer.id), "reason": "area"},
         "/console/pool",
     )
     assert refused.status_code == 409 and "first 30 days" in refused.text

@@ -4,6 +4,7 @@ handovers when a rep leaves, swaps, contacts and follow-ups, the brief and its a
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from uuid import UUID
 
 import pytest
 
@@ -220,6 +221,11 @@ async def test_protection_take_back_needs_no_service_record(client, admin, team)
         headers=team["headers"]["rep"],
     )
     assert visit.status_code == 201, visit.text
+    async with db.connection() as conn:  # the visit was in the protected month
+        await conn.execute(
+            "UPDATE contacts SET occurred_at = now() - interval '35 days' WHERE member = $1",
+            UUID(served["id"]),
+        )
     preview = (
         await client.get("/api/v1/reclaims/preview", headers=team["headers"]["manager"])
     ).json()
@@ -404,3 +410,181 @@ async def test_staff_message_goes_through_the_company_channel(client, admin, tea
         headers=team["headers"]["rep"],
     )
     assert no_consent.status_code == 422 and no_consent.json()["field"] == "channel"
+
+
+async def _set_rep_settings(client, admin, **changes) -> None:
+    settings = (await client.get("/api/v1/rep-settings", headers=admin)).json()
+    settings = {k: v for k, v in settings.items() if k not in ("updated_at", "updated_by")}
+    response = await client.put("/api/v1/rep-settings", json={**settings, **changes}, headers=admin)
+    assert response.status_code == 200, response.text
+
+
+# --- pool members handed out through PUT /members/{id}/assignment --------------------------
+
+
+async def test_pool_member_cannot_go_to_a_rep_in_the_first_month_by_transfer(
+    client, admin, team, make_staff
+):
+    """ "A new rep gets no pool members in the first month", whichever call hands them out
+    (POST /pool/assignments or PUT .../assignment)."""
+    lead = await enrol(client, admin, name="Pool Lead")  # enrolled by an admin: in the pool
+    assert await rep_of(lead["id"]) is None
+    newcomer = await make_staff("rep_newcomer", "rep", "east")
+    refused = await client.post(
+        "/api/v1/pool/assignments",
+        json={"member_ids": [lead["id"]], "rep_id": str(newcomer.id), "reason": "x"},
+        headers=team["headers"]["manager"],
+    )
+    assert refused.status_code == 409
+    moved = await client.put(
+        f"/api/v1/members/{lead['id']}/assignment",
+        json={"rep_id": str(newcomer.id), "reason": "x"},
+        headers=team["headers"]["manager"],
+    )
+    assert moved.status_code == 409, moved.text
+    assert await rep_of(lead["id"]) is None
+
+
+async def test_pool_daily_cap_cannot_be_bypassed_by_transfer(client, admin, team):
+    """ "Never a whole region at once": pool members moved one by one with PUT
+    .../assignment count against the daily cap too."""
+    await _set_rep_settings(client, admin, daily_pool_cap=1)
+    leads = [await enrol(client, admin, name=f"Pool {i}") for i in range(3)]
+    manager = team["headers"]["manager"]
+    rep_id = team["ids"]["rep_east"]
+    first = await client.post(
+        "/api/v1/pool/assignments",
+        json={"member_ids": [leads[0]["id"]], "rep_id": rep_id, "reason": "lead"},
+        headers=manager,
+    )
+    assert first.status_code == 200, first.text
+    for lead in leads[1:]:
+        response = await client.put(
+            f"/api/v1/members/{lead['id']}/assignment",
+            json={"rep_id": rep_id, "reason": "more leads"},
+            headers=manager,
+        )
+        assert response.status_code == 409, response.text
+    assert [await rep_of(lead["id"]) for lead in leads[1:]] == [None, None]
+
+
+# --- handover queue members ----------------------------------------------------------------
+
+
+async def test_another_departments_manager_cannot_take_a_handover_member(
+    client, admin, team, bearer
+):
+    """A departing rep's members "go back through the manager" of their department's
+    handover queue: another department's manager cannot take them by transfer."""
+    west_manager = await bearer("manager", username="mgr_west", department="west")
+    member = await enrol(client, team["headers"]["rep"], name="Book Member")
+    left = await client.patch(
+        f"/api/v1/staff/{team['ids']['rep_east']}", json={"active": False}, headers=admin
+    )
+    assert left.status_code == 200, left.text
+    queue = (await client.get("/api/v1/handovers", headers=team["headers"]["manager"])).json()
+    assert [q["member_id"] for q in queue] == [member["id"]]
+
+    taken = await client.put(
+        f"/api/v1/members/{member['id']}/assignment",
+        json={"rep_id": team["ids"]["rep_west"], "reason": "mine now"},
+        headers=west_manager,
+    )
+    assert taken.status_code in (403, 404, 409), taken.text
+    assert await rep_of(member["id"]) is None
+    still = (await client.get("/api/v1/handovers", headers=team["headers"]["manager"])).json()
+    assert [q["member_id"] for q in still] == [member["id"]]
+
+
+async def test_another_departments_manager_cannot_open_a_handover_member(
+    client, admin, team, bearer
+):
+    """A manager sees the department's members and the pool; a member waiting in another
+    department's handover queue is neither (GET /pool leaves it out either)."""
+    west_manager = await bearer("manager", username="mgr_west", department="west")
+    member = await enrol(client, team["headers"]["rep"], name="Book Member")
+    left = await client.patch(
+        f"/api/v1/staff/{team['ids']['rep_east']}", json={"active": False}, headers=admin
+    )
+    assert left.status_code == 200, left.text
+    pool = (await client.get("/api/v1/pool", headers=west_manager)).json()
+    assert member["id"] not in {p["member_id"] for p in pool}
+    for url in (f"/api/v1/members/{member['id']}", f"/api/v1/members/{member['id']}/brief"):
+        seen = await client.get(url, headers=west_manager)
+        assert seen.status_code == 404, (url, seen.text)
+
+
+async def test_a_rep_who_moves_department_cannot_get_the_old_members_back(
+    client, admin, team, bearer
+):
+    """ "Never back to the rep who left", also by transfer: a rep who moves department
+    cannot take the old customers along through the new manager."""
+    west_manager = await bearer("manager", username="mgr_west", department="west")
+    member = await enrol(client, team["headers"]["rep"], name="Follows The Rep")
+    moved = await client.patch(
+        f"/api/v1/staff/{team['ids']['rep_east']}", json={"department": "west"}, headers=admin
+    )
+    assert moved.status_code == 200, moved.text
+    queue = (await client.get("/api/v1/handovers", headers=team["headers"]["manager"])).json()
+    assert [q["member_id"] for q in queue] == [member["id"]]
+    back = await client.put(
+        f"/api/v1/members/{member['id']}/assignment",
+        json={"rep_id": team["ids"]["rep_east"], "reason": "stays with me"},
+        headers=west_manager,
+    )
+    assert back.status_code in (403, 404, 409), back.text
+    assert await rep_of(member["id"]) is None
+
+
+# --- follow-up tasks after the member changed hands ------------------------------------------
+
+
+async def test_tasks_list_only_the_reps_current_members(client, admin, team):
+    """A rep sees own members only: after a transfer the member's open follow-ups are the
+    new rep's tasks at once, not at the next morning's planning."""
+    member = await enrol(client, team["headers"]["rep"], name="Moved Member")
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE members SET registered_at = now() - interval '120 days' WHERE id = $1::uuid",
+            member["id"],
+        )
+    run = await contacts.plan_follow_ups()
+    assert run.created >= 1
+    before = (await client.get("/api/v1/tasks", headers=team["headers"]["rep"])).json()
+    assert [t["member_id"] for t in before] == [member["id"]]
+
+    moved = await client.put(
+        f"/api/v1/members/{member['id']}/assignment",
+        json={"rep_id": team["ids"]["rep_east2"], "reason": "rebalance"},
+        headers=team["headers"]["manager"],
+    )
+    assert moved.status_code == 200, moved.text
+    old_rep = (await client.get("/api/v1/tasks", headers=team["headers"]["rep"])).json()
+    assert [t["member_id"] for t in old_rep] == [], old_rep
+    new_rep = (await client.get("/api/v1/tasks", headers=team["headers"]["rep2"])).json()
+    assert [t["member_id"] for t in new_rep] == [member["id"]]
+
+
+# --- protection period ------------------------------------------------------------------------
+
+
+async def test_a_contact_after_the_protection_month_does_not_block_take_back(client, admin, team):
+    """ "A new assignment is protected for one month; with no service record in that month,
+    the manager may take it back": a contact logged after the month does not block it."""
+    member = await enrol(client, team["headers"]["rep"], name="Neglected")
+    await backdate_assignment(member["id"], datetime.now(UTC) - timedelta(days=45))
+    late_visit = await client.post(
+        f"/api/v1/members/{member['id']}/contacts",
+        json={"kind": "call", "channel": "phone", "outcome": "finally called"},
+        headers=team["headers"]["rep"],
+    )
+    assert late_visit.status_code == 201, late_visit.text
+    preview = (
+        await client.get("/api/v1/reclaims/preview", headers=team["headers"]["manager"])
+    ).json()
+    assert ("Neglected", "protection") in [(p["name"], p["rule"]) for p in preview]
+    taken = await client.post(
+        f"/api/v1/members/{member['id']}/reclaim", headers=team["headers"]["manager"]
+    )
+    assert taken.status_code == 200, taken.text
+    assert await rep_of(member["id"]) is None
