@@ -157,19 +157,9 @@ def _existing_outcome(
     return _purchase_schema(row, rules, "replayed")
 
 
-async def _resolve_and_lock(
-    conn: asyncpg.Connection,
-    items: list[_Item],
-    ladder: tiers.Ladder,
-    at: datetime,
-) -> list[Any]:
-    """One statement: each item's member by id, number or phone (a merged member means its
-    survivor), then the accounts and tier rows of those members and of any referrer waiting
-    for their first purchase, locked in member-id order.
-
-    The tier rows are locked too, so an upgrade is computed from the tier as committed now:
-    read unlocked, an evaluation job's concurrent upgrade made the purchase's
-    `WHERE tier = from_tier` skip its own (a lost upgrade)."""
+def _member_keys(items: list[_Item]) -> list[tuple[str, str]]:
+    """How each item names its member: ("id" | "number" | "phone" | "none", value); an item
+    whose number or phone cannot be read gets its problem."""
     keys: list[tuple[str, str]] = []
     for item in items:
         data = item.data
@@ -185,20 +175,60 @@ async def _resolve_and_lock(
         except DomainError as exc:
             item.problem = exc
             keys.append(("none", ""))
-    # Three index lookups, not one join on an OR (which would scan every member).
+    return keys
+
+
+def _key_args(keys: list[tuple[str, str]]) -> list[list]:
+    return [
+        [UUID(v) if k == "id" else None for k, v in keys],
+        [v if k == "number" else None for k, v in keys],
+        [v if k == "phone" else None for k, v in keys],
+    ]
+
+
+# Each item's member (the i-th key, from 1; a merged member's survivor) as CTEs `k` and
+# `found`: three index lookups, not one join on an OR (which would scan every member).
+_FOUND = """
+    WITH k AS (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY
+            AS k(id, number, phone, i)
+    ), found AS (
+        SELECT k.i, coalesce(m.merged_into, m.id) AS member
+        FROM k JOIN members m ON m.id = k.id
+        UNION ALL
+        SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.number = k.number
+        UNION ALL
+        SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.phone = k.phone
+    )
+"""
+
+
+async def _members_of(items: list[_Item]) -> dict[int, UUID]:
+    """Each item's member by its index, read without locks: to order a big posting."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            _FOUND + "SELECT i, member FROM found", *_key_args(_member_keys(items))
+        )
+    return {items[row["i"] - 1].index: row["member"] for row in rows}
+
+
+async def _resolve_and_lock(
+    conn: asyncpg.Connection,
+    items: list[_Item],
+    ladder: tiers.Ladder,
+    at: datetime,
+) -> list[Any]:
+    """One statement: each item's member by id, number or phone (a merged member means its
+    survivor), then the accounts and tier rows of those members and of any referrer waiting
+    for their first purchase, locked in member-id order.
+
+    The tier rows are locked too, so an upgrade is computed from the tier as committed now:
+    read unlocked, an evaluation job's concurrent upgrade made the purchase's
+    `WHERE tier = from_tier` skip its own (a lost upgrade)."""
+    keys = _member_keys(items)
     rows = await conn.fetch(
-        """
-        WITH k AS (
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY
-                AS k(id, number, phone, i)
-        ), found AS (
-            SELECT k.i, coalesce(m.merged_into, m.id) AS member
-            FROM k JOIN members m ON m.id = k.id
-            UNION ALL
-            SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.number = k.number
-            UNION ALL
-            SELECT k.i, coalesce(m.merged_into, m.id) FROM k JOIN members m ON m.phone = k.phone
-        ), resolved AS (
+        _FOUND
+        + """, resolved AS (
             SELECT f.i, f.member, r.referrer FROM found f
             LEFT JOIN referrals r ON r.referred = f.member AND r.qualified_at IS NULL
                 AND r.status IN ('pending', 'held')
@@ -221,9 +251,7 @@ async def _resolve_and_lock(
         )
         SELECT * FROM locked
         """,
-        [UUID(v) if k == "id" else None for k, v in keys],
-        [v if k == "number" else None for k, v in keys],
-        [v if k == "phone" else None for k, v in keys],
+        *_key_args(keys),
     )
     for row in rows:
         for i in row["items"] or ():
@@ -265,7 +293,9 @@ async def post_purchases(
     rules = await get_rules()
     ladder = await tiers.ladder()
     look = len(items) > 1 if look_first is None else look_first
-    for chunk in _in_member_order_chunks(items):
+    big = len(items) > BATCH_CHUNK
+    chunks = _in_member_order_chunks(items, await _members_of(items) if big else {})
+    for chunk in chunks:
         for attempt in range(3):
             if chain is not None:
                 await chain.begin()
@@ -284,19 +314,21 @@ async def post_purchases(
     return [item.problem or item.result for item in items]  # type: ignore[misc]
 
 
-def _in_member_order_chunks(items: list[_Item]) -> list[list[_Item]]:
+def _in_member_order_chunks(items: list[_Item], members_of: dict[int, UUID]) -> list[list[_Item]]:
     """A big posting in transactions of about `BATCH_CHUNK` purchases, each a run of the
-    member order, so each transaction holds its members' locks only while its own part is
-    written. A member's purchases stay in one transaction, in their order; so the runs can
-    be taken starting at any one of them, and are, at random: batches posted at the same
-    time then mostly work on different members instead of queueing for the same ones."""
+    member order (`members_of`: each item's member, however it was named), so each
+    transaction holds its members' locks only while its own part is written. A member's
+    purchases stay in one transaction, in their order (the first qualifies a referral); so
+    the runs can be taken starting at any one of them, and are, at random: batches posted at
+    the same time then mostly work on different members instead of queueing for the same
+    ones."""
     if len(items) <= BATCH_CHUNK:
         return [items]
     # Copies of one external_id go with the first copy's member, in posting order, so the
     # first copy is the one posted and the others are its replays (or 409s) as before.
     member_of: dict[str, UUID | None] = {}
     for item in items:
-        member_of.setdefault(item.data.external_id, item.data.member_id)
+        member_of.setdefault(item.data.external_id, members_of.get(item.index))
     by_id = sorted(  # stable: a member's purchases keep their order
         (item for item in items if member_of[item.data.external_id] is not None),
         key=lambda item: str(member_of[item.data.external_id]),
@@ -310,7 +342,7 @@ def _in_member_order_chunks(items: list[_Item]) -> list[list[_Item]]:
             runs.append([])
         runs[-1].append(item)
     start = random.randrange(len(runs)) if runs else 0
-    # Purchases naming their member by number or phone go last, in posting order.
+    # Purchases naming no member that exists go last, in posting order (they fail).
     others = [item for item in items if member_of[item.data.external_id] is None]
     return (
         runs[start:]

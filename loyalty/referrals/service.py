@@ -179,16 +179,18 @@ WITH RECURSIVE identities AS (
     WHERE c.member IN ($1, $2) AND c.changes -> f ->> k IS NOT NULL
 ), address AS (
     SELECT id, nullif(lower(regexp_replace(
-        concat_ws('|', address ->> 'line1', address ->> 'line2', address ->> 'city',
-                  address ->> 'postcode', address ->> 'country'),
+        -- Every part present (a blank one and a missing one give the same key).
+        concat_ws('|', coalesce(address ->> 'line1', ''), coalesce(address ->> 'line2', ''),
+                  coalesce(address ->> 'city', ''), coalesce(address ->> 'postcode', ''),
+                  coalesce(address ->> 'country', '')),
         '\\s+', '', 'g')), '') AS key
     FROM members WHERE id IN ($1, $2) AND coalesce(address ->> 'line1', '') <> ''
 ), chain AS (
-    -- Who referred the referrer, and who referred them, and so on.
-    SELECT r.referrer AS member, 1 AS depth FROM referrals r WHERE r.referred = $1
+    -- Who referred the referrer, and who referred them, and so on, however long the chain
+    -- (UNION drops members already found, so a cycle already there ends it).
+    SELECT r.referrer AS member FROM referrals r WHERE r.referred = $1
     UNION
-    SELECT r.referrer, c.depth + 1 FROM referrals r JOIN chain c ON r.referred = c.member
-    WHERE c.depth < 50
+    SELECT r.referrer FROM referrals r JOIN chain c ON r.referred = c.member
 )
 SELECT
     EXISTS (SELECT 1 FROM identities a JOIN identities b USING (value)

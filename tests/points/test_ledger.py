@@ -380,13 +380,15 @@ def test_member_order_chunks_keep_each_members_purchases_together_from_a_random_
         purchases._Item(40 + n, SimpleNamespace(external_id=f"n{n}", member_id=None))
         for n in range(6)
     ]
+    # The members as resolved (by id, number or phone); the last six match no member.
+    members_of = {item.index: item.data.member_id for item in items if item.data.member_id}
     first_members = set()
     for _ in range(30):
-        chunks = purchases._in_member_order_chunks(items)
+        chunks = purchases._in_member_order_chunks(items, members_of)
         posted = [item.index for chunk in chunks for item in chunk]
         assert sorted(posted) == list(range(len(items)))
-        named_by_number = [item.index for item in items if item.data.member_id is None]
-        assert posted[-len(named_by_number) :] == named_by_number
+        unmatched = [item.index for item in items if item.data.member_id is None]
+        assert posted[-len(unmatched) :] == unmatched
         for member in members:
             holding = [c for c in chunks if any(i.data.member_id == member for i in c)]
             assert len(holding) == 1, "a member's purchases are split across transactions"

@@ -416,3 +416,71 @@ async def test_full_return_after_the_referrer_was_merged_takes_the_reward_from_t
     kept = await balance_of(survivor["id"])
     assert (duplicate["debt"], duplicate["total"]) == (0, 0), duplicate
     assert kept["total"] == 0, kept
+
+
+async def test_big_batch_qualifies_the_first_purchase_even_when_named_by_phone(
+    client, admin, pos, member
+):
+    """In a batch of more than 250, the referred member's first purchase (named by phone)
+    still comes before their second (named by member_id): it qualifies the referral, and
+    its full return takes both rewards back."""
+    code = (await referrals_of(client, admin, member["id"]))["code"]
+    friend = await enrol(client, admin, "Li Na", code, phone="+8613800000077")
+    first = purchase_body(friend["id"], ("A", 1, "150.00", "general"), days_ago=2)
+    del first["member_id"]
+    first["member_phone"] = "+8613800000077"
+    second = purchase_body(friend["id"], ("B", 1, "200.00", "general"), days_ago=1)
+    filler = [purchase_body(member["id"], ("F", 1, "1.00", "general")) for _ in range(250)]
+    response = await client.post(
+        "/api/v1/purchases/batch", json={"purchases": [first, second, *filler]}, headers=pos
+    )
+    assert response.status_code in (200, 201), response.text
+    assert response.json()["created"] == 252
+    assert await referral_points(friend["id"]) == 200  # paid once
+
+    returned = await client.post(
+        f"/api/v1/purchases/{first['external_id']}/returns",
+        json={"return_id": "R-1", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=pos,
+    )
+    assert returned.status_code == 201, returned.text
+    referral = (await referrals_of(client, admin, member["id"]))["referrals"][0]
+    # The first qualifying purchase came back in full: both rewards are taken back.
+    assert referral["status"] == "reversed", referral["status"]
+    assert await referral_points(member["id"]) == 0
+    assert await referral_points(friend["id"]) == 0
+
+
+async def test_a_blank_address_line_does_not_hide_a_shared_address(client, admin):
+    """The same address, compared without case and spaces: a line of only spaces is the
+    same as no line."""
+    referrer = await enrol(
+        client,
+        admin,
+        "Zhou Min",
+        address={"line1": "12 Garden Road", "line2": " ", "city": "Shanghai"},
+    )
+    code = (await referrals_of(client, admin, referrer["id"]))["code"]
+    await enrol(
+        client, admin, "Zhou Lei", code, address={"line1": "12 garden road", "city": "SHANGHAI"}
+    )
+    referral = (await referrals_of(client, admin, referrer["id"]))["referrals"][0]
+    assert referral["status"] == "held", referral["status"]
+    assert referral["hold_reasons"] == ["shared_address"]
+
+
+async def test_a_loop_down_a_long_chain_is_held(client, admin):
+    """A loop is the referred member having referred the referrer, directly or down a
+    chain of any length (here 53 members)."""
+    first = await enrol(client, admin, "M0")
+    previous = first
+    for i in range(1, 53):  # M0 -> M1 -> ... -> M52
+        code = (await referrals_of(client, admin, previous["id"]))["code"]
+        previous = await enrol(client, admin, f"M{i}", code)
+    last_code = (await referrals_of(client, admin, previous["id"]))["code"]
+    response = await client.put(  # M52 -> M0 closes the loop
+        f"/api/v1/members/{first['id']}/referrer", json={"referral_code": last_code}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "held"
+    assert "loop" in response.json()["hold_reasons"]
