@@ -94,10 +94,21 @@ async def decide(request_id: UUID, approve: bool, principal: Principal) -> schem
 
 
 async def erase(conn: Any, member_id: UUID, principal: Principal) -> None:
-    """Remove the member's personal data everywhere, in the caller's transaction."""
+    """Remove the member's personal data everywhere, in the caller's transaction, and that
+    of the duplicates merged into the member (the same person's earlier archives)."""
     member = await conn.fetchrow("SELECT * FROM members WHERE id = $1 FOR UPDATE", member_id)
     if member["status"] == "erased":
         raise Conflict("this member was erased already")
+    await _erase_archive(conn, member, principal)
+    for duplicate in await conn.fetch(
+        "SELECT * FROM members WHERE merged_into = $1 AND status <> 'erased' FOR UPDATE",
+        member_id,
+    ):
+        await _erase_archive(conn, duplicate, principal)
+
+
+async def _erase_archive(conn: Any, member: Any, principal: Principal) -> None:
+    member_id = member["id"]
     preferences = member["contact_preferences"] or "{}"
     await conn.execute(
         """

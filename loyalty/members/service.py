@@ -508,6 +508,36 @@ async def resolve_member_id(
     return row["merged_into"] or row["id"]
 
 
+def _taken_from_duplicate(survivor: dict[str, Any], duplicate: dict[str, Any]) -> dict[str, Any]:
+    """What the survivor's archive takes from the duplicate's (plain values): its blanks
+    filled, lists and notes combined, consent for channels it has none for."""
+    taken: dict[str, Any] = {}
+    blanks = ["phone", "email", "gender", "birthday", "address", "household"]
+    if survivor["kind"] == duplicate["kind"] == "organisation":
+        blanks.append("organisation")
+    for field in blanks:
+        if not survivor[field] and duplicate[field]:
+            taken[field] = duplicate[field]
+    for field in ("hobbies", "consumption_preferences", "tags"):
+        combined = survivor[field] + [v for v in duplicate[field] if v not in survivor[field]]
+        if field == "tags":
+            combined = sorted(combined)
+        if combined != survivor[field]:
+            taken[field] = combined
+    if duplicate["notes"] and duplicate["notes"] not in survivor["notes"]:
+        taken["notes"] = "\n\n".join(n for n in (survivor["notes"], duplicate["notes"]) if n)
+    mine, theirs = survivor["contact_preferences"], duplicate["contact_preferences"]
+    consented = {c["channel"] for c in mine["consents"]}
+    preferences = {
+        "channels": mine["channels"] + [c for c in theirs["channels"] if c not in mine["channels"]],
+        "consents": mine["consents"]
+        + [c for c in theirs["consents"] if c["channel"] not in consented],
+    }
+    if preferences != mine:
+        taken["contact_preferences"] = preferences
+    return taken
+
+
 async def merge_members(
     survivor_id: UUID, data: schemas.MergeRequest, principal: Principal
 ) -> schemas.MergeResult:
@@ -538,11 +568,10 @@ async def merge_members(
         for row, field in ((survivor, "member_id"), (duplicate, "duplicate_id")):
             if row["status"] != "active":
                 raise Conflict("this member was already merged", field=field)
-        filled = {
-            field: duplicate[field]
-            for field in ("phone", "email", "gender", "birthday")
-            if survivor[field] is None and duplicate[field] is not None
-        }
+        before = msgspec.to_builtins(to_schema(await _row(survivor_id)))
+        taken = _taken_from_duplicate(
+            before, msgspec.to_builtins(to_schema(await _row(data.duplicate_id)))
+        )
         # The duplicate gives up its phone and email first: they are unique.
         await Member.update(
             {
@@ -553,11 +582,24 @@ async def merge_members(
                 Member.updated_at: now(),
             }
         ).where(Member.id == data.duplicate_id)
-        tags = sorted(set(survivor["tags"] or []) | set(duplicate["tags"] or []))
-        updates = {getattr(Member, f): v for f, v in filled.items()}
-        updates[Member.tags] = tags
-        updates[Member.updated_at] = now()
-        await Member.update(updates).where(Member.id == survivor_id)
+        await Member.update(
+            {getattr(Member, f): _stored(f, v) for f, v in taken.items()}
+            | {Member.updated_at: now()}
+        ).where(Member.id == survivor_id)
+        # The person's history and portal sign-in go with them (a password only where the
+        # survivor has none).
+        await conn.execute(
+            "UPDATE contacts SET member = $2 WHERE member = $1", data.duplicate_id, survivor_id
+        )
+        await conn.execute(
+            """
+            UPDATE member_credentials SET member = $2 WHERE member = $1
+              AND NOT EXISTS (SELECT 1 FROM member_credentials WHERE member = $2)
+            """,
+            data.duplicate_id,
+            survivor_id,
+        )
+        await conn.execute("DELETE FROM member_credentials WHERE member = $1", data.duplicate_id)
         moved = await merge_accounts(data.duplicate_id, survivor_id, actor=principal.label)
         await tiers.after_merge(conn, data.duplicate_id, survivor_id, principal.label)
         await referrals.after_merge(conn, data.duplicate_id, survivor_id)
@@ -567,7 +609,7 @@ async def merge_members(
             "reason": data.reason,
             "points_moved": moved["points"],
             "purchases_moved": moved["purchases"],
-            "fields_filled": {f: _plain(v) for f, v in filled.items()},
+            "fields": {f: {"old": before[f], "new": v} for f, v in taken.items()},
             "duplicate_phone": duplicate["phone"],
             "duplicate_email": duplicate["email"],
         }
