@@ -244,8 +244,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, entry_id = raw.split("|")
-        return datetime.fromisoformat(created_at), UUID(entry_id)
-    except ValueError:
+        at = datetime.fromisoformat(created_at)
+        if at.tzinfo is None or not 1970 <= at.astimezone(UTC).year <= 9999:
+            raise ValueError(created_at)  # not one we gave out (and out of the database's range)
+        return at, UUID(entry_id)
+    except (ValueError, OverflowError):
         raise InvalidInput("is not a cursor this API gave out", field="cursor") from None
 
 

@@ -306,11 +306,14 @@ class MeController(Controller):
     async def preferences(
         self, request: Request, data: JSONBody[member_schemas.ContactPreferences]
     ) -> member_schemas.Member:
-        """Channels in order of preference and consent per channel (time and method are
-        recorded)."""
-        principal = current_principal(request)
-        return await members.update_member(
-            principal.id, member_schemas.MemberUpdate(contact_preferences=data), principal
+        """Channels in order of preference and consent per channel. The server records when
+        and how each changed consent was given (`at` and `method` sent here are ignored);
+        an unchanged consent keeps its record."""
+        return await service.save_preferences(
+            current_principal(request),
+            data.channels,
+            {c.channel: c.granted for c in data.consents},
+            method="member API",
         )
 
     @post(

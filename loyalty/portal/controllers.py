@@ -373,6 +373,9 @@ class PortalController(Controller):
         if principal is None:
             return Redirect(SIGN_IN, status_code=303)
         try:
+            if not data.quantity.strip().isdecimal():
+                # Not a number at all: the form broke its shape (400), as a JSON body would.
+                raise DomainError(i18n.gettext("Enter a whole number."), field="quantity")
             redemption, _ = await rewards.redeem(
                 principal.id,
                 reward_schemas.RedemptionIn(
@@ -585,27 +588,13 @@ class PortalController(Controller):
             return Redirect(SIGN_IN, status_code=303)
         member = await members.get_member(principal.id, principal)
         granted = {c for c in data.consents if c in CHANNELS}
-        before = {c.channel: c for c in member.contact_preferences.consents}
-        consents = [
-            # Unchanged consents keep their original time and method as evidence.
-            before[channel]
-            if channel in before and before[channel].granted == (channel in granted)
-            else member_schemas.Consent(
-                channel=channel, granted=channel in granted, method="portal preferences page"
-            )
-            for channel in CHANNELS
-            if channel in granted or channel in before
-        ]
+        before = {c.channel for c in member.contact_preferences.consents}
         order = [c for c in data.channels if c in CHANNELS]
-        channels = list(dict.fromkeys(order + sorted(granted - set(order))))
-        member = await members.update_member(
-            principal.id,
-            member_schemas.MemberUpdate(
-                contact_preferences=member_schemas.ContactPreferences(
-                    channels=channels, consents=consents
-                )
-            ),
+        member = await service.save_preferences(
             principal,
+            list(dict.fromkeys(order + sorted(granted - set(order)))),
+            {c: c in granted for c in CHANNELS if c in granted or c in before},
+            method="portal preferences page",
         )
         return page("preferences", request, member=member, channels=CHANNELS, saved=True)
 

@@ -286,6 +286,7 @@ async def start_sign_up(
         "form": msgspec.to_builtins(data),
         "existing": str(existing["id"]) if existing else None,
         "identifier": identifier.value,
+        "verified": identifier.kind,
     }
     code = await _new_code(redis, f"portal:code:sign_up:{token}", settings, payload)
     await _deliver_code(identifier, code, "already_member" if existing else "sign_up", settings)
@@ -310,11 +311,14 @@ async def finish_sign_up(
         member_schemas.Consent(channel=channel, granted=True, method="portal sign-up form")
         for channel in form.consents
     ]
+    # Only the address the code went to is proven; the other can be added later through
+    # a contact change, which sends it a code of its own.
+    verified = stored.get("verified", "email" if form.email else "phone")
     created = await members.create_member(
         member_schemas.MemberCreate(
             name=form.name,
-            phone=form.phone or None,
-            email=form.email or None,
+            phone=(form.phone or None) if verified == "phone" else None,
+            email=(form.email or None) if verified == "email" else None,
             referral_code=form.referral_code or None,
             contact_preferences=member_schemas.ContactPreferences(
                 channels=list(form.consents), consents=consents
@@ -327,6 +331,29 @@ async def finish_sign_up(
 
 
 # --- profile ------------------------------------------------------------------------------
+
+
+async def save_preferences(
+    principal: Principal, channels: list[str], decisions: dict[str, bool], *, method: str
+) -> member_schemas.Member:
+    """A member's own channel order and consent decisions. A changed or new consent is
+    recorded now, with `method`; an unchanged one keeps its original record as evidence."""
+    member = await members.get_member(principal.id, principal)
+    consents = {c.channel: c for c in member.contact_preferences.consents}
+    for channel, granted in decisions.items():
+        if channel not in consents or consents[channel].granted != granted:
+            consents[channel] = member_schemas.Consent(
+                channel=channel, granted=granted, method=method
+            )
+    return await members.update_member(
+        principal.id,
+        member_schemas.MemberUpdate(
+            contact_preferences=member_schemas.ContactPreferences(
+                channels=channels, consents=sorted(consents.values(), key=lambda c: c.channel)
+            )
+        ),
+        principal,
+    )
 
 
 async def start_contact_change(
