@@ -99,6 +99,8 @@ async def snapshot(offer_id: UUID) -> int:
             return 0
         if offer["snapshot_at"] is not None and offer["template"] is None:
             return offer["audience_size"] or 0
+        if offer["valid_until"] is not None and offer["valid_until"] <= now():
+            return 0  # its validity ended before it was sent: nobody is offered it now
         f = await offer_filter(conn, offer)
         q = audience_query(offer, f)
         await conn.execute(
@@ -397,16 +399,23 @@ WITH due AS (
       AND ($1::uuid IS NULL OR d.offer = $1)
     ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ), checked AS (
-    -- Consent can be withdrawn between attempts: then the delivery is dropped.
-    SELECT d.id, m.contact_preferences->'consents'
+    -- Consent can be withdrawn between attempts, the member merged or erased, the address
+    -- changed: then the delivery is dropped (a merged member's survivor has its own).
+    SELECT d.id,
+           m.status = 'active'
+           AND d.address IS NOT DISTINCT FROM
+               CASE d.channel WHEN 'email' THEN m.email WHEN 'sms' THEN m.phone END
+           AS reachable,
+           m.contact_preferences->'consents'
                @> jsonb_build_array(jsonb_build_object('channel', d.channel, 'granted', true))
            AS consented
     FROM due JOIN offer_deliveries d ON d.id = due.id JOIN members m ON m.id = d.member
 )
 UPDATE offer_deliveries d SET
-    status = CASE WHEN c.consented THEN 'sending' ELSE 'failed' END,
-    next_attempt_at = CASE WHEN c.consented THEN d.next_attempt_at END,
-    error = CASE WHEN c.consented THEN d.error ELSE 'consent withdrawn' END
+    status = CASE WHEN c.reachable AND c.consented THEN 'sending' ELSE 'failed' END,
+    next_attempt_at = CASE WHEN c.reachable AND c.consented THEN d.next_attempt_at END,
+    error = CASE WHEN NOT c.reachable THEN 'member no longer reachable there'
+                 WHEN NOT c.consented THEN 'consent withdrawn' ELSE d.error END
 FROM checked c WHERE d.id = c.id
 RETURNING d.id, d.offer, d.member, d.channel, d.address, d.status, d.voucher_code
 """

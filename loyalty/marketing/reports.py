@@ -19,14 +19,23 @@ MOVEMENTS = ("up", "down", "falling", "lost", "won_back")
 MOVEMENT_SQL = """
 WITH settings AS (SELECT * FROM marketing_settings WHERE id = 1),
 lowest AS (SELECT min(rank) AS rank FROM tier_definitions WHERE enabled),
-moved AS (
-    -- Net tier move over the month: from the first change's origin to the last's target.
-    SELECT DISTINCT ON (member) member,
-           CASE WHEN reason = 'downgrade' THEN 'down' ELSE 'up' END AS movement,
-           coalesce(from_tier, '') || ' → ' || to_tier AS detail
+changes AS (
+    SELECT member, from_tier, to_tier,
+           row_number() OVER (PARTITION BY member ORDER BY at, id) AS first,
+           row_number() OVER (PARTITION BY member ORDER BY at DESC, id DESC) AS last
     FROM tier_changes
     WHERE at >= $1 AND at < $2 AND reason IN ('upgrade', 'downgrade')
-    ORDER BY member, at DESC
+), moved AS (
+    -- Net tier move over the month: from the first change's origin to the last's target;
+    -- a member back where they started did not move.
+    SELECT f.member,
+           CASE WHEN dl.rank > df.rank THEN 'up' ELSE 'down' END AS movement,
+           coalesce(f.from_tier, '') || ' → ' || l.to_tier AS detail
+    FROM changes f
+    JOIN changes l ON l.member = f.member AND l.last = 1
+    JOIN tier_definitions df ON df.code = f.from_tier
+    JOIN tier_definitions dl ON dl.code = l.to_tier
+    WHERE f.first = 1 AND dl.rank <> df.rank
 ), monthly AS (
     SELECT p.member,
            sum(p.total - p.returned_amount) FILTER (WHERE p.occurred_at >= $1) AS this_month,

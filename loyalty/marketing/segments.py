@@ -91,11 +91,12 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
     if q.stats:
         q.window_param = q.param(window, "::timestamptz")  # type: ignore[attr-defined]
     if f.points_min is not None or f.points_max is not None:
-        lo = q.param(f.points_min if f.points_min is not None else 0, "::bigint")
+        # A balance may be negative (debt): no lower bound unless one is given.
+        lo = q.param(f.points_min, "::bigint")
         hi = q.param(f.points_max, "::bigint")
         q.add(
             "EXISTS (SELECT 1 FROM points_accounts a WHERE a.member = m.id"
-            f" AND a.total >= {lo} AND ({hi} IS NULL OR a.total <= {hi}))"
+            f" AND ({lo} IS NULL OR a.total >= {lo}) AND ({hi} IS NULL OR a.total <= {hi}))"
         )
     if f.referrals_min is not None:
         q.add(

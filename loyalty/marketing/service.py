@@ -224,7 +224,7 @@ async def request_send(offer_id: UUID, redis: ArqRedis) -> schemas.SendResult:
     """Queue the send job for an approved offer (again for one being sent: harmless)."""
     async with db.connection() as conn:
         row = await conn.fetchrow(
-            "SELECT status, auto_kind, template FROM offers WHERE id = $1", offer_id
+            "SELECT status, auto_kind, template, valid_until FROM offers WHERE id = $1", offer_id
         )
     if row is None:
         raise NotFound("no such offer")
@@ -232,6 +232,12 @@ async def request_send(offer_id: UUID, redis: ArqRedis) -> schemas.SendResult:
         raise Conflict("an automatic offer is sent by the worker every day to newcomers")
     if row["status"] not in ("approved", "sending"):
         raise Conflict(f"only an approved offer can be sent; this offer is {row['status']}")
+    if (
+        row["status"] == "approved"
+        and row["valid_until"] is not None
+        and row["valid_until"] <= now()
+    ):
+        raise Conflict("this offer's validity has ended; it can no longer be sent")
     job = await redis.enqueue_job("send_offer", str(offer_id), _job_id=f"send_offer:{offer_id}")
     return schemas.SendResult(offer_id=offer_id, status=row["status"], queued=job is not None)
 
