@@ -53,8 +53,11 @@ def _visibility_sql(principal: Principal) -> tuple[str, list[Any]]:
     if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
         return "true", []
     if principal.role == "manager":
+        # The pool, but not another department's handover queue.
         return (
-            "(m.assigned_rep IS NULL OR s.department = $1)",
+            "(s.department = $1 OR (m.assigned_rep IS NULL AND NOT EXISTS ("
+            "SELECT 1 FROM handovers h WHERE h.member = m.id AND h.resolved_at IS NULL"
+            " AND h.department IS DISTINCT FROM $1)))",
             [principal.department],
         )
     if principal.role == "rep":

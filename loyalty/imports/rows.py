@@ -194,6 +194,10 @@ class RowReader:
     def parse(self, record: list[str], row_no: int) -> Row | list[Problem]:
         get = self._get
         problems: list[Problem] = []
+        if any("\x00" in cell for cell in record):
+            # PostgreSQL text cannot hold it: the row is refused, the rest of the file goes on.
+            column = next((c for c in self.mapping if "\x00" in get(record, c)), "row")
+            return [Problem(row_no, column, "", "contains a NUL character")]
 
         def bad(column: str, reason: str) -> None:
             problems.append(Problem(row_no, column, get(record, column)[:200], reason))

@@ -521,7 +521,11 @@ async def _fill_existing(
     updates: list[tuple] = []
     changes: list[tuple] = []
     assignments: list[tuple[UUID, UUID]] = []
-    for g, cand in matched.items():
+    # Rows matching one member by different keys (one by phone, another by email) fill it
+    # one after another, each from the member as the one before left it.
+    state: dict[UUID, dict[str, Any]] = {}
+    for g, found in matched.items():
+        cand = state.setdefault(found["id"], dict(found))
         row = survivors[g]
         taken = {v for o in others.get(g, []) for v in (o["phone"], o["email"]) if v}
         incoming_first = (
@@ -606,6 +610,12 @@ async def _fill_existing(
         }
         record["import"] = {"old": None, "new": f"{run.file_name} row {row.row_no}"}
         changes.append((uuid4(), cand["id"], msgspec.json.encode(record).decode()))
+        cand.update(
+            {k: v for k, v in merged.items() if k not in ("rep", "address")},
+            address=updates[-1][6],
+            assigned_rep=merged["rep"],
+            registered_at=registered_at,
+        )
     if updates:
         await conn.executemany(
             """

@@ -181,7 +181,8 @@ async def send_due(limit: int = 100, client: httpx.AsyncClient | None = None) ->
             """
             SELECT d.*, s.url, s.secret FROM webhook_deliveries d
             JOIN webhook_subscriptions s ON s.id = d.subscription
-            WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+            -- A paused subscription's deliveries wait for it to be active again.
+            WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.active
             ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED
             """,
             limit,

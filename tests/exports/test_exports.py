@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
+from loyalty import db
 from tests.conftest import purchase_body
 
 
@@ -71,3 +72,28 @@ async def test_points_liability_by_tier_and_expiry_month(client, admin, pos, mem
     assert "total,,,6500,65.00,CNY" in text  # the default 0.01 per point
     bad = await client.get("/api/v1/exports/liability?cost_per_point=-1", headers=admin)
     assert bad.status_code == 422
+
+
+async def test_member_export_of_a_manager_leaves_out_another_departments_handover_queue(
+    client, admin, bearer, make_staff
+):
+    """A manager exports the department and the pool, the same reach as the member
+    endpoints: not a member waiting in another department's handover queue."""
+    from loyalty.reps import service as reps
+
+    north_rep = await bearer("rep", username="rep_north", department="north")
+    created = await client.post(
+        "/api/v1/members", json={"name": "North Customer"}, headers=north_rep
+    )
+    assert created.status_code == 201, created.text
+    async with db.connection() as conn:
+        rep_id = await conn.fetchval("SELECT id FROM staff WHERE username = 'rep_north'")
+    assert await reps.hand_over(rep_id, reason="departure", department="north", by="test") == 1
+
+    south_manager = await bearer("manager", username="mgr_south", department="south")
+    listed = await client.get("/api/v1/members", headers=south_manager)
+    assert listed.status_code == 200
+    assert "North Customer" not in listed.text  # the member endpoints hide it
+    exported = await client.get("/api/v1/exports/members.csv", headers=south_manager)
+    names = [r["name"] for r in csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff")))]
+    assert "North Customer" not in names

@@ -172,3 +172,20 @@ async def test_no_event_is_lost_when_redis_restarts_in_the_middle(
     assert await webhooks.send_due() == 1
     assert len(receiver.received) == 1
     assert await events.relay(app.state.redis) == 0  # delivered: never again
+
+
+async def test_a_paused_subscription_gets_no_deliveries(client, admin, receiver):
+    """`active: false` pauses a subscription: a delivery already waiting (a retry, or one
+    fanned out just before) is not posted until it is active again."""
+
+    created = await subscribe(client, admin, receiver, ["member.enrolled"])
+    await client.post("/api/v1/members", json={"name": "Chen"}, headers=admin)
+    await deliver_outbox()  # the delivery is written while the subscription is active
+    paused = await client.patch(
+        f"/api/v1/webhooks/{created['subscription']['id']}",
+        json={"active": False},
+        headers=admin,
+    )
+    assert paused.status_code == 200 and paused.json()["active"] is False
+    await webhooks.send_due()
+    assert receiver.received == []
