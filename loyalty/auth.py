@@ -134,7 +134,14 @@ class Principal:
         return permission in self.permissions
 
 
+# A manager without a department manages nobody: "" matches no department, where None
+# would read as "every department" in the queries that scope a manager.
+NO_DEPARTMENT = ""
+
+
 def staff_principal(staff_id: UUID, username: str, role: str, department: str | None) -> Principal:
+    if role == "manager" and not department:
+        department = NO_DEPARTMENT
     return Principal(
         kind="staff",
         id=staff_id,

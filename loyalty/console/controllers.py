@@ -103,7 +103,7 @@ class SignInPages(Controller):
     @get("/")
     async def dashboard(self, request: Request) -> Template:
         principal = staff(request)
-        tiers = await tier_service.distribution() if principal.can("members:read") else []
+        tiers = await tier_service.distribution(principal) if principal.can("members:read") else []
         largest = max((count for _, count in tiers), default=0) or 1
         tasks = await contacts.my_tasks(principal, 0) if principal.can("members:read") else []
         notices = (await reps.notices(principal))[:5]

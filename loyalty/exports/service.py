@@ -15,6 +15,7 @@ from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.exports import schemas
+from loyalty.members import service as members
 from loyalty.settings import get_settings
 
 CHUNK = 2000
@@ -46,27 +47,8 @@ MEMBER_COLUMNS = (
 )
 
 
-def _visibility_sql(principal: Principal) -> tuple[str, list[Any]]:
-    """The same reach as the member endpoints (see loyalty.members.service)."""
-    from loyalty.members.service import SEES_EVERY_MEMBER
-
-    if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
-        return "true", []
-    if principal.role == "manager":
-        # The pool, but not another department's handover queue.
-        return (
-            "(s.department = $1 OR (m.assigned_rep IS NULL AND NOT EXISTS ("
-            "SELECT 1 FROM handovers h WHERE h.member = m.id AND h.resolved_at IS NULL"
-            " AND h.department IS DISTINCT FROM $1)))",
-            [principal.department],
-        )
-    if principal.role == "rep":
-        return "m.assigned_rep = $1", [principal.id]
-    return "false", []
-
-
 async def members_csv(principal: Principal) -> AsyncIterator[str]:
-    condition, args = _visibility_sql(principal)
+    condition, args = members.visibility_sql(principal)
     if principal.is_staff:
         # Every archive in the export counts as viewed by the exporter.
         async with db.connection() as conn:

@@ -98,6 +98,8 @@ def month_bounds(month: str) -> tuple[datetime, datetime, datetime]:
         raise InvalidInput("must be YYYY-MM", field="month")
     tz = get_settings().tz
     year, mon = int(month[:4]), int(month[5:])
+    if not 1900 <= year <= 2999:  # the API's months; and its bounds stay datetimes
+        raise InvalidInput("must be a month of the years 1900-2999", field="month")
 
     def first(y: int, m: int) -> datetime:
         while m < 1:

@@ -125,6 +125,24 @@ async def visibility_clause(principal: Principal) -> Any | None:
     return Member.id.is_null()  # an unknown role sees nothing
 
 
+def visibility_sql(principal: Principal) -> tuple[str, list[Any]]:
+    """`visibility_clause` as SQL over `members m LEFT JOIN staff s ON s.id = m.assigned_rep`
+    (a condition and its arguments, numbered from $1), for set-based reads."""
+    if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
+        return "true", []
+    if principal.role == "manager":
+        # The pool, but not another department's handover queue.
+        return (
+            "(s.department = $1 OR (m.assigned_rep IS NULL AND NOT EXISTS ("
+            "SELECT 1 FROM handovers h WHERE h.member = m.id AND h.resolved_at IS NULL"
+            " AND h.department IS DISTINCT FROM $1)))",
+            [principal.department],
+        )
+    if principal.role == "rep":
+        return "m.assigned_rep = $1", [principal.id]
+    return "false", []
+
+
 async def _queued_elsewhere(department: str | None, member_id: UUID | None = None) -> list[UUID]:
     """Members waiting in another department's handover queue (of them, `member_id`): not
     in the pool a manager sees, but that department's."""

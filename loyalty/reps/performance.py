@@ -203,6 +203,8 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
         start_day = date(year, number, 1)
     except ValueError:
         raise InvalidInput("must be a month like 2026-11", field="month") from None
+    if not 1900 <= year <= 2999:  # the API's months; and its bounds stay datetimes
+        raise InvalidInput("must be a month of the years 1900-2999", field="month")
     tz = get_settings().tz
     return (
         datetime.combine(start_day, time(), tz),

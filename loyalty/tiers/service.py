@@ -479,14 +479,19 @@ async def put_settings(
     return await get_settings_()
 
 
-async def distribution() -> list[tuple[schemas.Tier, int]]:
-    """How many members sit in each tier (switched-on tiers, and any still holding members)."""
+async def distribution(principal: Principal | None = None) -> list[tuple[schemas.Tier, int]]:
+    """How many members sit in each tier (switched-on tiers, and any still holding members),
+    of those `principal` may see (all without one)."""
     current = await ladder()
+    condition, args = members.visibility_sql(principal) if principal else ("true", [])
     async with db.connection() as conn:
         counts = dict(
             await conn.fetch(
                 "SELECT t.tier, count(*) FROM member_tiers t"
-                " JOIN members m ON m.id = t.member AND m.status = 'active' GROUP BY t.tier"
+                " JOIN members m ON m.id = t.member AND m.status = 'active'"
+                f" LEFT JOIN staff s ON s.id = m.assigned_rep WHERE {condition}"
+                " GROUP BY t.tier",
+                *args,
             )
         )
     return [(t, counts.get(t.code, 0)) for t in current.tiers if t.enabled or counts.get(t.code)]

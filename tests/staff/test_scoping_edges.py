@@ -1,5 +1,5 @@
-"""Review findings: staff access and console pages (each test fails against the code as
-reviewed)."""
+"""Staff scoping edges: the dashboard counts only members the viewer may see, report months
+out of range are refused (not a 500), and a manager without a department manages nobody."""
 
 from __future__ import annotations
 
@@ -42,9 +42,8 @@ def _chart_counts(html: str) -> dict[str, int]:
 async def test_dashboard_members_by_tier_counts_only_what_a_rep_may_see(
     client, make_client, make_staff, admin
 ):
-    """README, Staff console: pages call the same services as the API 'so the same rules
-    decide what each person sees'; DESIGN 2: a rep sees own members. The home page's
-    'members by tier' chart counts every member of the company instead."""
+    """The home page's 'members by tier' chart counts the members the viewer may see: a rep,
+    their own members only."""
     ravi = await make_staff("ravi", "rep", "east")
     await staff_past_their_first_month()
     await _member(client, admin, "Chen Jie", ravi.id)
@@ -63,7 +62,7 @@ async def test_movement_page_and_csv_answer_4xx_not_500_for_an_out_of_range_mont
     make_client, make_staff
 ):
     """A month the form's pattern accepts but whose neighbours fall outside years 1-9999
-    (9999-12, 0001-01) raises ValueError in month_bounds: 500 instead of a 4xx."""
+    (9999-12, 0001-01) is refused with a 4xx, not a 500."""
     await make_staff("ada", "admin")
     browser = await sign_in(make_client(), "ada")
     for month in ("9999-12", "0001-01"):
@@ -86,8 +85,8 @@ async def test_scorecard_page_and_csv_answer_4xx_not_500_for_an_out_of_range_mon
 async def test_a_manager_without_a_department_does_not_see_every_department_s_staff(
     client, make_staff, bearer
 ):
-    """README, Staff access: 'managers see their own department's staff'. A manager with
-    no department is given list_staff(department=None), i.e. everyone."""
+    """Managers see their own department's staff: a manager with no department sees
+    nobody's, not everyone's."""
     await make_staff("wei", "rep", "west")
     await make_staff("ravi", "rep", "east")
     floating = await bearer("manager", "floater", None)
@@ -100,8 +99,8 @@ async def test_a_manager_without_a_department_does_not_see_every_department_s_st
 async def test_scorecard_csv_for_a_manager_without_a_department_is_not_company_wide(
     make_client, make_staff
 ):
-    """Scorecards: 'a manager only for the department'. With no department the query's
-    department filter is NULL, so every rep of the company is in the download."""
+    """Scorecards are for the manager's department only: with no department, no rep of the
+    company is in the download."""
     await make_staff("wei", "rep", "west")
     await make_staff("ravi", "rep", "east")
     await make_staff("floater", "manager", None)
