@@ -110,6 +110,16 @@ def _normalised(data: schemas.PurchaseIn) -> schemas.PurchaseIn:
     )
 
 
+# Purchases as stored, with when their points become spendable: their lot's date, set by
+# the rules when they were posted (a purchase that earned nothing: by the rules now).
+_STORED_PURCHASES = """
+    SELECT p.*, (SELECT l.available_at FROM points_ledger e
+                 JOIN points_lots l ON l.member = p.member AND l.entry = e.id
+                 WHERE e.idempotency_key = 'purchase:' || p.external_id) AS pending_until
+    FROM purchases p
+"""
+
+
 def _purchase_schema(row: Any, rules: schemas.EarningRules, status: str) -> schemas.Purchase:
     return schemas.Purchase(
         id=row["id"],
@@ -122,7 +132,8 @@ def _purchase_schema(row: Any, rules: schemas.EarningRules, status: str) -> sche
         returned_amount=row["returned_amount"],
         points=row["points"],
         reversed_points=row["reversed_points"],
-        pending_until=row["occurred_at"] + timedelta(days=rules.pending_days),
+        pending_until=row["pending_until"]
+        or row["occurred_at"] + timedelta(days=rules.pending_days),
         rep_id=row["rep"],
         status=status,  # type: ignore[arg-type]
     )
@@ -379,7 +390,7 @@ async def _post(
             row["external_id"]: row
             for row in (
                 await conn.fetch(
-                    "SELECT * FROM purchases WHERE external_id = ANY($1::text[])", list(first)
+                    _STORED_PURCHASES + "WHERE p.external_id = ANY($1::text[])", list(first)
                 )
                 if look_first
                 else []
@@ -943,7 +954,7 @@ async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.Bat
 async def get_purchase(external_id: str, principal: Principal) -> schemas.Purchase:
     rules = await get_rules()
     async with db.connection() as conn:
-        row = await conn.fetchrow("SELECT * FROM purchases WHERE external_id = $1", external_id)
+        row = await conn.fetchrow(_STORED_PURCHASES + "WHERE p.external_id = $1", external_id)
     if row is None:
         raise NotFound("no purchase with that external_id")
     await members.get_member(row["member"], principal)

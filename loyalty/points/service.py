@@ -76,6 +76,9 @@ async def update_rules(
     global _rules_cache
     if not 0 < data.points_per_unit <= 1000:
         raise InvalidInput("must be above 0 and at most 1000", field="points_per_unit")
+    if data.points_per_unit.as_tuple().exponent < -4:  # type: ignore[operator]
+        # The column keeps 4 places: more would be rounded, 0.00001 to 0 (nothing earned).
+        raise InvalidInput("has more than 4 decimal places", field="points_per_unit")
     for category, multiplier in data.category_multipliers.items():
         if not 0 <= multiplier <= 100:
             raise InvalidInput(

@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from loyalty.points.schemas import AwareDatetime  # with a time zone: comparable
 from loyalty.schemas import VISIBLE, Input
 
 Kind = Literal["goods", "voucher", "event_seat", "bonus_service"]
@@ -32,11 +33,11 @@ class RewardCreate(Input):
     description: Description = ""
     image_url: ImageUrl = ""
     stock: Stock | None = None  # null: unlimited
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
     eligible_tiers: Annotated[list[TierCode], msgspec.Meta(max_length=20)] = []  # []: all
     per_member_limit: Limit | None = None
-    event_at: datetime | None = None  # event seats: when the gathering takes place
+    event_at: AwareDatetime | None = None  # event seats: when the gathering takes place
     voucher_source: Literal["generated", "pool"] = "generated"
     active: bool = True
 
@@ -49,11 +50,11 @@ class RewardUpdate(Input):
     image_url: ImageUrl | UnsetType = UNSET
     points_cost: Cost | UnsetType = UNSET
     stock: Stock | UnsetType | None = UNSET
-    valid_from: datetime | UnsetType | None = UNSET
-    valid_until: datetime | UnsetType | None = UNSET
+    valid_from: AwareDatetime | UnsetType | None = UNSET
+    valid_until: AwareDatetime | UnsetType | None = UNSET
     eligible_tiers: Annotated[list[TierCode], msgspec.Meta(max_length=20)] | UnsetType = UNSET
     per_member_limit: Limit | UnsetType | None = UNSET
-    event_at: datetime | UnsetType | None = UNSET
+    event_at: AwareDatetime | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
 
 

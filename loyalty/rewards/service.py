@@ -46,6 +46,9 @@ EXPLANATIONS = {
 # Failures a member can change by waiting or earning are conflicts with the current state.
 UNPROCESSABLE = {"inactive", "not_started", "ended", "tier_too_low"}
 
+# The member ($1) and the duplicates merged into them: one person for per-member limits.
+_SAME_PERSON = "SELECT $1::uuid UNION ALL SELECT id FROM members WHERE merged_into = $1"
+
 
 def _reward_schema(row: Any) -> schemas.Reward:
     return schemas.Reward(
@@ -278,9 +281,9 @@ async def member_catalog(member_id: UUID, principal: Principal) -> schemas.Membe
         )
         redeemed = dict(
             await conn.fetch(
-                """
+                f"""
                 SELECT reward, sum(quantity) FROM redemptions
-                WHERE member = $1 AND status <> 'cancelled' GROUP BY reward
+                WHERE member IN ({_SAME_PERSON}) AND status <> 'cancelled' GROUP BY reward
                 """,
                 member_id,
             )
@@ -386,9 +389,9 @@ async def redeem(
             raise InvalidInput("no such reward", field="reward_id")
         tier = await conn.fetchval("SELECT tier FROM member_tiers WHERE member = $1", member_id)
         redeemed = await conn.fetchval(
-            """
+            f"""
             SELECT coalesce(sum(quantity), 0) FROM redemptions
-            WHERE member = $1 AND reward = $2 AND status <> 'cancelled'
+            WHERE member IN ({_SAME_PERSON}) AND reward = $2 AND status <> 'cancelled'
             """,
             member_id,
             data.reward_id,
@@ -427,8 +430,8 @@ async def redeem(
         await conn.execute(
             """
             INSERT INTO redemptions (id, member, reward, quantity, points, status, codes,
-                idempotency_key, request_hash, requested_by, created_at)
-            VALUES ($1, $2, $3, $4, $5, 'requested', '{}', $6, $7, $8, $9)
+                idempotency_key, request_hash, requested_by, created_at, stock_taken)
+            VALUES ($1, $2, $3, $4, $5, 'requested', '{}', $6, $7, $8, $9, $10)
             """,
             redemption_id,
             member_id,
@@ -439,6 +442,7 @@ async def redeem(
             request_hash,
             principal.label,
             at,
+            reward["stock"] is not None,
         )
         codes = await _issue_codes(conn, reward, redemption_id, data.quantity)
         if codes:
@@ -546,11 +550,12 @@ async def cancel(
             conn, account, entry, now=at, pending_days=0, expiry_months=rules.expiry_months
         )
         await ledger.save_account(conn, account)
-        await conn.execute(
-            "UPDATE rewards SET stock = stock + $2 WHERE id = $1 AND stock IS NOT NULL",
-            redemption["reward"],
-            redemption["quantity"],
-        )
+        if redemption["stock_taken"]:  # put back only what was taken
+            await conn.execute(
+                "UPDATE rewards SET stock = stock + $2 WHERE id = $1 AND stock IS NOT NULL",
+                redemption["reward"],
+                redemption["quantity"],
+            )
         if redemption["status"] == "requested":
             await conn.execute(
                 "UPDATE reward_vouchers SET redemption = NULL WHERE redemption = $1",

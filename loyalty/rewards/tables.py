@@ -45,6 +45,7 @@ class Redemption(Table, tablename="redemptions"):
     points = BigInt()
     status = Varchar(length=16)  # requested | fulfilled | cancelled
     codes = Array(base_column=Varchar(length=64), default=list)  # vouchers or seat tickets
+    stock_taken = Boolean(default=True)  # false: redeemed while stock was unlimited
     idempotency_key = Varchar(length=200, unique=True)
     request_hash = Varchar(length=64)
     requested_by = Varchar(length=120)

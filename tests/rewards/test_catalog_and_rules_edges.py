@@ -1,5 +1,6 @@
-"""Review findings: points rules, statements and rewards behaviour that disagree with the
-README / DESIGN.md."""
+"""Catalog and earning-rule edges: rules the column cannot hold are refused, validity times
+must carry a time zone, cancelling puts back only stock that was taken, per-member limits
+count merged duplicates, and a purchase keeps the pending window it was posted under."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ RULES = {
 
 
 async def test_rules_points_per_unit_too_small_is_not_silently_stored_as_zero(client, admin):
-    """points_per_unit must be above 0 (service.update_rules); a value the column cannot hold
-    is rounded to 0.0000 and accepted, so every purchase posted afterwards earns nothing."""
+    """points_per_unit must be above 0: a value the column would round to 0.0000 is refused,
+    not stored (every purchase afterwards would earn nothing)."""
     response = await client.put(
         "/api/v1/points/rules", json={**RULES, "points_per_unit": "0.00001"}, headers=admin
     )
