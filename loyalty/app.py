@@ -33,7 +33,12 @@ from loyalty.marketing.controllers import (
     UnsubscribeController,
 )
 from loyalty.members.controllers import ClosureRequestController, MemberController
-from loyalty.openapi import StrictStructSchemaPlugin, document_public_endpoints, finish_document
+from loyalty.openapi import (
+    StrictStructSchemaPlugin,
+    cache_yaml,
+    document_public_endpoints,
+    finish_document,
+)
 from loyalty.points.controllers import (
     EarningRulesController,
     MemberPointsController,
@@ -121,6 +126,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     struct_schemas = StrictStructSchemaPlugin()
+    openapi_config = OpenAPIConfig(
+        title="Loyalty platform API",
+        version="1",
+        description="Members, points, tiers and referrals. Authenticate with "
+        "`Authorization: Bearer <staff token or integration API key>`.",
+        path="/schema",
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(
+                    type="http", scheme="bearer", description="Staff token or API key"
+                )
+            }
+        ),
+        security=[{"bearer": []}],
+    )
+    openapi_config.render_plugins = cache_yaml(list(openapi_config.render_plugins))
     app = Litestar(
         route_handlers=[
             health,
@@ -188,21 +209,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             engine=JinjaTemplateEngine,
             engine_callback=lambda engine: i18n.install(engine.engine),
         ),
-        openapi_config=OpenAPIConfig(
-            title="Loyalty platform API",
-            version="1",
-            description="Members, points, tiers and referrals. Authenticate with "
-            "`Authorization: Bearer <staff token or integration API key>`.",
-            path="/schema",
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(
-                        type="http", scheme="bearer", description="Staff token or API key"
-                    )
-                }
-            ),
-            security=[{"bearer": []}],
-        ),
+        openapi_config=openapi_config,
         exception_handlers=exception_handlers,
         request_class=StrictJsonRequest,
         plugins=[struct_schemas],

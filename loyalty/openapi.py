@@ -9,6 +9,7 @@ import msgspec
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import OpenAPIRenderPlugin, YamlRenderPlugin
 
 from loyalty.schemas import DECIMAL_PATTERN, Input
 
@@ -261,3 +262,20 @@ def finish_document(app: Any, structs: StrictStructSchemaPlugin) -> None:
         if name not in ("ProblemDetails", "FieldError"):  # these may quote the bad input
             _no_nul(schema)
     _no_nul(document.get("paths", {}))
+
+
+class CachedYamlRenderPlugin(YamlRenderPlugin):
+    """The YAML document, rendered once: the schema does not change while the app runs, and
+    PyYAML takes most of a second of CPU for it, which every anonymous GET would cost."""
+
+    _rendered: bytes | None = None
+
+    def render(self, request: Any, openapi_schema: dict[str, Any]) -> bytes:
+        if self._rendered is None:
+            self._rendered = super().render(request, openapi_schema)
+        return self._rendered
+
+
+def cache_yaml(plugins: list[OpenAPIRenderPlugin]) -> list[OpenAPIRenderPlugin]:
+    """The render plugins with the YAML ones rendering once."""
+    return [CachedYamlRenderPlugin() if type(p) is YamlRenderPlugin else p for p in plugins]
