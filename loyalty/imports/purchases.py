@@ -16,7 +16,7 @@ from loyalty.errors import DomainError
 from loyalty.imports import rows as readers
 from loyalty.imports.rows import Problem
 from loyalty.points import schemas as points
-from loyalty.points.purchases import post_purchases
+from loyalty.points.purchases import MAX_MONEY, post_purchases
 
 COLUMNS = (
     "external_id",
@@ -109,9 +109,15 @@ async def run_purchase_import(imp: Any, *, chunk_rows: int, progress: Any) -> No
                 current = _Purchase(line, external_id, cells)
                 if not external_id:
                     current.problems.append(Problem(line, "external_id", "", "is required"))
+            if any("\x00" in value for value in cells.values()):
+                # PostgreSQL text cannot hold it: this purchase is refused, the file goes on.
+                current.problems.append(Problem(line, "row", "", "contains a NUL character"))
+                continue
             try:
                 quantity = int(cells.get("quantity") or "1")
                 price = Decimal(cells.get("unit_price", ""))
+                if not price.is_finite() or abs(price) > MAX_MONEY or abs(quantity) > 1_000_000:
+                    raise ValueError(price)  # sNaN, 9E+999999: would fail the sum, not the row
                 current.lines.append(
                     {
                         "sku": cells.get("sku") or "import",

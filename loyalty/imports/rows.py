@@ -332,6 +332,11 @@ class RowReader:
         )
 
 
+# A cell longer than the csv module's default limit (128 Ki characters) made the reader
+# raise and the whole import fail; read it, and let the column's own length check refuse it.
+csv.field_size_limit(16 * 1024 * 1024)
+
+
 def records(stream: BinaryIO, counter: ByteCounter) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of every non-empty record; the header is line 1."""
     reader = csv.reader(decoded_lines(stream, counter))

@@ -41,8 +41,11 @@ FIELD_COMPLETE = {
     "phone": "m.phone IS NOT NULL",
     "email": "m.email IS NOT NULL",
     "birthday": "m.birthday IS NOT NULL",
-    "address": "coalesce(m.address ->> 'line1', '') <> ''",
-    "household": "m.household IS NOT NULL AND m.household <> '{}'::jsonb",
+    # Blank text is no answer.
+    "address": "btrim(coalesce(m.address ->> 'line1', '')) <> ''",
+    "household": "(btrim(coalesce(m.household ->> 'spouse', '')) <> ''"
+    " OR jsonb_array_length(coalesce(m.household -> 'children', '[]'::jsonb)) > 0"
+    " OR jsonb_array_length(coalesce(m.household -> 'elderly_parents', '[]'::jsonb)) > 0)",
     "occupation": "(m.occupation <> '' OR m.organisation IS NOT NULL)",
     "preferences": "cardinality(m.consumption_preferences) > 0",
     "preferred_channel": "jsonb_array_length(coalesce(m.contact_preferences -> 'channels',"

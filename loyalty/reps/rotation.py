@@ -25,6 +25,8 @@ from loyalty.reps import schemas
 from loyalty.reps.service import (
     LEVELS,
     _check_manages,
+    _rep,
+    check_levels,
     department_managers,
     get_rep_settings,
     local_today,
@@ -261,6 +263,14 @@ async def apply(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
             rotation_id,
         )
         for move in moves:
+            # The rep and the member may have changed since the proposal: left, moved, or
+            # the member's tier rose above the rep's level. Nothing is applied then.
+            rep = await _rep(conn, move["to_rep"])
+            if rep["department"] != rotation["department"]:
+                raise Conflict(
+                    f"{rep['username']} is no longer in {rotation['department']}; propose again"
+                )
+            await check_levels(conn, rep, [move["member"]], settings)
             await reassign(
                 conn,
                 [move["member"]],
