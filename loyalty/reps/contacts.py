@@ -199,21 +199,31 @@ async def send_message(
 # refusal waits rep_settings.refusal_retry_days; anyone not contacted for 90 days is due now.
 # Due counts from the last outbound contact (or purchase, or registration).
 _PLAN = f"""
-WITH {performance.STAGE_CTE}, due AS (
+WITH {performance.STAGE_CTE}, cadenced AS (
+    -- Weekly only within the three new-customer months: a weekly date past them is a
+    -- regular customer's (monthly) follow-up.
+    SELECT s.*,
+        CASE WHEN s.stage = 'new_customer'
+                  AND greatest(s.last_contact, s.last_purchase, s.registered_at)
+                      + make_interval(days => {performance.STAGE_CADENCE["new_customer"]})
+                      > s.first_purchase + interval '3 months'
+             THEN 'regular' ELSE s.stage END AS cadence_stage
+    FROM staged s
+), due AS (
     SELECT s.member, s.rep,
         CASE WHEN coalesce(s.last_contact, s.registered_at) < $1::timestamptz - interval '90 days'
              THEN 'silent'
              WHEN s.last_intent = 'refused' THEN 'refused'
-             ELSE s.stage END AS rule,
+             ELSE s.cadence_stage END AS rule,
         CASE WHEN coalesce(s.last_contact, s.registered_at) < $1::timestamptz - interval '90 days'
              THEN ($1::timestamptz AT TIME ZONE $3)::date
              ELSE ((greatest(s.last_contact, s.last_purchase, s.registered_at)
                     + make_interval(days => CASE WHEN s.last_intent = 'refused' THEN $4::int
-                        ELSE least(s.contact_cadence_days, CASE s.stage
+                        ELSE least(s.contact_cadence_days, CASE s.cadence_stage
                             {" ".join(f"WHEN '{k}' THEN {v}" for k, v in performance.STAGE_CADENCE.items())}
                         END) END))
                    AT TIME ZONE $3)::date END AS due_on
-    FROM staged s
+    FROM cadenced s
 )
 """
 

@@ -331,3 +331,35 @@ async def test_a_service_team_sees_its_member_and_appears_on_the_brief(client, a
         headers=headers["junior"],
     )
     assert denied.status_code == 403
+
+
+async def test_weekly_follow_ups_stop_when_the_three_new_customer_months_end(
+    client, admin, pos, team
+):
+    """Weekly while the member is a new customer; a weekly date past the three months is a
+    regular customer's monthly follow-up instead."""
+    headers, _ = team
+    ending = (await client.post("/api/v1/members", json={"name": "Ending"}, headers=admin)).json()
+    fresh = (await client.post("/api/v1/members", json={"name": "Fresh"}, headers=admin)).json()
+    for member, days_ago in ((ending, 88), (fresh, 10)):
+        body = purchase_body(member["id"])
+        body["occurred_at"] = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
+        assert (await client.post("/api/v1/purchases", json=body, headers=pos)).status_code == 201
+        visit = await client.post(
+            f"/api/v1/members/{member['id']}/contacts",
+            json={"kind": "visit", "channel": "visit"},
+            headers=headers["gm"],
+        )
+        assert visit.status_code == 201, visit.text
+    today = datetime.now(UTC).date()
+    await contacts.plan_follow_ups(today, horizon_days=40)
+    async with db.connection() as conn:
+        tasks = {
+            row["name"]: (row["rule"], (row["due_on"] - today).days)
+            for row in await conn.fetch(
+                "SELECT m.name, f.rule, f.due_on FROM follow_ups f"
+                " JOIN members m ON m.id = f.member WHERE f.closed_at IS NULL"
+            )
+        }
+    assert tasks["Fresh"][0] == "new_customer" and 6 <= tasks["Fresh"][1] <= 8
+    assert tasks["Ending"][0] == "regular" and 29 <= tasks["Ending"][1] <= 31
