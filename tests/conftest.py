@@ -248,6 +248,17 @@ async def make_staff(app):
     return factory
 
 
+async def merge(client, admin, survivor_id: str, duplicate_id: str) -> dict:
+    """Merge the duplicate into the survivor through the API (200); the merge's answer."""
+    response = await client.post(
+        f"/api/v1/members/{survivor_id}/merge",
+        json={"duplicate_id": duplicate_id, "reason": "same person, two sign-ups"},
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 async def staff_past_their_first_month() -> None:
     """Every staff member so far was hired 90 days ago: old enough for pool members."""
     from loyalty import db

@@ -582,6 +582,7 @@ async def _fill_existing(
             "tags": new.get("tags", cand["tags"]),
             "rep": new.get("rep", cand["assigned_rep"]),
         }
+        address = msgspec.json.encode(merged["address"]).decode() if merged["address"] else None
         updates.append(
             (
                 cand["id"],
@@ -590,7 +591,7 @@ async def _fill_existing(
                 merged["email"],
                 merged["gender"],
                 merged["birthday"],
-                msgspec.json.encode(merged["address"]).decode() if merged["address"] else None,
+                address,
                 merged["notes"],
                 merged["tags"],
                 merged["rep"],
@@ -612,7 +613,7 @@ async def _fill_existing(
         changes.append((uuid4(), cand["id"], msgspec.json.encode(record).decode()))
         cand.update(
             {k: v for k, v in merged.items() if k not in ("rep", "address")},
-            address=updates[-1][6],
+            address=address,  # as the column reads back, for _existing_value
             assigned_rep=merged["rep"],
             registered_at=registered_at,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from loyalty.auth import member_principal
 from loyalty.portal import service as portal
+from tests.conftest import merge
 from tests.members.test_privacy import find
 
 
@@ -16,13 +17,7 @@ async def _enrol(client, headers, body):
 
 
 async def _merge(client, admin, survivor, duplicate):
-    response = await client.post(
-        f"/api/v1/members/{survivor['id']}/merge",
-        json={"duplicate_id": duplicate["id"], "reason": "same person"},
-        headers=admin,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
+    return await merge(client, admin, survivor["id"], duplicate["id"])
 
 
 # --- merges ---------------------------------------------------------------------------------

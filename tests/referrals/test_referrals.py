@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from loyalty.points.tables import LedgerEntry
-from tests.conftest import assert_ledger_consistent, purchase_body
+from tests.conftest import assert_ledger_consistent, merge, purchase_body
 
 
 async def enrol(client, headers, name: str, code: str | None = None, **fields) -> dict:
@@ -394,12 +394,7 @@ async def test_full_return_after_the_referrer_was_merged_takes_the_reward_from_t
     survivor = (
         await client.post("/api/v1/members", json={"name": "Chen Jie (2)"}, headers=admin)
     ).json()
-    merged = await client.post(
-        f"/api/v1/members/{survivor['id']}/merge",
-        json={"duplicate_id": member["id"], "reason": "same person, two sign-ups"},
-        headers=admin,
-    )
-    assert merged.status_code == 200, merged.text
+    await merge(client, admin, survivor["id"], member["id"])
     assert (await balance_of(survivor["id"]))["total"] == 500
 
     returned = await client.post(

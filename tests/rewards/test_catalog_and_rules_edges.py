@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from loyalty import db
-from tests.conftest import assert_ledger_consistent, purchase_body
+from tests.conftest import assert_ledger_consistent, merge, purchase_body
 from tests.rewards.test_rewards import add_reward, give_points, redeem
 
 RULES = {
@@ -90,12 +90,7 @@ async def test_per_member_limit_counts_redemptions_of_a_merged_duplicate(
     survivor = (
         await client.post("/api/v1/members", json={"name": "Chen Jie (2)"}, headers=admin)
     ).json()
-    merged = await client.post(
-        f"/api/v1/members/{survivor['id']}/merge",
-        json={"duplicate_id": member["id"], "reason": "same person, two sign-ups"},
-        headers=admin,
-    )
-    assert merged.status_code == 200, merged.text
+    await merge(client, admin, survivor["id"], member["id"])
     catalog = (await client.get(f"/api/v1/members/{survivor['id']}/rewards", headers=admin)).json()
     item = next(i for i in catalog["items"] if i["reward"]["id"] == once["id"])
     assert "limit_reached" in item["reasons"], item

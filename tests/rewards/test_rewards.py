@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loyalty.points.tables import LedgerEntry
-from tests.conftest import assert_ledger_consistent
+from tests.conftest import assert_ledger_consistent, merge
 
 
 async def give_points(client, admin, member_id: str, points: int, key: str = "seed") -> None:
@@ -299,33 +299,14 @@ async def test_cancelling_a_redemption_after_a_merge_gives_the_points_to_the_sur
     """A redemption made before the member was merged and cancelled afterwards: the points
     go back where the member's points now are (the survivor), not to the closed duplicate,
     where nobody could ever spend them."""
-    adjusted = await client.post(
-        f"/api/v1/members/{member['id']}/points/adjustments",
-        json={"points": 500, "reason": "welcome gift", "idempotency_key": "seed"},
-        headers=admin,
-    )
-    assert adjusted.status_code == 201, adjusted.text
-    reward = await client.post(
-        "/api/v1/rewards",
-        json={"name": "Tea set", "kind": "goods", "points_cost": 200},
-        headers=admin,
-    )
-    assert reward.status_code == 201, reward.text
-    made = await client.post(
-        f"/api/v1/members/{member['id']}/redemptions",
-        json={"reward_id": reward.json()["id"], "quantity": 1, "idempotency_key": "k"},
-        headers=admin,
-    )
+    await give_points(client, admin, member["id"], 500)
+    reward = await add_reward(client, admin, points_cost=200)
+    made = await redeem(client, admin, member["id"], reward["id"], "k")
     assert made.status_code == 201, made.text
     survivor = (
         await client.post("/api/v1/members", json={"name": "Chen Jie (2)"}, headers=admin)
     ).json()
-    merged = await client.post(
-        f"/api/v1/members/{survivor['id']}/merge",
-        json={"duplicate_id": member["id"], "reason": "same person, two sign-ups"},
-        headers=admin,
-    )
-    assert merged.status_code == 200, merged.text
+    await merge(client, admin, survivor["id"], member["id"])
     assert (await balance_of(survivor["id"]))["available"] == 300
 
     cancelled = await client.post(
