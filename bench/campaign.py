@@ -342,7 +342,7 @@ async def run_snapshot(bench: Bench, offer_id: str) -> dict[str, Any]:
     """The service's snapshot in this process (its own pool and settings, like the worker's)
     between two runs of the hand-written statement."""
     os.environ.update(bench.env())
-    from loyalty import db
+    from loyalty.infrastructure import db
     from loyalty.marketing import delivery
     from loyalty.settings import reset_settings
 

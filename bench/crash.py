@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loyalty.embedded import EmbeddedRedis
+from loyalty.infrastructure.embedded import EmbeddedRedis
 from tests.reliability.crash import CRASHES, Cluster, run_scenario
 
 

@@ -1176,7 +1176,7 @@ def _configure_loyalty(bench: Bench) -> None:
     os.environ.update(
         {k: v for k, v in bench.env().items() if k.startswith("LOYALTY_")},
     )
-    from loyalty import db
+    from loyalty.infrastructure import db
     from loyalty.settings import reset_settings
 
     reset_settings()
@@ -1443,7 +1443,7 @@ async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
     and the job's first DIAGNOSIS_BATCHES batches timed one by one (its own SQL, committed
     like the job, from the restored state). The job's statement runs on a connection of the
     app's own pool (its session settings), the single statement on a plain one, as timed."""
-    from loyalty import db
+    from loyalty.infrastructure import db
     from loyalty.tiers import service
 
     batch_size = inspect.signature(service.evaluate).parameters["batch_size"].default

@@ -19,12 +19,27 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from litestar.types import Scope
 
-from loyalty import db
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
 from loyalty.exports.controllers import ExportController
+from loyalty.http.health import health
+from loyalty.http.middleware import (
+    StrictJsonRequest,
+    authentication_middleware,
+    nul_middleware,
+    page_middleware,
+)
+from loyalty.http.openapi import (
+    StrictStructSchemaPlugin,
+    cache_yaml,
+    document_public_endpoints,
+    finish_document,
+)
 from loyalty.imports.controllers import ImportConsole, ImportController
-from loyalty.logs import configure_logging, request_log_middleware
+from loyalty.infrastructure import db, i18n
+from loyalty.infrastructure.logs import configure_logging, request_log_middleware
+from loyalty.infrastructure.runtime import collect_garbage_less_often
+from loyalty.infrastructure.sessions import SESSION_COOKIE, RotatingSessionConfig
 from loyalty.marketing.controllers import (
     MarketingSettingsController,
     MovementReportController,
@@ -33,18 +48,11 @@ from loyalty.marketing.controllers import (
     UnsubscribeController,
 )
 from loyalty.members.controllers import ClosureRequestController, MemberController
-from loyalty.openapi import (
-    StrictStructSchemaPlugin,
-    cache_yaml,
-    document_public_endpoints,
-    finish_document,
-)
 from loyalty.points.controllers import (
     EarningRulesController,
     MemberPointsController,
     PurchaseController,
 )
-from loyalty.portal import i18n
 from loyalty.portal.api import MeController, MemberSignInController
 from loyalty.portal.controllers import PortalController
 from loyalty.referrals.controllers import (
@@ -64,21 +72,12 @@ from loyalty.rewards.controllers import (
     RedemptionController,
     RewardController,
 )
-from loyalty.runtime import collect_garbage_less_often
-from loyalty.sessions import SESSION_COOKIE, RotatingSessionConfig
 from loyalty.settings import Settings, get_settings
 from loyalty.staff.controllers import ApiKeyController, AuthController, StaffController
-from loyalty.system import health
 from loyalty.tiers.controllers import (
     MemberTierController,
     TierController,
     TierSettingsController,
-)
-from loyalty.web import (
-    StrictJsonRequest,
-    authentication_middleware,
-    nul_middleware,
-    page_middleware,
 )
 from loyalty.webhooks.controllers import WebhookController
 

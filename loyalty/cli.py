@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 def _run_with_db(coro_factory: Callable[[], Awaitable[T]]) -> T:
     """Run one coroutine with the database pool open."""
-    from loyalty import db
+    from loyalty.infrastructure import db
 
     async def runner() -> T:
         db.configure_engine(get_settings().database_url or "")
@@ -50,8 +50,8 @@ def main() -> None:
 @main.command()
 def migrate() -> None:
     """Apply pending database migrations."""
-    from loyalty.runtime import migrate as run_migrations
-    from loyalty.runtime import start_services
+    from loyalty.infrastructure.runtime import migrate as run_migrations
+    from loyalty.infrastructure.runtime import start_services
 
     services = start_services()
     try:
@@ -69,8 +69,8 @@ def serve(workers: int | None, host: str | None, port: int | None) -> None:
     """Serve the web app and API (no background worker; run `loyalty worker` beside it)."""
     import uvicorn
 
-    from loyalty.runtime import start_services
-    from loyalty.serving import uvicorn_options
+    from loyalty.infrastructure.runtime import start_services
+    from loyalty.infrastructure.serving import uvicorn_options
 
     services = start_services()
     settings = services.settings
@@ -101,8 +101,8 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 @main.command()
 def worker() -> None:
     """Run the background worker (arq): cron jobs and queued jobs."""
-    from loyalty.logs import configure_logging
-    from loyalty.runtime import start_services
+    from loyalty.infrastructure.logs import configure_logging
+    from loyalty.infrastructure.runtime import start_services
     from loyalty.worker import create_worker
 
     services = start_services()
@@ -127,7 +127,7 @@ def create_staff(
 ) -> None:
     """Create a staff user; prompts for a password, or generates one when not interactive."""
     from loyalty.errors import DomainError
-    from loyalty.runtime import start_services
+    from loyalty.infrastructure.runtime import start_services
     from loyalty.staff import schemas, service
 
     password = None
@@ -170,7 +170,7 @@ def create_staff(
 def create_api_key(name: str, scopes: str) -> None:
     """Create an integration API key and print it once."""
     from loyalty.errors import DomainError
-    from loyalty.runtime import start_services
+    from loyalty.infrastructure.runtime import start_services
     from loyalty.staff import schemas, service
 
     services = start_services()
@@ -191,7 +191,7 @@ def create_api_key(name: str, scopes: str) -> None:
 @main.command()
 def stop() -> None:
     """Stop embedded servers left running in the data folder."""
-    from loyalty.embedded import stop_pids_in
+    from loyalty.infrastructure.embedded import stop_pids_in
 
     stop_pids_in(get_settings().data_dir)
     click.echo(f"stopped embedded servers in {get_settings().data_dir}")
@@ -203,8 +203,8 @@ def stop() -> None:
 def demo(host: str | None, port: int | None) -> None:
     """Run the whole platform on embedded servers with demo data: web, worker, logins."""
     from loyalty.demo import seed_if_empty
-    from loyalty.runtime import migrate as run_migrations
-    from loyalty.runtime import start_services
+    from loyalty.infrastructure.runtime import migrate as run_migrations
+    from loyalty.infrastructure.runtime import start_services
 
     started = time.monotonic()
     services = start_services()

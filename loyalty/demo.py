@@ -11,8 +11,8 @@ from typing import Any
 
 from rich.progress import Progress
 
-from loyalty import db
 from loyalty.auth import Principal, staff_principal
+from loyalty.infrastructure import db
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as member_service
 from loyalty.points import purchases

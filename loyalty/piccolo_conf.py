@@ -2,7 +2,7 @@
 
 from piccolo.conf.apps import AppRegistry
 
-from loyalty.db import engine as DB
+from loyalty.infrastructure.db import engine as DB
 
 APP_REGISTRY = AppRegistry(
     apps=[

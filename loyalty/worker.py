@@ -15,14 +15,14 @@ from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from loyalty import db
 from loyalty.events.jobs import deliver_event, deliver_events, relay_outbox
 from loyalty.imports.jobs import run_import
+from loyalty.infrastructure import db
+from loyalty.infrastructure.runtime import collect_garbage_less_often
 from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.referrals import service as _referrals  # noqa: F401  registers event subscribers
 from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
-from loyalty.runtime import collect_garbage_less_often
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens
 from loyalty.tiers.jobs import evaluate_tiers

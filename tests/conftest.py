@@ -17,7 +17,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from loyalty.embedded import EmbeddedPostgres, EmbeddedRedis
+from loyalty.infrastructure.embedded import EmbeddedPostgres, EmbeddedRedis
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEST_DATA_DIR = Path(os.environ.get("LOYALTY_TEST_DATA_DIR", PROJECT / ".loyalty-test"))
@@ -150,8 +150,8 @@ CONFIG_TABLES = (
 
 @pytest.fixture(scope="session")
 async def migrated(settings) -> None:
-    from loyalty.db import engine
-    from loyalty.runtime import migrate
+    from loyalty.infrastructure.db import engine
+    from loyalty.infrastructure.runtime import migrate
 
     await migrate(quiet=True)
     for table in CONFIG_TABLES:
@@ -200,7 +200,7 @@ async def clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         yield
         return
     app = request.getfixturevalue("app")
-    from loyalty.db import engine
+    from loyalty.infrastructure.db import engine
 
     await engine.run_ddl(f"TRUNCATE {', '.join(_all_tables())} CASCADE")
     for table in CONFIG_TABLES:
@@ -261,7 +261,7 @@ async def merge(client, admin, survivor_id: str, duplicate_id: str) -> dict:
 
 async def staff_past_their_first_month() -> None:
     """Every staff member so far was hired 90 days ago: old enough for pool members."""
-    from loyalty import db
+    from loyalty.infrastructure import db
 
     async with db.connection() as conn:
         await conn.execute("UPDATE staff SET created_at = now() - interval '90 days'")
@@ -349,7 +349,7 @@ def balance_of(client, admin):
 
 async def assert_ledger_consistent() -> None:
     """Every account's buckets and total equal what its ledger entries say."""
-    from loyalty import db
+    from loyalty.infrastructure import db
 
     async with db.connection() as conn:
         wrong = await conn.fetch(

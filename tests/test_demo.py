@@ -76,7 +76,7 @@ class Demo:
 def demo_dir(tmp_path):
     data_dir = tmp_path / "demo-data"
     yield data_dir
-    from loyalty.embedded import stop_pids_in
+    from loyalty.infrastructure.embedded import stop_pids_in
 
     stop_pids_in(data_dir)  # only matters if a test failed half-way
 

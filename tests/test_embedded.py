@@ -1,6 +1,6 @@
 """Embedded PostgreSQL/Redis against real servers (no mocks).
 
-Synchronous on purpose: loyalty.embedded is plain subprocess code, and asyncpg is only
+Synchronous on purpose: loyalty.infrastructure.embedded is plain subprocess code, and asyncpg is only
 used through asyncio.run to prove the DSN works for the real client.
 """
 
@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 import redis
 
-from loyalty.embedded import (
+from loyalty.infrastructure.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
     EmbeddedServiceError,
@@ -321,7 +321,7 @@ def test_stop_pids_in_command_kills_everything(base: Path, track: Callable) -> N
     r.ensure_running()
     pids = [_postmaster_pid(pg), int((base / "redis" / "redis.pid").read_text())]
     subprocess.run(
-        [sys.executable, "-m", "loyalty.embedded", "stop", str(base)],
+        [sys.executable, "-m", "loyalty.infrastructure.embedded", "stop", str(base)],
         check=True,
         timeout=30,
         cwd=Path(__file__).resolve().parents[1],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from loyalty.embedded import EmbeddedRedis
+from loyalty.infrastructure.embedded import EmbeddedRedis
 
 
 async def test_health_is_503_while_redis_is_stopped(app, settings, tmp_path):

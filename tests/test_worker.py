@@ -49,7 +49,7 @@ async def test_a_worker_started_while_redis_is_down_waits_for_it(settings, tmp_p
     import asyncio
     from dataclasses import replace
 
-    from loyalty.embedded import EmbeddedRedis
+    from loyalty.infrastructure.embedded import EmbeddedRedis
     from loyalty.worker import create_worker
 
     redis = EmbeddedRedis(tmp_path / "redis")  # not started yet

@@ -15,12 +15,13 @@ from litestar.response import Redirect, Template
 from loyalty.auth import Principal
 from loyalty.console.common import back, convert, form, page, staff
 from loyalty.errors import DomainError, InvalidInput
-from loyalty.portal.i18n import N_
-from loyalty.portal.i18n import gettext as _
+from loyalty.infrastructure.clock import local_today
+from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
 from loyalty.reps import performance, rotation
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import service as reps
-from loyalty.reps.service import MANAGING_ROLES, local_today
+from loyalty.reps.service import MANAGING_ROLES
 from loyalty.staff import service as staff_service
 
 SAVED = {

@@ -15,10 +15,10 @@ from msgspec import UNSET
 from loyalty.auth import API_KEY_SCOPES, ROLES
 from loyalty.console.common import back, convert, form, page, staff
 from loyalty.errors import DomainError, InvalidInput
+from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
 from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
-from loyalty.portal.i18n import N_
-from loyalty.portal.i18n import gettext as _
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
 from loyalty.tiers import schemas as tier_schemas

@@ -13,8 +13,8 @@ from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, PermissionDenied
-from loyalty.portal.i18n import N_
-from loyalty.portal.i18n import gettext as _
+from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
 from loyalty.settings import get_settings
 
 LOGIN_PATH = "/console/login"

@@ -28,17 +28,17 @@ from loyalty.console.common import (
     words,
 )
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
+from loyalty.http.middleware import client_address
+from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
+from loyalty.infrastructure.sessions import start_new_session
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
-from loyalty.portal.i18n import N_
-from loyalty.portal.i18n import gettext as _
 from loyalty.reps import contacts
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import service as reps
-from loyalty.sessions import start_new_session
 from loyalty.settings import Settings
 from loyalty.staff import service as staff_service
-from loyalty.staff.controllers import client_address
 from loyalty.tiers import service as tier_service
 
 CONTACT_KINDS = ("visit", "call", "message", "complaint", "request", "note")
@@ -246,7 +246,7 @@ class MemberPages(Controller):
     ) -> Template:
         principal = staff(request, "members:read")
         found = await contacts.my_tasks(principal, days)
-        from loyalty.reps.service import local_today
+        from loyalty.infrastructure.clock import local_today
 
         today = local_today()
         return page(

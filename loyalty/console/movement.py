@@ -13,9 +13,9 @@ from litestar.response import Template
 
 from loyalty.console.common import page, staff
 from loyalty.errors import InvalidInput
+from loyalty.infrastructure.clock import local_today
+from loyalty.infrastructure.i18n import N_
 from loyalty.marketing import reports
-from loyalty.portal.i18n import N_
-from loyalty.reps.service import local_today
 
 PERMISSION = "marketing:report"
 

@@ -14,8 +14,8 @@ from litestar.response import Redirect, Template
 from loyalty.auth import Principal
 from loyalty.console.common import back, convert, form, page, staff
 from loyalty.errors import DomainError, InvalidInput
-from loyalty.portal.i18n import N_
-from loyalty.portal.i18n import gettext as _
+from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
 from loyalty.reps import contacts
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import service as reps

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from redis.asyncio import Redis
 
-from loyalty import db
+from loyalty.infrastructure import db
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 # A published event not delivered by then is published again (its job may have been lost

@@ -13,9 +13,9 @@ from litestar.response import Response, Stream
 
 from loyalty.auth import current_principal, requires
 from loyalty.exports import schemas, service
-from loyalty.openapi import problems
-from loyalty.schemas import DECIMAL_PATTERN
-from loyalty.web import rfc3339_query
+from loyalty.http.middleware import rfc3339_query
+from loyalty.http.openapi import problems
+from loyalty.infrastructure.schemas import DECIMAL_PATTERN
 
 CSV = "text/csv; charset=utf-8"
 CostPerPoint = Annotated[

@@ -11,10 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.exports import schemas
+from loyalty.infrastructure import db
 from loyalty.members import service as members
 from loyalty.settings import get_settings
 

@@ -26,7 +26,7 @@ def _run(kind: str, file: Path, chunk_rows: int, report_dir: Path | None) -> Non
     from loyalty.cli import _run_with_db
     from loyalty.errors import DomainError
     from loyalty.imports import schemas, service
-    from loyalty.runtime import start_services
+    from loyalty.infrastructure.runtime import start_services
 
     path = file.resolve()
     services = start_services()

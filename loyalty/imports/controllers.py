@@ -16,8 +16,8 @@ from litestar.response import Redirect, Response, Template
 from loyalty.auth import Principal, current_principal, requires
 from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
+from loyalty.http.openapi import problems
 from loyalty.imports import schemas, service
-from loyalty.openapi import problems
 
 CSV = "text/csv; charset=utf-8"
 MAX_UPLOAD = 2 * 1024**3  # 2 GiB

@@ -10,11 +10,11 @@ from typing import Any
 
 import msgspec
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import DomainError
 from loyalty.imports import rows as readers
 from loyalty.imports.rows import Problem
+from loyalty.infrastructure import db
 from loyalty.points import schemas as points
 from loyalty.points.purchases import MAX_MONEY, post_purchases
 

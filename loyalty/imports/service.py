@@ -22,7 +22,6 @@ import io
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -30,12 +29,13 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound
 from loyalty.imports import rows as readers
 from loyalty.imports import schemas
 from loyalty.imports.rows import Problem, Row
+from loyalty.infrastructure import clock, db
+from loyalty.infrastructure.clock import now
 from loyalty.members.service import new_member_number
 from loyalty.points import ledger
 from loyalty.points.service import get_rules
@@ -47,10 +47,6 @@ log = logging.getLogger("loyalty.imports")
 CHUNK_ROWS = 5_000
 LOCK_KEY = 0x1A0B7  # serialises chunk merges of concurrent imports (transaction-scoped)
 Progress = Callable[[schemas.Import], Awaitable[None] | None]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _schema(row: Any) -> schemas.Import:
@@ -803,7 +799,7 @@ async def _opening_points(
         )
         lot = ledger.plan_earn(account, entry, now=at, pending_days=0, expiry_months=0)
         # A carried-over balance gets a full expiry period from the day it is imported.
-        lot.expires_at = ledger.add_months(at, run.expiry_months)
+        lot.expires_at = clock.add_months(at, run.expiry_months)
         lot.available_at = entry.occurred_at
         entries.append(entry)
         lots.append(lot)

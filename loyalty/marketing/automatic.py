@@ -16,10 +16,10 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from loyalty import db
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.marketing import delivery, segments
 from loyalty.marketing.schemas import SegmentFilter
-from loyalty.points.service import now
 from loyalty.settings import get_settings
 
 

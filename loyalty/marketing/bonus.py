@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from loyalty import db
+from loyalty.infrastructure import db
 
 CACHE_SECONDS = 10.0
 # Purchases are often posted a little after the sale; an offer stays "live" for the path

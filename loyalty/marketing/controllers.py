@@ -11,9 +11,9 @@ from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from loyalty.auth import current_principal, requires
+from loyalty.http.openapi import problems
+from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.marketing import reports, schemas, segments, service
-from loyalty.openapi import problems
-from loyalty.schemas import MONTH_PATTERN
 
 
 class SegmentController(Controller):

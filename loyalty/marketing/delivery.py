@@ -29,10 +29,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from loyalty import db, messaging
+from loyalty.infrastructure import db, messaging
+from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus, segments
 from loyalty.marketing.schemas import SegmentFilter
-from loyalty.points.service import now
 from loyalty.settings import get_settings
 
 log = logging.getLogger("loyalty.marketing")

@@ -9,8 +9,8 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from loyalty import db
 from loyalty.errors import InvalidInput
+from loyalty.infrastructure import db
 from loyalty.marketing import schemas
 from loyalty.settings import get_settings
 

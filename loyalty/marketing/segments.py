@@ -15,11 +15,11 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.marketing import schemas
-from loyalty.points.service import now
 from loyalty.tiers import service as tiers
 
 

@@ -9,11 +9,11 @@ from uuid import UUID, uuid4
 import msgspec
 from arq.connections import ArqRedis
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus, schemas
-from loyalty.points.service import now
 from loyalty.tiers import service as tiers
 
 OFFER_FIELDS = (

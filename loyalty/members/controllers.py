@@ -10,8 +10,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
+from loyalty.http.openapi import problems
 from loyalty.members import privacy, schemas, service
-from loyalty.openapi import problems
 
 
 class MemberController(Controller):

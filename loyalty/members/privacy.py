@@ -9,9 +9,9 @@ import json
 from typing import Any
 from uuid import UUID
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, NotFound, PermissionDenied
+from loyalty.infrastructure import db
 from loyalty.members import schemas
 
 ERASED = "[erased]"

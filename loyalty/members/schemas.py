@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from loyalty.schemas import Input
+from loyalty.infrastructure.schemas import Input
 
 Channel = Literal["email", "sms", "phone", "wechat", "post", "portal"]
 RegistrationChannel = Literal["staff", "portal", "integration"]

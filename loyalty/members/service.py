@@ -4,7 +4,7 @@ caller's visibility; partial updates with a change record; merging duplicates.""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -14,9 +14,10 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from msgspec import UNSET
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.members import schemas
 from loyalty.members.tables import Member, MemberChange
 from loyalty.settings import get_settings
@@ -41,10 +42,6 @@ ARCHIVE_FIELDS = (
     "source",
     "relationship_strength",
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- normalisation ------------------------------------------------------------------------

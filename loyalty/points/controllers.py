@@ -12,9 +12,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
-from loyalty.openapi import problems, replayed
+from loyalty.http.middleware import rfc3339_query
+from loyalty.http.openapi import problems, replayed
 from loyalty.points import purchases, schemas, service
-from loyalty.web import rfc3339_query
 
 
 class PurchaseController(Controller):

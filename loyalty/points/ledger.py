@@ -14,7 +14,6 @@ Lock order, everywhere: points accounts first (several in member-id order), then
 
 from __future__ import annotations
 
-import calendar
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +21,8 @@ from uuid import UUID
 
 import asyncpg
 from asyncpg.pgproto.pgproto import UUID as _PgUUID
+
+from loyalty.infrastructure.clock import add_months
 
 # Who consumes which lots first.
 OWN_LOT_THEN_PENDING = "reversal"  # a return: its own purchase's lot, then pending, then available
@@ -52,13 +53,6 @@ class Account:
     @property
     def total(self) -> int:
         return self.available + self.pending - self.debt
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    month_index = moment.month - 1 + months
-    year, month = moment.year + month_index // 12, month_index % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
 
 
 async def lock_account(conn: asyncpg.Connection, member_id: UUID) -> Account:

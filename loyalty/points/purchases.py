@@ -22,7 +22,6 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import (
     Conflict,
@@ -33,10 +32,12 @@ from loyalty.errors import (
     field_in_message,
 )
 from loyalty.events import service as events
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
-from loyalty.points.service import get_rules, line_points, now
+from loyalty.points.service import get_rules, line_points
 from loyalty.referrals import service as referrals
 from loyalty.settings import get_settings
 from loyalty.tiers import service as tiers

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from loyalty.schemas import Input
+from loyalty.infrastructure.schemas import Input
 
 ExternalId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")

@@ -13,9 +13,10 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.tables import PointsAccount
@@ -23,10 +24,6 @@ from loyalty.points.tables import PointsAccount
 CLOCK_SKEW = timedelta(minutes=5)
 RULES_CACHE_SECONDS = 5.0
 ADJUSTING_ROLES = {"admin", "general_manager", "manager"}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- earning rules -----------------------------------------------------------------------

@@ -13,9 +13,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from loyalty.auth import Principal, current_principal, member_only
 from loyalty.events import service as events
+from loyalty.http.middleware import client_address
+from loyalty.http.openapi import problems, replayed
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
-from loyalty.openapi import problems, replayed
 from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
 from loyalty.portal import schemas, service
@@ -24,7 +25,6 @@ from loyalty.referrals import service as referrals
 from loyalty.rewards import schemas as reward_schemas
 from loyalty.rewards import service as rewards
 from loyalty.settings import Settings
-from loyalty.staff.controllers import client_address
 from loyalty.tiers import schemas as tier_schemas
 from loyalty.tiers import service as tiers
 
@@ -157,7 +157,7 @@ class MeController(Controller):
 
     @post("/sign-out", status_code=204, summary="End this token", responses=problems(401, 403))
     async def sign_out(self, request: Request) -> None:
-        from loyalty.web import bearer_token
+        from loyalty.http.middleware import bearer_token
 
         token = bearer_token(request.scope)
         if token:

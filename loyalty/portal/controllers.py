@@ -20,16 +20,17 @@ from litestar.types import Empty
 from loyalty.auth import Principal
 from loyalty.errors import DomainError
 from loyalty.events import service as events
+from loyalty.http.middleware import client_address
+from loyalty.infrastructure import i18n
+from loyalty.infrastructure.sessions import start_new_session
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.points import service as points
-from loyalty.portal import i18n, schemas, service
+from loyalty.portal import schemas, service
 from loyalty.referrals import service as referrals
 from loyalty.rewards import schemas as reward_schemas
 from loyalty.rewards import service as rewards
-from loyalty.sessions import start_new_session
 from loyalty.settings import Settings
-from loyalty.staff.controllers import client_address
 from loyalty.tiers import service as tiers
 
 SIGN_IN = "/portal/sign-in"

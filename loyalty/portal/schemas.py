@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from loyalty.infrastructure.schemas import Input
 from loyalty.members.schemas import Channel
-from loyalty.schemas import Input
 
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=12)]

@@ -18,12 +18,12 @@ from uuid import UUID
 import msgspec
 from redis.asyncio import Redis
 
-from loyalty import db, messaging, ratelimit
 from loyalty.auth import PORTAL, Principal, member_principal
 from loyalty.errors import Conflict, DomainError, InvalidInput, NotAuthenticated, RateLimited
+from loyalty.infrastructure import db, i18n, messaging, ratelimit
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
-from loyalty.portal import i18n, schemas
+from loyalty.portal import schemas
 from loyalty.reps import contacts
 from loyalty.settings import Settings
 from loyalty.staff.service import _DUMMY_HASH, password_hasher, password_matches

@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import current_principal, requires
-from loyalty.openapi import problems
+from loyalty.http.openapi import problems
 from loyalty.referrals import schemas, service
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from loyalty.schemas import Input
+from loyalty.infrastructure.schemas import Input
 
 Status = Literal["pending", "held", "rewarded", "rejected", "reversed"]
 HoldReason = Literal["shared_contact", "shared_address", "loop", "existing_member", "over_cap"]

@@ -18,10 +18,11 @@ from uuid import UUID
 
 import asyncpg
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.events import service as events
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.points import ledger
 from loyalty.referrals import schemas
 from loyalty.settings import get_settings
@@ -30,12 +31,6 @@ from loyalty.settings import get_settings
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8
 WAITING = ("pending", "held")
-
-
-def now() -> datetime:
-    from loyalty.points.service import now as points_now
-
-    return points_now()
 
 
 # --- codes --------------------------------------------------------------------------------

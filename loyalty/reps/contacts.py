@@ -7,9 +7,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from loyalty import db, messaging
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
+from loyalty.infrastructure import db, messaging
 from loyalty.members import service as members
 from loyalty.reps import performance, schemas, service
 from loyalty.reps.service import (

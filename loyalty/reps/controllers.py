@@ -11,9 +11,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import authenticated, current_principal, requires
-from loyalty.openapi import problems
+from loyalty.http.openapi import problems
+from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.reps import contacts, performance, rotation, schemas, service
-from loyalty.schemas import MONTH_PATTERN
 
 
 class OwnershipController(Controller):

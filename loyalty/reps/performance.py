@@ -9,12 +9,13 @@ from datetime import date, datetime, time
 from typing import Any
 from uuid import UUID
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import first_of_month, now
 from loyalty.members import service as members
 from loyalty.reps import schemas
-from loyalty.reps.service import MANAGING_ROLES, first_of_month, get_rep_settings, now
+from loyalty.reps.service import MANAGING_ROLES, get_rep_settings
 from loyalty.settings import get_settings
 
 STAGES = (

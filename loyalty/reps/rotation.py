@@ -18,9 +18,9 @@ from uuid import UUID
 
 import asyncpg
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound
+from loyalty.infrastructure import db
 from loyalty.reps import schemas
 from loyalty.reps.service import (
     LEVELS,

@@ -10,10 +10,10 @@ from uuid import UUID
 
 import msgspec
 
+from loyalty.infrastructure.schemas import Input
 from loyalty.members.schemas import Member
 from loyalty.points.schemas import Balance
 from loyalty.referrals.schemas import ReferralStats
-from loyalty.schemas import Input
 from loyalty.tiers.schemas import NextTier, ServiceLevel
 
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]

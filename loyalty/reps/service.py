@@ -26,31 +26,17 @@ from uuid import UUID
 
 import asyncpg
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.events import service as events
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import local_today, now
 from loyalty.members import service as members
 from loyalty.reps import schemas
 from loyalty.settings import get_settings
 from loyalty.webhooks import service as webhooks
 
 MANAGING_ROLES = frozenset({"manager", "general_manager", "admin"})
-
-
-def now() -> datetime:
-    from loyalty.points.service import now as points_now
-
-    return points_now()
-
-
-def local_today(at: datetime | None = None) -> date:
-    return (at or now()).astimezone(get_settings().tz).date()
-
-
-def first_of_month(day: date, months_later: int = 0) -> date:
-    index = day.month - 1 + months_later
-    return date(day.year + index // 12, index % 12 + 1, 1)
 
 
 # --- settings -----------------------------------------------------------------------------

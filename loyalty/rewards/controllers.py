@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
-from loyalty.openapi import problems, replayed
+from loyalty.http.openapi import problems, replayed
 from loyalty.rewards import schemas, service
 
 

@@ -9,8 +9,8 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from loyalty.infrastructure.schemas import VISIBLE, Input
 from loyalty.points.schemas import AwareDatetime  # with a time zone: comparable
-from loyalty.schemas import VISIBLE, Input
 
 Kind = Literal["goods", "voucher", "event_seat", "bonus_service"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]

@@ -18,13 +18,14 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 from loyalty.events import service as events
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.members import service as members
 from loyalty.points import ledger
-from loyalty.points.service import get_rules, now
+from loyalty.points.service import get_rules
 from loyalty.rewards import schemas
 from loyalty.tiers import service as tiers
 from loyalty.webhooks import service as webhooks

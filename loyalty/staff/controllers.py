@@ -10,13 +10,10 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import Principal, authenticated, current_principal, requires
-from loyalty.openapi import problems
+from loyalty.http.middleware import client_address
+from loyalty.http.openapi import problems
 from loyalty.settings import Settings
 from loyalty.staff import schemas, service
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 class AuthController(Controller):

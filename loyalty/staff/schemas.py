@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from loyalty.auth import API_KEY_SCOPES, ROLES
-from loyalty.schemas import Input
+from loyalty.infrastructure.schemas import Input
 
 # Checked by the service (422 names the field); the schema lists the allowed values.
 Role = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(ROLES)})]

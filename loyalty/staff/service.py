@@ -11,7 +11,7 @@ import hashlib
 import re
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 from argon2 import PasswordHasher
@@ -20,9 +20,10 @@ from litestar.stores.base import Store
 from msgspec import UNSET
 from redis.asyncio import Redis
 
-from loyalty import db, ratelimit
 from loyalty.auth import API_KEY_SCOPES, ROLES, Principal, staff_principal
 from loyalty.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
+from loyalty.infrastructure import db, ratelimit
+from loyalty.infrastructure.clock import now
 from loyalty.settings import Settings
 from loyalty.staff import schemas
 from loyalty.staff.tables import ApiKey, Staff, StaffToken
@@ -34,10 +35,6 @@ MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "lst_"
 API_KEY_PREFIX = "lk_"
 SIGN_IN_REFUSED = "unknown username or wrong password"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def digest(secret: str) -> str:

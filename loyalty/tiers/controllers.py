@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import current_principal, requires
-from loyalty.openapi import problems
+from loyalty.http.openapi import problems
 from loyalty.tiers import schemas, service
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import msgspec
 
-from loyalty.schemas import Input
+from loyalty.infrastructure.schemas import Input
 
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")]
 

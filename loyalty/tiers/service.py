@@ -13,7 +13,7 @@ import itertools
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as clock
 from decimal import Decimal
 from typing import Any
@@ -21,10 +21,11 @@ from uuid import UUID
 
 import asyncpg
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.events import service as events
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import add_months, now
 from loyalty.members import service as members
 from loyalty.settings import get_settings
 from loyalty.tiers import schemas
@@ -34,10 +35,6 @@ EVALUATION_HOUR = 1  # the daily evaluation runs at 01:00 in LOYALTY_TIMEZONE
 OVERRIDING_ROLES = {"admin", "general_manager", "manager"}
 LOWEST_UUID = UUID(int=0)
 CENT = Decimal("0.01")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -121,8 +118,6 @@ def _forget_cache() -> None:
 
 
 def _months_back(day: date, months: int) -> date:
-    from loyalty.points.ledger import add_months
-
     return add_months(datetime.combine(day, clock()), -months).date()
 
 

@@ -9,7 +9,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from loyalty.auth import current_principal, requires
-from loyalty.openapi import problems
+from loyalty.http.openapi import problems
 from loyalty.webhooks import schemas, service
 
 

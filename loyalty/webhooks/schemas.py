@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from loyalty.schemas import VISIBLE, Input
+from loyalty.infrastructure.schemas import VISIBLE, Input
 
 Url = Annotated[str, msgspec.Meta(max_length=500, pattern=rf"^https?://{VISIBLE}+$")]
 TOPICS = (

@@ -29,10 +29,10 @@ from uuid import UUID
 
 import httpx
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.events import service as events
+from loyalty.infrastructure import db
 from loyalty.webhooks import schemas
 
 TOPICS = schemas.TOPICS

@@ -34,7 +34,7 @@ async def forwards():
     )
 
     async def covering_index():
-        from loyalty.db import run_script
+        from loyalty.infrastructure.db import run_script
 
         # Tier qualification sums each member's spend from the index alone.
         await run_script(

@@ -49,7 +49,7 @@ async def forwards():
     )
 
     async def drop_member_checks():
-        from loyalty.db import run_script
+        from loyalty.infrastructure.db import run_script
 
         await run_script(
             """

@@ -11,7 +11,7 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="reps", description=DESCRIPTION)
 
     async def run():
-        from loyalty.db import run_script
+        from loyalty.infrastructure.db import run_script
 
         await run_script(
             """

@@ -12,7 +12,7 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="tiers", description=DESCRIPTION)
 
     async def run():
-        from loyalty.db import run_script
+        from loyalty.infrastructure.db import run_script
 
         await run_script(
             """

@@ -13,7 +13,7 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="tiers", description=DESCRIPTION)
 
     async def run():
-        from loyalty.db import run_script
+        from loyalty.infrastructure.db import run_script
 
         await run_script(
             "DROP FUNCTION IF EXISTS member_qualifying_value(uuid, text, timestamptz, timestamptz);"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from loyalty import db
+from loyalty.infrastructure import db
 from tests.conftest import purchase_body
 from tests.console.test_pages import post_form, sign_in, team  # noqa: F401
 

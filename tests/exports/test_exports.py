@@ -7,7 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
-from loyalty import db
+from loyalty.infrastructure import db
 from tests.conftest import purchase_body
 
 

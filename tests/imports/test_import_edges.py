@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loyalty import db
+from loyalty.infrastructure import db
 from tests.conftest import assert_ledger_consistent
 
 

@@ -59,7 +59,7 @@ async def run_file(path: Path, principal, **options):
 
 
 async def members_by_phone() -> dict:
-    from loyalty import db
+    from loyalty.infrastructure import db
 
     async with db.connection() as conn:
         rows = await conn.fetch(
@@ -75,7 +75,7 @@ async def members_by_phone() -> dict:
 
 
 async def snapshot() -> dict:
-    from loyalty import db
+    from loyalty.infrastructure import db
 
     async with db.connection() as conn:
         return {
@@ -144,7 +144,7 @@ async def test_a_messy_file_gives_the_documented_result(setup, settings):
     assert existing["total"] == 500 and existing["assignments"] == 0
     await assert_ledger_consistent()
 
-    from loyalty import db
+    from loyalty.infrastructure import db
 
     async with db.connection() as conn:
         entry = await conn.fetchrow(

@@ -3,9 +3,9 @@ bad rows reported, a re-run changes nothing."""
 
 from __future__ import annotations
 
-from loyalty import db
 from loyalty.auth import staff_principal
 from loyalty.imports import service
+from loyalty.infrastructure import db
 from tests.conftest import assert_ledger_consistent
 
 

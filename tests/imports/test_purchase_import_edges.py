@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from loyalty import db
 from loyalty.auth import staff_principal
 from loyalty.imports import service
+from loyalty.infrastructure import db
 
 HEADER = "external_id,member_number,occurred_at,store,sku,category,quantity,unit_price\n"
 

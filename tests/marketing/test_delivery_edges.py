@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from loyalty import db
 from loyalty.auth import member_principal
+from loyalty.infrastructure import db
 from loyalty.marketing import delivery
 from loyalty.portal import service as portal
 from loyalty.settings import get_settings

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty import db, messaging
+from loyalty.infrastructure import db, messaging
 from loyalty.marketing import delivery
 from tests.marketing.test_segments import enrol
 

@@ -3,7 +3,7 @@ is valid; everyone else pays the catalog price."""
 
 from __future__ import annotations
 
-from loyalty import db
+from loyalty.infrastructure import db
 from loyalty.marketing import delivery
 from tests.marketing.test_offers import approve, make_offer
 from tests.marketing.test_segments import enrol

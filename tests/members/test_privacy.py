@@ -3,8 +3,8 @@ and JSON column searched), while balances, tiers and purchases stay as they were
 
 from __future__ import annotations
 
-from loyalty import db
 from loyalty.auth import member_principal
+from loyalty.infrastructure import db
 from loyalty.portal import service as portal
 from tests.conftest import purchase_body
 

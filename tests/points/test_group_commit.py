@@ -8,9 +8,9 @@ from uuid import uuid4
 
 import msgspec
 
-from loyalty import db
 from loyalty.auth import Principal
 from loyalty.errors import ServiceUnavailable
+from loyalty.infrastructure import db
 from loyalty.points import purchases, schemas
 from loyalty.points.tables import LedgerEntry, Purchase
 from tests.conftest import purchase_body

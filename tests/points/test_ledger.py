@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from loyalty import db
-from loyalty.db import engine
+from loyalty.infrastructure import db
+from loyalty.infrastructure.db import engine
 from loyalty.points import purchases
 from loyalty.points.tables import LedgerEntry, PointsAccount, Purchase
 from tests.conftest import purchase_body

@@ -21,12 +21,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from loyalty import db
 from loyalty.auth import staff_principal
+from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import add_months
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.points import purchases, schemas, service
-from loyalty.points.ledger import add_months
 
 ADMIN = None  # set by the test to a real admin's principal
 PENDING_DAYS, EXPIRY_MONTHS = 14, 24

@@ -10,7 +10,7 @@ from babel.messages.frontend import CommandLineInterface
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from loyalty.portal import i18n
+from loyalty.infrastructure import i18n
 
 PROJECT = Path(__file__).resolve().parents[2]
 PO = i18n.LOCALE_DIR / "zh_Hans" / "LC_MESSAGES" / "messages.po"
@@ -42,7 +42,7 @@ def test_every_string_in_the_code_is_translated(tmp_path):
     wanted = _ids(read_po(pot.open("rb")))
     assert len(wanted) > 150, "the extraction found the portal's strings"
     catalog = read_po(PO.open("rb"))
-    assert wanted - _ids(catalog) == set(), "run pybabel update (loyalty/portal/locale/README.md)"
+    assert wanted - _ids(catalog) == set(), "run pybabel update (loyalty/locale/README.md)"
     untranslated = [
         m.id
         for m in catalog
@@ -58,7 +58,7 @@ def test_the_compiled_catalog_matches_the_sources():
 
     source = {plain(m.id): plain(m.string) for m in read_po(PO.open("rb")) if m.id}
     compiled = {plain(m.id): plain(m.string) for m in read_mo(io.BytesIO(MO.read_bytes())) if m.id}
-    assert compiled == source, "run pybabel compile (loyalty/portal/locale/README.md)"
+    assert compiled == source, "run pybabel compile (loyalty/locale/README.md)"
 
 
 def test_language_comes_from_the_switch_then_the_cookie_then_the_browser():

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from loyalty.embedded import EmbeddedPostgres
+from loyalty.infrastructure.embedded import EmbeddedPostgres
 from tests.reliability.processes import (
     HEALTH_CHECK_KEY,
     PROJECT,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from loyalty.embedded import EmbeddedPostgres
+from loyalty.infrastructure.embedded import EmbeddedPostgres
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -140,7 +140,7 @@ def crash_postgres(postgres: EmbeddedPostgres) -> int:
     """kill -9 the postmaster of an embedded PostgreSQL and every backend at the same moment
     (what a machine or OOM crash leaves): no checkpoint, no goodbye to clients. Returns the
     postmaster's pid. `postgres.ensure_running()` starts it again, with crash recovery."""
-    from loyalty.embedded import _children_of, _read_pid, _wait_gone
+    from loyalty.infrastructure.embedded import _children_of, _read_pid, _wait_gone
 
     pid = _read_pid(postgres.pgdata / "postmaster.pid")
     if pid is None:

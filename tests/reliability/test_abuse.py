@@ -223,7 +223,7 @@ async def test_the_owner_still_signs_in_during_stuffing(post_from):
 
 async def add_members(client, admin, count: int) -> list[str]:
     """`count` members with an email and a password (one shared hash); their emails."""
-    from loyalty import db
+    from loyalty.infrastructure import db
     from loyalty.staff.service import password_hasher
 
     emails = [f"m{i:03d}@example.com" for i in range(count)]

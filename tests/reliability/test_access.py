@@ -19,7 +19,7 @@ SECRETS = ("Privatename", "zhao.private", "13912345678", "+86 139", "+8613912345
 
 
 async def table_counts() -> dict[str, int]:
-    from loyalty import db
+    from loyalty.infrastructure import db
     from tests.conftest import _all_tables
 
     counts = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loyalty.embedded import EmbeddedPostgres
+from loyalty.infrastructure.embedded import EmbeddedPostgres
 from tests.conftest import purchase_body
 from tests.reliability.processes import PROJECT, WebServer, child_env
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from loyalty import db
+from loyalty.infrastructure import db
 from loyalty.tiers import service as tiers
 from tests.conftest import assert_ledger_consistent, purchase_body
 

@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 import pytest
 
-from loyalty.embedded import EmbeddedRedis
+from loyalty.infrastructure.embedded import EmbeddedRedis
 from tests.conftest import purchase_body
 from tests.reliability.processes import PROJECT, WebServer, Worker, child_env
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty import db
+from loyalty.infrastructure import db
 from loyalty.reps import contacts, performance
 from tests.conftest import purchase_body
 

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from loyalty import db
+from loyalty.infrastructure import db
 from loyalty.reps import contacts, service
 from tests.conftest import purchase_body
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loyalty import db
+from loyalty.infrastructure import db
 
 
 @pytest.fixture

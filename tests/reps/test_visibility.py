@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from loyalty import db
+from loyalty.infrastructure import db
 
 ENDPOINTS = [
     "/api/v1/members/{id}",

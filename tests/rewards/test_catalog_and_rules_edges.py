@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from loyalty import db
+from loyalty.infrastructure import db
 from tests.conftest import assert_ledger_consistent, merge, purchase_body
 from tests.rewards.test_rewards import add_reward, give_points, redeem
 

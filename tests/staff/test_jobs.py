@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from loyalty.staff.service import now
+from loyalty.infrastructure.clock import now
 from loyalty.staff.tables import StaffToken
 
 

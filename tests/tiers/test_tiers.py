@@ -307,8 +307,8 @@ async def test_tier_changes_reach_the_outbox_and_the_member_inbox(
 
 async def test_outbox_keeps_events_while_redis_is_down(app, client, admin, buy, tmp_path):
     from loyalty.app import redis_client
-    from loyalty.embedded import EmbeddedRedis
     from loyalty.events.service import relay
+    from loyalty.infrastructure.embedded import EmbeddedRedis
 
     member = await new_member(client, admin)
     await buy(member, "5000.00")
@@ -328,8 +328,8 @@ async def test_the_relay_queues_events_by_the_hundred(app, redis, member):
     # A big evaluation makes tens of thousands of events: one job each held other jobs up.
     from arq.jobs import Job
 
-    from loyalty import db
     from loyalty.events import service as events
+    from loyalty.infrastructure import db
 
     async with db.connection() as conn:
         await events.record_many(

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from loyalty import db
 from loyalty.events import service as events
+from loyalty.infrastructure import db
 from loyalty.webhooks import service as webhooks
 from tests.conftest import purchase_body
 

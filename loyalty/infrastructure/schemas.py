@@ -10,7 +10,7 @@ import msgspec
 
 # What a decimal string in a request looks like: digits with an optional fraction and
 # exponent (the way answers write decimals too: "12.50", "1E-8"), no spaces, no NaN or
-# infinity (checked against the raw body by loyalty.web.StrictJsonRequest).
+# infinity (checked against the raw body by loyalty.http.middleware.StrictJsonRequest).
 DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"
 
 # A character that is neither whitespace nor a control character, spelled out so that
@@ -66,7 +66,7 @@ def in_utc_range(value: datetime) -> bool:
 class Input(msgspec.Struct, forbid_unknown_fields=True):
     """Base for request bodies: unknown fields are refused, not ignored; decimals must be
     finite (msgspec alone would take "NaN" and "Infinity"); date-times must be instants
-    Python can hold in UTC (OUT_OF_RANGE: loyalty.web answers 422 for it)."""
+    Python can hold in UTC (OUT_OF_RANGE: loyalty.http.middleware answers 422 for it)."""
 
     def __post_init__(self) -> None:
         for name in _checked_fields(type(self)):

@@ -40,7 +40,7 @@ LINGER = 2.0  # seconds to discard input after an error answer before closing
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn.run() arguments for these limits."""
     return {
-        "http": "loyalty.serving:GuardedHttpToolsProtocol",
+        "http": "loyalty.infrastructure.serving:GuardedHttpToolsProtocol",
         "timeout_keep_alive": settings.web_keep_alive,
         # Past this many open connections, requests get 503 at once instead of queueing.
         "limit_concurrency": settings.web_max_connections,

@@ -9,7 +9,7 @@ Both servers listen on a unix socket only, so nothing is exposed on the network 
 checkouts never fight over a port. A server already running for the same data folder
 (e.g. `loyalty demo` in one terminal, `loyalty migrate` in another) is reused.
 
-`python -m loyalty.embedded stop DATA_DIR` kills whatever is still running from a data
+`python -m loyalty.infrastructure.embedded stop DATA_DIR` kills whatever is still running from a data
 folder; CI uses it as a last resort.
 """
 
@@ -928,7 +928,7 @@ class EmbeddedRedis:
             self.pidfile.unlink()
         _rotate_log(self.log_file)
         config = [
-            "# Written by loyalty.embedded on every start; edits are overwritten.",
+            "# Written by loyalty.infrastructure.embedded on every start; edits are overwritten.",
             "port 0",
             f"unixsocket {_redis_quote(sock)}",
             "unixsocketperm 700",
@@ -1000,7 +1000,7 @@ class EmbeddedRedis:
 
 
 def _main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m loyalty.embedded")
+    parser = argparse.ArgumentParser(prog="python -m loyalty.infrastructure.embedded")
     sub = parser.add_subparsers(dest="command", required=True)
     stop = sub.add_parser("stop", help="kill postgres/redis servers whose pidfiles are in DIR")
     stop.add_argument("data_dir", type=Path, metavar="DATA_DIR")

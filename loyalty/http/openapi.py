@@ -11,7 +11,7 @@ from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugi
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import OpenAPIRenderPlugin, YamlRenderPlugin
 
-from loyalty.schemas import DECIMAL_PATTERN, Input
+from loyalty.infrastructure.schemas import DECIMAL_PATTERN, Input
 
 _DESCRIPTIONS = {
     400: "Malformed request or failed validation (problem details name the field)",
@@ -114,7 +114,7 @@ def document_public_endpoints(app: Any) -> None:
 
 
 # A decimal in a request body: a string like "12.50" or a JSON number, never NaN or
-# infinity (loyalty.web.StrictJsonRequest and `Input` refuse anything else with 400).
+# infinity (loyalty.http.middleware.StrictJsonRequest and `Input` refuse anything else with 400).
 DECIMAL_INPUT = {
     "anyOf": [{"type": "string", "pattern": DECIMAL_PATTERN}, {"type": "number"}],
     "description": "a decimal number, as a string (preferred) or a JSON number; finite",

@@ -19,7 +19,7 @@ import httpx
 from loyalty.errors import ServiceUnavailable
 from loyalty.settings import Settings, get_settings
 
-log = logging.getLogger("loyalty.messaging")
+log = logging.getLogger("loyalty.infrastructure.messaging")
 
 
 @dataclass

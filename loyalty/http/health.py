@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 from litestar import Request, Response, get
 
-from loyalty.db import engine
+from loyalty.infrastructure.db import engine
 
 
 class Health(msgspec.Struct):

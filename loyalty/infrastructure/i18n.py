@@ -14,7 +14,7 @@ from babel.support import NullTranslations, Translations
 
 from loyalty.settings import get_settings
 
-LOCALE_DIR = Path(__file__).parent / "locale"
+LOCALE_DIR = Path(__file__).resolve().parents[1] / "locale"
 DOMAIN = "messages"
 LANGUAGES = {"en": "English", "zh": "中文"}
 # Babel's locale for each language code the portal offers.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from loyalty.embedded import EmbeddedPostgres, EmbeddedRedis
+from loyalty.infrastructure.embedded import EmbeddedPostgres, EmbeddedRedis
 from loyalty.settings import Settings, get_settings, reset_settings
 
 DATABASE_NAME = "loyalty"
@@ -84,7 +84,7 @@ async def migrate(quiet: bool = False) -> None:
 
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    from loyalty import db
+    from loyalty.infrastructure import db
 
     db.configure_engine(get_settings().database_url or "")
     buffer = io.StringIO()

@@ -17,9 +17,9 @@ from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 from loyalty.auth import Principal
 from loyalty.errors import DomainError, InvalidInput, field_in_message
-from loyalty.portal import i18n
+from loyalty.infrastructure import i18n
+from loyalty.infrastructure.schemas import DECIMAL_PATTERN, OUT_OF_RANGE, Input, in_utc_range
 from loyalty.portal import service as portal_service
-from loyalty.schemas import DECIMAL_PATTERN, OUT_OF_RANGE, Input, in_utc_range
 from loyalty.staff import service as staff_service
 
 
@@ -287,3 +287,8 @@ def rfc3339_query(request: Request, *names: str) -> None:
             raise DomainError("must be an RFC 3339 date-time", field=name) from None
         if not in_utc_range(value):
             raise InvalidInput(OUT_OF_RANGE, field=name)
+
+
+def client_address(request: Request) -> str:
+    """The address the request came from, as the server saw it."""
+    return request.client.host if request.client else "unknown"
