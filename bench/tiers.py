@@ -1444,7 +1444,8 @@ async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
     like the job, from the restored state). The job's statement runs on a connection of the
     app's own pool (its session settings), the single statement on a plain one, as timed."""
     from loyalty.infrastructure import db
-    from loyalty.tiers import service
+    from loyalty.tiers import evaluation as service
+    from loyalty.tiers.ladder import window_start
 
     batch_size = inspect.signature(service.evaluate).parameters["batch_size"].default
     out: dict[str, Any] = {"batch_size": batch_size}
@@ -1456,7 +1457,7 @@ async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
         sql = service._decision_sql(settings.basis, service._APPLY)
         args = [
             *service._ladder_args(tiers),
-            service.window_start(at, settings.window_months),
+            window_start(at, settings.window_months),
             at,
             at - timedelta(days=settings.grace_days),
         ]
@@ -1768,7 +1769,7 @@ async def run_earn(bench: Bench) -> dict[str, Any]:
 
 
 async def timed_runs(bench: Bench) -> dict[str, Any]:
-    from loyalty.tiers.service import window_start
+    from loyalty.tiers.ladder import window_start
 
     runs: list[dict[str, Any]] = []
     kept = "bench_tiers_after_job"

@@ -86,9 +86,9 @@ async def seed_if_empty(settings: Settings) -> list[dict[str, Any]]:
             progress.advance(task)
     # Historic purchases upgraded members as they were posted; an evaluation now starts the
     # grace period for those whose spend has since aged out of the window.
-    from loyalty.tiers import service as tier_service
+    from loyalty.tiers import evaluation as tier_evaluation
 
-    await tier_service.evaluate()
+    await tier_evaluation.evaluate()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(logins, indent=2))
     path.chmod(0o600)
@@ -175,9 +175,9 @@ async def seed_members(count: int, seed: int = 2026) -> None:
             progress.advance(task)
     # Historic purchases upgraded members as they were posted; an evaluation now starts the
     # grace period for those whose spend has since aged out of the window.
-    from loyalty.tiers import service as tier_service
+    from loyalty.tiers import evaluation as tier_evaluation
 
-    await tier_service.evaluate()
+    await tier_evaluation.evaluate()
     await seed_rewards(enrolers[-1])
 
 

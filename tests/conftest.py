@@ -182,7 +182,7 @@ def _all_tables() -> list[str]:
 
 def _forget_cached_configuration() -> None:
     from loyalty.points import service as points
-    from loyalty.tiers import service as tiers
+    from loyalty.tiers import ladder as tiers
     from loyalty.webhooks import service as webhooks
 
     points._rules_cache = None

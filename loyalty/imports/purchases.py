@@ -15,8 +15,9 @@ from loyalty.errors import DomainError
 from loyalty.imports import rows as readers
 from loyalty.imports.rows import Problem
 from loyalty.infrastructure import db
+from loyalty.infrastructure.money import MAX_MONEY
 from loyalty.points import schemas as points
-from loyalty.points.purchases import MAX_MONEY, post_purchases
+from loyalty.points.purchases import post_purchases
 
 COLUMNS = (
     "external_id",

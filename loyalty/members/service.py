@@ -355,7 +355,7 @@ async def create_member(
     from loyalty.points.service import open_account
     from loyalty.referrals import service as referrals
     from loyalty.reps import service as reps
-    from loyalty.tiers import service as tiers
+    from loyalty.tiers import changes as tiers
     from loyalty.webhooks import service as webhooks
 
     values: dict[str, Any] = {
@@ -560,7 +560,7 @@ async def merge_members(
     from loyalty.points.ledger import lock_accounts
     from loyalty.points.service import merge_accounts
     from loyalty.referrals import service as referrals
-    from loyalty.tiers import service as tiers
+    from loyalty.tiers import changes as tiers
 
     if principal.role != "admin":
         raise PermissionDenied("only an admin can merge members")

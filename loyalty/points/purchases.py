@@ -34,13 +34,15 @@ from loyalty.errors import (
 from loyalty.events import service as events
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
+from loyalty.infrastructure.money import NO_MONEY, check_money
 from loyalty.marketing import bonus
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
 from loyalty.points.service import get_rules, line_points
 from loyalty.referrals import service as referrals
 from loyalty.settings import get_settings
-from loyalty.tiers import service as tiers
+from loyalty.tiers import changes as tier_changes
+from loyalty.tiers import ladder as tiers
 from loyalty.webhooks import service as webhooks
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -64,17 +66,6 @@ GROUP_COMMIT_GATHER = 0.001  # seconds
 
 def body_hash(data: msgspec.Struct) -> str:
     return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
-
-
-MAX_MONEY = Decimal("9999999999.99")
-NO_MONEY = Decimal("0.00")  # as numeric(14, 2) reads back
-
-
-def check_money(value: Decimal, field: str) -> None:
-    if not value.is_finite() or value < 0 or value > MAX_MONEY:
-        raise InvalidInput(f"must be between 0 and {MAX_MONEY}", field=field)
-    if value.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise InvalidInput("has more than 2 decimal places", field=field)
 
 
 def _validate_purchase(data: schemas.PurchaseIn) -> None:
@@ -472,7 +463,7 @@ async def _insert(
         for row in rows
     }
     tier_states = {
-        m: tiers.TierState(row["tier"], row["below_since"], row["override_until"])
+        m: tier_changes.TierState(row["tier"], row["below_since"], row["override_until"])
         for m, row in info.items()
     }
     window_start = tiers.window_start(at, ladder.settings.window_months)
@@ -482,7 +473,7 @@ async def _insert(
     bonuses = await bonus.targeted(conn, live_bonuses, member_ids) if live_bonuses else {}
     bonus_rows: list[tuple[UUID, UUID, str, int]] = []
 
-    upgrades: dict[UUID, tiers.Upgrade] = {}
+    upgrades: dict[UUID, tier_changes.Upgrade] = {}
     back_above: list[UUID] = []
     for item in items:  # in posting order: an upgrade applies from the member's next purchase
         member_id = item.member_id
@@ -515,7 +506,7 @@ async def _insert(
             if tier is None or target.rank > tier.rank:
                 state = tier_states[member_id]  # type: ignore[index]
                 origin = upgrades[member_id].from_tier if member_id in upgrades else state.tier
-                upgrades[member_id] = tiers.Upgrade(
+                upgrades[member_id] = tier_changes.Upgrade(
                     member_id, origin, target.code, values[member_id]
                 )  # type: ignore[arg-type,index]
                 state.tier = target.code
@@ -714,7 +705,7 @@ async def _write_postings(
     entries: list[ledger.NewEntry],
     lots: list[ledger.NewLot],
     accounts: dict[UUID, ledger.Account],
-    upgrades: list[tiers.Upgrade],
+    upgrades: list[tier_changes.Upgrade],
     back_above: list[UUID],
     at: datetime,
     purchase_rows: list | None = None,

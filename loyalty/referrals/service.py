@@ -23,6 +23,7 @@ from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.events import service as events
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
+from loyalty.infrastructure.money import check_money
 from loyalty.points import ledger
 from loyalty.referrals import schemas
 from loyalty.settings import get_settings
@@ -137,8 +138,6 @@ async def get_referral_settings() -> schemas.ReferralSettings:
 async def put_referral_settings(
     data: schemas.ReferralSettingsBody, principal: Principal
 ) -> schemas.ReferralSettings:
-    from loyalty.points.purchases import check_money
-
     check_money(data.min_purchase, "min_purchase")
     async with db.transaction() as conn:
         await _settings(conn)

@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import current_principal, requires
 from loyalty.http.openapi import problems
-from loyalty.tiers import schemas, service
+from loyalty.tiers import evaluation, schemas, service
 
 
 class TierController(Controller):
@@ -57,7 +57,7 @@ class TierController(Controller):
     async def simulate(self, data: JSONBody[schemas.SimulationIn]) -> schemas.Simulation:
         """How many members would sit in each tier, and how many would move up or down, if an
         evaluation ran now with this ladder (same rules as the real one)."""
-        return await service.simulate(data)
+        return await evaluation.simulate(data)
 
 
 class TierSettingsController(Controller):

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
-from loyalty.tiers import service
+from loyalty.tiers import evaluation
 
 
 async def evaluate_tiers(ctx: dict[str, Any]) -> dict[str, int]:
-    return msgspec.to_builtins(await service.evaluate())
+    return msgspec.to_builtins(await evaluation.evaluate())

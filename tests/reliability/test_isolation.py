@@ -17,7 +17,8 @@ import asyncpg
 import pytest
 
 from loyalty.infrastructure import db
-from loyalty.tiers import service as tiers
+from loyalty.tiers import evaluation as tier_evaluation
+from loyalty.tiers import ladder
 from tests.conftest import assert_ledger_consistent, purchase_body
 
 WAIT = 0.5  # long enough for an unblocked call to have finished
@@ -165,7 +166,7 @@ async def test_a_purchase_upgrade_racing_the_evaluation_is_not_lost(client, admi
         "SELECT 1 FROM member_tiers WHERE member = $1::uuid FOR UPDATE", member["id"]
     ):
         evaluation, purchase = await started(
-            tiers.evaluate(at=at), buy(client, pos, member["id"], "20000.00")
+            tier_evaluation.evaluate(at=at), buy(client, pos, member["id"], "20000.00")
         )
     await finished([evaluation, purchase])
     assert purchase.result().status_code == 201, purchase.result().text
@@ -175,7 +176,7 @@ async def test_a_purchase_upgrade_racing_the_evaluation_is_not_lost(client, admi
     upgrades = [h for h in await tier_history(member["id"]) if h[1] == "gold"]
     assert upgrades == [("silver", "gold", "upgrade")]
     # Nothing left for the next run to repair.
-    assert (await tiers.evaluate(at=at)).upgraded == 0
+    assert (await tier_evaluation.evaluate(at=at)).upgraded == 0
 
 
 async def test_a_purchase_upgrade_racing_an_evaluation_upgrade_is_not_lost(
@@ -187,12 +188,12 @@ async def test_a_purchase_upgrade_racing_an_evaluation_upgrade_is_not_lost(
     # The programme lowers the silver threshold: the evaluation will upgrade the member.
     async with db.connection() as conn:
         await conn.execute("UPDATE tier_definitions SET threshold = 2000 WHERE code = 'silver'")
-    tiers._forget_cache()
+    ladder.forget_cache()
     async with holding(
         "SELECT 1 FROM member_tiers WHERE member = $1::uuid FOR UPDATE", member["id"]
     ):
         evaluation, purchase = await started(
-            tiers.evaluate(), buy(client, pos, member["id"], "20000.00")
+            tier_evaluation.evaluate(), buy(client, pos, member["id"], "20000.00")
         )
     await finished([evaluation, purchase])
     assert purchase.result().status_code == 201, purchase.result().text

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty.tiers import service as tiers
+from loyalty.tiers import evaluation
 from tests.conftest import purchase_body
 
 DAY = timedelta(days=1)
@@ -75,7 +75,7 @@ async def test_top_tier_spending_back_above_cancels_the_grace(client, admin, pos
     await post(client, pos, body)
     assert (await tier_of(member))["tier"] == "gold"
     await return_lines(client, pos, body["external_id"], "R-TOP", 2)  # 19,000: below gold
-    assert (await tiers.evaluate()).grace_started == 1
+    assert (await evaluation.evaluate()).grace_started == 1
     assert (await tier_of(member))["below_threshold_since"] is not None
     await post(client, pos, purchase_body(member, ("C", 1, "1500.00", "general")))
     status = await tier_of(member)
@@ -98,13 +98,13 @@ async def test_top_tier_grace_not_cancelled_leads_to_downgrade_without_new_grace
     assert (await tier_of(member))["tier"] == "gold"  # 21,000
     await return_lines(client, pos, newer["external_id"], "R-TOP2", 2)  # 19,000
     now = datetime.now(UTC)
-    assert (await tiers.evaluate(at=now - 29 * DAY)).grace_started == 1  # grace from day -29
+    assert (await evaluation.evaluate(at=now - 29 * DAY)).grace_started == 1  # grace from day -29
     # Back above gold today: 20,500, so the grace is over.
     await post(client, pos, purchase_body(member, ("C", 1, "1500.00", "general")))
     assert (await tier_of(member))["qualifying_value"] == "20500.00"
     # Six days on, the 360-day-old purchase has left the window: 14,500, below gold again.
     # That starts a new 30-day grace; the member must not be downgraded on the spot.
-    result = await tiers.evaluate(at=now + 6 * DAY)
+    result = await evaluation.evaluate(at=now + 6 * DAY)
     assert result.downgraded == 0, result
     status = await tier_of(member)
     assert status["tier"] == "gold"
@@ -163,7 +163,7 @@ async def test_points_basis_cancelled_redemption_is_not_qualifying(client, admin
     assert cancelled.status_code == 200, cancelled.text
     # Giving back spent points is not earning: nothing was earned, nothing qualifies.
     assert (await tier_of(member))["qualifying_value"] == "0.00"
-    await tiers.evaluate()
+    await evaluation.evaluate()
     assert (await tier_of(member))["tier"] == "normal"
 
 

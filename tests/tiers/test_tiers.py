@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from loyalty.events.tables import Notification, OutboxEvent
-from loyalty.tiers import service as tiers
+from loyalty.tiers import evaluation
+from loyalty.tiers.ladder import window_start
 from tests.conftest import purchase_body
 
 DAY = timedelta(days=1)
@@ -141,19 +142,19 @@ async def test_downgrade_after_grace_one_step_at_a_time_and_idempotent(client, a
     await buy(member, "25000.00", days_ago=360)
     assert (await tier_of(member))["tier"] == "gold"
     start = datetime.now(UTC) + 10 * DAY  # the purchase has left the 12-month window
-    first = await tiers.evaluate(at=start)
+    first = await evaluation.evaluate(at=start)
     assert first.grace_started == 1 and first.downgraded == 0
     assert (await tier_of(member))["below_threshold_since"] is not None
-    assert (await tiers.evaluate(at=start + 29 * DAY)).downgraded == 0
+    assert (await evaluation.evaluate(at=start + 29 * DAY)).downgraded == 0
     assert (await tier_of(member))["tier"] == "gold"
-    after_grace = await tiers.evaluate(at=start + 30 * DAY)
+    after_grace = await evaluation.evaluate(at=start + 30 * DAY)
     assert after_grace.downgraded == 1
     assert (await tier_of(member))["tier"] == "silver"  # one step, although spend is 0
-    again = await tiers.evaluate(at=start + 30 * DAY)
+    again = await evaluation.evaluate(at=start + 30 * DAY)
     assert (again.upgraded, again.downgraded, again.grace_started) == (0, 0, 0)
-    await tiers.evaluate(at=start + 59 * DAY)
+    await evaluation.evaluate(at=start + 59 * DAY)
     assert (await tier_of(member))["tier"] == "silver"
-    await tiers.evaluate(at=start + 60 * DAY)
+    await evaluation.evaluate(at=start + 60 * DAY)
     status = await tier_of(member)
     assert status["tier"] == "normal"
     assert [h["reason"] for h in status["history"]] == [
@@ -167,11 +168,11 @@ async def test_downgrade_after_grace_one_step_at_a_time_and_idempotent(client, a
 async def test_spend_back_above_threshold_cancels_the_grace(client, admin, buy, tier_of):
     member = await new_member(client, admin)
     await buy(member, "6000.00", days_ago=360)
-    await tiers.evaluate(at=datetime.now(UTC) + 10 * DAY)
+    await evaluation.evaluate(at=datetime.now(UTC) + 10 * DAY)
     assert (await tier_of(member))["below_threshold_since"] is not None
     await buy(member, "5000.00")
     assert (await tier_of(member))["below_threshold_since"] is None
-    assert (await tiers.evaluate(at=datetime.now(UTC) + 45 * DAY)).downgraded == 0
+    assert (await evaluation.evaluate(at=datetime.now(UTC) + 45 * DAY)).downgraded == 0
 
 
 async def test_override_holds_then_ends(client, admin, buy, tier_of):
@@ -194,9 +195,9 @@ async def test_override_holds_then_ends(client, admin, buy, tier_of):
         response.json()["tier"] == "gold"
         and response.json()["override"]["reason"] == "key account trial"
     )
-    assert (await tiers.evaluate(at=until - DAY)).downgraded == 0
+    assert (await evaluation.evaluate(at=until - DAY)).downgraded == 0
     assert (await tier_of(member))["tier"] == "gold"
-    ended = await tiers.evaluate(at=until + timedelta(minutes=1))
+    ended = await evaluation.evaluate(at=until + timedelta(minutes=1))
     assert ended.overrides_ended == 1
     status = await tier_of(member)
     assert status["tier"] == "normal" and status["override"] is None
@@ -244,7 +245,7 @@ async def test_simulation_matches_the_evaluation_and_changes_nothing(client, adm
         )
         ok = await client.put(f"/api/v1/tiers/{tier['code']}", json=body, headers=admin)
         assert ok.status_code == 200, ok.text
-    result = await tiers.evaluate()
+    result = await evaluation.evaluate()
     assert (result.upgraded, result.downgraded) == (3, 0)
     after = [(await tier_of(m))["tier"] for m in members]
     assert {t: after.count(t) for t in set(after)} == simulation["by_tier_after"]
@@ -264,7 +265,7 @@ async def test_window_starts_at_local_midnight_twelve_months_back(client, admin,
     today = datetime.now(shanghai).date()
     # 00:30 in Shanghai is 16:30 UTC the day before: a UTC window would start 16 hours early.
     at = datetime.combine(today, datetime.min.time(), tzinfo=shanghai) + timedelta(minutes=30)
-    start = tiers.window_start(at, 12)
+    start = window_start(at, 12)
     assert start.tzinfo == shanghai and (start.hour, start.minute) == (0, 0)
     assert (start.year, start.month) == ((today.year - 1), today.month)
     inside = await new_member(client, admin, "Inside")
@@ -276,7 +277,7 @@ async def test_window_starts_at_local_midnight_twelve_months_back(client, admin,
     inside_status, outside_status = await tier_of(inside), await tier_of(outside)
     assert inside_status["qualifying_value"] == "5000.00" and inside_status["tier"] == "silver"
     assert outside_status["qualifying_value"] == "0.00" and outside_status["tier"] == "normal"
-    result = await tiers.evaluate(at=at)
+    result = await evaluation.evaluate(at=at)
     assert (result.upgraded, result.grace_started) == (0, 0)
     assert (await tier_of(outside))["tier"] == "normal"
 
