@@ -15,7 +15,6 @@ from loyalty.auth import Principal, staff_principal
 from loyalty.infrastructure import db
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as member_service
-from loyalty.points import purchases
 from loyalty.points import schemas as points_schemas
 from loyalty.referrals import service as referral_service
 from loyalty.rewards import schemas as reward_schemas
@@ -24,6 +23,7 @@ from loyalty.settings import Settings
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
 from loyalty.staff.tables import Staff
+from loyalty.workflows import returns, sales
 
 DEMO_MEMBERS = 300
 SURNAMES = [
@@ -143,7 +143,7 @@ async def seed_members(count: int, seed: int = 2026) -> None:
                 quantity = rng.randint(1, 3)
                 when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
                 external_id = f"DEMO-{i}-{n}"
-                await purchases.post_purchase(
+                await sales.post_purchase(
                     points_schemas.PurchaseIn(
                         external_id=external_id,
                         occurred_at=when,
@@ -163,7 +163,7 @@ async def seed_members(count: int, seed: int = 2026) -> None:
                     enroler,
                 )
                 if rng.random() < 0.05:
-                    await purchases.post_return(
+                    await returns.post_return(
                         external_id,
                         points_schemas.ReturnIn(
                             return_id=f"{external_id}-R",

@@ -17,7 +17,7 @@ from loyalty.imports.rows import Problem
 from loyalty.infrastructure import db
 from loyalty.infrastructure.money import MAX_MONEY
 from loyalty.points import schemas as points
-from loyalty.points.purchases import post_purchases
+from loyalty.workflows.sales import post_purchases
 
 COLUMNS = (
     "external_id",

@@ -15,6 +15,7 @@ from loyalty.auth import current_principal, requires
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems, replayed
 from loyalty.points import purchases, schemas, service
+from loyalty.workflows import returns, sales
 
 
 class PurchaseController(Controller):
@@ -37,7 +38,7 @@ class PurchaseController(Controller):
         """Post a sale with your own `external_id`. Points are earned once: sending the same
         purchase again answers 200 with the original result; the same `external_id` with a
         different body answers 409. The lines must add up to the total."""
-        purchase = await purchases.post_purchase(data, current_principal(request))
+        purchase = await sales.post_purchase(data, current_principal(request))
         return Response(purchase, status_code=201 if purchase.status == "created" else 200)
 
     @post(
@@ -52,7 +53,7 @@ class PurchaseController(Controller):
     ) -> schemas.BatchResult:
         """Each purchase is applied on its own with the same exactly-once rule; the answer
         has one item per purchase with its status (201, 200 replayed, or 4xx with a problem)."""
-        return await purchases.post_batch(data, current_principal(request))
+        return await sales.post_batch(data, current_principal(request))
 
     @get(
         "/{external_id:str}",
@@ -80,7 +81,7 @@ class PurchaseController(Controller):
         """Return all or part of a purchase under your own `return_id`; the points of the
         returned lines are reversed, pending points first. Points already spent become a
         debt that blocks redemption until later earning repays it. Replays answer 200."""
-        result = await purchases.post_return(external_id, data, current_principal(request))
+        result = await returns.post_return(external_id, data, current_principal(request))
         return Response(result, status_code=201 if result.status == "created" else 200)
 
 

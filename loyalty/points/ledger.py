@@ -258,6 +258,58 @@ async def earn(
     await insert_earnings(conn, [entry], [lot])
 
 
+# --- postings as part of a bigger statement ------------------------------------------------
+# Posting a sale writes purchases, ledger entries, lots, accounts and tier changes in one
+# round trip: these CTEs are the ledger's share of that statement, so this module stays the
+# only writer of entries, lots and accounts while the statement is composed elsewhere.
+
+POSTING_PARAMS = 22  # parameters of `POSTING_CTES`, numbered from $1
+
+
+POSTING_CTES = f"""
+    entries AS (
+        INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+            idempotency_key, occurred_at, created_at, actor, note)
+        {ENTRY_ROWS}
+    ), lots AS (
+        INSERT INTO points_lots (id, member, entry, points, remaining, available_at,
+            expires_at, released)
+        SELECT gen_random_uuid(), l.member, l.entry, l.points, l.remaining, l.available_at,
+               l.expires_at, l.released
+        FROM unnest($11::uuid[], $12::uuid[], $13::bigint[], $14::bigint[],
+                    $15::timestamptz[], $16::timestamptz[], $17::bool[])
+             AS l(member, entry, points, remaining, available_at, expires_at, released)
+    ), accounts AS (
+        UPDATE points_accounts a
+        SET available = v.available, pending = v.pending, debt = v.debt,
+            lifetime_earned = v.lifetime_earned, updated_at = now()
+        FROM unnest($18::uuid[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[])
+             AS v(id, available, pending, debt, lifetime_earned)
+        WHERE a.id = v.id
+    )
+"""
+
+
+def posting_args(entries: list[NewEntry], lots: list[NewLot], accounts: list[Account]) -> list:
+    """The parameters of `POSTING_CTES`: the entries, their lots and the accounts they moved
+    (the ledger trigger adds the entries to the accounts' totals once the statement is done)."""
+    return [
+        *entry_args(entries),
+        [lot.member for lot in lots],
+        [lot.entry for lot in lots],
+        [lot.points for lot in lots],
+        [lot.remaining for lot in lots],
+        [lot.available_at for lot in lots],
+        [lot.expires_at for lot in lots],
+        [lot.released for lot in lots],
+        [a.id for a in accounts],
+        [a.available for a in accounts],
+        [a.pending for a in accounts],
+        [a.debt for a in accounts],
+        [a.lifetime_earned for a in accounts],
+    ]
+
+
 async def consume(
     conn: asyncpg.Connection,
     account: Account,

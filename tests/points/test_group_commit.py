@@ -11,8 +11,9 @@ import msgspec
 from loyalty.auth import Principal
 from loyalty.errors import ServiceUnavailable
 from loyalty.infrastructure import db
-from loyalty.points import purchases, schemas
+from loyalty.points import schemas
 from loyalty.points.tables import LedgerEntry, Purchase
+from loyalty.workflows import sales
 from tests.conftest import purchase_body
 
 POS = Principal(kind="api_key", id=uuid4(), label="api_key:till")
@@ -61,7 +62,7 @@ async def test_identical_posts_in_separate_transactions_earn_once(client, pos, m
         purchase_body(member["id"], ("TV", 1, "4999.00", "general")), schemas.PurchaseIn
     )
     # Straight to the posting, one transaction each: the database decides the race.
-    outcomes = await asyncio.gather(*(purchases.post_purchases([body], POS) for _ in range(20)))
+    outcomes = await asyncio.gather(*(sales.post_purchases([body], POS) for _ in range(20)))
     statuses = sorted(outcome.status for (outcome,) in outcomes)  # type: ignore[union-attr]
     assert statuses == ["created"] + ["replayed"] * 19
     assert (await balance_of(member["id"]))["total"] == 4999
@@ -76,7 +77,7 @@ async def test_a_purchase_posted_inside_a_transaction_is_part_of_it(member, bala
 
     try:
         async with db.transaction():
-            posted = await purchases.post_purchase(body, POS)
+            posted = await sales.post_purchase(body, POS)
             assert posted.status == "created"
             raise Undo
     except Undo:
@@ -88,7 +89,7 @@ async def test_a_purchase_posted_inside_a_transaction_is_part_of_it(member, bala
 async def test_a_failed_group_fails_its_purchases_only_and_the_next_group_posts(
     client, pos, member, balance_of, monkeypatch
 ):
-    real = purchases.post_purchases
+    real = sales.post_purchases
     calls = 0
 
     async def failing_once(*args, **kwargs):
@@ -99,7 +100,7 @@ async def test_a_failed_group_fails_its_purchases_only_and_the_next_group_posts(
             raise ServiceUnavailable("the database went away")  # ...which is not committed
         return outcomes
 
-    monkeypatch.setattr(purchases, "post_purchases", failing_once)
+    monkeypatch.setattr(sales, "post_purchases", failing_once)
     first = purchase_body(member["id"], ("TEA", 1, "30.00", "general"))
     response = await client.post("/api/v1/purchases", json=first, headers=pos)
     assert response.status_code == 503

@@ -10,8 +10,8 @@ import pytest
 
 from loyalty.infrastructure import db
 from loyalty.infrastructure.db import engine
-from loyalty.points import purchases
 from loyalty.points.tables import LedgerEntry, PointsAccount, Purchase
+from loyalty.workflows import sales
 from tests.conftest import purchase_body
 
 
@@ -90,7 +90,7 @@ async def test_statement_is_newest_first_filtered_and_paginated(client, pos, adm
 async def test_a_big_batch_posts_in_member_order_chunks_with_answers_in_its_own_order(
     client, pos, admin, member, balance_of, monkeypatch
 ):
-    monkeypatch.setattr(purchases, "BATCH_CHUNK", 3)
+    monkeypatch.setattr(sales, "BATCH_CHUNK", 3)
     other = (await client.post("/api/v1/members", json={"name": "Li Na"}, headers=admin)).json()
     mine = [
         purchase_body(member["id"], ("A", 1, f"{10 * (i + 1)}.00", "general")) for i in range(5)
@@ -369,22 +369,19 @@ def test_member_order_chunks_keep_each_members_purchases_together_from_a_random_
     from types import SimpleNamespace
     from uuid import UUID
 
-    monkeypatch.setattr(purchases, "BATCH_CHUNK", 4)
+    monkeypatch.setattr(sales, "BATCH_CHUNK", 4)
     members = [UUID(int=n) for n in range(1, 8)]
     items = [
-        purchases._Item(
+        sales.Sale(
             index, SimpleNamespace(external_id=f"p{index}", member_id=members[index * 5 % 7])
         )
         for index in range(40)
-    ] + [
-        purchases._Item(40 + n, SimpleNamespace(external_id=f"n{n}", member_id=None))
-        for n in range(6)
-    ]
+    ] + [sales.Sale(40 + n, SimpleNamespace(external_id=f"n{n}", member_id=None)) for n in range(6)]
     # The members as resolved (by id, number or phone); the last six match no member.
     members_of = {item.index: item.data.member_id for item in items if item.data.member_id}
     first_members = set()
     for _ in range(30):
-        chunks = purchases._in_member_order_chunks(items, members_of)
+        chunks = sales._in_member_order_chunks(items, members_of)
         posted = [item.index for chunk in chunks for item in chunk]
         assert sorted(posted) == list(range(len(items)))
         unmatched = [item.index for item in items if item.data.member_id is None]

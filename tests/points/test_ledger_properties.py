@@ -26,7 +26,8 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import add_months
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
-from loyalty.points import purchases, schemas, service
+from loyalty.points import schemas, service
+from loyalty.workflows import returns, sales
 
 ADMIN = None  # set by the test to a real admin's principal
 PENDING_DAYS, EXPIRY_MONTHS = 14, 24
@@ -117,7 +118,7 @@ class LedgerMachine(RuleBasedStateMachine):
             total=unit_price * quantity,
             member_id=self.member_id,
         )
-        result = self.run(purchases.post_purchase(body, ADMIN))
+        result = self.run(sales.post_purchase(body, ADMIN))
         points = int((unit_price * quantity).to_integral_value(rounding=ROUND_FLOOR))
         assert result.points == points
         if points:
@@ -136,7 +137,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return_id=f"R-{uuid.uuid4()}",
             lines=[schemas.ReturnLineIn(quantity=quantity, line_no=1)],
         )
-        result = self.run(purchases.post_return(purchase.external_id, body, ADMIN))
+        result = self.run(returns.post_return(purchase.external_id, body, ADMIN))
         purchase.returned += quantity
         purchase.reversed = purchase.points * purchase.returned // purchase.quantity
         # Points of the purchase that expired left the account already: not taken twice.
