@@ -39,7 +39,7 @@ from loyalty.infrastructure.clock import now
 from loyalty.members.service import new_member_number
 from loyalty.points import ledger
 from loyalty.points.service import get_rules
-from loyalty.referrals.service import issue_code, new_code
+from loyalty.referrals.codes import issue_code, new_code
 from loyalty.settings import get_settings
 from loyalty.tiers import service as tiers
 

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK
 from loyalty.auth import current_principal, requires
 from loyalty.http.openapi import problems
 from loyalty.referrals import schemas, service
+from loyalty.referrals import stats as referral_stats
 
 
 class ReferralController(Controller):
@@ -37,7 +38,9 @@ class ReferralController(Controller):
     ) -> schemas.ReferralList:
         """Held referrals carry the reasons they were held: shared_contact, shared_address,
         loop, existing_member, over_cap."""
-        return await service.list_referrals(current_principal(request), status, limit, cursor)
+        return await referral_stats.list_referrals(
+            current_principal(request), status, limit, cursor
+        )
 
     @get(
         "/stats",
@@ -48,7 +51,7 @@ class ReferralController(Controller):
     async def stats(self, request: Request) -> schemas.ProgrammeStats:
         """Sign-ups with a code per month, how many made their first qualifying purchase,
         were rewarded, held, rejected or reversed, and the conversion to rewards."""
-        return await service.programme_stats(current_principal(request))
+        return await referral_stats.programme_stats(current_principal(request))
 
     @post(
         "/{referral_id:uuid}/approve",

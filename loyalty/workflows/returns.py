@@ -13,7 +13,7 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
 from loyalty.points import ledger, returns, schemas
 from loyalty.points.purchases import body_hash
-from loyalty.referrals import service as referrals
+from loyalty.referrals import rewards as referrals
 from loyalty.webhooks import service as webhooks
 
 

@@ -24,7 +24,7 @@ from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus
 from loyalty.points import ledger, purchases, schemas
 from loyalty.points.service import line_points
-from loyalty.referrals import service as referrals
+from loyalty.referrals import rewards as referrals
 from loyalty.tiers import changes as tier_changes
 from loyalty.tiers.ladder import Ladder
 from loyalty.webhooks import service as webhooks
