@@ -14,12 +14,10 @@ from functools import cached_property
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
 from loyalty.auth import Principal
 from loyalty.errors import DomainError
 from loyalty.events import service as events
-from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus
 from loyalty.points import ledger, purchases, schemas
@@ -28,10 +26,6 @@ from loyalty.referrals import rewards as referrals
 from loyalty.tiers import changes as tier_changes
 from loyalty.tiers.ladder import Ladder
 from loyalty.webhooks import service as webhooks
-
-# Postings of up to this many purchases use plans made once per connection (index lookups
-# and nested loops, right for a few rows); bigger ones are planned for their size.
-GENERIC_PLAN_ITEMS = 64
 
 Outcome = schemas.Purchase | DomainError
 
@@ -81,65 +75,7 @@ class Raced(Exception):
     """A purchase of this posting was inserted meanwhile by another request: start over."""
 
 
-async def post(
-    sales: list[Sale],
-    principal: Principal,
-    rules: schemas.EarningRules,
-    ladder: Ladder,
-    *,
-    look_first: bool,
-) -> dict[int, Outcome]:
-    """Post these sales in one transaction (the caller's, if one is open): each sale's
-    outcome by its index. Raises `Raced` when the caller must roll back and start over."""
-    outcomes: dict[int, Outcome] = {}
-    if not sales:
-        return outcomes
-    # A repeated external_id inside one posting is a replay of its first occurrence.
-    first: dict[str, Sale] = {}
-    repeats: list[Sale] = []
-    for sale in sales:
-        if sale.data.external_id in first:
-            repeats.append(sale)
-        else:
-            first[sale.data.external_id] = sale
-    # A few purchases are planned once per connection; a batch's plans fit its size.
-    plans = "generic" if len(sales) <= GENERIC_PLAN_ITEMS else "custom"
-    async with db.transaction(plans=plans) as conn:
-        fresh = list(first.values())
-        if look_first and fresh:
-            fresh = await _not_posted_before(conn, fresh, rules, outcomes)
-        if fresh:
-            await _post_fresh(conn, fresh, principal, rules, ladder, outcomes)
-    for sale in repeats:
-        outcomes[sale.index] = _repeated(sale, first[sale.data.external_id], outcomes)
-    return outcomes
-
-
-async def _not_posted_before(
-    conn: asyncpg.Connection, sales: list[Sale], rules: schemas.EarningRules, outcomes: dict
-) -> list[Sale]:
-    """The sales not posted before; the others are answered as replays (or conflicts)."""
-    existing = await purchases.stored_purchases(conn, [s.data.external_id for s in sales])
-    fresh = []
-    for sale in sales:
-        row = existing.get(sale.data.external_id)
-        if row is None:
-            fresh.append(sale)
-        else:
-            outcomes[sale.index] = purchases.replay(row, sale.request_hash, rules)
-    return fresh
-
-
-def _repeated(sale: Sale, original: Sale, outcomes: dict[int, Outcome]) -> Outcome:
-    outcome = outcomes[original.index]
-    if isinstance(outcome, DomainError):
-        return outcome
-    if original.request_hash != sale.request_hash:
-        return purchases.same_id_conflict()
-    return msgspec.structs.replace(outcome, status="replayed")
-
-
-async def _post_fresh(
+async def post_fresh(
     conn: asyncpg.Connection,
     sales: list[Sale],
     principal: Principal,
@@ -147,6 +83,8 @@ async def _post_fresh(
     ladder: Ladder,
     outcomes: dict[int, Outcome],
 ) -> None:
+    """Post sales not posted before, in the caller's transaction; each one's outcome goes in
+    `outcomes`. Raises `Raced` when the caller must roll back and start over."""
     at = now()
     placed, holders = await _place_and_lock(conn, sales, outcomes)
     if not placed:

@@ -15,6 +15,7 @@ import random
 import weakref
 from uuid import UUID
 
+import asyncpg
 import msgspec
 
 from loyalty.auth import Principal
@@ -22,8 +23,8 @@ from loyalty.errors import DomainError, ServiceUnavailable, field_in_message
 from loyalty.infrastructure import db
 from loyalty.points import purchases, schemas
 from loyalty.points.service import get_rules
-from loyalty.tiers.ladder import ladder
-from loyalty.workflows.sale_posting import Outcome, Raced, Sale, post
+from loyalty.tiers import ladder as tier_ladder
+from loyalty.workflows.sale_posting import Outcome, Raced, Sale, post_fresh
 
 # Single purchases of one caller that arrive while earlier ones are being posted are
 # posted together, at most this many in one transaction, one transaction at a time per
@@ -39,6 +40,9 @@ BATCH_CHUNK = 250  # purchases per transaction of a big posting
 YIELD_EVERY = 50
 GROUP_COMMIT_GATHER = 0.001  # seconds
 ATTEMPTS = 3
+# Postings of up to this many purchases use plans made once per connection (index lookups
+# and nested loops, right for a few rows); bigger ones are planned for their size.
+GENERIC_PLAN_ITEMS = 64
 # Each sale's member, read without locks.
 _FOUND_MEMBERS = purchases.FOUND + "SELECT i, member FROM found"
 
@@ -61,7 +65,7 @@ async def post_purchases(
     outcomes: dict[int, Outcome] = {}
     sales = await _checked(data, outcomes)
     rules = await get_rules()
-    current = await ladder()
+    current = await tier_ladder.ladder()
     look = len(data) > 1 if look_first is None else look_first
     big = len(sales) > BATCH_CHUNK
     for chunk in _in_member_order_chunks(sales, await _members_of(sales) if big else {}):
@@ -69,7 +73,7 @@ async def post_purchases(
             if chain is not None:
                 await chain.begin()
             try:
-                posted = await post(
+                posted = await _post_chunk(
                     chunk, principal, rules, current, look_first=look or attempt > 0
                 )
                 break
@@ -147,6 +151,67 @@ def _in_member_order_chunks(sales: list[Sale], members_of: dict[int, UUID]) -> l
         + runs[:start]
         + [others[i : i + BATCH_CHUNK] for i in range(0, len(others), BATCH_CHUNK)]
     )
+
+
+async def _post_chunk(
+    sales: list[Sale],
+    principal: Principal,
+    rules: schemas.EarningRules,
+    ladder: tier_ladder.Ladder,
+    *,
+    look_first: bool,
+) -> dict[int, Outcome]:
+    """Post these sales in one transaction (the caller's, if one is open): each sale's
+    outcome by its index. Raises `Raced` when the caller must roll back and start over."""
+    outcomes: dict[int, Outcome] = {}
+    if not sales:
+        return outcomes
+    # A repeated external_id inside one posting is a replay of its first occurrence.
+    first: dict[str, Sale] = {}
+    repeats: list[Sale] = []
+    for sale in sales:
+        if sale.data.external_id in first:
+            repeats.append(sale)
+        else:
+            first[sale.data.external_id] = sale
+    # A few purchases are planned once per connection; a batch's plans fit its size.
+    plans = "generic" if len(sales) <= GENERIC_PLAN_ITEMS else "custom"
+    async with db.transaction(plans=plans) as conn:
+        fresh = list(first.values())
+        if look_first and fresh:
+            fresh = await _not_posted_before(conn, fresh, rules, outcomes)
+        if fresh:
+            await post_fresh(conn, fresh, principal, rules, ladder, outcomes)
+    for sale in repeats:
+        outcomes[sale.index] = _repeated(sale, first[sale.data.external_id], outcomes)
+    return outcomes
+
+
+async def _not_posted_before(
+    conn: asyncpg.Connection,
+    sales: list[Sale],
+    rules: schemas.EarningRules,
+    outcomes: dict[int, Outcome],
+) -> list[Sale]:
+    """The sales not posted before; the others are answered as replays (or conflicts)."""
+    existing = await purchases.stored_purchases(conn, [s.data.external_id for s in sales])
+    fresh = []
+    for sale in sales:
+        row = existing.get(sale.data.external_id)
+        if row is None:
+            fresh.append(sale)
+        else:
+            outcomes[sale.index] = purchases.replay(row, sale.request_hash, rules)
+    return fresh
+
+
+def _repeated(sale: Sale, original: Sale, outcomes: dict[int, Outcome]) -> Outcome:
+    outcome = outcomes[original.index]
+    if isinstance(outcome, DomainError):
+        return outcome
+    if original.request_hash != sale.request_hash:
+        return purchases.same_id_conflict()
+    return msgspec.structs.replace(outcome, status="replayed")
 
 
 async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schemas.Purchase:
