@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import current_principal, requires
+from loyalty.errors import InvalidInput
 from loyalty.http.openapi import problems
 from loyalty.tiers import evaluation, schemas, service
 
@@ -42,8 +43,6 @@ class TierController(Controller):
         switched-on tier at threshold 0, thresholds rising with rank; otherwise 422 names
         the field. Members move at the next evaluation."""
         if not 1 <= len(code) <= 32 or not code.replace("_", "").replace("-", "").isalnum():
-            from loyalty.errors import InvalidInput
-
             raise InvalidInput("letters, digits, - and _ only (1-32)", field="code")
         return await service.put_tier(code.lower(), data, current_principal(request))
 
