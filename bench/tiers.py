@@ -1444,31 +1444,31 @@ async def diagnose(bench: Bench, at: datetime) -> dict[str, Any]:
     like the job, from the restored state). The job's statement runs on a connection of the
     app's own pool (its session settings), the single statement on a plain one, as timed."""
     from loyalty.infrastructure import db
-    from loyalty.tiers import evaluation as service
-    from loyalty.tiers.ladder import window_start
+    from loyalty.tiers import evaluation
+    from loyalty.tiers.ladder import ladder, window_start
 
-    batch_size = inspect.signature(service.evaluate).parameters["batch_size"].default
+    batch_size = inspect.signature(evaluation.evaluate).parameters["batch_size"].default
     out: dict[str, Any] = {"batch_size": batch_size}
     await db.start_pool(max_size=2)
     try:
-        current = await service.ladder(fresh=True)
+        current = await ladder(fresh=True)
         settings = current.settings
         tiers = [(t.code, t.rank, t.threshold, t.enabled) for t in current.tiers]
-        sql = service._decision_sql(settings.basis, service._APPLY)
+        sql = evaluation._decision_sql(settings.basis, evaluation._APPLY)
         args = [
-            *service._ladder_args(tiers),
+            *evaluation._ladder_args(tiers),
             window_start(at, settings.window_months),
             at,
             at - timedelta(days=settings.grace_days),
         ]
-        first = [*args, service.LOWEST_UUID, batch_size]
+        first = [*args, evaluation.LOWEST_UUID, batch_size]
         async with db.connection() as conn:
             out["plan_job_first_batch"] = await _explain(conn, sql, first)
             # The plan the prepared statement may switch to after five executions.
             out["plan_job_first_batch_generic"] = await _explain(conn, sql, first, generic=True)
             # The job's loop on one connection: asyncpg prepares the statement once.
             batches: list[float] = []
-            after = service.LOWEST_UUID
+            after = evaluation.LOWEST_UUID
             started = time.perf_counter()
             while len(batches) < DIAGNOSIS_BATCHES:
                 t0 = time.perf_counter()
