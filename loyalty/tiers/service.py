@@ -27,6 +27,7 @@ from loyalty.events import service as events
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import add_months, now
 from loyalty.members import service as members
+from loyalty.members import visibility
 from loyalty.settings import get_settings
 from loyalty.tiers import schemas
 
@@ -478,13 +479,13 @@ async def distribution(principal: Principal | None = None) -> list[tuple[schemas
     """How many members sit in each tier (switched-on tiers, and any still holding members),
     of those `principal` may see (all without one)."""
     current = await ladder()
-    condition, args = members.visibility_sql(principal) if principal else ("true", [])
+    condition, args = visibility.condition(principal) if principal else ("true", [])
     async with db.connection() as conn:
         counts = dict(
             await conn.fetch(
                 "SELECT t.tier, count(*) FROM member_tiers t"
                 " JOIN members m ON m.id = t.member AND m.status = 'active'"
-                f" LEFT JOIN staff s ON s.id = m.assigned_rep WHERE {condition}"
+                f" WHERE {condition}"
                 " GROUP BY t.tier",
                 *args,
             )
