@@ -440,11 +440,9 @@ async def brief(member_id: UUID, principal: Principal) -> schemas.Brief:
 
 def _team_department(principal: Principal) -> str | None:
     """Managers see their department's figures; general managers and admins everyone's."""
-    from loyalty.reps.service import MANAGING_ROLES
-
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("team figures are for managers")
-    return principal.department if principal.role == "manager" else None
+    return principal.department_limit
 
 
 async def my_members_overview(principal: Principal, limit: int = 300) -> list[dict[str, Any]]:
@@ -457,7 +455,7 @@ async def my_members_overview(principal: Principal, limit: int = 300) -> list[di
 
     settings = await get_rep_settings()
     today = local_today()
-    if principal.role not in ("rep", "manager", "general_manager", "admin", "service"):
+    if not principal.can("members:read"):
         return []
     async with db.connection() as conn:
         rows = await conn.fetch(

@@ -15,7 +15,7 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import first_of_month, now
 from loyalty.members import service as members
 from loyalty.reps import schemas
-from loyalty.reps.service import MANAGING_ROLES, get_rep_settings
+from loyalty.reps.service import get_rep_settings
 from loyalty.settings import get_settings
 
 STAGES = (
@@ -221,10 +221,10 @@ async def scorecard(
 ) -> list[schemas.ScoreRow]:
     """Each rep's month: book movement, their members' spend and tier moves, service (contacts,
     late logs, follow-up completion, complaints and praise), archive completeness, referrals."""
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("scorecards are for managers")
-    if principal.role == "manager":
-        department = principal.department
+    if principal.department_limit is not None:
+        department = principal.department_limit
     start, end = month_bounds(month)
     settings = await get_rep_settings()
     done, _ = _completeness_sql(settings.completeness_fields)

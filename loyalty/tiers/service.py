@@ -33,7 +33,6 @@ from loyalty.tiers import schemas
 
 CACHE_SECONDS = 5.0
 EVALUATION_HOUR = 1  # the daily evaluation runs at 01:00 in LOYALTY_TIMEZONE
-OVERRIDING_ROLES = {"admin", "general_manager", "manager"}
 LOWEST_UUID = UUID(int=0)
 CENT = Decimal("0.01")
 
@@ -570,7 +569,7 @@ async def set_override(
     member_id: UUID, data: schemas.OverrideIn, principal: Principal
 ) -> schemas.MemberTier:
     """A manager sets a tier until a date; afterwards normal evaluation resumes."""
-    if principal.role not in OVERRIDING_ROLES:
+    if not principal.can("tiers:override"):
         raise PermissionDenied("only managers and above can override a tier")
     await members.get_member(member_id, principal)
     current = await ladder()
@@ -614,7 +613,7 @@ async def set_override(
 
 async def end_override(member_id: UUID, principal: Principal) -> schemas.MemberTier:
     """End an override now: the member returns to the tier their qualification earns."""
-    if principal.role not in OVERRIDING_ROLES:
+    if not principal.can("tiers:override"):
         raise PermissionDenied("only managers and above can end an override")
     await members.get_member(member_id, principal)
     current = await ladder()
