@@ -452,14 +452,12 @@ async def my_members_overview(principal: Principal, limit: int = 300) -> list[di
     the pool (`reclaim_on`, None if not due soon).
     Dicts with keys member_id, number, name, tier, rep, last_contact, next_follow_up,
     reclaim_on, reclaim_rule."""
-    from loyalty.reps.service import _DUE
-
     settings = await get_rep_settings()
     today = local_today()
     visible, args = visibility.condition(principal, "m", first=5)
     async with db.connection() as conn:
         rows = await conn.fetch(
-            _DUE
+            service._DUE
             + f"""
             , soon AS (
                 SELECT DISTINCT ON (member) member, due_on, rule FROM due
