@@ -1,8 +1,9 @@
 """Who is calling, and what they may do: principals, the permission catalogue, guards.
 
-Every endpoint declares the permission it needs with `requires(...)`. Staff get permissions
-from their role; integration API keys from their scopes. Object-level checks (a rep sees only
-assigned members) live in the domain services, which receive the principal.
+Every endpoint declares the permission it needs with `requires(...)`, and services ask
+`principal.can(...)` with the same names: this catalogue is the one authorisation vocabulary.
+Staff get permissions from their role; integration API keys from their scopes. Which members
+a caller may see is not a permission: `loyalty.members.visibility` defines it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ PERMISSIONS: dict[str, str] = {
     "rewards:manage": "manage the rewards catalog and voucher pools",
     "redemptions:write": "redeem rewards for members and cancel redemptions",
     "redemptions:fulfil": "mark redemptions fulfilled",
-    "reps:assign": "hand out pool members, reassign, take back, handle handovers and swaps",
+    "reps:assign": (
+        "hand out pool members, reassign, take back, handle handovers and swaps, name service"
+        " teams, read the team's scorecards and reassignment flags"
+    ),
+    "departments:all": "do a manager's work in every department, not only one's own",
     "reps:configure": "change the ownership rules",
     "contacts:write": "log contacts with members and message them",
     "audit:read": "see who opened a member's archive",
@@ -64,6 +69,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "redemptions:write",
             "redemptions:fulfil",
             "reps:assign",
+            "departments:all",
             "contacts:write",
             "audit:read",
             "exports:read",
@@ -132,6 +138,14 @@ class Principal:
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+    @property
+    def department_limit(self) -> str | None:
+        """The one department a manager's work is limited to; None for those who work on
+        every department and for those who manage no reps (their own limits apply)."""
+        if self.can("reps:assign") and not self.can("departments:all"):
+            return self.department
+        return None
 
 
 # A manager without a department manages nobody: "" matches no department, where None

@@ -21,7 +21,6 @@ from loyalty.infrastructure.i18n import gettext as _
 from loyalty.reps import performance, rotation
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import service as reps
-from loyalty.reps.service import MANAGING_ROLES
 from loyalty.staff import service as staff_service
 
 SAVED = {
@@ -40,8 +39,8 @@ def _month(value: str) -> str:
 
 async def _departments(principal: Principal) -> list[str]:
     """The departments the caller may rotate: a manager's own, everyone's for those above."""
-    if principal.role == "manager":
-        return [principal.department] if principal.department else []
+    if principal.department_limit is not None:
+        return [principal.department_limit] if principal.department_limit else []
     found = {s.department for s in await staff_service.list_staff() if s.department}
     return sorted(found)
 
@@ -207,10 +206,10 @@ async def member_accounts(member_id: UUID, principal: Principal) -> dict[str, An
         "lifecycle": await performance.lifecycle(member_id, principal),
         "service_team": await reps.service_team(member_id, principal),
         "team_staff": [],
-        "can_set_team": principal.role in MANAGING_ROLES,
+        "can_set_team": principal.can("reps:assign"),
     }
     if context["can_set_team"]:
-        department = principal.department if principal.role == "manager" else None
+        department = principal.department_limit
         context["team_staff"] = [
             s for s in await staff_service.list_staff(department=department) if s.active
         ]

@@ -62,7 +62,7 @@ class AdminPages(Controller):
         created: staff_schemas.StaffCreated | None = None,
     ) -> Template:
         principal = staff(request, "staff:read")
-        department = principal.department if principal.role == "manager" else None
+        department = principal.department_limit
         return page(
             request,
             "staff.html",

@@ -304,7 +304,6 @@ async def member_page(
         contact_channels=CONTACT_CHANNELS,
         message_channels=MESSAGE_CHANNELS,
         number=members.format_number,
-        is_rep=principal.role == "rep",
         team_roles=accounts.TEAM_ROLES,
         team_rows=range(accounts.TEAM_ROWS),
         **await accounts.member_accounts(member_id, principal),

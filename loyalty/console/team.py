@@ -33,7 +33,7 @@ SAVED = {
 
 async def team_reps(principal: Principal) -> list:
     """Active reps the caller may hand members to."""
-    department = principal.department if principal.role == "manager" else None
+    department = principal.department_limit
     return [
         s
         for s in await staff_service.list_staff(department=department)

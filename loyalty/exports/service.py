@@ -15,7 +15,7 @@ from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.exports import schemas
 from loyalty.infrastructure import db
-from loyalty.members import service as members
+from loyalty.members import visibility
 from loyalty.settings import get_settings
 
 CHUNK = 2000
@@ -48,7 +48,7 @@ MEMBER_COLUMNS = (
 
 
 async def members_csv(principal: Principal) -> AsyncIterator[str]:
-    condition, args = members.visibility_sql(principal)
+    condition, args = visibility.condition(principal)
     if principal.is_staff:
         # Every archive in the export counts as viewed by the exporter.
         async with db.connection() as conn:
@@ -56,8 +56,7 @@ async def members_csv(principal: Principal) -> AsyncIterator[str]:
                 f"""
                 INSERT INTO member_views (id, staff, member, what, at)
                 SELECT gen_random_uuid(), ${len(args) + 1}, m.id, 'export', now()
-                FROM members m LEFT JOIN staff s ON s.id = m.assigned_rep
-                WHERE m.status = 'active' AND {condition}
+                FROM members m WHERE m.status = 'active' AND {condition}
                 """,
                 *args,
                 principal.id,

@@ -18,12 +18,10 @@ from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
-from loyalty.members import schemas
+from loyalty.members import schemas, visibility
 from loyalty.members.tables import Member, MemberChange
 from loyalty.settings import get_settings
-from loyalty.staff.tables import Staff
 
-SEES_EVERY_MEMBER = {"admin", "general_manager", "service"}
 ARCHIVE_FIELDS = (
     "name",
     "phone",
@@ -92,94 +90,6 @@ def format_number(number: str) -> str:
     return f"{number[:4]} {number[4:7]} {number[7:]}"
 
 
-# --- visibility -------------------------------------------------------------------------
-
-
-async def _department_rep_ids(department: str | None) -> list[UUID]:
-    if not department:
-        return []
-    rows = await Staff.select(Staff.id).where(Staff.department == department)
-    return [row["id"] for row in rows]
-
-
-async def visibility_clause(principal: Principal) -> Any | None:
-    """A Piccolo where-clause limiting members to those the caller may see (None: all)."""
-    if principal.kind == "member":
-        return Member.id == principal.id
-    if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
-        return None
-    if principal.role == "manager":
-        reps = await _department_rep_ids(principal.department)
-        unassigned = Member.assigned_rep.is_null()
-        queued_elsewhere = await _queued_elsewhere(principal.department)
-        if queued_elsewhere:
-            unassigned = unassigned & Member.id.not_in(queued_elsewhere)
-        return (Member.assigned_rep.is_in(reps) | unassigned) if reps else unassigned
-    if principal.role == "rep":
-        teams = await _service_team_member_ids(principal.id)
-        own = Member.assigned_rep == principal.id
-        return (own | Member.id.is_in(teams)) if teams else own
-    return Member.id.is_null()  # an unknown role sees nothing
-
-
-def visibility_sql(principal: Principal) -> tuple[str, list[Any]]:
-    """`visibility_clause` as SQL over `members m LEFT JOIN staff s ON s.id = m.assigned_rep`
-    (a condition and its arguments, numbered from $1), for set-based reads."""
-    if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
-        return "true", []
-    if principal.role == "manager":
-        # The pool, but not another department's handover queue.
-        return (
-            "(s.department = $1 OR (m.assigned_rep IS NULL AND NOT EXISTS ("
-            "SELECT 1 FROM handovers h WHERE h.member = m.id AND h.resolved_at IS NULL"
-            " AND h.department IS DISTINCT FROM $1)))",
-            [principal.department],
-        )
-    if principal.role == "rep":
-        return "m.assigned_rep = $1", [principal.id]
-    return "false", []
-
-
-async def _queued_elsewhere(department: str | None, member_id: UUID | None = None) -> list[UUID]:
-    """Members waiting in another department's handover queue (of them, `member_id`): not
-    in the pool a manager sees, but that department's."""
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT member FROM handovers WHERE resolved_at IS NULL"
-            " AND department IS DISTINCT FROM $1 AND ($2::uuid IS NULL OR member = $2)",
-            department,
-            member_id,
-        )
-    return [row["member"] for row in rows]
-
-
-async def _service_team_member_ids(staff_id: UUID) -> list[UUID]:
-    """Members whose service team includes this staff member: they see them too."""
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT member FROM service_team_members WHERE staff = $1", staff_id
-        )
-    return [row["member"] for row in rows]
-
-
-async def can_see(
-    principal: Principal, assigned_rep: UUID | None, member_id: UUID | None = None
-) -> bool:
-    if principal.kind == "member":  # a member sees themselves and nobody else
-        return member_id is not None and member_id == principal.id
-    if principal.kind == "api_key" or principal.role in SEES_EVERY_MEMBER:
-        return True
-    if principal.role == "rep":
-        if assigned_rep == principal.id:
-            return True
-        return member_id is not None and member_id in await _service_team_member_ids(principal.id)
-    if principal.role == "manager":
-        if assigned_rep is None:
-            return member_id is None or not await _queued_elsewhere(principal.department, member_id)
-        return assigned_rep in await _department_rep_ids(principal.department)
-    return False
-
-
 # --- reading ------------------------------------------------------------------------------
 
 
@@ -227,7 +137,7 @@ async def _row(member_id: UUID) -> dict[str, Any] | None:
 async def get_member(member_id: UUID, principal: Principal) -> schemas.Member:
     """A member the caller may see; others are 'not found' so existence does not leak."""
     row = await _row(member_id)
-    if row is None or not await can_see(principal, row["assigned_rep"], row["id"]):
+    if row is None or not await visibility.can_see(principal, row["id"]):
         raise NotFound("no member with that id")
     return to_schema(row)
 
@@ -262,9 +172,9 @@ async def search_members(
         clauses.append(Member.name.ilike(f"%{_escape_like(q.strip())}%"))
     if not (phone or email or number):
         clauses.append(Member.status == "active")
-    visibility = await visibility_clause(principal)
-    if visibility is not None:
-        clauses.append(visibility)
+    visible = visibility.where(principal)
+    if visible is not None:
+        clauses.append(visible)
     for clause in clauses:
         query = query.where(clause)
     rows = await query.order_by(Member.name).order_by(Member.id).limit(limit + 1).offset(offset)
@@ -332,7 +242,7 @@ async def _owner_of(field: str, value: str, principal: Principal) -> str:
     )
     if row is None:
         return f"this {field} is already registered to another member"
-    if await can_see(principal, row["assigned_rep"], row["id"]):
+    if await visibility.can_see(principal, row["id"]):
         return f"this {field} is already registered to member {row['number']} ({row['id']})"
     return f"this {field} is already registered to another member"
 

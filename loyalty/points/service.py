@@ -23,7 +23,6 @@ from loyalty.points.tables import PointsAccount
 
 CLOCK_SKEW = timedelta(minutes=5)
 RULES_CACHE_SECONDS = 5.0
-ADJUSTING_ROLES = {"admin", "general_manager", "manager"}
 
 
 # --- earning rules -----------------------------------------------------------------------
@@ -170,7 +169,7 @@ async def adjust(
     member_id: UUID, data: schemas.AdjustmentIn, principal: Principal
 ) -> tuple[schemas.Adjustment, bool]:
     """A manual correction by a manager or above, with its reason and actor recorded."""
-    if principal.role not in ADJUSTING_ROLES:
+    if not principal.can("points:adjust"):
         raise PermissionDenied("only managers and above can adjust points")
     await members.get_member(member_id, principal)
     if data.points == 0:

@@ -11,6 +11,7 @@ from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.infrastructure import db, messaging
 from loyalty.members import service as members
+from loyalty.members import visibility
 from loyalty.reps import performance, schemas, service
 from loyalty.reps.service import (
     department_managers,
@@ -440,32 +441,27 @@ async def brief(member_id: UUID, principal: Principal) -> schemas.Brief:
 
 def _team_department(principal: Principal) -> str | None:
     """Managers see their department's figures; general managers and admins everyone's."""
-    from loyalty.reps.service import MANAGING_ROLES
-
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("team figures are for managers")
-    return principal.department if principal.role == "manager" else None
+    return principal.department_limit
 
 
 async def my_members_overview(principal: Principal, limit: int = 300) -> list[dict[str, Any]]:
-    """Members served by the rep (a manager: by the department's reps; general managers,
-    admins and service: by any rep), each with tier, last contact, next open follow-up and the
-    date the reclaim job would return them to the pool (`reclaim_on`, None if not due soon).
+    """Members served by a rep, of those the caller may see (`members.visibility`), each with
+    tier, last contact, next open follow-up and the date the reclaim job would return them to
+    the pool (`reclaim_on`, None if not due soon).
     Dicts with keys member_id, number, name, tier, rep, last_contact, next_follow_up,
     reclaim_on, reclaim_rule."""
-    from loyalty.reps.service import _DUE
-
     settings = await get_rep_settings()
     today = local_today()
-    if principal.role not in ("rep", "manager", "general_manager", "admin", "service"):
-        return []
+    visible, args = visibility.condition(principal, "m", first=5)
     async with db.connection() as conn:
         rows = await conn.fetch(
-            _DUE
-            + """
+            service._DUE
+            + f"""
             , soon AS (
                 SELECT DISTINCT ON (member) member, due_on, rule FROM due
-                WHERE due_on <= $1::date + $7::int ORDER BY member, due_on
+                WHERE due_on <= $1::date + $4::int ORDER BY member, due_on
             )
             SELECT m.id, m.number, m.name, t.tier, s.username AS rep,
                 (SELECT max(c.occurred_at) FROM contacts c WHERE c.member = m.id) AS last_contact,
@@ -475,19 +471,15 @@ async def my_members_overview(principal: Principal, limit: int = 300) -> list[di
             FROM members m JOIN member_tiers t ON t.member = m.id
             JOIN staff s ON s.id = m.assigned_rep
             LEFT JOIN soon ON soon.member = m.id
-            WHERE m.status = 'active'
-              AND (($3 = 'rep' AND m.assigned_rep = $4) OR ($3 = 'manager' AND s.department = $5)
-                   OR $3 IN ('general_manager', 'admin', 'service'))
+            WHERE m.status = 'active' AND {visible}
             ORDER BY soon.due_on NULLS LAST, next_follow_up NULLS LAST, m.name, m.id
-            LIMIT $6
+            LIMIT $3
             """,
             today,
             get_settings().timezone,
-            principal.role,
-            principal.id,
-            principal.department,
             limit,
             settings.warning_days,
+            *args,
         )
     return [
         {

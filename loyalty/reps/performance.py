@@ -14,8 +14,9 @@ from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import first_of_month, now
 from loyalty.members import service as members
+from loyalty.members import visibility
 from loyalty.reps import schemas
-from loyalty.reps.service import MANAGING_ROLES, get_rep_settings
+from loyalty.reps.service import get_rep_settings
 from loyalty.settings import get_settings
 
 STAGES = (
@@ -138,28 +139,25 @@ def _due(first_purchase: datetime | None, days: int) -> date | None:
 
 
 async def incomplete_archives(principal: Principal) -> list[schemas.IncompleteArchive]:
-    """Members bought from but not yet fully known: a rep's own, a manager's department."""
+    """Members bought from but not yet fully known, of those the caller may see."""
     settings = await get_rep_settings()
     done, missing = _completeness_sql(settings.completeness_fields)
+    visible, args = visibility.condition(principal, "m", first=3)
     async with db.connection() as conn:
         rows = await conn.fetch(
             f"""
             SELECT m.id, m.number, m.name, s.username, {missing} AS missing,
                 ((SELECT min(p.occurred_at) FROM purchases p WHERE p.member = m.id)
-                  AT TIME ZONE $4)::date + $1::int AS due_by
+                  AT TIME ZONE $2)::date + $1::int AS due_by
             FROM members m LEFT JOIN staff s ON s.id = m.assigned_rep
             WHERE m.status = 'active' AND {done} < {max(len(settings.completeness_fields), 1)}
               AND EXISTS (SELECT 1 FROM purchases p WHERE p.member = m.id)
-              AND (($5::text = 'rep' AND m.assigned_rep = $2::uuid)
-                   OR ($5::text = 'manager' AND s.department = $3::text)
-                   OR $5::text IN ('general_manager', 'admin', 'service'))
+              AND {visible}
             ORDER BY due_by, m.number LIMIT 500
             """,
             settings.completeness_days,
-            principal.id,
-            principal.department,
             get_settings().timezone,
-            principal.role,
+            *args,
         )
     today = now().date()
     return [
@@ -221,10 +219,10 @@ async def scorecard(
 ) -> list[schemas.ScoreRow]:
     """Each rep's month: book movement, their members' spend and tier moves, service (contacts,
     late logs, follow-up completion, complaints and praise), archive completeness, referrals."""
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("scorecards are for managers")
-    if principal.role == "manager":
-        department = principal.department
+    if principal.department_limit is not None:
+        department = principal.department_limit
     start, end = month_bounds(month)
     settings = await get_rep_settings()
     done, _ = _completeness_sql(settings.completeness_fields)

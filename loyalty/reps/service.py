@@ -36,9 +36,6 @@ from loyalty.reps import schemas
 from loyalty.settings import get_settings
 from loyalty.webhooks import service as webhooks
 
-MANAGING_ROLES = frozenset({"manager", "general_manager", "admin"})
-
-
 # --- settings -----------------------------------------------------------------------------
 
 
@@ -264,9 +261,10 @@ async def check_levels(
 
 def _check_manages(principal: Principal, department: str | None) -> None:
     """Managers act in their own department; general managers and admins everywhere."""
-    if principal.role in ("general_manager", "admin"):
+    if principal.can("departments:all"):
         return
-    if principal.role == "manager" and department and principal.department == department:
+    limit = principal.department_limit
+    if limit and department and limit == department:
         return
     raise PermissionDenied("only the manager of this department (or above) may do this")
 
@@ -347,7 +345,7 @@ async def transfer(
 ) -> schemas.AssignmentResult:
     """A manager moves a member to another rep (or back to the pool); a member from the pool
     goes by the pool's rules."""
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("reps cannot move members; ask your manager")
     await members.get_member(member_id, principal)
     async with db.transaction() as conn:
@@ -421,7 +419,7 @@ async def history(member_id: UUID, principal: Principal) -> list[schemas.Assignm
 
 async def pool(principal: Principal, limit: int = 100) -> list[schemas.PoolMember]:
     """Unassigned members not waiting in a handover queue, longest waiting first."""
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("the pool is handed out by managers")
     async with db.connection() as conn:
         rows = await conn.fetch(
@@ -593,7 +591,7 @@ async def notify_staff(
 async def reclaim_preview(principal: Principal) -> list[schemas.ReclaimCandidate]:
     """Members a manager may take back now (protection period without a service record)
     and those the job will return to the pool soon, with the rule and the date."""
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("only managers see the reclaim preview")
     settings = await get_rep_settings()
     today = local_today()
@@ -630,7 +628,7 @@ async def reclaim_preview(principal: Principal) -> list[schemas.ReclaimCandidate
             due_on=row["due_on"],
         )
         for row in rows
-        if principal.role != "manager" or row["department"] == principal.department
+        if principal.department_limit is None or row["department"] == principal.department_limit
     ]
 
 
@@ -714,7 +712,7 @@ async def hand_over(rep_id: UUID, *, reason: str, department: str | None, by: st
 
 
 async def handover_queue(principal: Principal) -> list[schemas.HandoverItem]:
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("the handover queue is for managers")
     async with db.connection() as conn:
         rows = await conn.fetch(
@@ -724,7 +722,7 @@ async def handover_queue(principal: Principal) -> list[schemas.HandoverItem]:
             WHERE h.resolved_at IS NULL AND ($1::text IS NULL OR h.department = $1)
             ORDER BY h.due_at
             """,
-            principal.department if principal.role == "manager" else None,
+            principal.department_limit,
         )
     return [
         schemas.HandoverItem(
@@ -753,7 +751,8 @@ async def resolve_handover(
             "SELECT * FROM handovers WHERE id = $1 FOR UPDATE", handover_id
         )
         if handover is None or (
-            principal.role == "manager" and handover["department"] != principal.department
+            principal.department_limit is not None
+            and handover["department"] != principal.department_limit
         ):
             raise NotFound("no such handover in your queue")
         if handover["resolved_at"] is not None:
@@ -833,7 +832,7 @@ async def request_swap(data: schemas.SwapIn, principal: Principal) -> schemas.Sw
         if a["assigned_rep"] == b["assigned_rep"]:
             raise InvalidInput("both members have the same rep", field="member_b")
         mine = principal.id in (a["assigned_rep"], b["assigned_rep"])
-        if not mine and principal.role not in MANAGING_ROLES:
+        if not mine and not principal.can("reps:assign"):
             raise PermissionDenied("a rep can only ask to swap one of their own members")
         swap_id = await conn.fetchval(
             """
@@ -884,7 +883,7 @@ async def list_swaps(principal: Principal, status: str | None) -> list[schemas.S
             ORDER BY w.created_at DESC
             """,
             status,
-            principal.department if principal.role == "manager" else None,
+            principal.department_limit,
             principal.id if principal.role == "rep" else None,
         )
     return [await get_swap(row["id"]) for row in rows]
@@ -904,7 +903,7 @@ async def decide_swap(
             await _department_of(conn, swap["rep_b"]),
         }
         if len(departments) > 1:
-            if principal.role not in ("general_manager", "admin"):
+            if not principal.can("departments:all"):
                 raise PermissionDenied("a swap across departments needs a general manager")
         else:
             _check_manages(principal, departments.pop())
@@ -976,7 +975,7 @@ async def notices(principal: Principal, unread_only: bool = False) -> list[schem
 
 async def reassignment_flags(principal: Principal) -> list[schemas.ReassignmentFlag]:
     """Members whose tier rose above their rep's level: to be reassigned by the manager."""
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("the reassignment flags are for managers")
     settings = await get_rep_settings()
     async with db.connection() as conn:
@@ -988,7 +987,7 @@ async def reassignment_flags(principal: Principal) -> list[schemas.ReassignmentF
             WHERE ($1::text IS NULL OR s.department = $1)
             ORDER BY m.number
             """,
-            principal.department if principal.role == "manager" else None,
+            principal.department_limit,
         )
     flags = []
     for row in rows:
@@ -1072,7 +1071,7 @@ async def set_service_team(
     member_id: UUID, data: schemas.ServiceTeamIn, principal: Principal
 ) -> schemas.ServiceTeam:
     """Replace the member's service team: one lead (accountable) and named colleagues."""
-    if principal.role not in MANAGING_ROLES:
+    if not principal.can("reps:assign"):
         raise PermissionDenied("managers set up service teams")
     member = await members.get_member(member_id, principal)
     people = [(data.lead_id, "lead")] + [(p.staff_id, p.role) for p in data.members]

@@ -80,7 +80,7 @@ class StaffController(Controller):
     async def list_staff(self, request: Request) -> list[schemas.Staff]:
         """All staff users; managers see their own department only."""
         principal = current_principal(request)
-        department = principal.department if principal.role == "manager" else None
+        department = principal.department_limit
         return await service.list_staff(department=department)
 
     @post(

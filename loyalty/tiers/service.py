@@ -20,6 +20,7 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
 from loyalty.infrastructure.money import CENT, check_amount
 from loyalty.members import service as members
+from loyalty.members import visibility
 from loyalty.tiers import schemas
 from loyalty.tiers.changes import change
 from loyalty.tiers.ladder import (
@@ -32,9 +33,6 @@ from loyalty.tiers.ladder import (
     value_query,
     window_start,
 )
-
-OVERRIDING_ROLES = {"admin", "general_manager", "manager"}
-
 
 # --- configuration ------------------------------------------------------------------------
 
@@ -125,13 +123,13 @@ async def distribution(principal: Principal | None = None) -> list[tuple[schemas
     """How many members sit in each tier (switched-on tiers, and any still holding members),
     of those `principal` may see (all without one)."""
     current = await ladder()
-    condition, args = members.visibility_sql(principal) if principal else ("true", [])
+    condition, args = visibility.condition(principal) if principal else ("true", [])
     async with db.connection() as conn:
         counts = dict(
             await conn.fetch(
                 "SELECT t.tier, count(*) FROM member_tiers t"
                 " JOIN members m ON m.id = t.member AND m.status = 'active'"
-                f" LEFT JOIN staff s ON s.id = m.assigned_rep WHERE {condition}"
+                f" WHERE {condition}"
                 " GROUP BY t.tier",
                 *args,
             )
@@ -216,7 +214,7 @@ async def set_override(
     member_id: UUID, data: schemas.OverrideIn, principal: Principal
 ) -> schemas.MemberTier:
     """A manager sets a tier until a date; afterwards normal evaluation resumes."""
-    if principal.role not in OVERRIDING_ROLES:
+    if not principal.can("tiers:override"):
         raise PermissionDenied("only managers and above can override a tier")
     await members.get_member(member_id, principal)
     current = await ladder()
@@ -260,7 +258,7 @@ async def set_override(
 
 async def end_override(member_id: UUID, principal: Principal) -> schemas.MemberTier:
     """End an override now: the member returns to the tier their qualification earns."""
-    if principal.role not in OVERRIDING_ROLES:
+    if not principal.can("tiers:override"):
         raise PermissionDenied("only managers and above can end an override")
     await members.get_member(member_id, principal)
     current = await ladder()
