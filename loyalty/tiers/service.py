@@ -25,6 +25,7 @@ from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.events import service as events
 from loyalty.infrastructure import db
+from loyalty.infrastructure.caches import Cache
 from loyalty.infrastructure.clock import add_months, now
 from loyalty.members import service as members
 from loyalty.settings import get_settings
@@ -62,7 +63,7 @@ class Ladder:
         return next((t for t in self.enabled if t.rank > rank), None)
 
 
-_cache: tuple[float, Ladder] | None = None
+_cache: Cache[Ladder] = Cache("tier ladder")
 
 
 def _tier_from_row(row: Any) -> schemas.Tier:
@@ -89,9 +90,8 @@ def _tier_from_row(row: Any) -> schemas.Tier:
 
 async def ladder(*, fresh: bool = False) -> Ladder:
     """The ladder and settings, cached for a few seconds per process."""
-    global _cache
-    if not fresh and _cache and time.monotonic() - _cache[0] < CACHE_SECONDS:
-        return _cache[1]
+    if not fresh and (cached := _cache.get(CACHE_SECONDS)) is not None:
+        return cached
     async with db.connection() as conn:
         rows = await conn.fetch("SELECT * FROM tier_definitions ORDER BY rank")
         settings = await conn.fetchrow("SELECT * FROM tier_settings WHERE id = 1")
@@ -105,13 +105,12 @@ async def ladder(*, fresh: bool = False) -> Ladder:
             updated_by=settings["updated_by"],
         ),
     )
-    _cache = (time.monotonic(), result)
+    _cache.put(result)
     return result
 
 
 def _forget_cache() -> None:
-    global _cache
-    _cache = None
+    _cache.clear()
 
 
 # --- windows and qualifying values ---------------------------------------------------------
