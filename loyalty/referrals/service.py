@@ -731,7 +731,6 @@ async def programme_stats(principal: Principal) -> schemas.ProgrammeStats:
     )
 
 
-@events.subscribe("referral.rewarded")
 async def tell_the_member(event: dict[str, Any]) -> None:
     payload = event["payload"]
     if payload["referrer"]:

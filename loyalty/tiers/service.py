@@ -878,7 +878,6 @@ async def simulate(data: schemas.SimulationIn, at: datetime | None = None) -> sc
     )
 
 
-@events.subscribe("tier.changed")
 async def tell_the_member(event: dict[str, Any]) -> None:
     """Tier changes reach the member's inbox (the portal shows it; channels come later)."""
     payload = event["payload"]

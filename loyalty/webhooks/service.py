@@ -31,7 +31,6 @@ import httpx
 
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
-from loyalty.events import service as events
 from loyalty.infrastructure import db
 from loyalty.infrastructure.caches import Cache
 from loyalty.webhooks import schemas
@@ -165,10 +164,6 @@ async def fan_out(event: dict[str, Any]) -> None:
             event["topic"],
             json.dumps(body),
         )
-
-
-for _topic in TOPICS:
-    events.subscribe(_topic)(fan_out)
 
 
 def _backoff(attempts: int) -> timedelta:
