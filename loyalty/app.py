@@ -17,7 +17,7 @@ from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
-from litestar.types import Scope
+from litestar.types import ControllerRouterHandler, Scope
 
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
@@ -113,74 +113,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings.log_level)
     db.configure_engine(settings.database_url)
     redis = redis_client(settings.redis_url)
-
-    session_config = RotatingSessionConfig(
-        key=SESSION_COOKIE,
-        max_age=settings.session_max_age,
-        secure=settings.secure_cookies,
-        httponly=True,
-        samesite="lax",
-        exclude=NOT_SESSION_PATHS,
-        renew_on_access=True,
-    )
-
+    session_config = _session_config(settings)
     struct_schemas = StrictStructSchemaPlugin()
-    openapi_config = OpenAPIConfig(
-        title="Loyalty platform API",
-        version="1",
-        description="Members, points, tiers and referrals. Authenticate with "
-        "`Authorization: Bearer <staff token or integration API key>`.",
-        path="/schema",
-        components=Components(
-            security_schemes={
-                "bearer": SecurityScheme(
-                    type="http", scheme="bearer", description="Staff token or API key"
-                )
-            }
-        ),
-        security=[{"bearer": []}],
-    )
-    openapi_config.render_plugins = cache_yaml(list(openapi_config.render_plugins))
     app = Litestar(
-        route_handlers=[
-            health,
-            AuthController,
-            StaffController,
-            ApiKeyController,
-            MemberController,
-            PurchaseController,
-            MemberPointsController,
-            EarningRulesController,
-            TierController,
-            TierSettingsController,
-            MemberTierController,
-            ReferralController,
-            ReferralSettingsController,
-            MemberReferralController,
-            RewardController,
-            MemberRewardController,
-            RedemptionController,
-            OwnershipController,
-            AccountManagementController,
-            RotationController,
-            ServiceTeamController,
-            ExportController,
-            ClosureRequestController,
-            WebhookController,
-            ContactController,
-            MemberSignInController,
-            MeController,
-            SegmentController,
-            OfferController,
-            MarketingSettingsController,
-            MovementReportController,
-            UnsubscribeController,
-            ConsoleController,
-            ImportConsole,
-            ImportController,
-            PortalController,
-            create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
-        ],
+        route_handlers=_route_handlers(),
         on_startup=[startup],
         on_shutdown=[shutdown],
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
@@ -192,23 +128,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             authentication_middleware,
         ],
         stores={"sessions": RedisStore(redis, namespace="sessions")},
-        csrf_config=CSRFConfig(
-            secret=settings.secret_key,
-            cookie_name="loyalty_csrf",
-            cookie_secure=settings.secure_cookies,
-            cookie_httponly=True,
-            exclude=["^/api/", "^/health"],
-        ),
-        template_config=TemplateConfig(
-            directory=[
-                PACKAGE_DIR / "console" / "templates",
-                PACKAGE_DIR / "portal" / "templates",
-                PACKAGE_DIR / "imports" / "templates",
-            ],
-            engine=JinjaTemplateEngine,
-            engine_callback=lambda engine: i18n.install(engine.engine),
-        ),
-        openapi_config=openapi_config,
+        csrf_config=_csrf_config(settings),
+        template_config=_template_config(),
+        openapi_config=_openapi_config(),
         exception_handlers=exception_handlers,
         request_class=StrictJsonRequest,
         plugins=[struct_schemas],
@@ -223,6 +145,103 @@ def create_app(settings: Settings | None = None) -> Litestar:
     finish_document(app, struct_schemas)
     _options_list_every_method(app)
     return app
+
+
+def _route_handlers() -> list[ControllerRouterHandler]:
+    """Every controller of the API, the console and the portal, health and static files."""
+    return [
+        health,
+        AuthController,
+        StaffController,
+        ApiKeyController,
+        MemberController,
+        PurchaseController,
+        MemberPointsController,
+        EarningRulesController,
+        TierController,
+        TierSettingsController,
+        MemberTierController,
+        ReferralController,
+        ReferralSettingsController,
+        MemberReferralController,
+        RewardController,
+        MemberRewardController,
+        RedemptionController,
+        OwnershipController,
+        AccountManagementController,
+        RotationController,
+        ServiceTeamController,
+        ExportController,
+        ClosureRequestController,
+        WebhookController,
+        ContactController,
+        MemberSignInController,
+        MeController,
+        SegmentController,
+        OfferController,
+        MarketingSettingsController,
+        MovementReportController,
+        UnsubscribeController,
+        ConsoleController,
+        ImportConsole,
+        ImportController,
+        PortalController,
+        create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"]),
+    ]
+
+
+def _session_config(settings: Settings) -> RotatingSessionConfig:
+    return RotatingSessionConfig(
+        key=SESSION_COOKIE,
+        max_age=settings.session_max_age,
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+        exclude=NOT_SESSION_PATHS,
+        renew_on_access=True,
+    )
+
+
+def _csrf_config(settings: Settings) -> CSRFConfig:
+    return CSRFConfig(
+        secret=settings.secret_key,
+        cookie_name="loyalty_csrf",
+        cookie_secure=settings.secure_cookies,
+        cookie_httponly=True,
+        exclude=["^/api/", "^/health"],
+    )
+
+
+def _template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(
+        directory=[
+            PACKAGE_DIR / "console" / "templates",
+            PACKAGE_DIR / "portal" / "templates",
+            PACKAGE_DIR / "imports" / "templates",
+        ],
+        engine=JinjaTemplateEngine,
+        engine_callback=lambda engine: i18n.install(engine.engine),
+    )
+
+
+def _openapi_config() -> OpenAPIConfig:
+    config = OpenAPIConfig(
+        title="Loyalty platform API",
+        version="1",
+        description="Members, points, tiers and referrals. Authenticate with "
+        "`Authorization: Bearer <staff token or integration API key>`.",
+        path="/schema",
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(
+                    type="http", scheme="bearer", description="Staff token or API key"
+                )
+            }
+        ),
+        security=[{"bearer": []}],
+    )
+    config.render_plugins = cache_yaml(list(config.render_plugins))
+    return config
 
 
 def _options_list_every_method(app: Litestar) -> None:

@@ -21,7 +21,6 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.runtime import collect_garbage_less_often
 from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
 from loyalty.points.jobs import expire_points, release_pending_points
-from loyalty.referrals import service as _referrals  # noqa: F401  registers event subscribers
 from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
 from loyalty.settings import Settings
 from loyalty.staff.jobs import prune_expired_tokens

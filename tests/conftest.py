@@ -17,6 +17,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from loyalty.infrastructure import caches
 from loyalty.infrastructure.embedded import EmbeddedPostgres, EmbeddedRedis
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -181,16 +182,7 @@ def _all_tables() -> list[str]:
 
 
 def _forget_cached_configuration() -> None:
-    from loyalty.points import service as points
-    from loyalty.tiers import ladder as tiers
-    from loyalty.webhooks import service as webhooks
-
-    points._rules_cache = None
-    tiers._cache = None
-    webhooks.forget_subscriptions()
-    from loyalty.marketing import bonus
-
-    bonus.forget()
+    caches.reset_all()
 
 
 @pytest.fixture(autouse=True)

@@ -68,3 +68,20 @@ async def test_a_worker_started_while_redis_is_down_waits_for_it(settings, tmp_p
         running.cancel()
         await worker.close()
         redis.stop()
+
+
+def test_event_subscribers_are_one_table():
+    """Every subscriber is in loyalty.events.jobs.SUBSCRIBERS (nothing registers itself on
+    import), and every topic a webhook may subscribe to reaches the webhook fan-out."""
+    from loyalty.events.jobs import SUBSCRIBERS
+    from loyalty.referrals import service as referrals
+    from loyalty.reps import service as reps
+    from loyalty.tiers import service as tiers
+    from loyalty.webhooks import service as webhooks
+    from loyalty.webhooks.schemas import TOPICS
+
+    assert all(webhooks.fan_out in SUBSCRIBERS[topic] for topic in TOPICS)
+    assert set(SUBSCRIBERS) == set(TOPICS)
+    assert tiers.tell_the_member in SUBSCRIBERS["tier.changed"]
+    assert reps.flag_outgrown_rep in SUBSCRIBERS["tier.changed"]
+    assert referrals.tell_the_member in SUBSCRIBERS["referral.rewarded"]

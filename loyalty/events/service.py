@@ -1,12 +1,13 @@
 """Internal events through an outbox: recorded inside the transaction that caused them,
 relayed to the arq queue after commit, delivered to subscribers at least once (so every
-subscriber is idempotent)."""
+subscriber is idempotent). Who subscribes to what is one table, `loyalty.events.jobs.SUBSCRIBERS`:
+the subscribers live in the domains, which this module sits below."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -20,18 +21,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 # A published event not delivered by then is published again (its job may have been lost
 # with a Redis restart); subscribers are idempotent, so a slow first delivery does no harm.
 REPUBLISH_AFTER = timedelta(minutes=5)
-SUBSCRIBERS: dict[str, list[Handler]] = {}
 log = logging.getLogger("loyalty.events")
-
-
-def subscribe(topic: str) -> Callable[[Handler], Handler]:
-    """Register a handler for a topic; it receives the event row (id, topic, member, payload)."""
-
-    def register(handler: Handler) -> Handler:
-        SUBSCRIBERS.setdefault(topic, []).append(handler)
-        return handler
-
-    return register
 
 
 async def record(
@@ -110,8 +100,9 @@ async def relay(redis: Redis, batch_size: int = 500) -> int:
             return relayed
 
 
-async def deliver(event_id: UUID) -> int:
-    """Run every subscriber of the event's topic; returns how many ran."""
+async def deliver(event_id: UUID, subscribers: Mapping[str, Sequence[Handler]]) -> int:
+    """Run every subscriber of the event's topic, each given the event row (id, topic,
+    member, payload); returns how many ran."""
     async with db.connection() as conn:
         row = await conn.fetchrow("SELECT * FROM outbox_events WHERE id = $1", event_id)
     if row is None:
@@ -120,7 +111,7 @@ async def deliver(event_id: UUID) -> int:
     event["payload"] = (
         json.loads(event["payload"]) if isinstance(event["payload"], str) else event["payload"]
     )
-    handlers = SUBSCRIBERS.get(event["topic"], [])
+    handlers = subscribers.get(event["topic"], ())
     for handler in handlers:
         await handler(event)
     async with db.connection() as conn:

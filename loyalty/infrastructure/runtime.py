@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import os
 from dataclasses import dataclass, field
 
 import click
 
+from loyalty.infrastructure import db
 from loyalty.infrastructure.embedded import EmbeddedPostgres, EmbeddedRedis
 from loyalty.settings import Settings, get_settings, reset_settings
 
@@ -79,12 +82,7 @@ def start_services(say: bool = True) -> Services:
 
 async def migrate(quiet: bool = False) -> None:
     """Apply every pending Piccolo migration of every app."""
-    import contextlib
-    import io
-
     from piccolo.apps.migrations.commands.forwards import run_forwards
-
-    from loyalty.infrastructure import db
 
     db.configure_engine(get_settings().database_url or "")
     buffer = io.StringIO()

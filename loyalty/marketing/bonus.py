@@ -8,7 +8,6 @@ those offers' audiences.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from loyalty.infrastructure import db
+from loyalty.infrastructure.caches import Cache
 
 CACHE_SECONDS = 10.0
 # Purchases are often posted a little after the sale; an offer stays "live" for the path
@@ -31,19 +31,17 @@ class BonusOffer:
     multiplier: Decimal
 
 
-_cache: tuple[float, list[BonusOffer]] | None = None
+_cache: Cache[list[BonusOffer]] = Cache("live bonus offers")
 
 
 def forget() -> None:
     """Drop the cached list (after an offer's audience is snapshotted, and in tests)."""
-    global _cache
-    _cache = None
+    _cache.clear()
 
 
 async def live_offers(conn: Any = None) -> list[BonusOffer]:
-    global _cache
-    if _cache is not None and time.monotonic() - _cache[0] < CACHE_SECONDS:
-        return _cache[1]
+    if (cached := _cache.get(CACHE_SECONDS)) is not None:
+        return cached
     sql = """
         SELECT id, valid_from, valid_until, bonus_multiplier FROM offers
         WHERE benefit = 'bonus_points' AND status IN ('sending', 'sent')
@@ -57,7 +55,7 @@ async def live_offers(conn: Any = None) -> list[BonusOffer]:
     offers = [
         BonusOffer(r["id"], r["valid_from"], r["valid_until"], r["bonus_multiplier"]) for r in rows
     ]
-    _cache = (time.monotonic(), offers)
+    _cache.put(offers)
     return offers
 
 

@@ -4,7 +4,6 @@ pending release and expiry. Postings go through `ledger`, inside one transaction
 from __future__ import annotations
 
 import base64
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -16,6 +15,7 @@ import msgspec
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.infrastructure import db
+from loyalty.infrastructure.caches import Cache
 from loyalty.infrastructure.clock import now
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
@@ -27,7 +27,7 @@ RULES_CACHE_SECONDS = 5.0
 
 # --- earning rules -----------------------------------------------------------------------
 
-_rules_cache: tuple[float, schemas.EarningRules] | None = None
+_rules_cache: Cache[schemas.EarningRules] = Cache("earning rules")
 
 
 def _rules_from_row(row: Any) -> schemas.EarningRules:
@@ -46,9 +46,8 @@ def _rules_from_row(row: Any) -> schemas.EarningRules:
 
 async def get_rules(*, fresh: bool = False) -> schemas.EarningRules:
     """The earning rules, cached for a few seconds per process (they change rarely)."""
-    global _rules_cache
-    if not fresh and _rules_cache and time.monotonic() - _rules_cache[0] < RULES_CACHE_SECONDS:
-        return _rules_cache[1]
+    if not fresh and (cached := _rules_cache.get(RULES_CACHE_SECONDS)) is not None:
+        return cached
     async with db.connection() as conn:
         row = await conn.fetchrow("SELECT * FROM earning_rules WHERE id = 1")
         if row is None:  # defaults, should the row ever be missing
@@ -62,14 +61,13 @@ async def get_rules(*, fresh: bool = False) -> schemas.EarningRules:
                 """
             )
     rules = _rules_from_row(row)
-    _rules_cache = (time.monotonic(), rules)
+    _rules_cache.put(rules)
     return rules
 
 
 async def update_rules(
     data: schemas.EarningRulesBody, principal: Principal
 ) -> schemas.EarningRules:
-    global _rules_cache
     if not 0 < data.points_per_unit <= 1000:
         raise InvalidInput("must be above 0 and at most 1000", field="points_per_unit")
     if data.points_per_unit.as_tuple().exponent < -4:  # type: ignore[operator]
@@ -101,7 +99,7 @@ async def update_rules(
             data.expiry_months,
             principal.label,
         )
-    _rules_cache = None
+    _rules_cache.clear()
     return _rules_from_row(row)
 
 

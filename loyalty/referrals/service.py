@@ -308,7 +308,6 @@ async def member_referrals(member_id: UUID, principal: Principal) -> schemas.Mem
     )
 
 
-@events.subscribe("referral.rewarded")
 async def tell_the_member(event: dict[str, Any]) -> None:
     payload = event["payload"]
     if payload["referrer"]:

@@ -1007,7 +1007,6 @@ async def reassignment_flags(principal: Principal) -> list[schemas.ReassignmentF
     return flags
 
 
-@events.subscribe("tier.changed")
 async def flag_outgrown_rep(event: dict[str, Any]) -> None:
     """A member whose new tier needs a higher-level rep is flagged to the manager."""
     settings = await get_rep_settings()

@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import re
 import secrets
-import time
 from datetime import timedelta
 from uuid import UUID
 
@@ -23,6 +22,7 @@ from redis.asyncio import Redis
 from loyalty.auth import API_KEY_SCOPES, ROLES, Principal, staff_principal
 from loyalty.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
 from loyalty.infrastructure import db, ratelimit
+from loyalty.infrastructure.caches import KeyedCache
 from loyalty.infrastructure.clock import now
 from loyalty.settings import Settings
 from loyalty.staff import schemas
@@ -370,21 +370,19 @@ async def revoke_api_key(key_id: UUID) -> schemas.ApiKey:
 # the other processes (at once in the one that revoked it).
 API_KEY_CHECK_SECONDS = 2.0
 API_KEY_CHECKS_KEPT = 1000
-_api_key_checks: dict[str, tuple[float, Principal]] = {}
+_api_key_checks: KeyedCache[str, Principal] = KeyedCache("API key checks", kept=API_KEY_CHECKS_KEPT)
 
 
 async def principal_for_api_key(key: str) -> Principal | None:
     hashed = digest(key)
-    checked = _api_key_checks.get(hashed)
-    if checked is not None and time.monotonic() - checked[0] < API_KEY_CHECK_SECONDS:
-        return checked[1]
+    checked = _api_key_checks.get(hashed, API_KEY_CHECK_SECONDS)
+    if checked is not None:
+        return checked
     principal = await _principal_for_key_hash(hashed)
     if principal is None:
-        _api_key_checks.pop(hashed, None)  # unknown keys are not kept: they cost a lookup
+        _api_key_checks.discard(hashed)  # unknown keys are not kept: they cost a lookup
     else:
-        if len(_api_key_checks) >= API_KEY_CHECKS_KEPT:
-            _api_key_checks.clear()
-        _api_key_checks[hashed] = (time.monotonic(), principal)
+        _api_key_checks.put(hashed, principal)
     return principal
 
 

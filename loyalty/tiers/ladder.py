@@ -4,7 +4,6 @@ values every tier decision reads: the lowest layer of the tiers domain."""
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -16,6 +15,7 @@ import asyncpg
 
 from loyalty.errors import InvalidInput
 from loyalty.infrastructure import db
+from loyalty.infrastructure.caches import Cache
 from loyalty.infrastructure.clock import add_months
 from loyalty.infrastructure.money import CENT
 from loyalty.settings import get_settings
@@ -50,7 +50,7 @@ class Ladder:
         return next((t for t in self.enabled if t.rank > rank), None)
 
 
-_cache: tuple[float, Ladder] | None = None
+_cache: Cache[Ladder] = Cache("tier ladder")
 
 
 def tier_from_row(row: Any) -> schemas.Tier:
@@ -77,9 +77,8 @@ def tier_from_row(row: Any) -> schemas.Tier:
 
 async def ladder(*, fresh: bool = False) -> Ladder:
     """The ladder and settings, cached for a few seconds per process."""
-    global _cache
-    if not fresh and _cache and time.monotonic() - _cache[0] < CACHE_SECONDS:
-        return _cache[1]
+    if not fresh and (cached := _cache.get(CACHE_SECONDS)) is not None:
+        return cached
     async with db.connection() as conn:
         rows = await conn.fetch("SELECT * FROM tier_definitions ORDER BY rank")
         settings = await conn.fetchrow("SELECT * FROM tier_settings WHERE id = 1")
@@ -93,13 +92,12 @@ async def ladder(*, fresh: bool = False) -> Ladder:
             updated_by=settings["updated_by"],
         ),
     )
-    _cache = (time.monotonic(), result)
+    _cache.put(result)
     return result
 
 
 def forget_cache() -> None:
-    global _cache
-    _cache = None
+    _cache.clear()
 
 
 # --- windows and qualifying values ---------------------------------------------------------

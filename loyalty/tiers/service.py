@@ -285,7 +285,6 @@ async def end_override(member_id: UUID, principal: Principal) -> schemas.MemberT
     return await status(member_id, principal)
 
 
-@events.subscribe("tier.changed")
 async def tell_the_member(event: dict[str, Any]) -> None:
     """Tier changes reach the member's inbox (the portal shows it; channels come later)."""
     payload = event["payload"]

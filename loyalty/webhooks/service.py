@@ -31,8 +31,8 @@ import httpx
 
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
-from loyalty.events import service as events
 from loyalty.infrastructure import db
+from loyalty.infrastructure.caches import Cache
 from loyalty.webhooks import schemas
 
 TOPICS = schemas.TOPICS
@@ -42,26 +42,26 @@ LONGEST_WAIT = 3600
 MAX_ATTEMPTS = 31
 
 
-_subscribed: tuple[float, frozenset[str]] | None = None
+_subscribed: Cache[frozenset[str]] = Cache("webhook topics")
 CACHE_SECONDS = 10
 
 
 async def subscribed(topic: str) -> bool:
     """Whether any active subscriber wants this topic (cached briefly per process), so hot
     paths record an event only when someone will receive it."""
-    global _subscribed
-    if _subscribed is None or time.monotonic() - _subscribed[0] > CACHE_SECONDS:
+    topics = _subscribed.get(CACHE_SECONDS)
+    if topics is None:
         async with db.connection() as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT unnest(events) AS topic FROM webhook_subscriptions WHERE active"
             )
-        _subscribed = (time.monotonic(), frozenset(row["topic"] for row in rows))
-    return topic in _subscribed[1]
+        topics = frozenset(row["topic"] for row in rows)
+        _subscribed.put(topics)
+    return topic in topics
 
 
 def forget_subscriptions() -> None:
-    global _subscribed
-    _subscribed = None
+    _subscribed.clear()
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -164,10 +164,6 @@ async def fan_out(event: dict[str, Any]) -> None:
             event["topic"],
             json.dumps(body),
         )
-
-
-for _topic in TOPICS:
-    events.subscribe(_topic)(fan_out)
 
 
 def _backoff(attempts: int) -> timedelta:

@@ -140,16 +140,16 @@ def crash_postgres(postgres: EmbeddedPostgres) -> int:
     """kill -9 the postmaster of an embedded PostgreSQL and every backend at the same moment
     (what a machine or OOM crash leaves): no checkpoint, no goodbye to clients. Returns the
     postmaster's pid. `postgres.ensure_running()` starts it again, with crash recovery."""
-    from loyalty.infrastructure.embedded import _children_of, _read_pid, _wait_gone
+    from loyalty.infrastructure.embedded.processes import children_of, read_pid, wait_gone
 
-    pid = _read_pid(postgres.pgdata / "postmaster.pid")
+    pid = read_pid(postgres.pgdata / "postmaster.pid")
     if pid is None:
         raise RuntimeError(f"no postmaster.pid in {postgres.pgdata}")
-    victims = [pid, *_children_of(pid)]
+    victims = [pid, *children_of(pid)]
     for victim in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
-    if _wait_gone(victims, 10.0):
+    if wait_gone(victims, 10.0):
         raise RuntimeError(f"postgres processes {victims} survived SIGKILL")
     return pid
 

@@ -300,7 +300,7 @@ async def test_tier_changes_reach_the_outbox_and_the_member_inbox(
         await worker.close()
     inbox = await Notification.select().where(Notification.member == member)
     assert len(inbox) == 1 and inbox[0]["title"] == "Welcome to Silver"
-    from loyalty.events.service import deliver
+    from loyalty.events.jobs import deliver
 
     await deliver(events[0]["id"])  # delivered twice: still one message
     assert await Notification.count().where(Notification.member == member) == 1

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from loyalty.events import service as events
+from loyalty.events.jobs import deliver
 from loyalty.infrastructure import db
 from loyalty.webhooks import service as webhooks
 from tests.conftest import purchase_body
@@ -56,7 +57,7 @@ async def deliver_outbox() -> None:
     async with db.connection() as conn:
         ids = [row["id"] for row in await conn.fetch("SELECT id FROM outbox_events")]
     for event_id in ids:
-        await events.deliver(event_id)
+        await deliver(event_id)
 
 
 async def subscribe(client, admin, receiver, topics) -> str:
