@@ -18,8 +18,9 @@ from loyalty.members import service as member_service
 from loyalty.points import purchases
 from loyalty.points import schemas as points_schemas
 from loyalty.referrals import service as referral_service
+from loyalty.rewards import catalog as reward_catalog
 from loyalty.rewards import schemas as reward_schemas
-from loyalty.rewards import service as reward_service
+from loyalty.rewards import vouchers as reward_vouchers
 from loyalty.settings import Settings
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
@@ -223,9 +224,9 @@ async def seed_rewards(admin: Principal) -> None:
         ),
     ]
     for data in catalog:
-        reward = await reward_service.create_reward(data, admin)
+        reward = await reward_catalog.create_reward(data, admin)
         if data.voucher_source == "pool":
-            await reward_service.import_vouchers(
+            await reward_vouchers.import_vouchers(
                 reward.id,
                 reward_schemas.VoucherImport(codes=[f"CINEMA-{n:04d}" for n in range(1, 101)]),
                 admin,

@@ -22,8 +22,8 @@ from loyalty.points import service as points
 from loyalty.portal import schemas, service
 from loyalty.referrals import schemas as referral_schemas
 from loyalty.referrals import service as referrals
+from loyalty.rewards import eligibility, redemptions
 from loyalty.rewards import schemas as reward_schemas
-from loyalty.rewards import service as rewards
 from loyalty.settings import Settings
 from loyalty.tiers import schemas as tier_schemas
 from loyalty.tiers import service as tiers
@@ -195,7 +195,7 @@ class MeController(Controller):
     @get("/rewards", summary="Rewards I may redeem", responses=problems(401, 403))
     async def catalog(self, request: Request) -> reward_schemas.MemberCatalog:
         principal = current_principal(request)
-        return await rewards.member_catalog(principal.id, principal)
+        return await eligibility.member_catalog(principal.id, principal)
 
     @post(
         "/redemptions",
@@ -210,13 +210,13 @@ class MeController(Controller):
     ) -> Response[reward_schemas.Redemption]:
         """As `POST /api/v1/members/{id}/redemptions`, for myself."""
         principal = current_principal(request)
-        redemption, created = await rewards.redeem(principal.id, data, principal)
+        redemption, created = await redemptions.redeem(principal.id, data, principal)
         return Response(redemption, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @get("/redemptions", summary="My redemptions", responses=problems(401, 403))
     async def redemptions(self, request: Request) -> list[reward_schemas.Redemption]:
         principal = current_principal(request)
-        return await rewards.member_redemptions(principal.id, principal)
+        return await redemptions.member_redemptions(principal.id, principal)
 
     @post(
         "/redemptions/{redemption_id:uuid}/cancel",
@@ -230,7 +230,7 @@ class MeController(Controller):
         redemption_id: FromPath[UUID],
         data: JSONBody[reward_schemas.CancelIn],
     ) -> reward_schemas.Redemption:
-        return await rewards.cancel(redemption_id, data, current_principal(request))
+        return await redemptions.cancel(redemption_id, data, current_principal(request))
 
     @get("/referrals", summary="My referral code, link and referrals", responses=problems(401, 403))
     async def my_referrals(self, request: Request) -> referral_schemas.MemberReferrals:

@@ -28,8 +28,8 @@ from loyalty.members import service as members
 from loyalty.points import service as points
 from loyalty.portal import schemas, service
 from loyalty.referrals import service as referrals
+from loyalty.rewards import eligibility, redemptions
 from loyalty.rewards import schemas as reward_schemas
-from loyalty.rewards import service as rewards
 from loyalty.settings import Settings
 from loyalty.tiers import service as tiers
 
@@ -342,8 +342,8 @@ class PortalController(Controller):
         principal = me(request)
         if principal is None:
             return Redirect(SIGN_IN)
-        catalog = await rewards.member_catalog(principal.id, principal)
-        mine = await rewards.member_redemptions(principal.id, principal)
+        catalog = await eligibility.member_catalog(principal.id, principal)
+        mine = await redemptions.member_redemptions(principal.id, principal)
         return page("rewards", request, catalog=catalog, redemptions=mine)
 
     @get("/rewards/{reward_id:uuid}")
@@ -353,7 +353,7 @@ class PortalController(Controller):
         principal = me(request)
         if principal is None:
             return Redirect(SIGN_IN)
-        catalog = await rewards.member_catalog(principal.id, principal)
+        catalog = await eligibility.member_catalog(principal.id, principal)
         item = next((i for i in catalog.items if i.reward.id == reward_id), None)
         if item is None:
             return page(
@@ -377,7 +377,7 @@ class PortalController(Controller):
             if not data.quantity.strip().isdecimal():
                 # Not a number at all: the form broke its shape (400), as a JSON body would.
                 raise DomainError(i18n.gettext("Enter a whole number."), field="quantity")
-            redemption, _ = await rewards.redeem(
+            redemption, _ = await redemptions.redeem(
                 principal.id,
                 reward_schemas.RedemptionIn(
                     reward_id=reward_id,
@@ -387,8 +387,8 @@ class PortalController(Controller):
                 principal,
             )
         except DomainError as exc:
-            catalog = await rewards.member_catalog(principal.id, principal)
-            mine = await rewards.member_redemptions(principal.id, principal)
+            catalog = await eligibility.member_catalog(principal.id, principal)
+            mine = await redemptions.member_redemptions(principal.id, principal)
             return page(
                 "rewards",
                 request,
@@ -407,7 +407,7 @@ class PortalController(Controller):
         if principal is None:
             return Redirect(SIGN_IN)
         try:
-            redemption = await rewards.get_redemption(redemption_id, principal)
+            redemption = await redemptions.get_redemption(redemption_id, principal)
         except DomainError as exc:
             return page(
                 "redeemed",
@@ -426,12 +426,12 @@ class PortalController(Controller):
         if principal is None:
             return Redirect(SIGN_IN, status_code=303)
         try:
-            await rewards.cancel(
+            await redemptions.cancel(
                 redemption_id, reward_schemas.CancelIn(reason="cancelled by the member"), principal
             )
         except DomainError as exc:
-            catalog = await rewards.member_catalog(principal.id, principal)
-            mine = await rewards.member_redemptions(principal.id, principal)
+            catalog = await eligibility.member_catalog(principal.id, principal)
+            mine = await redemptions.member_redemptions(principal.id, principal)
             return page(
                 "rewards",
                 request,
