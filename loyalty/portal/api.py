@@ -15,6 +15,7 @@ from loyalty.auth import Principal, current_principal, member_only
 from loyalty.events import service as events
 from loyalty.http.middleware import client_address
 from loyalty.http.openapi import problems, replayed
+from loyalty.members import privacy
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.points import schemas as point_schemas
@@ -331,7 +332,7 @@ class MeController(Controller):
 
     @get("/export", summary="Everything held about me (JSON)", responses=problems(401, 403))
     async def export(self, request: Request) -> dict[str, Any]:
-        return await service.export_data(current_principal(request))
+        return await privacy.export_data(current_principal(request))
 
     @post(
         "/closure",
@@ -344,5 +345,5 @@ class MeController(Controller):
     ) -> schemas.Accepted:
         """An administrator handles the request; points and history are kept as the law
         requires, personal details are removed."""
-        await service.request_closure(current_principal(request), data.reason)
+        await privacy.request_closure(current_principal(request), data.reason)
         return schemas.Accepted(status="requested", detail="Your request is with us.")

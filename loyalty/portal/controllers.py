@@ -23,6 +23,7 @@ from loyalty.events import service as events
 from loyalty.http.middleware import client_address
 from loyalty.infrastructure import i18n
 from loyalty.infrastructure.sessions import start_new_session
+from loyalty.members import privacy
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.points import service as points
@@ -639,14 +640,14 @@ class PortalController(Controller):
         principal = me(request)
         if principal is None:
             return Redirect(SIGN_IN)
-        return page("privacy", request, pending=await service.pending_closure(principal))
+        return page("privacy", request, pending=await privacy.pending_closure(principal))
 
     @get("/privacy/export")
     async def export(self, request: Request) -> Response | Redirect:
         principal = me(request)
         if principal is None:
             return Redirect(SIGN_IN)
-        data = await service.export_data(principal)
+        data = await privacy.export_data(principal)
         return Response(
             msgspec.json.encode(data),
             media_type="application/json",
@@ -661,7 +662,7 @@ class PortalController(Controller):
         if principal is None:
             return Redirect(SIGN_IN, status_code=303)
         try:
-            await service.request_closure(principal, data.reason)
+            await privacy.request_closure(principal, data.reason)
         except DomainError as exc:
             return page("privacy", request, exc.status_code, error=problem(exc), pending=True)
         return page("privacy", request, pending=True, sent=True)
