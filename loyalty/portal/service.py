@@ -16,7 +16,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from loyalty.auth import PORTAL, Principal, member_principal
-from loyalty.errors import Conflict, DomainError, InvalidInput, NotAuthenticated
+from loyalty.errors import Conflict, InvalidInput, NotAuthenticated
 from loyalty.infrastructure import db, i18n
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
@@ -287,8 +287,3 @@ async def send_request(principal: Principal, data: schemas.ServiceRequest) -> UU
         subject=data.subject,
         body=data.body,
     )
-
-
-def problem_text(exc: DomainError) -> str:
-    """A domain problem as a sentence for the member, in their language where we can."""
-    return i18n.gettext(exc.detail) if exc.detail else i18n.gettext("Something went wrong.")
