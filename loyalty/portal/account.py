@@ -18,7 +18,8 @@ from loyalty.members import privacy as member_privacy
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.portal import schemas, service
-from loyalty.portal.pages import CHANNELS, code_context, form, listed, member, page, problem
+from loyalty.portal.context import code_context
+from loyalty.portal.pages import CHANNELS, form, listed, member, page, problem
 from loyalty.settings import Settings
 from loyalty.tiers import service as tiers
 

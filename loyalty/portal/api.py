@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from loyalty.auth import Principal, current_principal, member_only
 from loyalty.events import service as events
-from loyalty.http.middleware import client_address
+from loyalty.http.middleware import bearer_token
 from loyalty.http.openapi import problems, replayed
 from loyalty.members import privacy
 from loyalty.members import schemas as member_schemas
@@ -21,6 +21,7 @@ from loyalty.members import service as members
 from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
 from loyalty.portal import schemas, service
+from loyalty.portal.context import code_context
 from loyalty.referrals import schemas as referral_schemas
 from loyalty.referrals import service as referrals
 from loyalty.rewards import eligibility, redemptions
@@ -60,12 +61,7 @@ class MemberSignInController(Controller):
         """To the member's email or phone; the answer is the same whether or not an account
         exists. Codes expire in 10 minutes; sending is rate-limited per address and per
         phone or email (429 with Retry-After)."""
-        await service.request_sign_in_code(
-            data.identifier,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
-        )
+        await service.request_sign_in_code(data.identifier, **code_context(request, settings))
         return SENT
 
     @post(
@@ -83,11 +79,7 @@ class MemberSignInController(Controller):
         """A code works once. A wrong code answers 401 without saying whether the account
         exists; repeated failures are rate-limited per account and per address."""
         principal = await service.sign_in_with_code(
-            data.identifier,
-            data.code,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            data.identifier, data.code, **code_context(request, settings)
         )
         return await _token(principal, request, settings)
 
@@ -105,11 +97,7 @@ class MemberSignInController(Controller):
     ) -> schemas.Token:
         """For members who set a password."""
         principal = await service.sign_in_with_password(
-            data.identifier,
-            data.password,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            data.identifier, data.password, **code_context(request, settings)
         )
         return await _token(principal, request, settings)
 
@@ -124,9 +112,7 @@ class MemberSignInController(Controller):
     ) -> schemas.SignUpStarted:
         """Sends a code to the email (or phone); the member exists once it comes back through
         `/sign-up/confirm`. An optional referral code links the referral."""
-        token = await service.start_sign_up(
-            data, redis=request.app.state.redis, client=client_address(request), settings=settings
-        )
+        token = await service.start_sign_up(data, **code_context(request, settings))
         return schemas.SignUpStarted(sign_up_token=token, sent_to=data.email or data.phone)
 
     @post(
@@ -142,11 +128,7 @@ class MemberSignInController(Controller):
         data: JSONBody[schemas.SignUpFinish],
     ) -> schemas.Token:
         principal = await service.finish_sign_up(
-            data.sign_up_token,
-            data.code,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            data.sign_up_token, data.code, **code_context(request, settings)
         )
         return await _token(principal, request, settings)
 
@@ -158,8 +140,6 @@ class MeController(Controller):
 
     @post("/sign-out", status_code=204, summary="End this token", responses=problems(401, 403))
     async def sign_out(self, request: Request) -> None:
-        from loyalty.http.middleware import bearer_token
-
         token = bearer_token(request.scope)
         if token:
             await service.revoke_token(token, request.app.state.redis)
@@ -283,11 +263,7 @@ class MeController(Controller):
         self, request: Request, settings: NamedDependency[Settings], data: JSONBody[schemas.CodeIn]
     ) -> member_schemas.Member:
         return await service.confirm_contact_change(
-            current_principal(request),
-            data.code,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            current_principal(request), data.code, **code_context(request, settings)
         )
 
     @put(

@@ -10,9 +10,7 @@ from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
 from loyalty.errors import DomainError
-from loyalty.http.middleware import client_address
 from loyalty.infrastructure import i18n
-from loyalty.settings import Settings
 
 SIGN_IN = "/portal/sign-in"
 CHANNELS = ("email", "sms", "wechat", "phone", "post")
@@ -69,13 +67,3 @@ async def form(request: Request, shape: type) -> Any:
 def listed(text: str) -> list[str]:
     """A comma-separated form field (either comma) as a short list."""
     return [part.strip()[:100] for part in text.replace("，", ",").split(",") if part.strip()][:30]
-
-
-def code_context(request: Request, settings: Settings) -> dict[str, Any]:
-    """What the services that send or check a code need from the request: Redis (codes and
-    rate limits), the client address the limits count, and the settings."""
-    return {
-        "redis": request.app.state.redis,
-        "client": client_address(request),
-        "settings": settings,
-    }

@@ -18,7 +18,8 @@ from loyalty.auth import Principal
 from loyalty.errors import DomainError
 from loyalty.infrastructure.sessions import start_new_session
 from loyalty.portal import schemas, service
-from loyalty.portal.pages import CHANNELS, SIGN_IN, code_context, form, me, page, problem
+from loyalty.portal.context import code_context
+from loyalty.portal.pages import CHANNELS, SIGN_IN, form, me, page, problem
 from loyalty.settings import Settings
 
 
