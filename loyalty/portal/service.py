@@ -58,7 +58,7 @@ async def sign_in_with_code(
     attempt = await codes.guarded(redis, client, identifier.value, sign_in=True)
     stored = await codes.take_code(redis, f"portal:code:sign_in:{identifier.value}", code, settings)
     member = await codes.member_by(identifier) if stored else None
-    if member is None or str(member["id"]) != stored["member"]:  # type: ignore[index]
+    if stored is None or member is None or str(member["id"]) != stored["member"]:
         raise NotAuthenticated(i18n.gettext(codes.WRONG_CODE))
     await attempt.succeeded()
     return member_principal(member["id"], member["number"])
