@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from rich.progress import Progress
 
@@ -17,8 +18,9 @@ from loyalty.members import schemas as member_schemas
 from loyalty.members import service as member_service
 from loyalty.points import schemas as points_schemas
 from loyalty.referrals import service as referral_service
+from loyalty.rewards import catalog as reward_catalog
 from loyalty.rewards import schemas as reward_schemas
-from loyalty.rewards import service as reward_service
+from loyalty.rewards import vouchers as reward_vouchers
 from loyalty.settings import Settings
 from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
@@ -109,69 +111,9 @@ async def seed_members(count: int, seed: int = 2026) -> None:
     with Progress() as progress:
         task = progress.add_task("seeding demo members and purchases", total=count)
         for i in range(count):
-            name = f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}"
             enroler = enrolers[i % 3]
-            # One in seven came on a friend's invitation.
-            referral_code = rng.choice(codes) if codes and rng.random() < 1 / 7 else None
-            member = await member_service.create_member(
-                member_schemas.MemberCreate(
-                    name=name,
-                    phone=f"+86139{i:08d}",
-                    email=f"{name.lower().replace(' ', '.')}.{i}@example.com",
-                    birthday=(now - timedelta(days=rng.randint(20 * 365, 70 * 365))).date(),
-                    hobbies=rng.sample(HOBBIES, 2),
-                    tags=["demo"],
-                    contact_preferences=member_schemas.ContactPreferences(
-                        channels=["wechat", "email"],
-                        consents=[
-                            member_schemas.Consent(
-                                channel="email", granted=True, method="demo seed"
-                            )
-                        ],
-                    ),
-                    referral_code=referral_code,
-                ),
-                enroler,
-            )
-            async with db.connection() as conn:
-                codes.append(await referral_service.issue_code(conn, member.id))
-            # Most members buy now and then; one in ten is a big spender (silver or gold).
-            big_spender = rng.random() < 0.1
-            count = rng.randint(8, 16) if big_spender else rng.choice([0, 1, 2, 3, 4, 6, 9])
-            for n in range(count):
-                sku, category, price = rng.choice(PRODUCTS[-2:] if big_spender else PRODUCTS)
-                quantity = rng.randint(1, 3)
-                when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
-                external_id = f"DEMO-{i}-{n}"
-                await sales.post_purchase(
-                    points_schemas.PurchaseIn(
-                        external_id=external_id,
-                        occurred_at=when,
-                        store=rng.choice(["Shanghai Jing'an", "Beijing Sanlitun", "Online shop"]),
-                        currency="CNY",
-                        lines=[
-                            points_schemas.PurchaseLineIn(
-                                sku=sku,
-                                quantity=quantity,
-                                unit_price=Decimal(price),
-                                category=category,
-                            )
-                        ],
-                        total=Decimal(price) * quantity,
-                        member_id=member.id,
-                    ),
-                    enroler,
-                )
-                if rng.random() < 0.05:
-                    await returns.post_return(
-                        external_id,
-                        points_schemas.ReturnIn(
-                            return_id=f"{external_id}-R",
-                            lines=[points_schemas.ReturnLineIn(quantity=1, line_no=1)],
-                            reason="demo return",
-                        ),
-                        enroler,
-                    )
+            member_id = await _enrol_demo_member(rng, i, enroler, codes, now)
+            await _demo_purchases(rng, i, member_id, enroler, now)
             progress.advance(task)
     # Historic purchases upgraded members as they were posted; an evaluation now starts the
     # grace period for those whose spend has since aged out of the window.
@@ -179,6 +121,76 @@ async def seed_members(count: int, seed: int = 2026) -> None:
 
     await tier_evaluation.evaluate()
     await seed_rewards(enrolers[-1])
+
+
+async def _enrol_demo_member(
+    rng: random.Random, i: int, enroler: Principal, codes: list[str], now: datetime
+) -> UUID:
+    """The i-th demo member; their referral code joins `codes` for later members to use."""
+    name = f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}"
+    # One in seven came on a friend's invitation.
+    referral_code = rng.choice(codes) if codes and rng.random() < 1 / 7 else None
+    member = await member_service.create_member(
+        member_schemas.MemberCreate(
+            name=name,
+            phone=f"+86139{i:08d}",
+            email=f"{name.lower().replace(' ', '.')}.{i}@example.com",
+            birthday=(now - timedelta(days=rng.randint(20 * 365, 70 * 365))).date(),
+            hobbies=rng.sample(HOBBIES, 2),
+            tags=["demo"],
+            contact_preferences=member_schemas.ContactPreferences(
+                channels=["wechat", "email"],
+                consents=[
+                    member_schemas.Consent(channel="email", granted=True, method="demo seed")
+                ],
+            ),
+            referral_code=referral_code,
+        ),
+        enroler,
+    )
+    async with db.connection() as conn:
+        codes.append(await referral_service.issue_code(conn, member.id))
+    return member.id
+
+
+async def _demo_purchases(
+    rng: random.Random, i: int, member_id: UUID, enroler: Principal, now: datetime
+) -> None:
+    """The member's purchases over the last 18 months, one in twenty partly returned."""
+    # Most members buy now and then; one in ten is a big spender (silver or gold).
+    big_spender = rng.random() < 0.1
+    count = rng.randint(8, 16) if big_spender else rng.choice([0, 1, 2, 3, 4, 6, 9])
+    for n in range(count):
+        sku, category, price = rng.choice(PRODUCTS[-2:] if big_spender else PRODUCTS)
+        quantity = rng.randint(1, 3)
+        when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
+        external_id = f"DEMO-{i}-{n}"
+        await sales.post_purchase(
+            points_schemas.PurchaseIn(
+                external_id=external_id,
+                occurred_at=when,
+                store=rng.choice(["Shanghai Jing'an", "Beijing Sanlitun", "Online shop"]),
+                currency="CNY",
+                lines=[
+                    points_schemas.PurchaseLineIn(
+                        sku=sku, quantity=quantity, unit_price=Decimal(price), category=category
+                    )
+                ],
+                total=Decimal(price) * quantity,
+                member_id=member_id,
+            ),
+            enroler,
+        )
+        if rng.random() < 0.05:
+            await returns.post_return(
+                external_id,
+                points_schemas.ReturnIn(
+                    return_id=f"{external_id}-R",
+                    lines=[points_schemas.ReturnLineIn(quantity=1, line_no=1)],
+                    reason="demo return",
+                ),
+                enroler,
+            )
 
 
 async def seed_rewards(admin: Principal) -> None:
@@ -223,9 +235,9 @@ async def seed_rewards(admin: Principal) -> None:
         ),
     ]
     for data in catalog:
-        reward = await reward_service.create_reward(data, admin)
+        reward = await reward_catalog.create_reward(data, admin)
         if data.voucher_source == "pool":
-            await reward_service.import_vouchers(
+            await reward_vouchers.import_vouchers(
                 reward.id,
                 reward_schemas.VoucherImport(codes=[f"CINEMA-{n:04d}" for n in range(1, 101)]),
                 admin,

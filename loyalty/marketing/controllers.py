@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from loyalty.auth import current_principal, requires
 from loyalty.http.openapi import problems
 from loyalty.infrastructure.schemas import MONTH_PATTERN
-from loyalty.marketing import reports, schemas, segments, service
+from loyalty.marketing import reports, schemas, segments, service, unsubscribe
 
 
 class SegmentController(Controller):
@@ -305,7 +305,7 @@ class UnsubscribeController(Controller):
     @get("/{token:str}", media_type=MediaType.HTML)
     async def unsubscribe(self, token: FromPath[str]) -> Response[str]:
         """The link in every offer: withdraws the channel's consent, no sign-in needed."""
-        done = await service.unsubscribe(token)
+        done = await unsubscribe.withdraw_consent(token)
         if done is None:
             page = UNSUBSCRIBED_PAGE.format(
                 title="This link is not valid", text="Please use the link from the message."

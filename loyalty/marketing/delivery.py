@@ -19,55 +19,20 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import html
 import json
 import logging
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from loyalty.infrastructure import db, messaging
 from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus, segments
+from loyalty.marketing.messages import email_for, inbox_text, sms_for
 from loyalty.marketing.schemas import SegmentFilter
-from loyalty.settings import get_settings
 
 log = logging.getLogger("loyalty.marketing")
 BATCH_SIZE = 500
 CONCURRENCY = 20  # messages in flight at once
-
-
-# --- unsubscribe tokens -------------------------------------------------------------------
-
-
-def _signature(member_id: UUID, channel: str) -> str:
-    key = get_settings().secret_key.encode()
-    digest = hmac.new(key, f"unsubscribe:{member_id}:{channel}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(digest.digest()[:18]).decode()
-
-
-def unsubscribe_token(member_id: UUID, channel: str) -> str:
-    return f"{member_id.hex}.{channel}.{_signature(member_id, channel)}"
-
-
-def read_token(token: str) -> tuple[UUID, str] | None:
-    try:
-        member_hex, channel, signature = token.split(".")
-        member_id = UUID(hex=member_hex)
-    except ValueError:
-        return None
-    if channel not in ("email", "sms") or not hmac.compare_digest(
-        signature, _signature(member_id, channel)
-    ):
-        return None
-    return member_id, channel
-
-
-def unsubscribe_url(member_id: UUID, channel: str) -> str:
-    return f"{get_settings().public_url}/unsubscribe/{unsubscribe_token(member_id, channel)}"
 
 
 # --- the audience -------------------------------------------------------------------------
@@ -128,50 +93,6 @@ async def snapshot(offer_id: UUID) -> int:
     if offer["benefit"] == "bonus_points":
         bonus.forget()
     return size
-
-
-# --- messages -----------------------------------------------------------------------------
-
-
-def _validity(offer: Any) -> str:
-    tz = get_settings().tz
-    start = offer["valid_from"].astimezone(tz).strftime("%Y-%m-%d")
-    end = (offer["valid_until"].astimezone(tz) - timedelta(seconds=1)).strftime("%Y-%m-%d")
-    return f"{start} – {end}"
-
-
-def inbox_text(offer: Any) -> tuple[str, str]:
-    title = offer["title_en"] + (f" · {offer['title_zh']}" if offer["title_zh"] else "")
-    body = offer["body_en"] + (f"\n\n{offer['body_zh']}" if offer["body_zh"] else "")
-    return title[:200], f"{body}\n\nValid {_validity(offer)}"[:1900]
-
-
-def email_for(offer: Any, row: dict[str, Any]) -> messaging.Email:
-    member_id = UUID(str(row["member"]))
-    link = unsubscribe_url(member_id, "email")
-    title, body = inbox_text(offer)
-    code = row.get("voucher_code")
-    code_line = f"\n\nYour code / 您的优惠码: {code}" if code else ""
-    text = f"{body}{code_line}\n\nTo stop these emails / 退订: {link}\n"
-    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n"))
-    code_html = (
-        f"<p>Your code / 您的优惠码: <strong>{html.escape(code)}</strong></p>" if code else ""
-    )
-    page = (
-        f"<!doctype html><html><body><h1>{html.escape(title)}</h1>{paragraphs}{code_html}"
-        f'<p style="font-size:small"><a href="{html.escape(link)}">Unsubscribe / 退订</a></p>'
-        "</body></html>"
-    )
-    return messaging.Email(to=row["address"], subject=title, text=text, html=page)
-
-
-def sms_for(offer: Any, row: dict[str, Any]) -> str:
-    member_id = UUID(str(row["member"]))
-    code = row.get("voucher_code")
-    text = offer["title_zh"] or offer["title_en"]
-    if code:
-        text += f" {code}"
-    return f"{text} ({_validity(offer)}) 退订 STOP: {unsubscribe_url(member_id, 'sms')}"
 
 
 async def _send_one(offer: Any, row: dict[str, Any], sms: Any) -> str | None:

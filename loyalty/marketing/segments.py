@@ -31,6 +31,8 @@ class Query:
         self.start = start
         self.conditions: list[str] = []
         self.stats = False
+        # The parameter holding the start of the purchase window, when `stats` is set.
+        self.window_param = ""
 
     def param(self, value: Any, cast: str = "") -> str:
         self.params.append(value)
@@ -49,6 +51,16 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
     `q.stats` is set: join them with `stats_join`)."""
     q = Query(start)
     q.add("m.status = 'active'")
+    # Parameters are numbered in the order these steps add them.
+    _tier_conditions(q, f, at)
+    _purchase_conditions(q, f, at)
+    _points_and_referral_conditions(q, f)
+    _archive_conditions(q, f)
+    _rep_conditions(q, f)
+    return q
+
+
+def _tier_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
     if f.tiers:
         q.add(
             "EXISTS (SELECT 1 FROM member_tiers t WHERE t.member = m.id"
@@ -60,7 +72,10 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
             "EXISTS (SELECT 1 FROM member_tiers t WHERE t.member = m.id"
             f" AND t.since >= {q.param(since, '::timestamptz')})"
         )
-    window = at - timedelta(days=f.window_days)
+
+
+def _purchase_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
+    """Spend and purchases in the window, and recency: conditions on the statistics `s`."""
     spend = "coalesce(s.spend, 0)"
     count = "coalesce(s.purchases, 0)"
     if f.spend_min is not None:
@@ -89,7 +104,10 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
         )
     )
     if q.stats:
-        q.window_param = q.param(window, "::timestamptz")  # type: ignore[attr-defined]
+        q.window_param = q.param(at - timedelta(days=f.window_days), "::timestamptz")
+
+
+def _points_and_referral_conditions(q: Query, f: schemas.SegmentFilter) -> None:
     if f.points_min is not None or f.points_max is not None:
         # A balance may be negative (debt): no lower bound unless one is given.
         lo = q.param(f.points_min, "::bigint")
@@ -103,6 +121,10 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
             "(SELECT count(*) FROM referrals r WHERE r.referrer = m.id"
             f" AND r.status <> 'rejected') >= {q.param(f.referrals_min, '::bigint')}"
         )
+
+
+def _archive_conditions(q: Query, f: schemas.SegmentFilter) -> None:
+    """Birthday month, region, tags and consents: fields of the member's archive."""
     if f.birthday_months:
         q.add(
             "extract(month FROM m.birthday)::int"
@@ -117,6 +139,9 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
             "m.contact_preferences->'consents' @> jsonb_build_array(jsonb_build_object("
             f"'channel', {q.param(channel, '::text')}, 'granted', true))"
         )
+
+
+def _rep_conditions(q: Query, f: schemas.SegmentFilter) -> None:
     if f.rep_ids:
         q.add(f"m.assigned_rep = ANY({q.param(list(f.rep_ids), '::uuid[]')})")
     if f.departments:
@@ -128,14 +153,13 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
         q.add("m.assigned_rep IS NULL")
     elif f.unassigned is False:
         q.add("m.assigned_rep IS NOT NULL")
-    return q
 
 
 def from_clause(q: Query) -> str:
     """`members m`, with the purchase statistics when a condition needs them."""
     if not q.stats:
         return "members m"
-    w = q.window_param  # type: ignore[attr-defined]
+    w = q.window_param
     return f"""members m LEFT JOIN (
         SELECT member,
                sum(total - returned_amount) FILTER (WHERE occurred_at >= {w}) AS spend,

@@ -1,5 +1,6 @@
 """Offers: drafts, approval by a manager of marketing, the send request, voucher pools,
-results, and the marketing settings. Delivery itself is in `delivery.py`."""
+results, and the marketing settings. Delivery itself is in `delivery.py`, unsubscribe links
+in `unsubscribe.py`."""
 
 from __future__ import annotations
 
@@ -396,63 +397,3 @@ async def update_settings(
         )
     bonus.forget()
     return await get_settings_row()
-
-
-# --- unsubscribe --------------------------------------------------------------------------
-
-UNSUBSCRIBE_SQL = """
-WITH old AS (
-    SELECT id, coalesce(contact_preferences, '{}'::jsonb) AS prefs FROM members
-    WHERE id = $1 FOR UPDATE
-), new AS (
-    SELECT id, prefs, jsonb_set(prefs, '{consents}', (
-        SELECT coalesce(jsonb_agg(c), '[]'::jsonb)
-        FROM jsonb_array_elements(
-            CASE WHEN jsonb_typeof(prefs->'consents') = 'array' THEN prefs->'consents'
-                 ELSE '[]'::jsonb END) c
-        WHERE c->>'channel' <> $2
-    ) || jsonb_build_array(jsonb_build_object(
-        'channel', $2::text, 'granted', false, 'at', to_jsonb(now()),
-        'method', 'unsubscribe link'))) AS updated
-    FROM old
-), changed AS (
-    UPDATE members m SET contact_preferences = new.updated, updated_at = now()
-    FROM new WHERE m.id = new.id
-    RETURNING m.id
-)
-INSERT INTO member_changes (id, member, action, actor, changes, at)
-SELECT gen_random_uuid(), new.id, 'update', 'member:unsubscribe link',
-       jsonb_build_object('contact_preferences',
-           jsonb_build_object('old', new.prefs, 'new', new.updated)), now()
-FROM new JOIN changed ON changed.id = new.id
-RETURNING member
-"""
-
-
-async def unsubscribe(token: str) -> str | None:
-    """Withdraw the consent the signed link names; the channel, or None for a bad link."""
-    from loyalty.marketing.delivery import read_token
-
-    found = read_token(token)
-    if found is None:
-        return None
-    member_id, channel = found
-    async with db.transaction() as conn:
-        done = await conn.fetchval(UNSUBSCRIBE_SQL, member_id, channel)
-    return channel if done is not None else None
-
-
-async def offer_prices(conn: Any, member_id: UUID) -> dict[UUID, int]:
-    """Rewards this member may redeem for fewer points now, through a live reward_price offer
-    addressed to them: reward id -> points per item (the lowest offer wins)."""
-    rows = await conn.fetch(
-        """
-        SELECT o.reward, min(o.reward_points_cost) AS cost
-        FROM offers o JOIN offer_audience a ON a.offer = o.id AND a.member = $1
-        WHERE o.benefit = 'reward_price' AND o.status IN ('sending', 'sent')
-          AND now() >= o.valid_from AND now() < o.valid_until
-        GROUP BY o.reward
-        """,
-        member_id,
-    )
-    return {row["reward"]: int(row["cost"]) for row in rows}

@@ -1,7 +1,8 @@
-"""Privacy: closure requests decided by an admin, and erasure that removes every personal
-detail while the ledger, purchases and reports stay correct (entries keep pointing at the
-member, now anonymous). Consent history (channel, yes or no, when, how) is kept as
-evidence; the erasure itself is recorded."""
+"""Privacy, in one place: the member's export of everything held about them, the member's
+closure request, its decision by an admin, and erasure that removes every personal detail
+while the ledger, purchases and reports stay correct (entries keep pointing at the member,
+now anonymous). Consent history (channel, yes or no, when, how) is kept as evidence; the
+erasure itself is recorded."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import json
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, NotFound, PermissionDenied
-from loyalty.infrastructure import db
+from loyalty.infrastructure import db, i18n
 from loyalty.members import schemas
+from loyalty.members import service as members
 
 ERASED = "[erased]"
 # Archive fields that hold personal data, and what they become.
@@ -26,6 +30,74 @@ PERSONAL = {
     "organisation": None,
     "notes": "",
 }
+
+
+# What the export holds besides the archive: each query takes the member's id.
+EXPORTED = {
+    "changes": "SELECT * FROM member_changes WHERE member = $1 ORDER BY at",
+    "points_ledger": "SELECT * FROM points_ledger WHERE member = $1 ORDER BY created_at",
+    "purchases": "SELECT * FROM purchases WHERE member = $1 ORDER BY occurred_at",
+    # Through the member's purchases (indexed), not by member (every line ever posted).
+    "purchase_lines": (
+        "SELECT * FROM purchase_lines"
+        " WHERE purchase IN (SELECT id FROM purchases WHERE member = $1)"
+        " ORDER BY purchase, line_no"
+    ),
+    "returns": (
+        "SELECT * FROM purchase_returns"
+        " WHERE purchase IN (SELECT id FROM purchases WHERE member = $1) ORDER BY created_at"
+    ),
+    "tier": "SELECT * FROM member_tiers WHERE member = $1",
+    "tier_changes": "SELECT * FROM tier_changes WHERE member = $1 ORDER BY at",
+    "referrals": "SELECT * FROM referrals WHERE referrer = $1 OR referred = $1 ORDER BY created_at",
+    "redemptions": "SELECT * FROM redemptions WHERE member = $1 ORDER BY created_at",
+    "messages": "SELECT * FROM member_notifications WHERE member = $1 ORDER BY created_at",
+    "contacts": "SELECT * FROM contacts WHERE member = $1 ORDER BY occurred_at",
+    "closure_requests": "SELECT * FROM closure_requests WHERE member = $1",
+}
+
+
+_PENDING = "SELECT 1 FROM closure_requests WHERE member = $1 AND status = 'pending'"
+
+
+# --- what the member asks for -------------------------------------------------------------
+
+
+async def export_data(principal: Principal) -> dict[str, Any]:
+    """Everything held about the member, as JSON-ready data."""
+    member = await members.get_member(principal.id, principal)
+    export: dict[str, Any] = {"member": msgspec.to_builtins(member)}
+    async with db.connection() as conn:
+        for name, sql in EXPORTED.items():
+            rows = await conn.fetch(sql, principal.id)
+            export[name] = [
+                {k: v for k, v in dict(row).items() if k not in ("request_hash", "password_hash")}
+                for row in rows
+            ]
+    return json.loads(json.dumps(export, default=str))
+
+
+async def request_closure(principal: Principal, reason: str) -> None:
+    """The member asks for their account to be closed; an admin decides (`decide`)."""
+    async with db.connection() as conn:
+        if await conn.fetchval(_PENDING, principal.id):
+            raise Conflict(i18n.gettext("Your request is already with us."), field="reason")
+        await conn.execute(
+            """
+            INSERT INTO closure_requests (id, member, channel, reason, status, requested_at)
+            VALUES (gen_random_uuid(), $1, 'portal', $2, 'pending', now())
+            """,
+            principal.id,
+            reason[:2000],
+        )
+
+
+async def pending_closure(principal: Principal) -> bool:
+    async with db.connection() as conn:
+        return bool(await conn.fetchval(_PENDING, principal.id))
+
+
+# --- what an admin decides ----------------------------------------------------------------
 
 
 def _check_admin(principal: Principal) -> None:

@@ -13,17 +13,19 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from loyalty.auth import Principal, current_principal, member_only
 from loyalty.events import service as events
-from loyalty.http.middleware import client_address
+from loyalty.http.middleware import bearer_token
 from loyalty.http.openapi import problems, replayed
+from loyalty.members import privacy
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
 from loyalty.portal import schemas, service
+from loyalty.portal.context import code_context
 from loyalty.referrals import schemas as referral_schemas
 from loyalty.referrals import service as referrals
+from loyalty.rewards import eligibility, redemptions
 from loyalty.rewards import schemas as reward_schemas
-from loyalty.rewards import service as rewards
 from loyalty.settings import Settings
 from loyalty.tiers import schemas as tier_schemas
 from loyalty.tiers import service as tiers
@@ -59,12 +61,7 @@ class MemberSignInController(Controller):
         """To the member's email or phone; the answer is the same whether or not an account
         exists. Codes expire in 10 minutes; sending is rate-limited per address and per
         phone or email (429 with Retry-After)."""
-        await service.request_sign_in_code(
-            data.identifier,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
-        )
+        await service.request_sign_in_code(data.identifier, **code_context(request, settings))
         return SENT
 
     @post(
@@ -82,11 +79,7 @@ class MemberSignInController(Controller):
         """A code works once. A wrong code answers 401 without saying whether the account
         exists; repeated failures are rate-limited per account and per address."""
         principal = await service.sign_in_with_code(
-            data.identifier,
-            data.code,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            data.identifier, data.code, **code_context(request, settings)
         )
         return await _token(principal, request, settings)
 
@@ -104,11 +97,7 @@ class MemberSignInController(Controller):
     ) -> schemas.Token:
         """For members who set a password."""
         principal = await service.sign_in_with_password(
-            data.identifier,
-            data.password,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            data.identifier, data.password, **code_context(request, settings)
         )
         return await _token(principal, request, settings)
 
@@ -123,9 +112,7 @@ class MemberSignInController(Controller):
     ) -> schemas.SignUpStarted:
         """Sends a code to the email (or phone); the member exists once it comes back through
         `/sign-up/confirm`. An optional referral code links the referral."""
-        token = await service.start_sign_up(
-            data, redis=request.app.state.redis, client=client_address(request), settings=settings
-        )
+        token = await service.start_sign_up(data, **code_context(request, settings))
         return schemas.SignUpStarted(sign_up_token=token, sent_to=data.email or data.phone)
 
     @post(
@@ -141,11 +128,7 @@ class MemberSignInController(Controller):
         data: JSONBody[schemas.SignUpFinish],
     ) -> schemas.Token:
         principal = await service.finish_sign_up(
-            data.sign_up_token,
-            data.code,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            data.sign_up_token, data.code, **code_context(request, settings)
         )
         return await _token(principal, request, settings)
 
@@ -157,8 +140,6 @@ class MeController(Controller):
 
     @post("/sign-out", status_code=204, summary="End this token", responses=problems(401, 403))
     async def sign_out(self, request: Request) -> None:
-        from loyalty.http.middleware import bearer_token
-
         token = bearer_token(request.scope)
         if token:
             await service.revoke_token(token, request.app.state.redis)
@@ -195,7 +176,7 @@ class MeController(Controller):
     @get("/rewards", summary="Rewards I may redeem", responses=problems(401, 403))
     async def catalog(self, request: Request) -> reward_schemas.MemberCatalog:
         principal = current_principal(request)
-        return await rewards.member_catalog(principal.id, principal)
+        return await eligibility.member_catalog(principal.id, principal)
 
     @post(
         "/redemptions",
@@ -210,13 +191,13 @@ class MeController(Controller):
     ) -> Response[reward_schemas.Redemption]:
         """As `POST /api/v1/members/{id}/redemptions`, for myself."""
         principal = current_principal(request)
-        redemption, created = await rewards.redeem(principal.id, data, principal)
+        redemption, created = await redemptions.redeem(principal.id, data, principal)
         return Response(redemption, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @get("/redemptions", summary="My redemptions", responses=problems(401, 403))
     async def redemptions(self, request: Request) -> list[reward_schemas.Redemption]:
         principal = current_principal(request)
-        return await rewards.member_redemptions(principal.id, principal)
+        return await redemptions.member_redemptions(principal.id, principal)
 
     @post(
         "/redemptions/{redemption_id:uuid}/cancel",
@@ -230,7 +211,7 @@ class MeController(Controller):
         redemption_id: FromPath[UUID],
         data: JSONBody[reward_schemas.CancelIn],
     ) -> reward_schemas.Redemption:
-        return await rewards.cancel(redemption_id, data, current_principal(request))
+        return await redemptions.cancel(redemption_id, data, current_principal(request))
 
     @get("/referrals", summary="My referral code, link and referrals", responses=problems(401, 403))
     async def my_referrals(self, request: Request) -> referral_schemas.MemberReferrals:
@@ -282,11 +263,7 @@ class MeController(Controller):
         self, request: Request, settings: NamedDependency[Settings], data: JSONBody[schemas.CodeIn]
     ) -> member_schemas.Member:
         return await service.confirm_contact_change(
-            current_principal(request),
-            data.code,
-            redis=request.app.state.redis,
-            client=client_address(request),
-            settings=settings,
+            current_principal(request), data.code, **code_context(request, settings)
         )
 
     @put(
@@ -331,7 +308,7 @@ class MeController(Controller):
 
     @get("/export", summary="Everything held about me (JSON)", responses=problems(401, 403))
     async def export(self, request: Request) -> dict[str, Any]:
-        return await service.export_data(current_principal(request))
+        return await privacy.export_data(current_principal(request))
 
     @post(
         "/closure",
@@ -344,5 +321,5 @@ class MeController(Controller):
     ) -> schemas.Accepted:
         """An administrator handles the request; points and history are kept as the law
         requires, personal details are removed."""
-        await service.request_closure(current_principal(request), data.reason)
+        await privacy.request_closure(current_principal(request), data.reason)
         return schemas.Accepted(status="requested", detail="Your request is with us.")

@@ -374,7 +374,7 @@ async def brief(member_id: UUID, principal: Principal) -> schemas.Brief:
     """Everything a rep needs before a visit, in one call."""
     from loyalty.points import service as points
     from loyalty.referrals import service as referrals
-    from loyalty.rewards import service as rewards
+    from loyalty.rewards import eligibility as rewards
     from loyalty.tiers import service as tiers
 
     member = await members.get_member(member_id, principal)

@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
 from loyalty.http.openapi import problems, replayed
-from loyalty.rewards import schemas, service
+from loyalty.rewards import catalog, eligibility, redemptions, schemas, vouchers
 
 
 class RewardController(Controller):
@@ -28,7 +28,7 @@ class RewardController(Controller):
         self, include_inactive: Annotated[bool, QueryParameter()] = False
     ) -> list[schemas.Reward]:
         """Every reward on offer, cheapest first; `include_inactive` adds switched-off ones."""
-        return await service.list_rewards(include_inactive)
+        return await catalog.list_rewards(include_inactive)
 
     @post(
         "/",
@@ -41,7 +41,7 @@ class RewardController(Controller):
     ) -> schemas.Reward:
         """Admins and marketing. Kind goods, voucher (a unique code per redemption, generated
         or from an imported pool), event_seat (limited seats: set stock) or bonus_service."""
-        return await service.create_reward(data, current_principal(request))
+        return await catalog.create_reward(data, current_principal(request))
 
     @get(
         "/{reward_id:uuid}",
@@ -50,7 +50,7 @@ class RewardController(Controller):
         guards=[requires("members:read")],
     )
     async def get_reward(self, reward_id: FromPath[UUID]) -> schemas.Reward:
-        return await service.get_reward(reward_id)
+        return await catalog.get_reward(reward_id)
 
     @patch(
         "/{reward_id:uuid}",
@@ -63,7 +63,7 @@ class RewardController(Controller):
     ) -> schemas.Reward:
         """Only the fields sent change. Setting `active` to false withdraws it from offer;
         redemptions already made stand."""
-        return await service.update_reward(reward_id, data, current_principal(request))
+        return await catalog.update_reward(reward_id, data, current_principal(request))
 
     @post(
         "/{reward_id:uuid}/vouchers",
@@ -77,7 +77,7 @@ class RewardController(Controller):
     ) -> schemas.VoucherImportResult:
         """Up to 10,000 codes a call; codes already in the pool are skipped, so a repeated
         import changes nothing."""
-        return await service.import_vouchers(reward_id, data, current_principal(request))
+        return await vouchers.import_vouchers(reward_id, data, current_principal(request))
 
 
 class MemberRewardController(Controller):
@@ -94,7 +94,7 @@ class MemberRewardController(Controller):
         """Rewards on offer now. Each says whether the member may redeem it, and if not the
         reasons: not_enough_points, points_in_debt, tier_too_low, limit_reached,
         out_of_stock, not_started."""
-        return await service.member_catalog(member_id, current_principal(request))
+        return await eligibility.member_catalog(member_id, current_principal(request))
 
     @post(
         "/redemptions",
@@ -110,7 +110,7 @@ class MemberRewardController(Controller):
         transaction. 201 when made; 200 with the original when the idempotency_key was used
         before with the same reward and quantity, 409 if with a different one. A failed
         check changes nothing: 409 (points, debt, stock, limit) or 422 (tier, validity)."""
-        redemption, created = await service.redeem(member_id, data, current_principal(request))
+        redemption, created = await redemptions.redeem(member_id, data, current_principal(request))
         return Response(redemption, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @get(
@@ -123,7 +123,7 @@ class MemberRewardController(Controller):
         self, request: Request, member_id: FromPath[UUID]
     ) -> list[schemas.Redemption]:
         """Newest first, with status (requested, fulfilled, cancelled) and codes."""
-        return await service.member_redemptions(member_id, current_principal(request))
+        return await redemptions.member_redemptions(member_id, current_principal(request))
 
 
 class RedemptionController(Controller):
@@ -142,7 +142,7 @@ class RedemptionController(Controller):
     ) -> schemas.Redemption:
         """With a reason. The points come back as a new ledger entry, spendable at once, and
         the stock is restored; unissued pool vouchers return to the pool."""
-        return await service.cancel(redemption_id, data, current_principal(request))
+        return await redemptions.cancel(redemption_id, data, current_principal(request))
 
     @post(
         "/{redemption_id:uuid}/fulfil",
@@ -153,4 +153,4 @@ class RedemptionController(Controller):
     )
     async def fulfil(self, request: Request, redemption_id: FromPath[UUID]) -> schemas.Redemption:
         """The goods were handed over, the voucher used or the seat taken."""
-        return await service.fulfil(redemption_id, current_principal(request))
+        return await redemptions.fulfil(redemption_id, current_principal(request))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from loyalty.auth import member_principal
 from loyalty.infrastructure import db
 from loyalty.marketing import delivery
-from loyalty.portal import service as portal
+from loyalty.members import privacy
 from loyalty.settings import get_settings
 from tests.conftest import merge, purchase_body
 from tests.marketing.test_offers import approve, consenting, make_offer, sms  # noqa: F401
@@ -33,7 +33,7 @@ async def test_a_member_erased_after_a_failed_send_is_not_retried(client, admin,
     await delivery.send_offer(offer["id"])
     assert sms.received == []
 
-    await portal.request_closure(member_principal(member["id"], member["number"]), "moving")
+    await privacy.request_closure(member_principal(member["id"], member["number"]), "moving")
     pending = (await client.get("/api/v1/closure-requests?status=pending", headers=admin)).json()
     approved = await client.post(
         f"/api/v1/closure-requests/{pending[0]['id']}/approve", headers=admin

@@ -5,6 +5,7 @@ archives merged into it too."""
 from __future__ import annotations
 
 from loyalty.auth import member_principal
+from loyalty.members import privacy
 from loyalty.portal import service as portal
 from tests.conftest import merge
 from tests.members.test_privacy import find
@@ -121,7 +122,7 @@ async def test_erasure_also_erases_the_archive_merged_into_the_member(client, ad
     )
     await _merge(client, admin, survivor, duplicate)
     principal = member_principal(survivor["id"], survivor["number"])
-    await portal.request_closure(principal, "moving abroad")
+    await privacy.request_closure(principal, "moving abroad")
     pending = (await client.get("/api/v1/closure-requests?status=pending", headers=admin)).json()
     approved = await client.post(
         f"/api/v1/closure-requests/{pending[0]['id']}/approve", headers=admin

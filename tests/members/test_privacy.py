@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from loyalty.auth import member_principal
 from loyalty.infrastructure import db
-from loyalty.portal import service as portal
+from loyalty.members import privacy
 from tests.conftest import purchase_body
 
 SECRETS = [
@@ -88,7 +88,7 @@ async def test_erasure_leaves_no_personal_data_and_keeps_the_books(client, admin
         assert await find(value), value  # the search does find them before
 
     principal = member_principal(member["id"], member["number"])
-    await portal.request_closure(principal, "Xiaoming Zhangsan is moving abroad")
+    await privacy.request_closure(principal, "Xiaoming Zhangsan is moving abroad")
     pending = (await client.get("/api/v1/closure-requests?status=pending", headers=admin)).json()
     assert len(pending) == 1
     manager = await bearer("manager")

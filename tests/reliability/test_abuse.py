@@ -251,7 +251,7 @@ async def add_members(client, admin, count: int) -> list[str]:
 async def test_member_password_stuffing_is_throttled_and_the_member_still_signs_in(
     client, admin, post_from, checked
 ):
-    from loyalty.portal.service import TRIES_PER_IDENTIFIER
+    from loyalty.portal.codes import TRIES_PER_IDENTIFIER
 
     accounts = await add_members(client, admin, ACCOUNTS)
     owner = accounts[7]
@@ -277,7 +277,7 @@ async def test_member_password_stuffing_is_throttled_and_the_member_still_signs_
 async def test_member_code_requests_and_code_guessing_are_throttled(
     client, admin, post_from, mailbox
 ):
-    from loyalty.portal.service import SENDS_PER_IDENTIFIER, TRIES_PER_IDENTIFIER
+    from loyalty.portal.codes import SENDS_PER_IDENTIFIER, TRIES_PER_IDENTIFIER
 
     accounts = await add_members(client, admin, ACCOUNTS)
     owner = accounts[7]
@@ -337,7 +337,7 @@ async def test_member_code_requests_and_code_guessing_are_throttled(
 
 
 async def test_member_sign_in_is_throttled_per_address(client, admin, post_from, checked, mailbox):
-    from loyalty.portal.service import SENDS_PER_ADDRESS, TRIES_PER_ADDRESS
+    from loyalty.portal.codes import SENDS_PER_ADDRESS, TRIES_PER_ADDRESS
 
     accounts = await add_members(client, admin, TRIES_PER_ADDRESS + 5)
     address = "198.51.100.1"
