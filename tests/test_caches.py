@@ -9,7 +9,7 @@ from loyalty.infrastructure import caches
 from loyalty.marketing import bonus
 from loyalty.points import service as points
 from loyalty.staff import service as staff
-from loyalty.tiers import service as tiers
+from loyalty.tiers import ladder as tiers
 from loyalty.webhooks import service as webhooks
 
 
