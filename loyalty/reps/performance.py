@@ -15,7 +15,8 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import first_of_month, now
 from loyalty.members import service as members
 from loyalty.reps import schemas
-from loyalty.reps.service import MANAGING_ROLES, get_rep_settings
+from loyalty.reps.service import MANAGING_ROLES
+from loyalty.reps.settings import get_rep_settings
 from loyalty.settings import get_settings
 
 STAGES = (
@@ -88,7 +89,7 @@ facts AS (
 """
 
 
-def _completeness_sql(fields: list[str]) -> tuple[str, str]:
+def completeness_sql(fields: list[str]) -> tuple[str, str]:
     """(count of complete fields, array of missing field names) as SQL expressions."""
     if not fields:
         return "0", "ARRAY[]::text[]"
@@ -101,7 +102,7 @@ async def lifecycle(member_id: UUID, principal: Principal) -> schemas.Lifecycle:
     """The member's stage and how complete the archive is, against its deadline."""
     await members.get_member(member_id, principal)
     settings = await get_rep_settings()
-    done, missing = _completeness_sql(settings.completeness_fields)
+    done, missing = completeness_sql(settings.completeness_fields)
     async with db.connection() as conn:
         row = await conn.fetchrow(
             f"""
@@ -140,7 +141,7 @@ def _due(first_purchase: datetime | None, days: int) -> date | None:
 async def incomplete_archives(principal: Principal) -> list[schemas.IncompleteArchive]:
     """Members bought from but not yet fully known: a rep's own, a manager's department."""
     settings = await get_rep_settings()
-    done, missing = _completeness_sql(settings.completeness_fields)
+    done, missing = completeness_sql(settings.completeness_fields)
     async with db.connection() as conn:
         rows = await conn.fetch(
             f"""
@@ -227,7 +228,7 @@ async def scorecard(
         department = principal.department
     start, end = month_bounds(month)
     settings = await get_rep_settings()
-    done, _ = _completeness_sql(settings.completeness_fields)
+    done, _ = completeness_sql(settings.completeness_fields)
     required = max(len(settings.completeness_fields), 1)
     async with db.connection() as conn:
         rows = await conn.fetch(

@@ -21,18 +21,11 @@ import asyncpg
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound
 from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import local_today
 from loyalty.reps import schemas
-from loyalty.reps.service import (
-    LEVELS,
-    _check_manages,
-    _rep,
-    check_levels,
-    department_managers,
-    get_rep_settings,
-    local_today,
-    notify_staff,
-    reassign,
-)
+from loyalty.reps.assignments import active_rep, check_levels, check_manages, reassign
+from loyalty.reps.notices import department_managers, notify_staff
+from loyalty.reps.settings import get_rep_settings, level_below
 
 
 async def _candidates(conn: asyncpg.Connection, department: str) -> list[Any]:
@@ -46,7 +39,7 @@ async def _candidates(conn: asyncpg.Connection, department: str) -> list[Any]:
 
 
 async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.RotationOut:
-    _check_manages(principal, data.department)
+    check_manages(principal, data.department)
     settings = await get_rep_settings()
     async with db.transaction() as conn:
         reps = await _candidates(conn, data.department)
@@ -80,8 +73,7 @@ async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.Rot
             return [
                 rep
                 for rep in reps
-                if rep["id"] not in member["served_by"]
-                and (not needed or LEVELS.index(rep["level"]) >= LEVELS.index(needed))
+                if rep["id"] not in member["served_by"] and not level_below(rep["level"], needed)
             ]
 
         # Members who cannot move stay where they are and count in their rep's load first;
@@ -136,7 +128,7 @@ async def get_rotation(rotation_id: UUID, principal: Principal) -> schemas.Rotat
         rotation = await conn.fetchrow("SELECT * FROM rotations WHERE id = $1", rotation_id)
         if rotation is None:
             raise NotFound("no such rotation")
-        _check_manages(principal, rotation["department"])
+        check_manages(principal, rotation["department"])
         rows = await conn.fetch(
             """
             SELECT r.*, m.number, m.name, t.tier, f.username AS from_name, f.level AS from_level,
@@ -208,7 +200,7 @@ async def adjust(
         )
         if rotation is None:
             raise NotFound("no such rotation")
-        _check_manages(principal, rotation["department"])
+        check_manages(principal, rotation["department"])
         if rotation["status"] != "proposed":
             raise Conflict(f"this rotation is {rotation['status']}")
         move = await conn.fetchrow(
@@ -228,7 +220,7 @@ async def adjust(
         if served:
             raise Conflict("this rep served the member before", field="rep_id")
         needed = settings.tier_min_level.get(move["tier"])
-        if needed and LEVELS.index(rep["level"]) < LEVELS.index(needed):
+        if level_below(rep["level"], needed):
             raise Conflict(f"{move['tier']} members need a {needed} rep", field="rep_id")
         await conn.execute(
             "UPDATE rotation_moves SET to_rep = $3, note = 'adjusted by the manager'"
@@ -249,7 +241,7 @@ async def apply(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
         )
         if rotation is None:
             raise NotFound("no such rotation")
-        _check_manages(principal, rotation["department"])
+        check_manages(principal, rotation["department"])
         if rotation["status"] == "applied":
             return await get_rotation(rotation_id, principal)  # applying twice: nothing more
         if rotation["status"] != "proposed":
@@ -265,7 +257,7 @@ async def apply(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
         for move in moves:
             # The rep and the member may have changed since the proposal: left, moved, or
             # the member's tier rose above the rep's level. Nothing is applied then.
-            rep = await _rep(conn, move["to_rep"])
+            rep = await active_rep(conn, move["to_rep"])
             if rep["department"] != rotation["department"]:
                 raise Conflict(
                     f"{rep['username']} is no longer in {rotation['department']}; propose again"

@@ -155,7 +155,7 @@ async def update_staff(
     leaving = Staff.active in changes and not data.active
     moving = Staff.department in changes and data.department != staff.department
     if staff.role == "rep" and (leaving or moving):
-        from loyalty.reps import service as reps
+        from loyalty.reps import handovers as reps
 
         # The members stay with the company: they go to the manager's handover queue.
         await reps.hand_over(
