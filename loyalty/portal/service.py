@@ -21,12 +21,13 @@ from redis.asyncio import Redis
 from loyalty.auth import PORTAL, Principal, member_principal
 from loyalty.errors import Conflict, DomainError, InvalidInput, NotAuthenticated, RateLimited
 from loyalty.infrastructure import db, i18n, messaging, ratelimit
+from loyalty.infrastructure.passwords import UNKNOWN_ACCOUNT_HASH as _DUMMY_HASH
+from loyalty.infrastructure.passwords import password_hasher, password_matches
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.portal import schemas
 from loyalty.reps import contacts
 from loyalty.settings import Settings
-from loyalty.staff.service import _DUMMY_HASH, password_hasher, password_matches
 
 CODE_TTL = 600  # a code lives 10 minutes
 SENDS_PER_IDENTIFIER = 3  # codes sent to one phone or email per 10 minutes
