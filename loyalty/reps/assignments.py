@@ -78,6 +78,22 @@ async def reassign(
         member_ids,
         rep_id,
     )
+    await _record_reassignment(
+        conn, previous, rep_id, kind=kind, reason=reason, by=by, approved_by=approved_by
+    )
+
+
+async def _record_reassignment(
+    conn: asyncpg.Connection,
+    previous: list[Any],
+    rep_id: UUID | None,
+    *,
+    kind: str,
+    reason: str,
+    by: str,
+    approved_by: str | None,
+) -> None:
+    """Note each move on the member's archive, and tell webhooks (`member.reassigned`)."""
     if await webhooks.subscribed("member.reassigned"):
         await events.record_many(
             conn,

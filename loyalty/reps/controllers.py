@@ -31,6 +31,10 @@ from loyalty.reps import (
 from loyalty.reps import settings as rep_settings
 from loyalty.workflows import brief
 
+# The scorecard's query, shared by its JSON and CSV forms.
+Month = Annotated[str, QueryParameter(pattern=MONTH_PATTERN)]
+Department = Annotated[str | None, QueryParameter(max_length=64)]
+
 
 class OwnershipController(Controller):
     path = "/api/v1"
@@ -333,8 +337,8 @@ class AccountManagementController(Controller):
     async def scorecards(
         self,
         request: Request,
-        month: Annotated[str, QueryParameter(pattern=MONTH_PATTERN)],
-        department: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        month: Month,
+        department: Department = None,
     ) -> list[schemas.ScoreRow]:
         """Per rep: members gained and lost, their members' spend, purchases and tier moves,
         complaints and praise, contacts made, late logs, follow-up completion, archive
@@ -351,8 +355,8 @@ class AccountManagementController(Controller):
     async def scorecards_csv(
         self,
         request: Request,
-        month: Annotated[str, QueryParameter(pattern=MONTH_PATTERN)],
-        department: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        month: Month,
+        department: Department = None,
     ) -> Response[str]:
         rows = await performance.scorecard(current_principal(request), month, department)
         return Response(

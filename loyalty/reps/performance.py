@@ -231,90 +231,92 @@ async def scorecard(
     done, _ = completeness_sql(settings.completeness_fields)
     required = max(len(settings.completeness_fields), 1)
     async with db.connection() as conn:
-        rows = await conn.fetch(
-            f"""
-            WITH reps AS (
-                SELECT id, username, department FROM staff
-                WHERE role = 'rep' AND ($3::text IS NULL OR department = $3)
-            ), served AS (
-                -- Who served each member at a moment: the assignment open then.
-                SELECT a.member, a.rep, a.started_at, coalesce(a.ended_at, 'infinity') AS ended
-                FROM assignments a WHERE a.rep IN (SELECT id FROM reps)
-            )
-            SELECT r.username AS rep, r.department,
-                (SELECT count(*) FROM members m WHERE m.assigned_rep = r.id) AS members,
-                (SELECT count(*) FROM assignments a WHERE a.rep = r.id
-                 AND a.started_at >= $1 AND a.started_at < $2) AS gained,
-                (SELECT count(*) FROM assignments a WHERE a.rep = r.id
-                 AND a.ended_at >= $1 AND a.ended_at < $2) AS lost,
-                (SELECT coalesce(sum(p.total - p.returned_amount), 0)::numeric(14, 2) FROM purchases p
-                 WHERE p.rep = r.id AND p.occurred_at >= $1 AND p.occurred_at < $2) AS spend,
-                (SELECT count(*) FROM purchases p WHERE p.rep = r.id
-                 AND p.occurred_at >= $1 AND p.occurred_at < $2) AS purchases,
-                (SELECT count(DISTINCT p.member) FROM purchases p WHERE p.rep = r.id
-                 AND p.occurred_at >= $1 AND p.occurred_at < $2) AS buying_members,
-                (SELECT count(*) FILTER (WHERE c.reason = 'upgrade') FROM tier_changes c
-                 JOIN served s ON s.member = c.member AND s.rep = r.id
-                  AND c.at >= s.started_at AND c.at < s.ended
-                 WHERE c.at >= $1 AND c.at < $2) AS upgrades,
-                (SELECT count(*) FILTER (WHERE c.reason = 'downgrade') FROM tier_changes c
-                 JOIN served s ON s.member = c.member AND s.rep = r.id
-                  AND c.at >= s.started_at AND c.at < s.ended
-                 WHERE c.at >= $1 AND c.at < $2) AS downgrades,
-                (SELECT count(*) FILTER (WHERE k.kind = 'complaint') FROM contacts k
-                 JOIN served s ON s.member = k.member AND s.rep = r.id
-                  AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
-                 WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS complaints,
-                (SELECT count(*) FILTER (WHERE k.kind = 'praise') FROM contacts k
-                 JOIN served s ON s.member = k.member AND s.rep = r.id
-                  AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
-                 WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS praise,
-                (SELECT count(*) FROM contacts k WHERE k.staff = r.id
-                 AND k.occurred_at >= $1 AND k.occurred_at < $2) AS contacts,
-                (SELECT count(*) FROM contacts k WHERE k.staff = r.id AND k.late
-                 AND k.occurred_at >= $1 AND k.occurred_at < $2) AS late_logs,
-                (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id
-                 AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_due,
-                (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id AND f.closed_at IS NOT NULL
-                 AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_done,
-                (SELECT avg(({done})::numeric / {required}) FROM members m
-                 WHERE m.assigned_rep = r.id) AS completeness,
-                (SELECT count(*) FROM referrals x WHERE x.assigned_rep = r.id
-                 AND x.created_at >= $1 AND x.created_at < $2) AS referrals_brought
-            FROM reps r ORDER BY r.department NULLS LAST, r.username
-            """,
-            start,
-            end,
-            department,
-        )
-    return [
-        schemas.ScoreRow(
-            rep=row["rep"],
-            department=row["department"],
-            members=row["members"],
-            gained=row["gained"],
-            lost=row["lost"],
-            spend=row["spend"],
-            purchases=row["purchases"],
-            buying_members=row["buying_members"],
-            upgrades=row["upgrades"],
-            downgrades=row["downgrades"],
-            complaints=row["complaints"],
-            praise=row["praise"],
-            contacts=row["contacts"],
-            late_logs=row["late_logs"],
-            follow_ups_due=row["follow_ups_due"],
-            follow_ups_done=row["follow_ups_done"],
-            follow_up_rate=round(row["follow_ups_done"] / row["follow_ups_due"], 3)
-            if row["follow_ups_due"]
-            else None,
-            archive_completeness=round(float(row["completeness"]), 3)
-            if row["completeness"] is not None
-            else None,
-            referrals_brought=row["referrals_brought"],
-        )
-        for row in rows
-    ]
+        rows = await conn.fetch(_score_sql(done, required), start, end, department)
+    return [_score_row(row) for row in rows]
+
+
+def _score_sql(done: str, required: int) -> str:
+    """One row per rep; a member's tier moves, complaints and praise count for the rep who
+    served the member at that moment. $1, $2: the month's bounds; $3: a department or NULL."""
+    return f"""
+    WITH reps AS (
+        SELECT id, username, department FROM staff
+        WHERE role = 'rep' AND ($3::text IS NULL OR department = $3)
+    ), served AS (
+        -- Who served each member at a moment: the assignment open then.
+        SELECT a.member, a.rep, a.started_at, coalesce(a.ended_at, 'infinity') AS ended
+        FROM assignments a WHERE a.rep IN (SELECT id FROM reps)
+    )
+    SELECT r.username AS rep, r.department,
+        (SELECT count(*) FROM members m WHERE m.assigned_rep = r.id) AS members,
+        (SELECT count(*) FROM assignments a WHERE a.rep = r.id
+         AND a.started_at >= $1 AND a.started_at < $2) AS gained,
+        (SELECT count(*) FROM assignments a WHERE a.rep = r.id
+         AND a.ended_at >= $1 AND a.ended_at < $2) AS lost,
+        (SELECT coalesce(sum(p.total - p.returned_amount), 0)::numeric(14, 2) FROM purchases p
+         WHERE p.rep = r.id AND p.occurred_at >= $1 AND p.occurred_at < $2) AS spend,
+        (SELECT count(*) FROM purchases p WHERE p.rep = r.id
+         AND p.occurred_at >= $1 AND p.occurred_at < $2) AS purchases,
+        (SELECT count(DISTINCT p.member) FROM purchases p WHERE p.rep = r.id
+         AND p.occurred_at >= $1 AND p.occurred_at < $2) AS buying_members,
+        (SELECT count(*) FILTER (WHERE c.reason = 'upgrade') FROM tier_changes c
+         JOIN served s ON s.member = c.member AND s.rep = r.id
+          AND c.at >= s.started_at AND c.at < s.ended
+         WHERE c.at >= $1 AND c.at < $2) AS upgrades,
+        (SELECT count(*) FILTER (WHERE c.reason = 'downgrade') FROM tier_changes c
+         JOIN served s ON s.member = c.member AND s.rep = r.id
+          AND c.at >= s.started_at AND c.at < s.ended
+         WHERE c.at >= $1 AND c.at < $2) AS downgrades,
+        (SELECT count(*) FILTER (WHERE k.kind = 'complaint') FROM contacts k
+         JOIN served s ON s.member = k.member AND s.rep = r.id
+          AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
+         WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS complaints,
+        (SELECT count(*) FILTER (WHERE k.kind = 'praise') FROM contacts k
+         JOIN served s ON s.member = k.member AND s.rep = r.id
+          AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
+         WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS praise,
+        (SELECT count(*) FROM contacts k WHERE k.staff = r.id
+         AND k.occurred_at >= $1 AND k.occurred_at < $2) AS contacts,
+        (SELECT count(*) FROM contacts k WHERE k.staff = r.id AND k.late
+         AND k.occurred_at >= $1 AND k.occurred_at < $2) AS late_logs,
+        (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id
+         AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_due,
+        (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id AND f.closed_at IS NOT NULL
+         AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_done,
+        (SELECT avg(({done})::numeric / {required}) FROM members m
+         WHERE m.assigned_rep = r.id) AS completeness,
+        (SELECT count(*) FROM referrals x WHERE x.assigned_rep = r.id
+         AND x.created_at >= $1 AND x.created_at < $2) AS referrals_brought
+    FROM reps r ORDER BY r.department NULLS LAST, r.username
+    """
+
+
+def _score_row(row: Any) -> schemas.ScoreRow:
+    return schemas.ScoreRow(
+        rep=row["rep"],
+        department=row["department"],
+        members=row["members"],
+        gained=row["gained"],
+        lost=row["lost"],
+        spend=row["spend"],
+        purchases=row["purchases"],
+        buying_members=row["buying_members"],
+        upgrades=row["upgrades"],
+        downgrades=row["downgrades"],
+        complaints=row["complaints"],
+        praise=row["praise"],
+        contacts=row["contacts"],
+        late_logs=row["late_logs"],
+        follow_ups_due=row["follow_ups_due"],
+        follow_ups_done=row["follow_ups_done"],
+        follow_up_rate=round(row["follow_ups_done"] / row["follow_ups_due"], 3)
+        if row["follow_ups_due"]
+        else None,
+        archive_completeness=round(float(row["completeness"]), 3)
+        if row["completeness"] is not None
+        else None,
+        referrals_brought=row["referrals_brought"],
+    )
 
 
 def scorecard_csv(rows: list[schemas.ScoreRow]) -> str:

@@ -45,20 +45,7 @@ async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.Rot
         reps = await _candidates(conn, data.department)
         if len(reps) < 2:
             raise InvalidInput("a rotation needs at least two active reps", field="department")
-        members = await conn.fetch(
-            """
-            SELECT m.id, m.assigned_rep, t.tier,
-                coalesce((SELECT sum(p.total - p.returned_amount) FROM purchases p
-                          WHERE p.member = m.id
-                            AND p.occurred_at >= now() - interval '12 months'), 0) AS value,
-                ARRAY(SELECT DISTINCT a.rep FROM assignments a WHERE a.member = m.id) AS served_by
-            FROM members m JOIN member_tiers t ON t.member = m.id
-            WHERE m.assigned_rep = ANY($1::uuid[]) AND m.status = 'active'
-            ORDER BY value DESC, m.number
-            """,
-            [rep["id"] for rep in reps],
-        )
-        load = {rep["id"]: [0, Decimal(0)] for rep in reps}
+        members = await _books(conn, reps)
         rotation_id = await conn.fetchval(
             """
             INSERT INTO rotations (id, department, status, created_by, created_at)
@@ -67,49 +54,7 @@ async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.Rot
             data.department,
             principal.label,
         )
-
-        def eligible(member: Any) -> list[Any]:
-            needed = settings.tier_min_level.get(member["tier"])
-            return [
-                rep
-                for rep in reps
-                if rep["id"] not in member["served_by"] and not level_below(rep["level"], needed)
-            ]
-
-        # Members who cannot move stay where they are and count in their rep's load first;
-        # then the rest go to the least loaded eligible rep.
-        moves = []
-        for member in members:
-            if not eligible(member):
-                load[member["assigned_rep"]][0] += 1
-                load[member["assigned_rep"]][1] += member["value"]
-                moves.append((member, None, "no eligible rep who has not served this member"))
-        # The most constrained first (fewest eligible reps), then the most valuable.
-        movable = sorted(
-            (m for m in members if eligible(m)), key=lambda m: (len(eligible(m)), -m["value"])
-        )
-        chosen: dict[UUID, UUID] = {}
-        for member in movable:
-            rep = min(eligible(member), key=lambda r: (*load[r["id"]], r["username"]))
-            chosen[member["id"]] = rep["id"]
-            load[rep["id"]][0] += 1
-            load[rep["id"]][1] += member["value"]
-        # Greedy choices can leave one book two larger than another: move members from the
-        # fullest books to eligible emptier ones until no move narrows the gap.
-        improved = True
-        while improved:
-            improved = False
-            for member in movable:
-                current = chosen[member["id"]]
-                for rep in eligible(member):
-                    if load[rep["id"]][0] + 1 < load[current][0]:
-                        for side, sign in ((current, -1), (rep["id"], 1)):
-                            load[side][0] += sign
-                            load[side][1] += sign * member["value"]
-                        chosen[member["id"]] = rep["id"]
-                        improved = True
-                        break
-        moves += [(member, chosen[member["id"]], "") for member in movable]
+        moves = _plan_moves(members, reps, settings)
         await conn.executemany(
             """
             INSERT INTO rotation_moves (id, rotation, member, from_rep, to_rep, value, note)
@@ -121,6 +66,74 @@ async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.Rot
             ],
         )
     return await get_rotation(rotation_id, principal)
+
+
+async def _books(conn: asyncpg.Connection, reps: list[Any]) -> list[Any]:
+    """The reps' active members, each with tier, last-12-months value and every rep who
+    ever served them, most valuable first."""
+    return await conn.fetch(
+        """
+        SELECT m.id, m.assigned_rep, t.tier,
+            coalesce((SELECT sum(p.total - p.returned_amount) FROM purchases p
+                      WHERE p.member = m.id
+                        AND p.occurred_at >= now() - interval '12 months'), 0) AS value,
+            ARRAY(SELECT DISTINCT a.rep FROM assignments a WHERE a.member = m.id) AS served_by
+        FROM members m JOIN member_tiers t ON t.member = m.id
+        WHERE m.assigned_rep = ANY($1::uuid[]) AND m.status = 'active'
+        ORDER BY value DESC, m.number
+        """,
+        [rep["id"] for rep in reps],
+    )
+
+
+def _plan_moves(
+    members: list[Any], reps: list[Any], settings: schemas.RepSettings
+) -> list[tuple[Any, UUID | None, str]]:
+    """(member, new rep or None, note) for every member: the balancing the module describes."""
+    load = {rep["id"]: [0, Decimal(0)] for rep in reps}
+
+    def eligible(member: Any) -> list[Any]:
+        needed = settings.tier_min_level.get(member["tier"])
+        return [
+            rep
+            for rep in reps
+            if rep["id"] not in member["served_by"] and not level_below(rep["level"], needed)
+        ]
+
+    # Members who cannot move stay where they are and count in their rep's load first;
+    # then the rest go to the least loaded eligible rep.
+    moves: list[tuple[Any, UUID | None, str]] = []
+    for member in members:
+        if not eligible(member):
+            load[member["assigned_rep"]][0] += 1
+            load[member["assigned_rep"]][1] += member["value"]
+            moves.append((member, None, "no eligible rep who has not served this member"))
+    # The most constrained first (fewest eligible reps), then the most valuable.
+    movable = sorted(
+        (m for m in members if eligible(m)), key=lambda m: (len(eligible(m)), -m["value"])
+    )
+    chosen: dict[UUID, UUID] = {}
+    for member in movable:
+        rep = min(eligible(member), key=lambda r: (*load[r["id"]], r["username"]))
+        chosen[member["id"]] = rep["id"]
+        load[rep["id"]][0] += 1
+        load[rep["id"]][1] += member["value"]
+    # Greedy choices can leave one book two larger than another: move members from the
+    # fullest books to eligible emptier ones until no move narrows the gap.
+    improved = True
+    while improved:
+        improved = False
+        for member in movable:
+            current = chosen[member["id"]]
+            for rep in eligible(member):
+                if load[rep["id"]][0] + 1 < load[current][0]:
+                    for side, sign in ((current, -1), (rep["id"], 1)):
+                        load[side][0] += sign
+                        load[side][1] += sign * member["value"]
+                    chosen[member["id"]] = rep["id"]
+                    improved = True
+                    break
+    return moves + [(member, chosen[member["id"]], "") for member in movable]
 
 
 async def get_rotation(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
