@@ -111,16 +111,15 @@ async def plan_follow_ups(today: date | None = None, horizon_days: int = 7) -> s
             today - timedelta(days=3),
         )
         for row in overdue:
-            for manager in await department_managers(conn, row["department"]):
-                await notify_staff(
-                    conn,
-                    manager,
-                    kind="follow_up_overdue",
-                    key=f"follow-up:{row['id']}:{manager}",
-                    title=f"Overdue follow-up: {row['name']} ({row['number']})",
-                    body=f"{row['username']} was due to contact this member on {row['due_on']}.",
-                    member_id=row["member"],
-                )
+            await notify_staff(
+                conn,
+                await department_managers(conn, row["department"]),
+                kind="follow_up_overdue",
+                key=f"follow-up:{row['id']}",
+                title=f"Overdue follow-up: {row['name']} ({row['number']})",
+                body=f"{row['username']} was due to contact this member on {row['due_on']}.",
+                member_id=row["member"],
+            )
     return schemas.FollowUpRun(created=len(created), escalated=len(overdue), day=today)
 
 

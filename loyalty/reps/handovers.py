@@ -144,15 +144,14 @@ async def escalate_handovers() -> int:
         )
         bosses = await conn.fetch("SELECT id FROM staff WHERE role = 'general_manager' AND active")
         for row in overdue:
-            for boss in bosses:
-                await notify_staff(
-                    conn,
-                    boss["id"],
-                    kind="handover_overdue",
-                    key=f"handover:{row['id']}:{boss['id']}",
-                    title=f"Handover overdue: {row['name']} ({row['number']})",
-                    body=f"Department {row['department'] or '-'} has not reassigned this member"
-                    " in time.",
-                    member_id=row["member"],
-                )
+            await notify_staff(
+                conn,
+                [boss["id"] for boss in bosses],
+                kind="handover_overdue",
+                key=f"handover:{row['id']}",
+                title=f"Handover overdue: {row['name']} ({row['number']})",
+                body=f"Department {row['department'] or '-'} has not reassigned this member"
+                " in time.",
+                member_id=row["member"],
+            )
     return len(overdue)

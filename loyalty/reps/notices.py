@@ -22,7 +22,7 @@ async def department_managers(conn: asyncpg.Connection, department: str | None) 
 
 async def notify_staff(
     conn: asyncpg.Connection,
-    staff_id: UUID,
+    staff_ids: list[UUID],
     *,
     kind: str,
     key: str,
@@ -30,18 +30,17 @@ async def notify_staff(
     body: str,
     member_id: UUID | None = None,
 ) -> None:
-    await conn.execute(
+    """The same notice to each of `staff_ids`, once: `key` with the staff id appended is
+    unique, so a job that runs twice tells nobody twice."""
+    if not staff_ids:
+        return
+    await conn.executemany(
         """
         INSERT INTO staff_notices (id, staff, kind, key, title, body, member, created_at)
         VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, now())
         ON CONFLICT (key) DO NOTHING
         """,
-        staff_id,
-        kind,
-        key,
-        title,
-        body,
-        member_id,
+        [(staff_id, kind, f"{key}:{staff_id}", title, body, member_id) for staff_id in staff_ids],
     )
 
 

@@ -128,16 +128,15 @@ async def _warn(conn: asyncpg.Connection, row: Any) -> None:
         if row["rule"] == "inactive"
         else "No purchase for too long."
     ) + " A purchase, or a referral, before then keeps the member with the rep."
-    for staff_id in [row["rep"], *managers]:
-        await notify_staff(
-            conn,
-            staff_id,
-            kind="reclaim_warning",
-            key=f"reclaim:{row['member']}:{row['rule']}:{row['due_on']}:{staff_id}",
-            title=title,
-            body=body,
-            member_id=row["member"],
-        )
+    await notify_staff(
+        conn,
+        [row["rep"], *managers],
+        kind="reclaim_warning",
+        key=f"reclaim:{row['member']}:{row['rule']}:{row['due_on']}",
+        title=title,
+        body=body,
+        member_id=row["member"],
+    )
 
 
 async def reclaim_preview(principal: Principal) -> list[schemas.ReclaimCandidate]:

@@ -202,18 +202,24 @@ async def get_rotation(rotation_id: UUID, principal: Principal) -> schemas.Rotat
     )
 
 
+async def _locked_rotation(
+    conn: asyncpg.Connection, rotation_id: UUID, principal: Principal
+) -> Any:
+    """The rotation, locked for a change by the manager of its department (or above)."""
+    rotation = await conn.fetchrow("SELECT * FROM rotations WHERE id = $1 FOR UPDATE", rotation_id)
+    if rotation is None:
+        raise NotFound("no such rotation")
+    check_manages(principal, rotation["department"])
+    return rotation
+
+
 async def adjust(
     rotation_id: UUID, member_id: UUID, data: schemas.MoveChange, principal: Principal
 ) -> schemas.RotationOut:
     """The manager gives one member of the proposal to another rep (same rules apply)."""
     settings = await get_rep_settings()
     async with db.transaction() as conn:
-        rotation = await conn.fetchrow(
-            "SELECT * FROM rotations WHERE id = $1 FOR UPDATE", rotation_id
-        )
-        if rotation is None:
-            raise NotFound("no such rotation")
-        check_manages(principal, rotation["department"])
+        rotation = await _locked_rotation(conn, rotation_id, principal)
         if rotation["status"] != "proposed":
             raise Conflict(f"this rotation is {rotation['status']}")
         move = await conn.fetchrow(
@@ -249,12 +255,7 @@ async def apply(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
     """Every move at once; a member who changed hands since the proposal is left alone."""
     settings = await get_rep_settings()
     async with db.transaction() as conn:
-        rotation = await conn.fetchrow(
-            "SELECT * FROM rotations WHERE id = $1 FOR UPDATE", rotation_id
-        )
-        if rotation is None:
-            raise NotFound("no such rotation")
-        check_manages(principal, rotation["department"])
+        rotation = await _locked_rotation(conn, rotation_id, principal)
         if rotation["status"] == "applied":
             return await get_rotation(rotation_id, principal)  # applying twice: nothing more
         if rotation["status"] != "proposed":
@@ -325,14 +326,14 @@ async def remind_due_rotations() -> int:
         )
         told = 0
         for row in due:
-            for manager in await department_managers(conn, row["department"]):
-                await notify_staff(
-                    conn,
-                    manager,
-                    kind="rotation_due",
-                    key=f"rotation:{row['department']}:{month}:{manager}",
-                    title=f"Time to rotate the books of {row['department']}",
-                    body=f"No rotation in the last {settings.rotation_months} months.",
-                )
-                told += 1
+            managers = await department_managers(conn, row["department"])
+            await notify_staff(
+                conn,
+                managers,
+                kind="rotation_due",
+                key=f"rotation:{row['department']}:{month}",
+                title=f"Time to rotate the books of {row['department']}",
+                body=f"No rotation in the last {settings.rotation_months} months.",
+            )
+            told += len(managers)
     return told

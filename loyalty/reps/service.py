@@ -70,13 +70,12 @@ async def flag_outgrown_rep(event: dict[str, Any]) -> None:
         )
         if row is None or not level_below(row["level"], needed):
             return
-        for manager in await department_managers(conn, row["department"]):
-            await notify_staff(
-                conn,
-                manager,
-                kind="reassignment_needed",
-                key=f"outgrown:{event['id']}:{manager}",
-                title=f"{row['name']} ({row['number']}) is now {event['payload']['to_tier']}",
-                body=f"{row['username']} is a {row['level']} rep; this tier needs a {needed} rep.",
-                member_id=event["member"],
-            )
+        await notify_staff(
+            conn,
+            await department_managers(conn, row["department"]),
+            kind="reassignment_needed",
+            key=f"outgrown:{event['id']}",
+            title=f"{row['name']} ({row['number']}) is now {event['payload']['to_tier']}",
+            body=f"{row['username']} is a {row['level']} rep; this tier needs a {needed} rep.",
+            member_id=event["member"],
+        )
