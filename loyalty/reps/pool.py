@@ -1,6 +1,7 @@
 """The public pool: members no rep serves (and not waiting in a handover queue), handed out
 by a manager to a rep of the department with the approval recorded. A rep in their first
-month gets none, and a rep gets at most `daily_pool_cap` pool members a day."""
+month gets none, and a rep gets at most `daily_pool_cap` pool members a day (checked in
+`assignments.check_pool_hand_out`, which a transfer of a pool member passes too)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ from loyalty.settings import get_settings
 # Each open assignment's reclaim dates: `inactive` (no purchase or referral since it began)
 # on the first day of the month `inactive_months` after it began; `no_deal` (no purchase for
 # `no_deal_months`, fewer for some tiers) on the first day of the month that many months
-# after the later of the last purchase and the start of the assignment.
+# after the later of the last purchase and the start of the assignment. Queries here and in
+# team_figures append to it; $2 is the business time zone.
 DUE = """
 WITH settings AS (SELECT * FROM rep_settings WHERE id = 1),
 open AS (
