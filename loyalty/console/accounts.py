@@ -1,7 +1,7 @@
 """Account-manager pages: monthly scorecards (with a CSV download), book rotation (propose,
 preview, adjust, apply), incomplete archives and reassignment flags. Only the services in
-`loyalty.reps.performance`, `loyalty.reps.rotation` and `loyalty.reps.service` are called, so
-the API's rules decide what each person sees."""
+`loyalty.reps.performance`, `loyalty.reps.rotation`, `loyalty.reps.service` and
+`loyalty.reps.teams` are called, so the API's rules decide what each person sees."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from loyalty.errors import DomainError, InvalidInput
 from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.i18n import gettext as _
-from loyalty.reps import performance, rotation
+from loyalty.reps import performance, rotation, teams
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import service as reps
 from loyalty.staff import service as staff_service
@@ -204,7 +204,7 @@ async def member_accounts(member_id: UUID, principal: Principal) -> dict[str, An
     and, for managers, the staff who may join it."""
     context: dict[str, Any] = {
         "lifecycle": await performance.lifecycle(member_id, principal),
-        "service_team": await reps.service_team(member_id, principal),
+        "service_team": await teams.service_team(member_id, principal),
         "team_staff": [],
         "can_set_team": principal.can("reps:assign"),
     }

@@ -23,6 +23,7 @@ from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
 from loyalty.tiers import schemas as tier_schemas
 from loyalty.tiers import service as tiers
+from loyalty.workflows import staff_changes
 
 SAVED = {
     "created": N_("The staff user is created."),
@@ -101,7 +102,7 @@ class AdminPages(Controller):
     async def deactivate(self, request: Request, staff_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "staff:manage")
         try:
-            await staff_service.update_staff(
+            await staff_changes.update_staff(
                 staff_id,
                 staff_schemas.StaffUpdate(active=False, display_name=UNSET),
                 actor=principal,
@@ -153,7 +154,7 @@ class AdminPages(Controller):
                 {"department": values.get("department", "").strip() or None},
                 staff_schemas.StaffUpdate,
             )
-            await staff_service.update_staff(
+            await staff_changes.update_staff(
                 staff_id,
                 data,
                 actor=principal,

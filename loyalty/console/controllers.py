@@ -34,12 +34,14 @@ from loyalty.infrastructure.i18n import gettext as _
 from loyalty.infrastructure.sessions import start_new_session
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
-from loyalty.reps import contacts
+from loyalty.reps import assignments, contacts, follow_ups, swaps, team_figures, teams
+from loyalty.reps import notices as rep_notices
 from loyalty.reps import schemas as rep_schemas
-from loyalty.reps import service as reps
+from loyalty.reps import settings as rep_settings
 from loyalty.settings import Settings
 from loyalty.staff import service as staff_service
 from loyalty.tiers import service as tier_service
+from loyalty.workflows import brief as visit_brief
 
 CONTACT_KINDS = ("visit", "call", "message", "complaint", "request", "note")
 CONTACT_CHANNELS = ("visit", "phone", "email", "sms", "wechat", "portal")
@@ -105,8 +107,8 @@ class SignInPages(Controller):
         principal = staff(request)
         tiers = await tier_service.distribution(principal) if principal.can("members:read") else []
         largest = max((count for _, count in tiers), default=0) or 1
-        tasks = await contacts.my_tasks(principal, 0) if principal.can("members:read") else []
-        notices = (await reps.notices(principal))[:5]
+        tasks = await follow_ups.my_tasks(principal, 0) if principal.can("members:read") else []
+        notices = (await rep_notices.notices(principal))[:5]
         return page(
             request,
             "dashboard.html",
@@ -125,8 +127,8 @@ class MemberPages(Controller):
     async def my_members(self, request: Request) -> Template:
         """The members I serve (a manager: the department's), with reclaim warnings."""
         principal = staff(request, "members:read")
-        rows = await contacts.my_members_overview(principal)
-        warning_days = (await reps.get_rep_settings()).warning_days
+        rows = await team_figures.my_members_overview(principal)
+        warning_days = (await rep_settings.get_rep_settings()).warning_days
         return page(request, "members.html", rows=rows, warning_days=warning_days)
 
     @get("/search")
@@ -222,7 +224,7 @@ class MemberPages(Controller):
                 {"member_a": member_id, "member_b": other, "reason": values.get("reason", "")},
                 rep_schemas.SwapIn,
             )
-            await reps.request_swap(data, principal)
+            await swaps.request_swap(data, principal)
         except DomainError as exc:
             return await member_page(request, member_id, error=exc, form=values)
         return back(f"/console/members/{member_id}?saved=swap")
@@ -235,7 +237,7 @@ class MemberPages(Controller):
         principal = staff(request, "members:read")
         try:
             data = await accounts.service_team_input(request)
-            await reps.set_service_team(member_id, data, principal)
+            await teams.set_service_team(member_id, data, principal)
         except DomainError as exc:
             return await member_page(request, member_id, error=exc)
         return back(f"/console/members/{member_id}?saved=team#service-team")
@@ -245,7 +247,7 @@ class MemberPages(Controller):
         self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
     ) -> Template:
         principal = staff(request, "members:read")
-        found = await contacts.my_tasks(principal, days)
+        found = await follow_ups.my_tasks(principal, days)
         from loyalty.infrastructure.clock import local_today
 
         today = local_today()
@@ -282,9 +284,9 @@ async def member_page(
 ) -> Template:
     """The member page: the brief (audited), the contact log and the forms."""
     principal = staff(request, "members:read")
-    brief = await contacts.brief(member_id, principal)
+    brief = await visit_brief.brief(member_id, principal)
     log = await contacts.member_contacts(member_id, principal, limit=30)
-    periods = await reps.history(member_id, principal)
+    periods = await assignments.history(member_id, principal)
     saved = request.query_params.get("saved")
     detail = None
     if error is not None:

@@ -16,9 +16,9 @@ from loyalty.console.common import back, convert, form, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.i18n import gettext as _
-from loyalty.reps import contacts
+from loyalty.reps import handovers, pool, reclaim, team_figures
 from loyalty.reps import schemas as rep_schemas
-from loyalty.reps import service as reps
+from loyalty.reps import swaps as rep_swaps
 from loyalty.staff import service as staff_service
 from loyalty.tiers import service as tier_service
 
@@ -66,7 +66,7 @@ class TeamPages(Controller):
         self, request: Request, error: DomainError | None = None, values: dict | None = None
     ) -> Template:
         principal = staff(request, "reps:assign")
-        waiting = await reps.pool(principal, 200)
+        waiting = await pool.pool(principal, 200)
         return page(
             request,
             "pool.html",
@@ -99,7 +99,7 @@ class TeamPages(Controller):
                 },
                 rep_schemas.PoolAssignment,
             )
-            await reps.assign_from_pool(data, principal)
+            await pool.assign_from_pool(data, principal)
         except DomainError as exc:
             return await self._pool_page(request, exc, values)
         return back("/console/pool?saved=assigned")
@@ -112,7 +112,7 @@ class TeamPages(Controller):
             request,
             "handovers.html",
             status=error.status_code if error else 200,
-            queue=await reps.handover_queue(principal),
+            queue=await handovers.handover_queue(principal),
             reps=await team_reps(principal),
             error=_problem(error) if error else None,
             saved=_saved(request),
@@ -134,7 +134,7 @@ class TeamPages(Controller):
                 },
                 rep_schemas.Transfer,
             )
-            await reps.resolve_handover(handover_id, data, principal)
+            await handovers.resolve_handover(handover_id, data, principal)
         except DomainError as exc:
             return await self._handover_page(request, exc)
         return back("/console/handovers?saved=handover")
@@ -143,7 +143,7 @@ class TeamPages(Controller):
 
     async def _swap_page(self, request: Request, error: DomainError | None = None) -> Template:
         principal = staff(request, "reps:assign")
-        swaps = await reps.list_swaps(principal, None)
+        swaps = await rep_swaps.list_swaps(principal, None)
         names = await _names(principal, swaps)
         return page(
             request,
@@ -170,7 +170,7 @@ class TeamPages(Controller):
         values = await form(request)
         try:
             data = convert({"note": values.get("note", "")}, rep_schemas.Decision)
-            await reps.decide_swap(swap_id, decision == "approve", data, principal)
+            await rep_swaps.decide_swap(swap_id, decision == "approve", data, principal)
         except DomainError as exc:
             return await self._swap_page(request, exc)
         return back(f"/console/swaps?saved={'approved' if decision == 'approve' else 'refused'}")
@@ -183,7 +183,7 @@ class TeamPages(Controller):
             request,
             "reclaims.html",
             status=error.status_code if error else 200,
-            candidates=await reps.reclaim_preview(principal),
+            candidates=await reclaim.reclaim_preview(principal),
             error=_problem(error) if error else None,
             saved=_saved(request),
         )
@@ -196,7 +196,7 @@ class TeamPages(Controller):
     async def take_back(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "reps:assign")
         try:
-            await reps.take_back(member_id, principal)
+            await reclaim.take_back(member_id, principal)
         except DomainError as exc:
             return await self._reclaim_page(request, exc)
         return back("/console/reclaims?saved=reclaimed")
@@ -206,8 +206,8 @@ class TeamPages(Controller):
     @get("/team")
     async def team(self, request: Request) -> Template:
         principal = staff(request, "reps:assign")
-        activity = await contacts.team_activity(principal, weeks=8)
-        per_tier = await contacts.members_per_tier_per_rep(principal)
+        activity = await team_figures.team_activity(principal, weeks=8)
+        per_tier = await team_figures.members_per_tier_per_rep(principal)
         weekly = [
             {
                 "week": week,

@@ -264,7 +264,7 @@ async def create_member(
     from loyalty.events import service as events
     from loyalty.points.service import open_account
     from loyalty.referrals import service as referrals
-    from loyalty.reps import service as reps
+    from loyalty.reps import assignments as reps
     from loyalty.tiers import changes as tiers
     from loyalty.webhooks import service as webhooks
 

@@ -18,13 +18,14 @@ from redis.asyncio import Redis
 from loyalty.auth import PORTAL, Principal, member_principal
 from loyalty.errors import Conflict, InvalidInput, NotAuthenticated
 from loyalty.infrastructure import db, i18n
+from loyalty.infrastructure.passwords import UNKNOWN_ACCOUNT_HASH as _DUMMY_HASH
+from loyalty.infrastructure.passwords import password_hasher, password_matches
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
 from loyalty.portal import codes, schemas
 from loyalty.referrals import service as referrals
 from loyalty.reps import contacts
 from loyalty.settings import Settings
-from loyalty.staff.service import _DUMMY_HASH, password_hasher, password_matches
 
 TOKEN_PREFIX = "mbr_"
 WRONG_PASSWORD = i18n.N_("That sign-in is not right.")

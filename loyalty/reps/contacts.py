@@ -1,25 +1,19 @@
-"""The contact log, follow-up tasks, messages from staff through the company's channels,
-the visit brief, and the audit of who opened which archive."""
+"""The contact log, messages from staff through the company's channels, and the audit of who
+opened which archive."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from loyalty.auth import Principal
-from loyalty.errors import InvalidInput, PermissionDenied
+from loyalty.errors import InvalidInput
 from loyalty.infrastructure import db, messaging
+from loyalty.infrastructure.clock import local_today, now
 from loyalty.members import service as members
-from loyalty.members import visibility
-from loyalty.reps import performance, schemas, service
-from loyalty.reps.service import (
-    department_managers,
-    get_rep_settings,
-    local_today,
-    notify_staff,
-    now,
-)
+from loyalty.reps import schemas
+from loyalty.reps.settings import get_rep_settings
 from loyalty.settings import get_settings
 
 OUTBOUND_KINDS = ("visit", "call", "message")  # what closes a follow-up task
@@ -92,7 +86,7 @@ async def log_contact(
     return contact_id
 
 
-def _contact_schema(row: Any) -> schemas.Contact:
+def contact_schema(row: Any) -> schemas.Contact:
     return schemas.Contact(
         id=row["id"],
         member_id=row["member"],
@@ -133,7 +127,7 @@ async def add_contact(
     )
     async with db.connection() as conn:
         row = await conn.fetchrow("SELECT * FROM contacts WHERE id = $1", contact_id)
-    return _contact_schema(row)
+    return contact_schema(row)
 
 
 async def member_contacts(
@@ -146,7 +140,7 @@ async def member_contacts(
             member_id,
             limit,
         )
-    return [_contact_schema(row) for row in rows]
+    return [contact_schema(row) for row in rows]
 
 
 # --- messages from staff ------------------------------------------------------------------
@@ -192,155 +186,7 @@ async def send_message(
     )
 
 
-# --- follow-up tasks ----------------------------------------------------------------------
-
-# Each member's next follow-up comes from their lifecycle stage (see performance.py):
-# weekly for new customers, fortnightly for prospects with intent, monthly for regular and
-# lapsing customers, every two months otherwise, the tier's cadence where that is shorter; a
-# refusal waits rep_settings.refusal_retry_days; anyone not contacted for 90 days is due now.
-# Due counts from the last outbound contact (or purchase, or registration).
-_PLAN = f"""
-WITH {performance.STAGE_CTE}, cadenced AS (
-    -- Weekly only within the three new-customer months: a weekly date past them is a
-    -- regular customer's (monthly) follow-up.
-    SELECT s.*,
-        CASE WHEN s.stage = 'new_customer'
-                  AND greatest(s.last_contact, s.last_purchase, s.registered_at)
-                      + make_interval(days => {performance.STAGE_CADENCE["new_customer"]})
-                      > s.first_purchase + interval '3 months'
-             THEN 'regular' ELSE s.stage END AS cadence_stage
-    FROM staged s
-), due AS (
-    SELECT s.member, s.rep,
-        CASE WHEN coalesce(s.last_contact, s.registered_at) < $1::timestamptz - interval '90 days'
-             THEN 'silent'
-             WHEN s.last_intent = 'refused' THEN 'refused'
-             ELSE s.cadence_stage END AS rule,
-        CASE WHEN coalesce(s.last_contact, s.registered_at) < $1::timestamptz - interval '90 days'
-             THEN ($1::timestamptz AT TIME ZONE $3)::date
-             ELSE ((greatest(s.last_contact, s.last_purchase, s.registered_at)
-                    + make_interval(days => CASE WHEN s.last_intent = 'refused' THEN $4::int
-                        ELSE least(s.contact_cadence_days, CASE s.cadence_stage
-                            {" ".join(f"WHEN '{k}' THEN {v}" for k, v in performance.STAGE_CADENCE.items())}
-                        END) END))
-                   AT TIME ZONE $3)::date END AS due_on
-    FROM cadenced s
-)
-"""
-
-
-async def plan_follow_ups(today: date | None = None, horizon_days: int = 7) -> schemas.FollowUpRun:
-    """The daily job: a task for every member due within the horizon (one open task per
-    member), and overdue tasks escalated to the rep's manager once. Idempotent."""
-    today = today or local_today()
-    at = datetime.combine(today, time(12), get_settings().tz)
-    tz = get_settings().timezone
-    settings = await get_rep_settings()
-    async with db.transaction() as conn:
-        created = await conn.fetch(
-            _PLAN
-            + """
-            INSERT INTO follow_ups (id, member, rep, rule, due_on, created_at)
-            SELECT gen_random_uuid(), d.member, d.rep, d.rule, d.due_on, now() FROM due d
-            WHERE d.due_on <= $2
-              AND NOT EXISTS (SELECT 1 FROM follow_ups f
-                              WHERE f.member = d.member AND f.closed_at IS NULL)
-            ON CONFLICT DO NOTHING
-            RETURNING id
-            """,
-            at,
-            today + timedelta(days=horizon_days),
-            tz,
-            settings.refusal_retry_days,
-        )
-        # Archives still incomplete after their deadline become tasks of their own.
-        done, _ = performance._completeness_sql(settings.completeness_fields)
-        required = len(settings.completeness_fields)
-        if required:
-            created += await conn.fetch(
-                f"""
-                INSERT INTO follow_ups (id, member, rep, rule, due_on, created_at)
-                SELECT gen_random_uuid(), m.id, m.assigned_rep, 'archive', $1, now()
-                FROM members m
-                WHERE m.status = 'active' AND {done} < {required}
-                  AND (SELECT min(p.occurred_at) FROM purchases p WHERE p.member = m.id)
-                      < $2::timestamptz - make_interval(days => $3)
-                ON CONFLICT DO NOTHING
-                RETURNING id
-                """,
-                today,
-                at,
-                settings.completeness_days,
-            )
-        # A member who moved to another rep: the open task moves with them.
-        await conn.execute(
-            """
-            UPDATE follow_ups f SET rep = m.assigned_rep FROM members m
-            WHERE m.id = f.member AND f.closed_at IS NULL
-              AND f.rep IS DISTINCT FROM m.assigned_rep
-            """
-        )
-        overdue = await conn.fetch(
-            """
-            UPDATE follow_ups f SET escalated_at = now()
-            FROM members m, staff s
-            WHERE m.id = f.member AND s.id = f.rep AND f.closed_at IS NULL
-              AND f.escalated_at IS NULL AND f.due_on < $1
-            RETURNING f.id, f.member, f.rep, f.due_on, m.name, m.number, s.department,
-                s.username
-            """,
-            today - timedelta(days=3),
-        )
-        for row in overdue:
-            for manager in await department_managers(conn, row["department"]):
-                await notify_staff(
-                    conn,
-                    manager,
-                    kind="follow_up_overdue",
-                    key=f"follow-up:{row['id']}:{manager}",
-                    title=f"Overdue follow-up: {row['name']} ({row['number']})",
-                    body=f"{row['username']} was due to contact this member on {row['due_on']}.",
-                    member_id=row["member"],
-                )
-    return schemas.FollowUpRun(created=len(created), escalated=len(overdue), day=today)
-
-
-async def my_tasks(principal: Principal, horizon_days: int = 7) -> list[schemas.FollowUpTask]:
-    """Open follow-ups of the rep's members (a manager: the department's), soonest first."""
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            """
-            SELECT f.*, m.number, m.name, t.tier, s.username FROM follow_ups f
-            JOIN members m ON m.id = f.member JOIN member_tiers t ON t.member = m.id
-            LEFT JOIN staff s ON s.id = f.rep
-            WHERE f.closed_at IS NULL AND f.due_on <= $1
-              AND (($2 = 'rep' AND f.rep = $3) OR ($2 = 'manager' AND s.department = $4)
-                   OR $2 IN ('general_manager', 'admin', 'service'))
-            ORDER BY f.due_on, m.number LIMIT 500
-            """,
-            local_today() + timedelta(days=horizon_days),
-            principal.role,
-            principal.id,
-            principal.department,
-        )
-    today = local_today()
-    return [
-        schemas.FollowUpTask(
-            id=row["id"],
-            member_id=row["member"],
-            number=row["number"],
-            name=row["name"],
-            tier=row["tier"],
-            rep=row["username"],
-            rule=row["rule"],
-            due_on=row["due_on"],
-            overdue=row["due_on"] < today,
-        )
-        for row in rows
-    ]
-
-
-# --- audit and the brief ------------------------------------------------------------------
+# --- audit ---------------------------------------------------------------------------------
 
 
 async def audit_view(principal: Principal, member_id: UUID, what: str) -> None:
@@ -368,230 +214,3 @@ async def views_of(member_id: UUID, principal: Principal) -> list[schemas.View]:
             member_id,
         )
     return [schemas.View(staff=row["username"], what=row["what"], at=row["at"]) for row in rows]
-
-
-async def brief(member_id: UUID, principal: Principal) -> schemas.Brief:
-    """Everything a rep needs before a visit, in one call."""
-    from loyalty.points import service as points
-    from loyalty.referrals import service as referrals
-    from loyalty.rewards import eligibility as rewards
-    from loyalty.tiers import service as tiers
-
-    member = await members.get_member(member_id, principal)
-    await audit_view(principal, member_id, "brief")
-    tier = await tiers.status(member_id, principal)
-    balance = await points.balance(member_id, principal)
-    catalog = await rewards.member_catalog(member_id, principal)
-    made = await referrals.member_referrals(member_id, principal)
-    async with db.connection() as conn:
-        purchases = await conn.fetch(
-            """
-            SELECT external_id, occurred_at, store, total, returned_amount, points
-            FROM purchases WHERE member = $1 ORDER BY occurred_at DESC LIMIT 5
-            """,
-            member_id,
-        )
-        contacts = await conn.fetch(
-            "SELECT * FROM contacts WHERE member = $1 ORDER BY occurred_at DESC LIMIT 5",
-            member_id,
-        )
-        follow_ups = await conn.fetch(
-            "SELECT * FROM follow_ups WHERE member = $1 AND closed_at IS NULL ORDER BY due_on",
-            member_id,
-        )
-        rep = await conn.fetchrow(
-            "SELECT id, username, display_name FROM staff WHERE id = $1", member.assigned_rep_id
-        )
-    return schemas.Brief(
-        member=member,
-        rep=schemas.RepRef(rep["id"], rep["username"], rep["display_name"]) if rep else None,
-        tier=tier.tier,
-        tier_name=tier.name,
-        service_level=tier.service_level,
-        qualifying_value=tier.qualifying_value,
-        needed_to_keep=tier.needed_to_keep,
-        next_tier=tier.next_tier,
-        points=balance,
-        recent_purchases=[
-            schemas.PurchaseLine(
-                external_id=row["external_id"],
-                occurred_at=row["occurred_at"],
-                store=row["store"],
-                total=row["total"],
-                returned_amount=row["returned_amount"],
-                points=row["points"],
-            )
-            for row in purchases
-        ],
-        last_contacts=[_contact_schema(row) for row in contacts],
-        open_follow_ups=[
-            schemas.FollowUpRef(id=row["id"], rule=row["rule"], due_on=row["due_on"])
-            for row in follow_ups
-        ],
-        redeemable_rewards=[item.reward.name for item in catalog.items if item.redeemable],
-        referrals=made.stats,
-        referred_by=made.referred_by.referrer_id if made.referred_by else None,
-        service_team=(await service.service_team(member_id, principal)).people,
-        executive_sponsor=tier.service_level.executive_sponsor_role,
-    )
-
-
-# --- figures for the staff console ---------------------------------------------------------
-
-
-def _team_department(principal: Principal) -> str | None:
-    """Managers see their department's figures; general managers and admins everyone's."""
-    if not principal.can("reps:assign"):
-        raise PermissionDenied("team figures are for managers")
-    return principal.department_limit
-
-
-async def my_members_overview(principal: Principal, limit: int = 300) -> list[dict[str, Any]]:
-    """Members served by a rep, of those the caller may see (`members.visibility`), each with
-    tier, last contact, next open follow-up and the date the reclaim job would return them to
-    the pool (`reclaim_on`, None if not due soon).
-    Dicts with keys member_id, number, name, tier, rep, last_contact, next_follow_up,
-    reclaim_on, reclaim_rule."""
-    settings = await get_rep_settings()
-    today = local_today()
-    visible, args = visibility.condition(principal, "m", first=5)
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            service._DUE
-            + f"""
-            , soon AS (
-                SELECT DISTINCT ON (member) member, due_on, rule FROM due
-                WHERE due_on <= $1::date + $4::int ORDER BY member, due_on
-            )
-            SELECT m.id, m.number, m.name, t.tier, s.username AS rep,
-                (SELECT max(c.occurred_at) FROM contacts c WHERE c.member = m.id) AS last_contact,
-                (SELECT min(f.due_on) FROM follow_ups f
-                 WHERE f.member = m.id AND f.closed_at IS NULL) AS next_follow_up,
-                soon.due_on AS reclaim_on, soon.rule AS reclaim_rule
-            FROM members m JOIN member_tiers t ON t.member = m.id
-            JOIN staff s ON s.id = m.assigned_rep
-            LEFT JOIN soon ON soon.member = m.id
-            WHERE m.status = 'active' AND {visible}
-            ORDER BY soon.due_on NULLS LAST, next_follow_up NULLS LAST, m.name, m.id
-            LIMIT $3
-            """,
-            today,
-            get_settings().timezone,
-            limit,
-            settings.warning_days,
-            *args,
-        )
-    return [
-        {
-            "member_id": row["id"],
-            "number": row["number"],
-            "name": row["name"],
-            "tier": row["tier"],
-            "rep": row["rep"],
-            "last_contact": row["last_contact"],
-            "next_follow_up": row["next_follow_up"],
-            "reclaim_on": row["reclaim_on"],
-            "reclaim_rule": row["reclaim_rule"],
-        }
-        for row in rows
-    ]
-
-
-async def team_activity(principal: Principal, weeks: int = 8) -> dict[str, Any]:
-    """For a manager's team (the department's active reps; everyone's for general managers
-    and admins): contacts logged per rep per week over the last `weeks` weeks (weeks start on
-    Monday, business time zone), late logs in that period, and open follow-ups past due.
-    Returns {"weeks": [date, ...], "reps": [{id, username, display_name, per_week: {date: n},
-    contacts, late, overdue_tasks}, ...]}."""
-    department = _team_department(principal)
-    today = local_today()
-    first_week = today - timedelta(days=today.weekday() + 7 * (weeks - 1))
-    tz = get_settings().tz
-    since = datetime.combine(first_week, time(0), tz)
-    async with db.connection() as conn:
-        reps = await conn.fetch(
-            """
-            SELECT id, username, display_name FROM staff
-            WHERE role = 'rep' AND active AND ($1::text IS NULL OR department = $1)
-            ORDER BY username
-            """,
-            department,
-        )
-        ids = [rep["id"] for rep in reps]
-        counts = await conn.fetch(
-            """
-            SELECT staff, date_trunc('week', occurred_at AT TIME ZONE $3)::date AS week,
-                count(*) AS contacts, count(*) FILTER (WHERE late) AS late
-            FROM contacts WHERE staff = ANY($1::uuid[]) AND occurred_at >= $2
-            GROUP BY 1, 2
-            """,
-            ids,
-            since,
-            get_settings().timezone,
-        )
-        overdue = dict(
-            await conn.fetch(
-                """
-                SELECT rep, count(*) FROM follow_ups
-                WHERE rep = ANY($1::uuid[]) AND closed_at IS NULL AND due_on < $2
-                GROUP BY rep
-                """,
-                ids,
-                today,
-            )
-        )
-    by_rep: dict[UUID, dict[str, Any]] = {
-        rep["id"]: {
-            "id": rep["id"],
-            "username": rep["username"],
-            "display_name": rep["display_name"],
-            "per_week": {},
-            "contacts": 0,
-            "late": 0,
-            "overdue_tasks": overdue.get(rep["id"], 0),
-        }
-        for rep in reps
-    }
-    for row in counts:
-        entry = by_rep[row["staff"]]
-        entry["per_week"][row["week"]] = row["contacts"]
-        entry["contacts"] += row["contacts"]
-        entry["late"] += row["late"]
-    return {
-        "weeks": [first_week + timedelta(days=7 * i) for i in range(weeks)],
-        "reps": list(by_rep.values()),
-    }
-
-
-async def members_per_tier_per_rep(principal: Principal) -> list[dict[str, Any]]:
-    """How many active members each rep of the team serves in each tier:
-    [{"username", "display_name", "tiers": {tier code: count}, "total"}, ...]."""
-    department = _team_department(principal)
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            """
-            SELECT s.id, s.username, s.display_name, t.tier, count(m.id) AS members
-            FROM staff s
-            LEFT JOIN members m ON m.assigned_rep = s.id AND m.status = 'active'
-            LEFT JOIN member_tiers t ON t.member = m.id
-            WHERE s.role = 'rep' AND s.active AND ($1::text IS NULL OR s.department = $1)
-            GROUP BY s.id, s.username, s.display_name, t.tier
-            ORDER BY s.username
-            """,
-            department,
-        )
-    reps: dict[UUID, dict[str, Any]] = {}
-    for row in rows:
-        entry = reps.setdefault(
-            row["id"],
-            {
-                "username": row["username"],
-                "display_name": row["display_name"],
-                "tiers": {},
-                "total": 0,
-            },
-        )
-        if row["tier"] is not None:
-            entry["tiers"][row["tier"]] = row["members"]
-            entry["total"] += row["members"]
-    return list(reps.values())

@@ -13,7 +13,27 @@ from litestar.status_codes import HTTP_200_OK
 from loyalty.auth import authenticated, current_principal, requires
 from loyalty.http.openapi import problems
 from loyalty.infrastructure.schemas import MONTH_PATTERN
-from loyalty.reps import contacts, performance, rotation, schemas, service
+from loyalty.reps import (
+    assignments,
+    contacts,
+    follow_ups,
+    handovers,
+    notices,
+    performance,
+    pool,
+    reclaim,
+    rotation,
+    schemas,
+    service,
+    swaps,
+    teams,
+)
+from loyalty.reps import settings as rep_settings
+from loyalty.workflows import brief
+
+# The scorecard's query, shared by its JSON and CSV forms.
+Month = Annotated[str, QueryParameter(pattern=MONTH_PATTERN)]
+Department = Annotated[str | None, QueryParameter(max_length=64)]
 
 
 class OwnershipController(Controller):
@@ -29,7 +49,7 @@ class OwnershipController(Controller):
     async def get_settings(self) -> schemas.RepSettings:
         """Protection period, reclaim months (and shorter ones by tier), warning days, new-rep
         period, daily pool cap, handover days, contact logging deadline."""
-        return await service.get_rep_settings()
+        return await rep_settings.get_rep_settings()
 
     @put(
         "/rep-settings",
@@ -40,7 +60,7 @@ class OwnershipController(Controller):
     async def put_settings(
         self, request: Request, data: JSONBody[schemas.RepSettingsBody]
     ) -> schemas.RepSettings:
-        return await service.put_rep_settings(data, current_principal(request))
+        return await rep_settings.put_rep_settings(data, current_principal(request))
 
     @get(
         "/pool",
@@ -52,7 +72,7 @@ class OwnershipController(Controller):
         self, request: Request, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100
     ) -> list[schemas.PoolMember]:
         """Unassigned and reclaimed members (not those waiting in a handover queue)."""
-        return await service.pool(current_principal(request), limit)
+        return await pool.pool(current_principal(request), limit)
 
     @post(
         "/pool/assignments",
@@ -66,7 +86,7 @@ class OwnershipController(Controller):
     ) -> schemas.AssignmentResult:
         """The manager of the rep's department (or above), recorded as the approval. A rep in
         their first month gets none; at most the daily cap per rep per day; all or nothing."""
-        return await service.assign_from_pool(data, current_principal(request))
+        return await pool.assign_from_pool(data, current_principal(request))
 
     @put(
         "/members/{member_id:uuid}/assignment",
@@ -79,7 +99,7 @@ class OwnershipController(Controller):
     ) -> schemas.AssignmentResult:
         """Managers within their department, general managers anywhere; `rep_id: null`
         returns the member to the pool. Reps cannot move members."""
-        return await service.transfer(member_id, data, current_principal(request))
+        return await assignments.transfer(member_id, data, current_principal(request))
 
     @get(
         "/members/{member_id:uuid}/assignments",
@@ -90,7 +110,7 @@ class OwnershipController(Controller):
     async def assignments(
         self, request: Request, member_id: FromPath[UUID]
     ) -> list[schemas.AssignmentPeriod]:
-        return await service.history(member_id, current_principal(request))
+        return await assignments.history(member_id, current_principal(request))
 
     @get(
         "/reclaims/preview",
@@ -101,7 +121,7 @@ class OwnershipController(Controller):
     async def reclaim_preview(self, request: Request) -> list[schemas.ReclaimCandidate]:
         """`protection`: may be taken back now (no service record in the protection period);
         `inactive` / `no_deal`: the date the daily job returns them to the pool."""
-        return await service.reclaim_preview(current_principal(request))
+        return await reclaim.reclaim_preview(current_principal(request))
 
     @post(
         "/members/{member_id:uuid}/reclaim",
@@ -113,7 +133,7 @@ class OwnershipController(Controller):
     async def take_back(
         self, request: Request, member_id: FromPath[UUID]
     ) -> schemas.AssignmentResult:
-        return await service.take_back(member_id, current_principal(request))
+        return await reclaim.take_back(member_id, current_principal(request))
 
     @get(
         "/handovers",
@@ -123,7 +143,7 @@ class OwnershipController(Controller):
     )
     async def handovers(self, request: Request) -> list[schemas.HandoverItem]:
         """Members of reps who left or moved, to reassign within the handover period."""
-        return await service.handover_queue(current_principal(request))
+        return await handovers.handover_queue(current_principal(request))
 
     @post(
         "/handovers/{handover_id:uuid}/assign",
@@ -135,7 +155,7 @@ class OwnershipController(Controller):
     async def resolve(
         self, request: Request, handover_id: FromPath[UUID], data: JSONBody[schemas.Transfer]
     ) -> schemas.AssignmentResult:
-        return await service.resolve_handover(handover_id, data, current_principal(request))
+        return await handovers.resolve_handover(handover_id, data, current_principal(request))
 
     @post(
         "/swaps",
@@ -145,7 +165,7 @@ class OwnershipController(Controller):
     )
     async def request_swap(self, request: Request, data: JSONBody[schemas.SwapIn]) -> schemas.Swap:
         """A rep names one of their members and one of another rep's; the manager decides."""
-        return await service.request_swap(data, current_principal(request))
+        return await swaps.request_swap(data, current_principal(request))
 
     @get(
         "/swaps",
@@ -160,7 +180,7 @@ class OwnershipController(Controller):
             Literal["pending", "approved", "refused"] | None, QueryParameter()
         ] = None,
     ) -> list[schemas.Swap]:
-        return await service.list_swaps(current_principal(request), status)
+        return await swaps.list_swaps(current_principal(request), status)
 
     @post(
         "/swaps/{swap_id:uuid}/approve",
@@ -173,7 +193,7 @@ class OwnershipController(Controller):
         self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.Decision]
     ) -> schemas.Swap:
         """The department's manager; across departments a general manager."""
-        return await service.decide_swap(swap_id, True, data, current_principal(request))
+        return await swaps.decide_swap(swap_id, True, data, current_principal(request))
 
     @post(
         "/swaps/{swap_id:uuid}/refuse",
@@ -185,14 +205,14 @@ class OwnershipController(Controller):
     async def refuse_swap(
         self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.Decision]
     ) -> schemas.Swap:
-        return await service.decide_swap(swap_id, False, data, current_principal(request))
+        return await swaps.decide_swap(swap_id, False, data, current_principal(request))
 
     @get("/notices", summary="My notices", guards=[authenticated], responses=problems(401))
     async def notices(
         self, request: Request, unread: Annotated[bool, QueryParameter()] = False
     ) -> list[schemas.Notice]:
         """Reclaim warnings, overdue handovers and follow-ups."""
-        return await service.notices(current_principal(request), unread)
+        return await notices.notices(current_principal(request), unread)
 
 
 class ContactController(Controller):
@@ -209,7 +229,7 @@ class ContactController(Controller):
         """Tier and service level, points, what keeps and what reaches a tier, recent
         purchases, last contacts, open follow-ups, what the member can redeem, referrals,
         household and preferences (in `member`). The view is audited."""
-        return await contacts.brief(member_id, current_principal(request))
+        return await brief.brief(member_id, current_principal(request))
 
     @get(
         "/members/{member_id:uuid}/contacts",
@@ -268,7 +288,7 @@ class ContactController(Controller):
         self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
     ) -> list[schemas.FollowUpTask]:
         """Due within `days`, overdue first. A rep sees their own; a manager the department's."""
-        return await contacts.my_tasks(current_principal(request), days)
+        return await follow_ups.my_tasks(current_principal(request), days)
 
 
 class AccountManagementController(Controller):
@@ -317,8 +337,8 @@ class AccountManagementController(Controller):
     async def scorecards(
         self,
         request: Request,
-        month: Annotated[str, QueryParameter(pattern=MONTH_PATTERN)],
-        department: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        month: Month,
+        department: Department = None,
     ) -> list[schemas.ScoreRow]:
         """Per rep: members gained and lost, their members' spend, purchases and tier moves,
         complaints and praise, contacts made, late logs, follow-up completion, archive
@@ -335,8 +355,8 @@ class AccountManagementController(Controller):
     async def scorecards_csv(
         self,
         request: Request,
-        month: Annotated[str, QueryParameter(pattern=MONTH_PATTERN)],
-        department: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        month: Month,
+        department: Department = None,
     ) -> Response[str]:
         rows = await performance.scorecard(current_principal(request), month, department)
         return Response(
@@ -357,7 +377,7 @@ class ServiceTeamController(Controller):
         responses=problems(401, 403, 404),
     )
     async def get_team(self, request: Request, member_id: FromPath[UUID]) -> schemas.ServiceTeam:
-        return await service.service_team(member_id, current_principal(request))
+        return await teams.service_team(member_id, current_principal(request))
 
     @put(
         "/",
@@ -370,7 +390,7 @@ class ServiceTeamController(Controller):
     ) -> schemas.ServiceTeam:
         """A lead (accountable) and named colleagues for service, settlement and operations;
         all of them see the member. Replaces the team; the change is recorded."""
-        return await service.set_service_team(member_id, data, current_principal(request))
+        return await teams.set_service_team(member_id, data, current_principal(request))
 
 
 class RotationController(Controller):

@@ -16,7 +16,7 @@ from loyalty.infrastructure.clock import first_of_month, now
 from loyalty.members import service as members
 from loyalty.members import visibility
 from loyalty.reps import schemas
-from loyalty.reps.service import get_rep_settings
+from loyalty.reps.settings import get_rep_settings
 from loyalty.settings import get_settings
 
 STAGES = (
@@ -89,7 +89,7 @@ facts AS (
 """
 
 
-def _completeness_sql(fields: list[str]) -> tuple[str, str]:
+def completeness_sql(fields: list[str]) -> tuple[str, str]:
     """(count of complete fields, array of missing field names) as SQL expressions."""
     if not fields:
         return "0", "ARRAY[]::text[]"
@@ -102,7 +102,7 @@ async def lifecycle(member_id: UUID, principal: Principal) -> schemas.Lifecycle:
     """The member's stage and how complete the archive is, against its deadline."""
     await members.get_member(member_id, principal)
     settings = await get_rep_settings()
-    done, missing = _completeness_sql(settings.completeness_fields)
+    done, missing = completeness_sql(settings.completeness_fields)
     async with db.connection() as conn:
         row = await conn.fetchrow(
             f"""
@@ -141,7 +141,7 @@ def _due(first_purchase: datetime | None, days: int) -> date | None:
 async def incomplete_archives(principal: Principal) -> list[schemas.IncompleteArchive]:
     """Members bought from but not yet fully known, of those the caller may see."""
     settings = await get_rep_settings()
-    done, missing = _completeness_sql(settings.completeness_fields)
+    done, missing = completeness_sql(settings.completeness_fields)
     visible, args = visibility.condition(principal, "m", first=3)
     async with db.connection() as conn:
         rows = await conn.fetch(
@@ -225,93 +225,95 @@ async def scorecard(
         department = principal.department_limit
     start, end = month_bounds(month)
     settings = await get_rep_settings()
-    done, _ = _completeness_sql(settings.completeness_fields)
+    done, _ = completeness_sql(settings.completeness_fields)
     required = max(len(settings.completeness_fields), 1)
     async with db.connection() as conn:
-        rows = await conn.fetch(
-            f"""
-            WITH reps AS (
-                SELECT id, username, department FROM staff
-                WHERE role = 'rep' AND ($3::text IS NULL OR department = $3)
-            ), served AS (
-                -- Who served each member at a moment: the assignment open then.
-                SELECT a.member, a.rep, a.started_at, coalesce(a.ended_at, 'infinity') AS ended
-                FROM assignments a WHERE a.rep IN (SELECT id FROM reps)
-            )
-            SELECT r.username AS rep, r.department,
-                (SELECT count(*) FROM members m WHERE m.assigned_rep = r.id) AS members,
-                (SELECT count(*) FROM assignments a WHERE a.rep = r.id
-                 AND a.started_at >= $1 AND a.started_at < $2) AS gained,
-                (SELECT count(*) FROM assignments a WHERE a.rep = r.id
-                 AND a.ended_at >= $1 AND a.ended_at < $2) AS lost,
-                (SELECT coalesce(sum(p.total - p.returned_amount), 0)::numeric(14, 2) FROM purchases p
-                 WHERE p.rep = r.id AND p.occurred_at >= $1 AND p.occurred_at < $2) AS spend,
-                (SELECT count(*) FROM purchases p WHERE p.rep = r.id
-                 AND p.occurred_at >= $1 AND p.occurred_at < $2) AS purchases,
-                (SELECT count(DISTINCT p.member) FROM purchases p WHERE p.rep = r.id
-                 AND p.occurred_at >= $1 AND p.occurred_at < $2) AS buying_members,
-                (SELECT count(*) FILTER (WHERE c.reason = 'upgrade') FROM tier_changes c
-                 JOIN served s ON s.member = c.member AND s.rep = r.id
-                  AND c.at >= s.started_at AND c.at < s.ended
-                 WHERE c.at >= $1 AND c.at < $2) AS upgrades,
-                (SELECT count(*) FILTER (WHERE c.reason = 'downgrade') FROM tier_changes c
-                 JOIN served s ON s.member = c.member AND s.rep = r.id
-                  AND c.at >= s.started_at AND c.at < s.ended
-                 WHERE c.at >= $1 AND c.at < $2) AS downgrades,
-                (SELECT count(*) FILTER (WHERE k.kind = 'complaint') FROM contacts k
-                 JOIN served s ON s.member = k.member AND s.rep = r.id
-                  AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
-                 WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS complaints,
-                (SELECT count(*) FILTER (WHERE k.kind = 'praise') FROM contacts k
-                 JOIN served s ON s.member = k.member AND s.rep = r.id
-                  AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
-                 WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS praise,
-                (SELECT count(*) FROM contacts k WHERE k.staff = r.id
-                 AND k.occurred_at >= $1 AND k.occurred_at < $2) AS contacts,
-                (SELECT count(*) FROM contacts k WHERE k.staff = r.id AND k.late
-                 AND k.occurred_at >= $1 AND k.occurred_at < $2) AS late_logs,
-                (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id
-                 AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_due,
-                (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id AND f.closed_at IS NOT NULL
-                 AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_done,
-                (SELECT avg(({done})::numeric / {required}) FROM members m
-                 WHERE m.assigned_rep = r.id) AS completeness,
-                (SELECT count(*) FROM referrals x WHERE x.assigned_rep = r.id
-                 AND x.created_at >= $1 AND x.created_at < $2) AS referrals_brought
-            FROM reps r ORDER BY r.department NULLS LAST, r.username
-            """,
-            start,
-            end,
-            department,
-        )
-    return [
-        schemas.ScoreRow(
-            rep=row["rep"],
-            department=row["department"],
-            members=row["members"],
-            gained=row["gained"],
-            lost=row["lost"],
-            spend=row["spend"],
-            purchases=row["purchases"],
-            buying_members=row["buying_members"],
-            upgrades=row["upgrades"],
-            downgrades=row["downgrades"],
-            complaints=row["complaints"],
-            praise=row["praise"],
-            contacts=row["contacts"],
-            late_logs=row["late_logs"],
-            follow_ups_due=row["follow_ups_due"],
-            follow_ups_done=row["follow_ups_done"],
-            follow_up_rate=round(row["follow_ups_done"] / row["follow_ups_due"], 3)
-            if row["follow_ups_due"]
-            else None,
-            archive_completeness=round(float(row["completeness"]), 3)
-            if row["completeness"] is not None
-            else None,
-            referrals_brought=row["referrals_brought"],
-        )
-        for row in rows
-    ]
+        rows = await conn.fetch(_score_sql(done, required), start, end, department)
+    return [_score_row(row) for row in rows]
+
+
+def _score_sql(done: str, required: int) -> str:
+    """One row per rep; a member's tier moves, complaints and praise count for the rep who
+    served the member at that moment. $1, $2: the month's bounds; $3: a department or NULL."""
+    return f"""
+    WITH reps AS (
+        SELECT id, username, department FROM staff
+        WHERE role = 'rep' AND ($3::text IS NULL OR department = $3)
+    ), served AS (
+        -- Who served each member at a moment: the assignment open then.
+        SELECT a.member, a.rep, a.started_at, coalesce(a.ended_at, 'infinity') AS ended
+        FROM assignments a WHERE a.rep IN (SELECT id FROM reps)
+    )
+    SELECT r.username AS rep, r.department,
+        (SELECT count(*) FROM members m WHERE m.assigned_rep = r.id) AS members,
+        (SELECT count(*) FROM assignments a WHERE a.rep = r.id
+         AND a.started_at >= $1 AND a.started_at < $2) AS gained,
+        (SELECT count(*) FROM assignments a WHERE a.rep = r.id
+         AND a.ended_at >= $1 AND a.ended_at < $2) AS lost,
+        (SELECT coalesce(sum(p.total - p.returned_amount), 0)::numeric(14, 2) FROM purchases p
+         WHERE p.rep = r.id AND p.occurred_at >= $1 AND p.occurred_at < $2) AS spend,
+        (SELECT count(*) FROM purchases p WHERE p.rep = r.id
+         AND p.occurred_at >= $1 AND p.occurred_at < $2) AS purchases,
+        (SELECT count(DISTINCT p.member) FROM purchases p WHERE p.rep = r.id
+         AND p.occurred_at >= $1 AND p.occurred_at < $2) AS buying_members,
+        (SELECT count(*) FILTER (WHERE c.reason = 'upgrade') FROM tier_changes c
+         JOIN served s ON s.member = c.member AND s.rep = r.id
+          AND c.at >= s.started_at AND c.at < s.ended
+         WHERE c.at >= $1 AND c.at < $2) AS upgrades,
+        (SELECT count(*) FILTER (WHERE c.reason = 'downgrade') FROM tier_changes c
+         JOIN served s ON s.member = c.member AND s.rep = r.id
+          AND c.at >= s.started_at AND c.at < s.ended
+         WHERE c.at >= $1 AND c.at < $2) AS downgrades,
+        (SELECT count(*) FILTER (WHERE k.kind = 'complaint') FROM contacts k
+         JOIN served s ON s.member = k.member AND s.rep = r.id
+          AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
+         WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS complaints,
+        (SELECT count(*) FILTER (WHERE k.kind = 'praise') FROM contacts k
+         JOIN served s ON s.member = k.member AND s.rep = r.id
+          AND k.occurred_at >= s.started_at AND k.occurred_at < s.ended
+         WHERE k.occurred_at >= $1 AND k.occurred_at < $2) AS praise,
+        (SELECT count(*) FROM contacts k WHERE k.staff = r.id
+         AND k.occurred_at >= $1 AND k.occurred_at < $2) AS contacts,
+        (SELECT count(*) FROM contacts k WHERE k.staff = r.id AND k.late
+         AND k.occurred_at >= $1 AND k.occurred_at < $2) AS late_logs,
+        (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id
+         AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_due,
+        (SELECT count(*) FROM follow_ups f WHERE f.rep = r.id AND f.closed_at IS NOT NULL
+         AND f.due_on >= $1::date AND f.due_on < $2::date) AS follow_ups_done,
+        (SELECT avg(({done})::numeric / {required}) FROM members m
+         WHERE m.assigned_rep = r.id) AS completeness,
+        (SELECT count(*) FROM referrals x WHERE x.assigned_rep = r.id
+         AND x.created_at >= $1 AND x.created_at < $2) AS referrals_brought
+    FROM reps r ORDER BY r.department NULLS LAST, r.username
+    """
+
+
+def _score_row(row: Any) -> schemas.ScoreRow:
+    return schemas.ScoreRow(
+        rep=row["rep"],
+        department=row["department"],
+        members=row["members"],
+        gained=row["gained"],
+        lost=row["lost"],
+        spend=row["spend"],
+        purchases=row["purchases"],
+        buying_members=row["buying_members"],
+        upgrades=row["upgrades"],
+        downgrades=row["downgrades"],
+        complaints=row["complaints"],
+        praise=row["praise"],
+        contacts=row["contacts"],
+        late_logs=row["late_logs"],
+        follow_ups_due=row["follow_ups_due"],
+        follow_ups_done=row["follow_ups_done"],
+        follow_up_rate=round(row["follow_ups_done"] / row["follow_ups_due"], 3)
+        if row["follow_ups_due"]
+        else None,
+        archive_completeness=round(float(row["completeness"]), 3)
+        if row["completeness"] is not None
+        else None,
+        referrals_brought=row["referrals_brought"],
+    )
 
 
 def scorecard_csv(rows: list[schemas.ScoreRow]) -> str:

@@ -21,18 +21,11 @@ import asyncpg
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound
 from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import local_today
 from loyalty.reps import schemas
-from loyalty.reps.service import (
-    LEVELS,
-    _check_manages,
-    _rep,
-    check_levels,
-    department_managers,
-    get_rep_settings,
-    local_today,
-    notify_staff,
-    reassign,
-)
+from loyalty.reps.assignments import active_rep, check_levels, check_manages, reassign
+from loyalty.reps.notices import department_managers, notify_staff
+from loyalty.reps.settings import get_rep_settings, level_below
 
 
 async def _candidates(conn: asyncpg.Connection, department: str) -> list[Any]:
@@ -46,26 +39,13 @@ async def _candidates(conn: asyncpg.Connection, department: str) -> list[Any]:
 
 
 async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.RotationOut:
-    _check_manages(principal, data.department)
+    check_manages(principal, data.department)
     settings = await get_rep_settings()
     async with db.transaction() as conn:
         reps = await _candidates(conn, data.department)
         if len(reps) < 2:
             raise InvalidInput("a rotation needs at least two active reps", field="department")
-        members = await conn.fetch(
-            """
-            SELECT m.id, m.assigned_rep, t.tier,
-                coalesce((SELECT sum(p.total - p.returned_amount) FROM purchases p
-                          WHERE p.member = m.id
-                            AND p.occurred_at >= now() - interval '12 months'), 0) AS value,
-                ARRAY(SELECT DISTINCT a.rep FROM assignments a WHERE a.member = m.id) AS served_by
-            FROM members m JOIN member_tiers t ON t.member = m.id
-            WHERE m.assigned_rep = ANY($1::uuid[]) AND m.status = 'active'
-            ORDER BY value DESC, m.number
-            """,
-            [rep["id"] for rep in reps],
-        )
-        load = {rep["id"]: [0, Decimal(0)] for rep in reps}
+        members = await _books(conn, reps)
         rotation_id = await conn.fetchval(
             """
             INSERT INTO rotations (id, department, status, created_by, created_at)
@@ -74,50 +54,7 @@ async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.Rot
             data.department,
             principal.label,
         )
-
-        def eligible(member: Any) -> list[Any]:
-            needed = settings.tier_min_level.get(member["tier"])
-            return [
-                rep
-                for rep in reps
-                if rep["id"] not in member["served_by"]
-                and (not needed or LEVELS.index(rep["level"]) >= LEVELS.index(needed))
-            ]
-
-        # Members who cannot move stay where they are and count in their rep's load first;
-        # then the rest go to the least loaded eligible rep.
-        moves = []
-        for member in members:
-            if not eligible(member):
-                load[member["assigned_rep"]][0] += 1
-                load[member["assigned_rep"]][1] += member["value"]
-                moves.append((member, None, "no eligible rep who has not served this member"))
-        # The most constrained first (fewest eligible reps), then the most valuable.
-        movable = sorted(
-            (m for m in members if eligible(m)), key=lambda m: (len(eligible(m)), -m["value"])
-        )
-        chosen: dict[UUID, UUID] = {}
-        for member in movable:
-            rep = min(eligible(member), key=lambda r: (*load[r["id"]], r["username"]))
-            chosen[member["id"]] = rep["id"]
-            load[rep["id"]][0] += 1
-            load[rep["id"]][1] += member["value"]
-        # Greedy choices can leave one book two larger than another: move members from the
-        # fullest books to eligible emptier ones until no move narrows the gap.
-        improved = True
-        while improved:
-            improved = False
-            for member in movable:
-                current = chosen[member["id"]]
-                for rep in eligible(member):
-                    if load[rep["id"]][0] + 1 < load[current][0]:
-                        for side, sign in ((current, -1), (rep["id"], 1)):
-                            load[side][0] += sign
-                            load[side][1] += sign * member["value"]
-                        chosen[member["id"]] = rep["id"]
-                        improved = True
-                        break
-        moves += [(member, chosen[member["id"]], "") for member in movable]
+        moves = _plan_moves(members, reps, settings)
         await conn.executemany(
             """
             INSERT INTO rotation_moves (id, rotation, member, from_rep, to_rep, value, note)
@@ -131,12 +68,80 @@ async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.Rot
     return await get_rotation(rotation_id, principal)
 
 
+async def _books(conn: asyncpg.Connection, reps: list[Any]) -> list[Any]:
+    """The reps' active members, each with tier, last-12-months value and every rep who
+    ever served them, most valuable first."""
+    return await conn.fetch(
+        """
+        SELECT m.id, m.assigned_rep, t.tier,
+            coalesce((SELECT sum(p.total - p.returned_amount) FROM purchases p
+                      WHERE p.member = m.id
+                        AND p.occurred_at >= now() - interval '12 months'), 0) AS value,
+            ARRAY(SELECT DISTINCT a.rep FROM assignments a WHERE a.member = m.id) AS served_by
+        FROM members m JOIN member_tiers t ON t.member = m.id
+        WHERE m.assigned_rep = ANY($1::uuid[]) AND m.status = 'active'
+        ORDER BY value DESC, m.number
+        """,
+        [rep["id"] for rep in reps],
+    )
+
+
+def _plan_moves(
+    members: list[Any], reps: list[Any], settings: schemas.RepSettings
+) -> list[tuple[Any, UUID | None, str]]:
+    """(member, new rep or None, note) for every member: the balancing the module describes."""
+    load = {rep["id"]: [0, Decimal(0)] for rep in reps}
+
+    def eligible(member: Any) -> list[Any]:
+        needed = settings.tier_min_level.get(member["tier"])
+        return [
+            rep
+            for rep in reps
+            if rep["id"] not in member["served_by"] and not level_below(rep["level"], needed)
+        ]
+
+    # Members who cannot move stay where they are and count in their rep's load first;
+    # then the rest go to the least loaded eligible rep.
+    moves: list[tuple[Any, UUID | None, str]] = []
+    for member in members:
+        if not eligible(member):
+            load[member["assigned_rep"]][0] += 1
+            load[member["assigned_rep"]][1] += member["value"]
+            moves.append((member, None, "no eligible rep who has not served this member"))
+    # The most constrained first (fewest eligible reps), then the most valuable.
+    movable = sorted(
+        (m for m in members if eligible(m)), key=lambda m: (len(eligible(m)), -m["value"])
+    )
+    chosen: dict[UUID, UUID] = {}
+    for member in movable:
+        rep = min(eligible(member), key=lambda r: (*load[r["id"]], r["username"]))
+        chosen[member["id"]] = rep["id"]
+        load[rep["id"]][0] += 1
+        load[rep["id"]][1] += member["value"]
+    # Greedy choices can leave one book two larger than another: move members from the
+    # fullest books to eligible emptier ones until no move narrows the gap.
+    improved = True
+    while improved:
+        improved = False
+        for member in movable:
+            current = chosen[member["id"]]
+            for rep in eligible(member):
+                if load[rep["id"]][0] + 1 < load[current][0]:
+                    for side, sign in ((current, -1), (rep["id"], 1)):
+                        load[side][0] += sign
+                        load[side][1] += sign * member["value"]
+                    chosen[member["id"]] = rep["id"]
+                    improved = True
+                    break
+    return moves + [(member, chosen[member["id"]], "") for member in movable]
+
+
 async def get_rotation(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
     async with db.connection() as conn:
         rotation = await conn.fetchrow("SELECT * FROM rotations WHERE id = $1", rotation_id)
         if rotation is None:
             raise NotFound("no such rotation")
-        _check_manages(principal, rotation["department"])
+        check_manages(principal, rotation["department"])
         rows = await conn.fetch(
             """
             SELECT r.*, m.number, m.name, t.tier, f.username AS from_name, f.level AS from_level,
@@ -197,18 +202,24 @@ async def get_rotation(rotation_id: UUID, principal: Principal) -> schemas.Rotat
     )
 
 
+async def _locked_rotation(
+    conn: asyncpg.Connection, rotation_id: UUID, principal: Principal
+) -> Any:
+    """The rotation, locked for a change by the manager of its department (or above)."""
+    rotation = await conn.fetchrow("SELECT * FROM rotations WHERE id = $1 FOR UPDATE", rotation_id)
+    if rotation is None:
+        raise NotFound("no such rotation")
+    check_manages(principal, rotation["department"])
+    return rotation
+
+
 async def adjust(
     rotation_id: UUID, member_id: UUID, data: schemas.MoveChange, principal: Principal
 ) -> schemas.RotationOut:
     """The manager gives one member of the proposal to another rep (same rules apply)."""
     settings = await get_rep_settings()
     async with db.transaction() as conn:
-        rotation = await conn.fetchrow(
-            "SELECT * FROM rotations WHERE id = $1 FOR UPDATE", rotation_id
-        )
-        if rotation is None:
-            raise NotFound("no such rotation")
-        _check_manages(principal, rotation["department"])
+        rotation = await _locked_rotation(conn, rotation_id, principal)
         if rotation["status"] != "proposed":
             raise Conflict(f"this rotation is {rotation['status']}")
         move = await conn.fetchrow(
@@ -228,7 +239,7 @@ async def adjust(
         if served:
             raise Conflict("this rep served the member before", field="rep_id")
         needed = settings.tier_min_level.get(move["tier"])
-        if needed and LEVELS.index(rep["level"]) < LEVELS.index(needed):
+        if level_below(rep["level"], needed):
             raise Conflict(f"{move['tier']} members need a {needed} rep", field="rep_id")
         await conn.execute(
             "UPDATE rotation_moves SET to_rep = $3, note = 'adjusted by the manager'"
@@ -244,12 +255,7 @@ async def apply(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
     """Every move at once; a member who changed hands since the proposal is left alone."""
     settings = await get_rep_settings()
     async with db.transaction() as conn:
-        rotation = await conn.fetchrow(
-            "SELECT * FROM rotations WHERE id = $1 FOR UPDATE", rotation_id
-        )
-        if rotation is None:
-            raise NotFound("no such rotation")
-        _check_manages(principal, rotation["department"])
+        rotation = await _locked_rotation(conn, rotation_id, principal)
         if rotation["status"] == "applied":
             return await get_rotation(rotation_id, principal)  # applying twice: nothing more
         if rotation["status"] != "proposed":
@@ -265,7 +271,7 @@ async def apply(rotation_id: UUID, principal: Principal) -> schemas.RotationOut:
         for move in moves:
             # The rep and the member may have changed since the proposal: left, moved, or
             # the member's tier rose above the rep's level. Nothing is applied then.
-            rep = await _rep(conn, move["to_rep"])
+            rep = await active_rep(conn, move["to_rep"])
             if rep["department"] != rotation["department"]:
                 raise Conflict(
                     f"{rep['username']} is no longer in {rotation['department']}; propose again"
@@ -320,14 +326,14 @@ async def remind_due_rotations() -> int:
         )
         told = 0
         for row in due:
-            for manager in await department_managers(conn, row["department"]):
-                await notify_staff(
-                    conn,
-                    manager,
-                    kind="rotation_due",
-                    key=f"rotation:{row['department']}:{month}:{manager}",
-                    title=f"Time to rotate the books of {row['department']}",
-                    body=f"No rotation in the last {settings.rotation_months} months.",
-                )
-                told += 1
+            managers = await department_managers(conn, row["department"])
+            await notify_staff(
+                conn,
+                managers,
+                kind="rotation_due",
+                key=f"rotation:{row['department']}:{month}",
+                title=f"Time to rotate the books of {row['department']}",
+                body=f"No rotation in the last {settings.rotation_months} months.",
+            )
+            told += len(managers)
     return told

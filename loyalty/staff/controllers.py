@@ -14,6 +14,7 @@ from loyalty.http.middleware import client_address
 from loyalty.http.openapi import problems
 from loyalty.settings import Settings
 from loyalty.staff import schemas, service
+from loyalty.workflows import staff_changes
 
 
 class AuthController(Controller):
@@ -104,7 +105,7 @@ class StaffController(Controller):
         self, request: Request, staff_id: FromPath[UUID], data: JSONBody[schemas.StaffUpdate]
     ) -> schemas.Staff:
         """Partial update; `active: false` deactivates the user and ends all their sessions and tokens."""
-        return await service.update_staff(
+        return await staff_changes.update_staff(
             staff_id,
             data,
             actor=current_principal(request),

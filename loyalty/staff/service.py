@@ -6,15 +6,13 @@ and keys as SHA-256 digests (they are long random strings, so a fast hash is eno
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from litestar.stores.base import Store
 from msgspec import UNSET
 from redis.asyncio import Redis
@@ -24,13 +22,15 @@ from loyalty.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, R
 from loyalty.infrastructure import db, ratelimit
 from loyalty.infrastructure.caches import KeyedCache
 from loyalty.infrastructure.clock import now
+from loyalty.infrastructure.passwords import (
+    UNKNOWN_ACCOUNT_HASH,
+    password_hasher,
+    password_matches,
+)
 from loyalty.settings import Settings
 from loyalty.staff import schemas
 from loyalty.staff.tables import ApiKey, Staff, StaffToken
 
-# OWASP's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
-password_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-_DUMMY_HASH = password_hasher.hash("timing-equaliser-for-unknown-users")
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "lst_"
 API_KEY_PREFIX = "lk_"
@@ -119,14 +119,26 @@ async def list_staff(department: str | None = None) -> list[schemas.Staff]:
     return [to_schema(row) for row in await query]
 
 
-async def update_staff(
-    staff_id: UUID,
-    data: schemas.StaffUpdate,
-    *,
-    actor: Principal,
-    redis: Redis,
-    session_store: Store,
-) -> schemas.Staff:
+@dataclass(frozen=True)
+class StaffChange:
+    """What an update did that callers act on: `before` is the user as they were."""
+
+    before: Staff
+    leaving: bool
+    moving: bool
+    ends_access: bool
+
+    @property
+    def rep_goes(self) -> bool:
+        """A rep who leaves or changes department: their members must be handed over."""
+        return self.before.role == "rep" and (self.leaving or self.moving)
+
+
+async def apply_update(
+    staff_id: UUID, data: schemas.StaffUpdate, *, actor: Principal
+) -> StaffChange:
+    """Save a partial update of a staff user. Ending sessions and handing over a leaving
+    rep's members are the caller's (`loyalty.workflows.staff_changes.update_staff`)."""
     staff = await get_staff(staff_id)
     changes: dict = {}
     if data.display_name is not UNSET:
@@ -152,21 +164,12 @@ async def update_staff(
     ends_access = ends_access or Staff.password_hash in changes or Staff.role in changes
     if changes:
         await Staff.update(changes).where(Staff.id == staff_id)
-    leaving = Staff.active in changes and not data.active
-    moving = Staff.department in changes and data.department != staff.department
-    if staff.role == "rep" and (leaving or moving):
-        from loyalty.reps import service as reps
-
-        # The members stay with the company: they go to the manager's handover queue.
-        await reps.hand_over(
-            staff_id,
-            reason="departure" if leaving else "transfer",
-            department=staff.department,
-            by=actor.label,
-        )
-    if ends_access:
-        await end_all_sessions(staff_id, redis=redis, session_store=session_store)
-    return to_schema(await get_staff(staff_id))
+    return StaffChange(
+        before=staff,
+        leaving=Staff.active in changes and not data.active,
+        moving=Staff.department in changes and data.department != staff.department,
+        ends_access=ends_access,
+    )
 
 
 # --- sign-in ------------------------------------------------------------------------------
@@ -196,9 +199,9 @@ async def authenticate(
             f"too many sign-in attempts; try again in {wait} seconds", retry_after=wait
         )
     staff = await Staff.objects().where(Staff.username == username).first()
-    if not await password_matches(staff.password_hash if staff else _DUMMY_HASH, password) or (
-        staff is None or not staff.active
-    ):
+    if not await password_matches(
+        staff.password_hash if staff else UNKNOWN_ACCOUNT_HASH, password
+    ) or (staff is None or not staff.active):
         raise NotAuthenticated(SIGN_IN_REFUSED)
     await attempt.succeeded()
     if password_hasher.check_needs_rehash(staff.password_hash):
@@ -206,19 +209,6 @@ async def authenticate(
             Staff.id == staff.id
         )
     return staff
-
-
-async def password_matches(password_hash: str, password: str) -> bool:
-    """argon2 costs tens of milliseconds of CPU: it runs off the event loop, so sign-ins (and
-    attacks on them) do not stall every other request."""
-    return await asyncio.to_thread(_verify, password_hash, password)
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return password_hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 async def principal_for_staff_id(staff_id: UUID) -> Principal | None:

@@ -61,7 +61,7 @@ async def member_of(client, admin, name: str, rep_id) -> dict:
 
 
 async def test_a_reps_morning(served, client, admin, pos, make_staff):
-    from loyalty.reps.contacts import plan_follow_ups
+    from loyalty.reps.follow_ups import plan_follow_ups
 
     ravi = await make_staff("ravi", "rep", "east")
     chen = await member_of(client, admin, "Chen Jie", ravi.id)

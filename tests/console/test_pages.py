@@ -210,7 +210,7 @@ async def test_a_manager_hands_out_the_pool_and_approves_a_swap(
 
 
 async def test_logging_a_visit_closes_the_task(make_client, team, client, pos):
-    from loyalty.reps.contacts import plan_follow_ups
+    from loyalty.reps.follow_ups import plan_follow_ups
 
     chen = team["members"]["Chen Jie"]["id"]
     await client.post("/api/v1/purchases", json=purchase_body(chen, days_ago=8), headers=pos)

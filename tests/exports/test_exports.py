@@ -79,7 +79,7 @@ async def test_member_export_of_a_manager_leaves_out_another_departments_handove
 ):
     """A manager exports the department and the pool, the same reach as the member
     endpoints: not a member waiting in another department's handover queue."""
-    from loyalty.reps import service as reps
+    from loyalty.reps import handovers as reps
 
     north_rep = await bearer("rep", username="rep_north", department="north")
     created = await client.post(

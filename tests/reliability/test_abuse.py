@@ -42,16 +42,16 @@ def post_from(app):
 @pytest.fixture
 def checked(monkeypatch) -> Counter:
     """Every password actually verified (argon2 run), by the password tried."""
-    from loyalty.staff import service
+    from loyalty.infrastructure import passwords
 
-    verify = service._verify
+    verify = passwords._verify
     seen: Counter = Counter()
 
     def counting(password_hash: str, password: str) -> bool:
         seen[password] += 1
         return verify(password_hash, password)
 
-    monkeypatch.setattr(service, "_verify", counting)
+    monkeypatch.setattr(passwords, "_verify", counting)
     return seen
 
 
@@ -152,7 +152,7 @@ async def test_a_chunked_body_growing_past_one_mebibyte_is_refused(served, pos):
 
 async def add_staff(usernames: list[str]) -> None:
     """Staff accounts in one insert, sharing one hash (100 argon2 hashes would take seconds)."""
-    from loyalty.staff.service import password_hasher
+    from loyalty.infrastructure.passwords import password_hasher
     from loyalty.staff.tables import Staff
 
     shared = password_hasher.hash(TEST_PASSWORD)
@@ -224,7 +224,7 @@ async def test_the_owner_still_signs_in_during_stuffing(post_from):
 async def add_members(client, admin, count: int) -> list[str]:
     """`count` members with an email and a password (one shared hash); their emails."""
     from loyalty.infrastructure import db
-    from loyalty.staff.service import password_hasher
+    from loyalty.infrastructure.passwords import password_hasher
 
     emails = [f"m{i:03d}@example.com" for i in range(count)]
     gate = asyncio.Semaphore(10)

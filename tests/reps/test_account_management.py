@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loyalty.infrastructure import db
-from loyalty.reps import contacts, performance
+from loyalty.reps import follow_ups, performance
 from tests.conftest import purchase_body
 
 
@@ -134,8 +134,10 @@ async def test_a_refusal_schedules_the_next_attempt_later_not_never(client, admi
         headers=headers["junior"],
     )
     today = datetime.now(UTC).date()
-    assert (await contacts.plan_follow_ups(today + timedelta(days=5), horizon_days=0)).created == 0
-    run = await contacts.plan_follow_ups(today + timedelta(days=15), horizon_days=0)
+    assert (
+        await follow_ups.plan_follow_ups(today + timedelta(days=5), horizon_days=0)
+    ).created == 0
+    run = await follow_ups.plan_follow_ups(today + timedelta(days=15), horizon_days=0)
     assert run.created == 1
     async with db.connection() as conn:
         rule = await conn.fetchval(
@@ -163,7 +165,7 @@ async def test_archive_completeness_and_its_deadline(client, admin, pos, team):
     assert completeness["overdue"] is True
     listed = (await client.get("/api/v1/incomplete-archives", headers=headers["junior"])).json()
     assert [(a["name"], a["overdue"]) for a in listed] == [("Half Known", True)]
-    await contacts.plan_follow_ups()
+    await follow_ups.plan_follow_ups()
     async with db.connection() as conn:
         rules = {r["rule"] for r in await conn.fetch("SELECT rule FROM follow_ups")}
     assert "archive" in rules
@@ -352,7 +354,7 @@ async def test_weekly_follow_ups_stop_when_the_three_new_customer_months_end(
         )
         assert visit.status_code == 201, visit.text
     today = datetime.now(UTC).date()
-    await contacts.plan_follow_ups(today, horizon_days=40)
+    await follow_ups.plan_follow_ups(today, horizon_days=40)
     async with db.connection() as conn:
         tasks = {
             row["name"]: (row["rule"], (row["due_on"] - today).days)

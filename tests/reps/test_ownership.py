@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from loyalty.infrastructure import db
-from loyalty.reps import contacts, service
+from loyalty.reps import contacts, follow_ups, handovers, reclaim
 from tests.conftest import purchase_body
 
 
@@ -153,11 +153,11 @@ async def test_inactive_rule_warns_then_reclaims_on_the_first_of_the_fourth_mont
 ):
     member = await enrol(client, team["headers"]["rep"])
     await backdate_assignment(member["id"], datetime(2026, 1, 10, 3, tzinfo=UTC))
-    quiet = await service.reclaim_members(date(2026, 3, 20))
+    quiet = await reclaim.reclaim_members(date(2026, 3, 20))
     assert (quiet.warned, quiet.reclaimed) == (0, 0)
-    warned = await service.reclaim_members(date(2026, 3, 26))
+    warned = await reclaim.reclaim_members(date(2026, 3, 26))
     assert (warned.warned, warned.reclaimed) == (1, 0)
-    again = await service.reclaim_members(date(2026, 3, 27))
+    again = await reclaim.reclaim_members(date(2026, 3, 27))
     assert (again.warned, again.reclaimed) == (0, 0)
     notices = (await client.get("/api/v1/notices", headers=team["headers"]["rep"])).json()
     assert len(notices) == 1 and "returns to the pool on 2026-04-01" in notices[0]["title"]
@@ -166,9 +166,9 @@ async def test_inactive_rule_warns_then_reclaims_on_the_first_of_the_fourth_mont
     ).json()
     assert len(manager_notices) == 1
     assert await rep_of(member["id"]) == team["ids"]["rep_east"]
-    done = await service.reclaim_members(date(2026, 4, 1))
+    done = await reclaim.reclaim_members(date(2026, 4, 1))
     assert done.reclaimed == 1 and await rep_of(member["id"]) is None
-    twice = await service.reclaim_members(date(2026, 4, 1))
+    twice = await reclaim.reclaim_members(date(2026, 4, 1))
     assert twice.reclaimed == 0
     history = (
         await client.get(f"/api/v1/members/{member['id']}/assignments", headers=admin)
@@ -189,7 +189,7 @@ async def test_a_purchase_keeps_the_member_and_no_deal_rule_is_shorter_for_gold(
     today = datetime.now(UTC).date()
     # Six months after the month of the last purchase (a normal member).
     due = date(bought.year + (bought.month + 5) // 12, (bought.month + 5) % 12 + 1, 1)
-    run = await service.reclaim_members(today)
+    run = await reclaim.reclaim_members(today)
     assert run.reclaimed == (1 if due <= today else 0)
     async with db.connection() as conn:
         rule = await conn.fetchval(
@@ -206,7 +206,7 @@ async def test_a_purchase_keeps_the_member_and_no_deal_rule_is_shorter_for_gold(
     body = purchase_body(gold["id"], ("TV", 1, "100.00", "general"))
     body["occurred_at"] = (datetime.now(UTC) - timedelta(days=140)).isoformat()
     await client.post("/api/v1/purchases", json=body, headers=pos)
-    await service.reclaim_members(today)
+    await reclaim.reclaim_members(today)
     assert await rep_of(gold["id"]) is None
 
 
@@ -271,8 +271,8 @@ async def test_a_leaving_rep_hands_members_to_the_manager_queue(client, admin, t
     # The other one is overdue after 7 days and goes to the general manager, once.
     async with db.connection() as conn:
         await conn.execute("UPDATE handovers SET due_at = now() - interval '1 hour'")
-    assert await service.escalate_handovers() == 1
-    assert await service.escalate_handovers() == 0
+    assert await handovers.escalate_handovers() == 1
+    assert await handovers.escalate_handovers() == 0
     told = (await client.get("/api/v1/notices", headers=team["headers"]["gm"])).json()
     assert len(told) == 1 and told[0]["kind"] == "handover_overdue"
 
@@ -324,7 +324,7 @@ async def test_swaps_need_the_right_manager(client, admin, team):
 async def test_contacts_flag_late_logs_and_close_follow_ups(client, admin, pos, team):
     member = await enrol(client, team["headers"]["rep"])
     await client.post("/api/v1/purchases", json=purchase_body(member["id"]), headers=pos)
-    planned = await contacts.plan_follow_ups(datetime.now(UTC).date() + timedelta(days=7))
+    planned = await follow_ups.plan_follow_ups(datetime.now(UTC).date() + timedelta(days=7))
     assert planned.created == 1
     tasks = (await client.get("/api/v1/tasks?days=14", headers=team["headers"]["rep"])).json()
     assert [(t["name"], t["rule"]) for t in tasks] == [("Chen Jie", "new_customer")]
@@ -351,7 +351,7 @@ async def test_contacts_flag_late_logs_and_close_follow_ups(client, admin, pos, 
     assert (await client.get("/api/v1/tasks?days=14", headers=team["headers"]["rep"])).json() == []
     # The next weekly task is a week after the visit: beyond a five-day horizon, whatever
     # the hour (the local date may run a day ahead of UTC's).
-    again = await contacts.plan_follow_ups(datetime.now(UTC).date(), horizon_days=5)
+    again = await follow_ups.plan_follow_ups(datetime.now(UTC).date(), horizon_days=5)
     assert again.created == 0
 
 
@@ -550,7 +550,7 @@ async def test_tasks_list_only_the_reps_current_members(client, admin, team):
             "UPDATE members SET registered_at = now() - interval '120 days' WHERE id = $1::uuid",
             member["id"],
         )
-    run = await contacts.plan_follow_ups()
+    run = await follow_ups.plan_follow_ups()
     assert run.created >= 1
     before = (await client.get("/api/v1/tasks", headers=team["headers"]["rep"])).json()
     assert [t["member_id"] for t in before] == [member["id"]]

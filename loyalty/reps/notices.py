@@ -1,0 +1,67 @@
+"""Notices to staff (reclaim warnings, overdue handovers and follow-ups, outgrown reps): who
+is told, the one writer of a notice, and a staff user's own list."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from loyalty.auth import Principal
+from loyalty.infrastructure import db
+from loyalty.reps import schemas
+
+
+async def department_managers(conn: asyncpg.Connection, department: str | None) -> list[UUID]:
+    """The active managers of a department: who is told about its members."""
+    rows = await conn.fetch(
+        "SELECT id FROM staff WHERE role = 'manager' AND active AND department = $1", department
+    )
+    return [row["id"] for row in rows]
+
+
+async def notify_staff(
+    conn: asyncpg.Connection,
+    staff_ids: list[UUID],
+    *,
+    kind: str,
+    key: str,
+    title: str,
+    body: str,
+    member_id: UUID | None = None,
+) -> None:
+    """The same notice to each of `staff_ids`, once: `key` with the staff id appended is
+    unique, so a job that runs twice tells nobody twice."""
+    if not staff_ids:
+        return
+    await conn.executemany(
+        """
+        INSERT INTO staff_notices (id, staff, kind, key, title, body, member, created_at)
+        VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, now())
+        ON CONFLICT (key) DO NOTHING
+        """,
+        [(staff_id, kind, f"{key}:{staff_id}", title, body, member_id) for staff_id in staff_ids],
+    )
+
+
+async def notices(principal: Principal, unread_only: bool = False) -> list[schemas.Notice]:
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT * FROM staff_notices WHERE staff = $1 AND (NOT $2 OR read_at IS NULL)
+            ORDER BY created_at DESC LIMIT 200
+            """,
+            principal.id,
+            unread_only,
+        )
+    return [
+        schemas.Notice(
+            id=row["id"],
+            kind=row["kind"],
+            title=row["title"],
+            body=row["body"],
+            member_id=row["member"],
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
