@@ -13,7 +13,7 @@ from loyalty.errors import ServiceUnavailable
 from loyalty.infrastructure import db
 from loyalty.points import purchases, schemas
 from loyalty.points.tables import LedgerEntry, Purchase
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 POS = Principal(kind="api_key", id=uuid4(), label="api_key:till")
 

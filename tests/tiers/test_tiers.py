@@ -10,7 +10,7 @@ import pytest
 
 from loyalty.events.tables import Notification, OutboxEvent
 from loyalty.tiers import service as tiers
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 DAY = timedelta(days=1)
 
