@@ -296,7 +296,7 @@ def create_staff_key_reward(bench: Bench) -> None:
     login = {"username": f"soak-{bench.run_id}", "password": match.group(1)}
     with httpx.Client(base_url=bench.base_url, timeout=30) as client:
         answer = client.post("/api/v1/auth/tokens", json=login)
-        bench.token = campaign.expect(answer, 201, "signing in")["token"]
+        bench.token = common.expect(answer, 201, "signing in")["token"]
         reward = {
             "name": "Soak voucher",
             "kind": "voucher",
@@ -305,7 +305,7 @@ def create_staff_key_reward(bench: Bench) -> None:
             "voucher_source": "generated",
         }
         answer = client.post("/api/v1/rewards", json=reward, headers=bench.headers())
-        bench.reward_id = campaign.expect(answer, 201, "creating the reward")["id"]
+        bench.reward_id = common.expect(answer, 201, "creating the reward")["id"]
 
 
 def start_worker(bench: Bench) -> None:
