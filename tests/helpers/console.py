@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from httpx import AsyncClient, Response
+
 from tests.helpers.pages import csrf_from
 from tests.helpers.staff import TEST_PASSWORD
 
 
-async def sign_in(browser, username: str):
+async def sign_in(browser: AsyncClient, username: str) -> AsyncClient:
     page = await browser.get("/console/login")
     response = await browser.post(
         "/console/login",
@@ -16,6 +18,8 @@ async def sign_in(browser, username: str):
     return browser
 
 
-async def post_form(browser, url: str, data: dict, page_url: str | None = None):
+async def post_form(
+    browser: AsyncClient, url: str, data: dict, page_url: str | None = None
+) -> Response:
     page = await browser.get(page_url or "/console")
     return await browser.post(url, data={**data, "_csrf_token": csrf_from(page.text)})

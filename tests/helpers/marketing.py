@@ -7,22 +7,30 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+from httpx import AsyncClient
+
 from tests.helpers.purchases import purchase_body
 
 
-async def enrol(client, admin, name: str, **fields) -> dict:
+async def enrol(client: AsyncClient, admin: dict[str, str], name: str, **fields) -> dict:
     response = await client.post("/api/v1/members", json={"name": name, **fields}, headers=admin)
     assert response.status_code == 201, response.text
     return response.json()
 
 
-async def buy(client, pos, member_id: str, amount: str = "100.00", days_ago: float = 0) -> None:
+async def buy(
+    client: AsyncClient,
+    pos: dict[str, str],
+    member_id: str,
+    amount: str = "100.00",
+    days_ago: float = 0,
+) -> None:
     body = purchase_body(member_id, ("SKU", 1, amount, "general"), days_ago=days_ago)
     response = await client.post("/api/v1/purchases", json=body, headers=pos)
     assert response.status_code == 201, response.text
 
 
-async def count(client, headers, **filter_) -> int:
+async def count(client: AsyncClient, headers: dict[str, str], **filter_) -> int:
     response = await client.post("/api/v1/segments/count", json=filter_, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()["members"]
@@ -55,7 +63,7 @@ def consenting(channels: list[str], granted: list[str]) -> dict:
     }
 
 
-async def make_offer(client, headers, **fields) -> dict:
+async def make_offer(client: AsyncClient, headers: dict[str, str], **fields) -> dict:
     at = datetime.now(UTC)
     body = {
         "title_en": "Autumn tea week",
@@ -71,12 +79,12 @@ async def make_offer(client, headers, **fields) -> dict:
     return response.json()
 
 
-async def approve(client, headers, offer_id: str) -> None:
+async def approve(client: AsyncClient, headers: dict[str, str], offer_id: str) -> None:
     response = await client.post(f"/api/v1/offers/{offer_id}/approve", headers=headers)
     assert response.status_code == 200, response.text
 
 
-async def results(client, headers, offer_id: str) -> dict:
+async def results(client: AsyncClient, headers: dict[str, str], offer_id: str) -> dict:
     response = await client.get(f"/api/v1/offers/{offer_id}/results", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from httpx import AsyncClient
+
 from loyalty.infrastructure import db
 
 
-async def merge(client, admin, survivor_id: str, duplicate_id: str) -> dict:
+async def merge(
+    client: AsyncClient, admin: dict[str, str], survivor_id: str, duplicate_id: str
+) -> dict:
     """Merge the duplicate into the survivor through the API (200); the merge's answer."""
     response = await client.post(
         f"/api/v1/members/{survivor_id}/merge",

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from httpx import AsyncClient
+
+from tests.helpers.mail import Mailbox
 from tests.helpers.pages import csrf_from
 
 
-async def enrol(client, admin, name="Chen Jie", email="chen@example.com", **fields) -> dict:
+async def enrol(
+    client: AsyncClient,
+    admin: dict[str, str],
+    name: str = "Chen Jie",
+    email: str = "chen@example.com",
+    **fields,
+) -> dict:
     response = await client.post(
         "/api/v1/members", json={"name": name, "email": email, **fields}, headers=admin
     )
@@ -13,7 +24,7 @@ async def enrol(client, admin, name="Chen Jie", email="chen@example.com", **fiel
     return response.json()
 
 
-async def sign_in(client, mailbox, email: str) -> dict:
+async def sign_in(client: AsyncClient, mailbox: Mailbox, email: str) -> dict[str, str]:
     sent = await client.post("/api/v1/me/sign-in/code", json={"identifier": email})
     assert sent.status_code == 202, sent.text
     code = mailbox.last_code(email)
@@ -22,7 +33,12 @@ async def sign_in(client, mailbox, email: str) -> dict:
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
-async def signed_in_browser(make_client, mailbox, email: str, address: str = "10.7.7.7"):
+async def signed_in_browser(
+    make_client: Callable[[str], AsyncClient],
+    mailbox: Mailbox,
+    email: str,
+    address: str = "10.7.7.7",
+) -> AsyncClient:
     browser = make_client(address)
     page = await browser.get("/portal/sign-in")
     sent = await browser.post(

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 _purchase_ids = itertools.count(1)
 
 
-def purchase_body(member_id: str, *lines: tuple[str, int, str, str], days_ago: float = 0, **extra):
+def purchase_body(
+    member_id: str, *lines: tuple[str, int, str, str], days_ago: float = 0, **extra
+) -> dict:
     """lines: (sku, quantity, unit_price, category)."""
     lines = lines or (("SKU-1", 1, "100.00", "general"),)
     total = sum(int(q) * float(p) for _, q, p, _ in lines)
