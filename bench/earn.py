@@ -544,12 +544,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+def _mark(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]missed[/]"
+
+
+def _figures_table(args: argparse.Namespace, results: dict[str, Any]) -> Table:
+    """Throughput and latency against pgbench, with the goals."""
     summary, goals = results["summary"], results["summary"]["goals"]
-
-    def mark(ok: bool) -> str:
-        return "[green]met[/]" if ok else "[red]missed[/]"
-
     table = Table(
         title=f"earn: concurrency {args.concurrency}, {args.duration} s a phase, "
         f"{args.workers} web worker(s), {args.members:,} members"
@@ -569,14 +570,14 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
             "single: ratio to pgbench",
             f"{summary['single_ratio']:.2f}",
             f">= {GOAL_SINGLE_RATIO}",
-            mark(goals["single_ratio_ge_0.5"]),
+            _mark(goals["single_ratio_ge_0.5"]),
         )
         table.add_row("single: p50 latency", f"{single['latency_ms']['p50']:.1f} ms")
         table.add_row(
             "single: p99 latency",
             f"{single['latency_ms']['p99']:.1f} ms",
             f"< {GOAL_P99_MS:.0f} ms",
-            mark(goals["single_p99_lt_100ms"]),
+            _mark(goals["single_p99_lt_100ms"]),
         )
     if "batch" in results:
         batch = results["batch"]
@@ -585,7 +586,7 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
             "batch: ratio to pgbench",
             f"{summary['batch_ratio']:.2f}",
             f">= {GOAL_BATCH_RATIO:.0f}",
-            mark(goals["batch_ratio_ge_5"]),
+            _mark(goals["batch_ratio_ge_5"]),
         )
         latency = batch["batch_latency_ms"]
         table.add_row("batch: call p50 / p99", f"{latency['p50']:,.0f} / {latency['p99']:,.0f} ms")
@@ -597,8 +598,12 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         table.add_row("floor: ratio to pgbench", f"{summary['floor_ratio']:.2f}")
         if "batch_share_of_floor" in summary:
             table.add_row("batch: share of the floor", f"{summary['batch_share_of_floor']:.0%}")
-    console.print(table)
+    return table
 
+
+def _cpu_table(results: dict[str, Any]) -> Table:
+    """Cores per role in each phase, and CPU ms per purchase or pgbench transaction."""
+    summary = results["summary"]
     roles = [*CPU_ROLES, "steal", "machine"]
     cpu = Table(
         title=f"CPU: cores used ({os.cpu_count()} = the whole machine), "
@@ -621,8 +626,13 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
                     for role in ("app", "postgres")
                 ),
             )
-    console.print(cpu)
+    return cpu
 
+
+def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+    summary = results["summary"]
+    console.print(_figures_table(args, results))
+    console.print(_cpu_table(results))
     check = results["ledger_check"]
     if check["ok"]:
         console.print(
