@@ -28,6 +28,7 @@ try:
     import httpx
     import redis
     from rich.console import Console
+    from rich.table import Table
 except ImportError as exc:  # not in the project's environment
     sys.exit(f"{exc}: run it in the project: cd /work/main && uv run python bench/earn.py")
 
@@ -411,3 +412,28 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     if not sorted_values:
         return math.nan
     return sorted_values[max(math.ceil(pct / 100 * len(sorted_values)) - 1, 0)]
+
+
+def cpu_table(
+    title: str,
+    roles: list[str],
+    rows: list[tuple[str, dict[str, float], dict[str, float | None] | None]],
+    unit: str | None = None,
+) -> Table:
+    """Cores used per role in each phase; with `unit`, also the app's and PostgreSQL's CPU ms
+    per unit of work (rows: phase, cores by role, ms per unit by role)."""
+    table = Table(title=title)
+    table.add_column("phase", no_wrap=True)
+    for role in roles:
+        table.add_column(role, justify="right")
+    if unit:
+        for role in ("app", "postgres"):
+            table.add_column(f"{role} {unit}", justify="right")
+    for phase, cores, per_unit in rows:
+        cells = [f"{cores.get(role, 0):.2f}" for role in roles]
+        if unit and per_unit is not None:
+            cells += [
+                "-" if per_unit[r] is None else f"{per_unit[r]:.2f}" for r in ("app", "postgres")
+            ]
+        table.add_row(phase, *cells)
+    return table

@@ -59,6 +59,7 @@ from common import (
     CpuMeter,
     Processes,
     analyze,
+    cpu_table,
     create_api_key,
     environment_facts,
     flush_redis,
@@ -603,30 +604,19 @@ def _figures_table(args: argparse.Namespace, results: dict[str, Any]) -> Table:
 
 def _cpu_table(results: dict[str, Any]) -> Table:
     """Cores per role in each phase, and CPU ms per purchase or pgbench transaction."""
-    summary = results["summary"]
-    roles = [*CPU_ROLES, "steal", "machine"]
-    cpu = Table(
-        title=f"CPU: cores used ({os.cpu_count()} = the whole machine), "
-        "and ms per purchase or pgbench transaction"
+    per_unit = results["summary"]["cpu_ms_per_unit"]
+    rows = [
+        (name, results[name]["cpu_cores"], per_unit[name])
+        for name in PHASE_ORDER
+        if name in results
+    ]
+    return cpu_table(
+        f"CPU: cores used ({os.cpu_count()} = the whole machine), "
+        "and ms per purchase or pgbench transaction",
+        [*CPU_ROLES, "steal", "machine"],
+        rows,
+        unit="ms/unit",
     )
-    cpu.add_column("phase", no_wrap=True)
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    for role in ("app", "postgres"):
-        cpu.add_column(f"{role} ms/unit", justify="right")
-    for name in PHASE_ORDER:
-        if name in results:
-            cores = results[name]["cpu_cores"]
-            per_unit = summary["cpu_ms_per_unit"][name]
-            cpu.add_row(
-                name,
-                *(f"{cores[role]:.2f}" for role in roles),
-                *(
-                    "-" if per_unit[role] is None else f"{per_unit[role]:.2f}"
-                    for role in ("app", "postgres")
-                ),
-            )
-    return cpu
 
 
 def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
