@@ -622,7 +622,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+def _figures_table(args: argparse.Namespace, results: dict[str, Any]) -> Table:
+    """Requests/s and latency of each page against the static file ceiling, with the goal."""
     summary = results["summary"]
     ceiling, home, history, paced = (results[name] for name in PHASE_ORDER)
 
@@ -672,27 +673,21 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         f"< {GOAL_P99_MS:.0f} ms",
         mark(summary["goals"]["home_p99_lt_50ms_at_half_max"]),
     )
-    console.print(table)
+    return table
 
-    roles = [*CPU_ROLES, "steal", "machine"]
-    cpu = Table(title=f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per request")
-    cpu.add_column("phase", no_wrap=True)
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    for role in ("app", "postgres"):
-        cpu.add_column(f"{role} ms/req", justify="right")
-    for name in PHASE_ORDER:
-        cores = results[name]["cpu_cores"]
-        per_request = summary["cpu_ms_per_request"][name]
-        cpu.add_row(
-            name,
-            *(f"{cores[role]:.2f}" for role in roles),
-            *(
-                "-" if per_request[role] is None else f"{per_request[role]:.2f}"
-                for role in ("app", "postgres")
-            ),
+
+def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+    summary = results["summary"]
+    console.print(_figures_table(args, results))
+    per_request = summary["cpu_ms_per_request"]
+    console.print(
+        common.cpu_table(
+            f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per request",
+            [*CPU_ROLES, "steal", "machine"],
+            [(name, results[name]["cpu_cores"], per_request[name]) for name in PHASE_ORDER],
+            unit="ms/req",
         )
-    console.print(cpu)
+    )
 
     sizes = results["answer_bytes"]
     console.print(

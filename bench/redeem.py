@@ -800,14 +800,15 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+def _ms(latency: dict[str, float | None]) -> str:
+    if latency["p50"] is None:
+        return "-"
+    return f"{latency['p50']:.1f} / {latency['p99']:.1f} ms"
+
+
+def _figures_table(args: argparse.Namespace, results: dict[str, Any]) -> Table:
+    """Redemptions/s of each phase, as a multiple of pgbench's TPS, with latencies."""
     summary, hot, many = results["summary"], results["hot"], results["many"]
-
-    def ms(latency: dict[str, float | None]) -> str:
-        if latency["p50"] is None:
-            return "-"
-        return f"{latency['p50']:.1f} / {latency['p99']:.1f} ms"
-
     table = Table(
         title=f"redeem: concurrency {args.concurrency}, {args.workers} web worker(s), "
         f"{args.members:,} members, {args.duration} s a phase"
@@ -829,48 +830,39 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         "  sold out in" if hot["sold_out"] else "  [yellow]not sold out[/] after",
         f"{hot['seconds_to_sell_out']:.1f} s",
     )
-    table.add_row("  p50 / p99 (201 created)", ms(hot["latency_ms"]))
+    table.add_row("  p50 / p99 (201 created)", _ms(hot["latency_ms"]))
     if hot["out_of_stock_per_s"] is not None:
         table.add_row(
             f"  then out_of_stock/s ({hot['tail_seconds']:.1f} s)",
             f"{hot['out_of_stock_per_s']:,.0f}",
             f"{summary['hot_out_of_stock_ratio']:.2f}",
         )
-        table.add_row("  p50 / p99 (409 out_of_stock)", ms(hot["out_of_stock_latency_ms"]))
+        table.add_row("  p50 / p99 (409 out_of_stock)", _ms(hot["out_of_stock_latency_ms"]))
     table.add_row(
         "many members: redemptions/s",
         f"{many['redemptions_per_s']:,.0f}",
         f"{summary['many_ratio']:.2f}",
     )
-    table.add_row("  p50 / p99 (201 created)", ms(many["latency_ms"]))
+    table.add_row("  p50 / p99 (201 created)", _ms(many["latency_ms"]))
     table.add_row(
         "  redemptions / members", f"{many['outcomes'].get('created', 0):,} / {many['members']:,}"
     )
-    console.print(table)
+    return table
 
-    roles = [*common.CPU_ROLES, "steal", "machine"]
-    cpu = Table(
-        title=f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per redemption "
-        "or pgbench transaction (hot: up to the sell-out)"
-    )
-    cpu.add_column("phase", no_wrap=True)
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    for role in ("app", "postgres"):
-        cpu.add_column(f"{role} ms/unit", justify="right")
-    for name in PHASE_ORDER:
-        cores = results[name]["cpu_cores"]
-        per_unit = summary["cpu_ms_per_unit"][name]
-        cpu.add_row(
-            name,
-            *(f"{cores[role]:.2f}" for role in roles),
-            *(
-                "-" if per_unit[role] is None else f"{per_unit[role]:.2f}"
-                for role in ("app", "postgres")
-            ),
+
+def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+    summary, hot, many = results["summary"], results["hot"], results["many"]
+    console.print(_figures_table(args, results))
+    per_unit = summary["cpu_ms_per_unit"]
+    console.print(
+        common.cpu_table(
+            f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per redemption "
+            "or pgbench transaction (hot: up to the sell-out)",
+            [*common.CPU_ROLES, "steal", "machine"],
+            [(name, results[name]["cpu_cores"], per_unit[name]) for name in PHASE_ORDER],
+            unit="ms/unit",
         )
-    console.print(cpu)
-
+    )
     check = results["correctness"]
     if check["ok"]:
         console.print(

@@ -1814,21 +1814,20 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         f"{runs[0]['statement']['result']['rows_updated']:,} member_tiers rows updated"
     )
 
-    cpu = Table(title=f"CPU: cores used ({os.cpu_count()} = the whole machine)")
-    cpu.add_column("phase", no_wrap=True)
-    roles = [*CPU_ROLES, "steal", "machine"]
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    rows: list[tuple[str, dict[str, float]]] = []
+    rows: list[tuple[str, dict[str, float], None]] = []
     for i, r in enumerate(runs, 1):
-        rows.append((f"run {i}: job", r["job"]["cpu_cores"]))
-        rows.append((f"run {i}: statement", r["statement"]["cpu_cores"]))
+        rows.append((f"run {i}: job", r["job"]["cpu_cores"], None))
+        rows.append((f"run {i}: statement", r["statement"]["cpu_cores"], None))
     if results.get("earn"):
         for name in ("idle_before", "during", "idle_after"):
-            rows.append((f"earn {name}", results["earn"][name]["cpu_cores"]))
-    for label, cores in rows:
-        cpu.add_row(label, *(f"{cores.get(role, 0):.2f}" for role in roles))
-    console.print(cpu)
+            rows.append((f"earn {name}", results["earn"][name]["cpu_cores"], None))
+    console.print(
+        common.cpu_table(
+            f"CPU: cores used ({os.cpu_count()} = the whole machine)",
+            [*CPU_ROLES, "steal", "machine"],
+            rows,
+        )
+    )
     for i, r in enumerate(runs, 1):
         if not r["check"]["agree"] or not r["check"]["window_start_agree"]:
             console.print(f"[red]run {i}: results differ:[/] {r['check']}")
