@@ -1736,13 +1736,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def print_report(results: dict[str, Any], path: Path) -> None:
+def _mark(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]missed[/]"
+
+
+def _figures_table(results: dict[str, Any]) -> Table:
+    """The job against the single statement, and earn latency while it runs, with the goals."""
     summary, goals, data = results["summary"], results["summary"]["goals"], results["data"]
-    args = results["parameters"]
-
-    def mark(ok: bool) -> str:
-        return "[green]met[/]" if ok else "[red]missed[/]"
-
     table = Table(
         title=f"tiers: {data['members']:,} members, {data['purchases']:,} purchases, "
         f"{len(results['timed']['runs'])} timed run(s) each"
@@ -1759,7 +1759,7 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         "job / statement (median of the runs' ratios)",
         f"{summary['job_ratio']:.2f}",
         f"<= {GOAL_JOB_RATIO:.1f}",
-        mark(goals["job_within_2x_statement"]),
+        _mark(goals["job_within_2x_statement"]),
     )
     table.add_row(
         "  server WAL written: job / statement",
@@ -1769,43 +1769,56 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         "same result (tiers, history, outbox)",
         "yes" if summary["agree"] else "NO",
         "yes",
-        mark(summary["agree"]),
+        _mark(summary["agree"]),
     )
     if "earn_p99_ratio" in summary:
-        earn = results["earn"]
-        before, after = earn["idle_before"], earn["idle_after"]
-        during = earn["during"]
-        table.add_row(
-            f"earn p99, idle ({args['rate']}/s offered)",
-            f"{summary['earn_p99_idle_ms']:.1f} ms",
-        )
-        table.add_row(
-            "  before / after",
-            f"{before['latency_ms']['p99']:.1f} / {after['latency_ms']['p99']:.1f} ms",
-        )
-        table.add_row("earn p99, during the evaluation", f"{during['latency_ms']['p99']:.1f} ms")
-        table.add_row(
-            "during / idle",
-            f"{summary['earn_p99_ratio']:.2f}",
-            f"<= {GOAL_P99_RATIO:.1f}",
-            mark(goals["earn_p99_within_2x"]),
-        )
-        table.add_row(
-            "  requests/s idle / during",
-            f"{before['requests_per_s']:.0f}, {after['requests_per_s']:.0f} / "
-            f"{during['requests_per_s']:.0f}",
-        )
-        table.add_row(
-            "  p50 idle / during",
-            f"{before['latency_ms']['p50']:.1f}, {after['latency_ms']['p50']:.1f} / "
-            f"{during['latency_ms']['p50']:.1f} ms",
-        )
-        table.add_row("  job under earn load", f"{summary['job_seconds_under_earn_load']:.2f} s")
-        table.add_row(
-            "  earn waiting on WAL flush idle / during",
-            f"{summary['earn_wal_wait_idle']:.3f} / {summary['earn_wal_wait_during']:.3f}",
-        )
-    console.print(table)
+        _add_earn_rows(table, results)
+    return table
+
+
+def _add_earn_rows(table: Table, results: dict[str, Any]) -> None:
+    """Earn latency idle and during the evaluation."""
+    summary, goals = results["summary"], results["summary"]["goals"]
+    args = results["parameters"]
+    earn = results["earn"]
+    before, after = earn["idle_before"], earn["idle_after"]
+    during = earn["during"]
+    table.add_row(
+        f"earn p99, idle ({args['rate']}/s offered)",
+        f"{summary['earn_p99_idle_ms']:.1f} ms",
+    )
+    table.add_row(
+        "  before / after",
+        f"{before['latency_ms']['p99']:.1f} / {after['latency_ms']['p99']:.1f} ms",
+    )
+    table.add_row("earn p99, during the evaluation", f"{during['latency_ms']['p99']:.1f} ms")
+    table.add_row(
+        "during / idle",
+        f"{summary['earn_p99_ratio']:.2f}",
+        f"<= {GOAL_P99_RATIO:.1f}",
+        _mark(goals["earn_p99_within_2x"]),
+    )
+    table.add_row(
+        "  requests/s idle / during",
+        f"{before['requests_per_s']:.0f}, {after['requests_per_s']:.0f} / "
+        f"{during['requests_per_s']:.0f}",
+    )
+    table.add_row(
+        "  p50 idle / during",
+        f"{before['latency_ms']['p50']:.1f}, {after['latency_ms']['p50']:.1f} / "
+        f"{during['latency_ms']['p50']:.1f} ms",
+    )
+    table.add_row("  job under earn load", f"{summary['job_seconds_under_earn_load']:.2f} s")
+    table.add_row(
+        "  earn waiting on WAL flush idle / during",
+        f"{summary['earn_wal_wait_idle']:.3f} / {summary['earn_wal_wait_during']:.3f}",
+    )
+
+
+def print_report(results: dict[str, Any], path: Path) -> None:
+    summary = results["summary"]
+    runs = results["timed"]["runs"]
+    console.print(_figures_table(results))
     first = runs[0]["job"]["result"]
     console.print(
         f"each evaluation: {first['members']:,} members, {first['upgraded']:,} upgrades, "
