@@ -1,6 +1,6 @@
 """Campaign benchmark: segment counts, the audience snapshot and offer delivery by email.
 
-Seeds members set-based in SQL (bench/earn.py's seeding, with an email address, a tier
+Seeds members set-based in SQL (bench/workload.py's seeding, with an email address, a tier
 spread over the ladder and, for most of them, consent to email in `contact_preferences`),
 serves the app with `loyalty serve` on the local PostgreSQL and Redis, then in one run:
 
@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +41,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 try:
@@ -56,41 +53,18 @@ try:
 except ImportError as exc:  # not in the project's environment
     sys.exit(f"{exc}: run it in the project: cd /work/main && uv run python bench/campaign.py")
 
-BENCH_DIR = Path(__file__).resolve().parent
+import common
+import workload
+from common import HOST, RESULTS_DIR, BenchError
 
-
-def _load_earn() -> ModuleType:
-    """bench/earn.py as a module of its own: its processes, seeding and server helpers are
-    this benchmark's too."""
-    spec = importlib.util.spec_from_file_location("bench_earn", BENCH_DIR / "earn.py")
-    if spec is None or spec.loader is None:
-        sys.exit(f"cannot load {BENCH_DIR / 'earn.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-earn = _load_earn()
-
-HOST = earn.HOST  # the only host this benchmark ever talks to
-APP_DB = "loyalty_bench_campaign"
-# earn.py's helpers (Bench.env, recreate_databases, seed_members) read these globals of their
-# module: point them at this benchmark's own database. It has no pgbench database: the
-# snapshot's ceiling is a hand-written statement.
-earn.APP_DB = APP_DB
-earn.PGBENCH_DB = "pgbench_bench_campaign_unused"
-
-BenchError = earn.BenchError
+APP_DB = "loyalty_bench_campaign"  # its own database: it never drops the earn benchmark's
 console = Console(width=None if sys.stdout.isatty() else 110)
-earn.console = console
-RESULTS_DIR = earn.RESULTS_DIR
 SCRATCH = "bench_scratch_audience"
 LARGE_TAG, SMALL_TAG = "bench_deliver", "bench_deliver_small"
 EMAIL_CONSENT = '{"channels": ["email"], "consents": [{"channel": "email", "granted": true}]}'
 NO_CONSENT = '{"channels": ["email"], "consents": [{"channel": "email", "granted": false}]}'
 
-# earn.py's member seed, with an address, consent to email for four members in five (and
+# The shared member seed, with an address, consent to email for four members in five (and
 # everyone to be delivered to) and the delivery tags: the first --deliver members carry the
 # large send's tag, the next --deliver / 5 the small one's (DELIVER: --deliver, an integer).
 SEED_FROM = "NULL, NULL, '{}', '{}', '', '{}', '{}'::jsonb"
@@ -101,8 +75,8 @@ SEED_TO = (
     f"CASE WHEN g % 5 <> 0 OR g <= DELIVER + DELIVER / 5 THEN '{EMAIL_CONSENT}' "
     f"ELSE '{NO_CONSENT}' END::jsonb"
 )
-if SEED_FROM not in earn.SEED_MEMBERS_SQL:
-    sys.exit("bench/earn.py's member seed changed: update SEED_FROM in bench/campaign.py")
+if SEED_FROM not in workload.SEED_MEMBERS_SQL:
+    sys.exit("bench/workload.py's member seed changed: update SEED_FROM in bench/campaign.py")
 # Spread the members over the ladder (the seed enrols everyone in the lowest tier).
 SPREAD_TIERS_SQL = """
 UPDATE member_tiers SET tier = ($1::text[])[1 + abs(hashtext(member::text)) % cardinality($1)]
@@ -147,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @dataclass
-class Bench(earn.Bench):
+class Bench(common.Bench):
     token: str = ""
     tiers: list[str] = field(default_factory=list)
     smtp_port: int = 0
@@ -178,32 +152,15 @@ class CountingHandler:
             self.count, self.first, self.last = 0, 0.0, 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
-    if response.status_code != status:
-        raise BenchError(f"{what} answered {response.status_code}: {response.text[:500]}")
-    return response.json()
-
-
 # --- setup --------------------------------------------------------------------------------
 
 
 async def seed(bench: Bench) -> None:
-    """earn.py's chunked seed with this benchmark's statement, then the tiers spread."""
+    """The shared chunked seed with this benchmark's statement, then the tiers spread."""
     deliver = bench.args.deliver
-    # earn.seed_members runs its module's statement: this benchmark's for the while.
-    original = earn.SEED_MEMBERS_SQL
-    earn.SEED_MEMBERS_SQL = original.replace(SEED_FROM, SEED_TO.replace("DELIVER", str(deliver)))
-    try:
-        await earn.seed_members(bench)
-    finally:
-        earn.SEED_MEMBERS_SQL = original
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    statement = SEED_TO.replace("DELIVER", str(deliver))
+    await workload.seed_members(bench, workload.SEED_MEMBERS_SQL.replace(SEED_FROM, statement))
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         bench.tiers = [
             r["code"]
@@ -234,24 +191,24 @@ async def seed(bench: Bench) -> None:
 
 
 def sign_in(bench: Bench) -> None:
-    output = earn.loyalty_cli(
-        bench, "create-staff", "--username", f"bench-{bench.run_id}", "--role", "admin"
+    output = common.loyalty_cli(
+        bench.env(), "create-staff", "--username", f"bench-{bench.run_id}", "--role", "admin"
     )
     match = re.search(r"password \(shown once\): (\S+)", output)
     if match is None:
         raise BenchError(f"no password in the output of loyalty create-staff:\n{output}")
     login = {"username": f"bench-{bench.run_id}", "password": match.group(1)}
     with httpx.Client(base_url=bench.base_url, timeout=30) as client:
-        bench.token = expect(client.post("/api/v1/auth/tokens", json=login), 201, "signing in")[
-            "token"
-        ]
+        bench.token = common.expect(
+            client.post("/api/v1/auth/tokens", json=login), 201, "signing in"
+        )["token"]
 
 
 def approved_offer(client: httpx.Client, bench: Bench, name: str, flt: dict[str, Any]) -> str:
     """A saved segment with the filter and an approved offer to it; the offer's id."""
     headers = bench.headers()
     body = {"name": name, "description": "bench", "filter": flt}
-    segment = expect(client.post("/api/v1/segments", json=body, headers=headers), 201, name)
+    segment = common.expect(client.post("/api/v1/segments", json=body, headers=headers), 201, name)
     start = datetime.now(UTC) - timedelta(minutes=1)
     offer = {
         "title_en": f"Bench {name}",
@@ -262,9 +219,11 @@ def approved_offer(client: httpx.Client, bench: Bench, name: str, flt: dict[str,
         "valid_until": (start + timedelta(days=7)).isoformat(),
         "segment_id": segment["id"],
     }
-    created = expect(client.post("/api/v1/offers", json=offer, headers=headers), 201, "offer")
+    created = common.expect(
+        client.post("/api/v1/offers", json=offer, headers=headers), 201, "offer"
+    )
     url = f"/api/v1/offers/{created['id']}/approve"
-    expect(client.post(url, headers=headers), 200, "approving")
+    common.expect(client.post(url, headers=headers), 200, "approving")
     return created["id"]
 
 
@@ -289,7 +248,7 @@ def run_counts(bench: Bench) -> dict[str, Any]:
     every: list[float] = []
     with httpx.Client(base_url=bench.base_url, timeout=120, headers=bench.headers()) as client:
         for name, flt in filters.items():  # one unmeasured call each: plans and caches
-            expect(client.post("/api/v1/segments/count", json=flt), 200, f"count {name}")
+            common.expect(client.post("/api/v1/segments/count", json=flt), 200, f"count {name}")
         timings: dict[str, list[float]] = {name: [] for name in filters}
         server: dict[str, list[float]] = {name: [] for name in filters}
         members: dict[str, int] = {}
@@ -299,7 +258,7 @@ def run_counts(bench: Bench) -> dict[str, Any]:
                     started = time.perf_counter()
                     answer = client.post("/api/v1/segments/count", json=flt)
                     timings[name].append((time.perf_counter() - started) * 1000)
-                    body = expect(answer, 200, f"count {name}")
+                    body = common.expect(answer, 200, f"count {name}")
                     server[name].append(body["took_ms"])
                     members[name] = body["members"]
     for name in filters:
@@ -347,8 +306,10 @@ async def run_snapshot(bench: Bench, offer_id: str) -> dict[str, Any]:
     from loyalty.settings import reset_settings
 
     reset_settings()
-    db.configure_engine(bench.pg_url(APP_DB))
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5, server_settings={"jit": "off"})
+    db.configure_engine(bench.pg_url(bench.app_db))
+    conn = await asyncpg.connect(
+        bench.pg_url(bench.app_db), timeout=5, server_settings={"jit": "off"}
+    )
     await db.start_pool(max_size=2)
     try:
         await conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
@@ -415,7 +376,7 @@ def run_send(
         worker = bench.procs.start(
             [sys.executable, "-m", "loyalty", "worker"],
             env=env,
-            cwd=earn.PROJECT_DIR,
+            cwd=common.PROJECT_DIR,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -425,16 +386,16 @@ def run_send(
         proc = psutil.Process(worker.pid)
         time.sleep(3)  # start-up: imports, pool, cron jobs at startup
         if worker.poll() is not None:
-            raise BenchError(f"loyalty worker exited:\n{earn.tail(log)}")
+            raise BenchError(f"loyalty worker exited:\n{common.tail(log)}")
         start_rss = rss_of(proc)
         with httpx.Client(base_url=bench.base_url, timeout=30) as client:
             url = f"/api/v1/offers/{offer_id}/send"
-            expect(client.post(url, headers=bench.headers()), 202, "queueing the send")
+            common.expect(client.post(url, headers=bench.headers()), 202, "queueing the send")
         queued = time.monotonic()
         with console.status(f"{label} send: 0 / {audience:,} messages") as status:
             while handler.count < audience:
                 if worker.poll() is not None:
-                    raise BenchError(f"loyalty worker exited:\n{earn.tail(log)}")
+                    raise BenchError(f"loyalty worker exited:\n{common.tail(log)}")
                 if time.monotonic() - queued > bench.args.send_timeout:
                     raise BenchError(f"{label} send: {handler.count:,} of {audience:,} sent")
                 samples.append((time.monotonic() - queued, handler.count, rss_of(proc)))
@@ -472,7 +433,7 @@ def run_send(
 
 
 async def delivery_check(bench: Bench, offer_id: str) -> dict[str, Any]:
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         row = await conn.fetchrow(
             """
@@ -491,7 +452,7 @@ async def delivery_check(bench: Bench, offer_id: str) -> dict[str, Any]:
 
 def run_delivery(bench: Bench, small_id: str, large_id: str) -> dict[str, Any]:
     handler = CountingHandler()
-    bench.smtp_port = free_port()
+    bench.smtp_port = common.free_port()
     controller = Controller(handler, hostname=HOST, port=bench.smtp_port)
     controller.start()
     try:
@@ -588,17 +549,17 @@ def run(bench: Bench) -> dict[str, Any]:
     args = bench.args
     results: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
     with console.status("database, Redis, migrations"):
-        conn_version = asyncio.run(recreate_database(bench))
-        earn.flush_redis(bench)
-        earn.loyalty_cli(bench, "migrate")
+        conn_version = asyncio.run(common.recreate_databases(bench, bench.app_db))
+        common.flush_redis(bench.args)
+        common.loyalty_cli(bench.env(), "migrate")
     started = time.monotonic()
     asyncio.run(seed(bench))
     results["seed_s"] = round(time.monotonic() - started, 1)
     results["parameters"] = vars(args)
-    results["environment"] = earn.environment_facts({}, conn_version)
+    results["environment"] = common.environment_facts(conn_version, tools={})
     try:
         with console.status(f"starting loyalty serve --workers {args.workers}"):
-            earn.start_server(bench)
+            common.start_server(bench)
         sign_in(bench)
         results["counts"] = run_counts(bench)
         with httpx.Client(base_url=bench.base_url, timeout=600) as client:
@@ -608,33 +569,20 @@ def run(bench: Bench) -> dict[str, Any]:
         results["snapshot"] = asyncio.run(run_snapshot(bench, big))
         results["delivery"] = run_delivery(bench, small, large)
     except BenchError as exc:
-        raise BenchError(f"{exc}\n--- server log ---\n{earn.tail(bench.server_log)}") from None
+        raise BenchError(f"{exc}\n--- server log ---\n{common.tail(bench.server_log)}") from None
     results["finished_at"] = datetime.now(UTC).isoformat()
     return results
-
-
-async def recreate_database(bench: Bench) -> str:
-    try:
-        conn = await asyncpg.connect(bench.pg_url("postgres"), timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise BenchError(f"PostgreSQL at {HOST}:{bench.args.pg_port}: {exc}") from None
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{APP_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{APP_DB}"')
-        return await conn.fetchval("SHOW server_version")
-    finally:
-        await conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, earn._interrupt_on_sigterm)
-    procs = earn.Processes()
+    signal.signal(signal.SIGTERM, common.interrupt_on_sigterm)
+    procs = common.Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-campaign-") as tmp:
             try:
-                results = run(Bench(args, procs, Path(tmp)))
+                results = run(Bench(args, procs, Path(tmp), APP_DB, console=console))
             finally:
                 procs.stop_all()
     except BenchError as exc:

@@ -25,23 +25,18 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import math
 import os
 import random
 import re
-import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,32 +44,49 @@ try:
     import asyncpg
     import httpx
     import msgspec
-    import redis
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
     from rich.table import Table
 except ImportError as exc:  # not in the project's environment
     sys.exit(f"{exc}: run it in the project: cd /work/main && uv run python bench/earn.py")
 
-HOST = "127.0.0.1"  # the only host this benchmark ever talks to
+from common import (
+    BENCH_DIR,
+    CPU_ROLES,
+    OTHER_LOAD_WARNING,
+    RESULTS_DIR,
+    Bench,
+    BenchError,
+    CpuMeter,
+    Processes,
+    analyze,
+    cpu_table,
+    create_api_key,
+    environment_facts,
+    flush_redis,
+    interrupt_on_sigterm,
+    iso_minute_ago,
+    loyalty_cli,
+    percentile,
+    purchase_body,
+    recreate_databases,
+    start_server,
+    tail,
+)
+from workload import (
+    pgbench,
+    pgbench_init,
+    phase_progress,
+    run_pgbench,
+    run_timed,
+    seed_members,
+)
+
 APP_DB = "loyalty_bench"
 PGBENCH_DB = "pgbench_bench"
-BENCH_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
 LUA_SCRIPT = BENCH_DIR / "earn.lua"
 PHASES = ("single", "batch", "floor")
 PHASE_ORDER = ("pgbench_before", "single", "batch", "floor", "pgbench_after")
-OTHER_LOAD_WARNING = 0.25  # cores used by processes outside the benchmark
 BATCH_CALL_TIMEOUT = 300.0  # seconds; a slower batch call fails the phase
-SEED_CHUNK = 5_000
 GOAL_SINGLE_RATIO = 0.5
 GOAL_BATCH_RATIO = 5.0
 GOAL_P99_MS = 100.0
@@ -83,10 +95,6 @@ FLOOR_SCHEMA = "floor"
 FLOOR_TABLES = ("purchases", "purchase_lines", "points_ledger", "points_lots", "points_accounts")
 
 console = Console()
-
-
-class BenchError(Exception):
-    """A failure with a message meant for the person running the benchmark."""
 
 
 # --- arguments ----------------------------------------------------------------------------
@@ -158,202 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# --- processes ----------------------------------------------------------------------------
-
-
-class Processes:
-    """Every process this benchmark starts, each in a session of its own, stopped by its id."""
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, grace: float = 15.0) -> None:
-        """SIGTERM the process group the benchmark created, SIGKILL it after `grace` s."""
-        if proc in self.running:
-            self.running.remove(proc)
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            if proc.poll() is not None and not _group_alive(proc.pid):
-                return
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                proc.poll()
-                return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if proc.poll() is not None and not _group_alive(proc.pid):
-                    return
-                time.sleep(0.1)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.running)):
-            self.stop(proc)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-# --- CPU accounting from /proc ------------------------------------------------------------
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-CPU_ROLES = ("app", "postgres", "load", "other")
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    comm: str
-    ppid: int
-    sid: int
-    ticks: int  # user + system CPU time
-
-
-def proc_stat(pid: int) -> ProcStat | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return ProcStat(comm, int(fields[1]), int(fields[3]), int(fields[11]) + int(fields[12]))
-
-
-def _system_ticks() -> tuple[int, int, int]:
-    """(busy, steal, total) CPU ticks of the whole machine."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    total = sum(values[:8])
-    return total - values[3] - values[4], values[7], total
-
-
-@dataclass
-class CpuMeter:
-    """Cores used per role (app server, PostgreSQL, load generators) over one phase.
-
-    Sampled every half second; a process that exits keeps what it used until its last
-    sample, so short-lived processes are slightly undercounted."""
-
-    server_sid: int | None
-    postmaster: int | None
-    first: dict[int, int] = field(default_factory=dict)
-    last: dict[int, tuple[str, int]] = field(default_factory=dict)
-    started: float = 0.0
-    ended: float = 0.0
-    system_start: tuple[int, ...] = (0, 0, 0)
-    system_end: tuple[int, ...] = (0, 0, 0)
-
-    def _role(self, pid: int, stat: ProcStat) -> str:
-        if self.server_sid is not None and stat.sid == self.server_sid:
-            return "app"
-        if stat.comm.startswith("postgres"):
-            # Only the PostgreSQL under test; another one on the machine counts as "other".
-            mine = self.postmaster is None or self.postmaster in (pid, stat.ppid)
-            return "postgres" if mine else "other"
-        if stat.comm in ("wrk", "pgbench") or pid == os.getpid():
-            return "load"
-        return "other"
-
-    def sample(self) -> None:
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            stat = proc_stat(pid)
-            if stat is None:
-                continue
-            if not self.started:
-                self.first[pid] = stat.ticks
-            self.last[pid] = (self._role(pid, stat), stat.ticks)
-        now = time.monotonic()
-        if not self.started:
-            self.started = now
-            self.system_start = _system_ticks()
-        self.ended = now
-        self.system_end = _system_ticks()
-
-    def cores(self) -> dict[str, float]:
-        elapsed = max(self.ended - self.started, 1e-9)
-        used = dict.fromkeys(CPU_ROLES, 0.0)
-        for pid, (role, ticks) in self.last.items():
-            used[role] += (ticks - self.first.get(pid, 0)) / CLK_TCK / elapsed
-        # "machine" is everything but idle, with interrupt time that no process is charged
-        # for; "steal" is time the hypervisor gave to other guests.
-        busy, steal, total = (
-            end - start for start, end in zip(self.system_start, self.system_end, strict=True)
-        )
-        cpus = os.cpu_count() or 1
-        used["steal"] = steal / max(total, 1) * cpus
-        used["machine"] = busy / max(total, 1) * cpus
-        return {k: round(v, 2) for k, v in used.items()}
-
-
-# --- the run's context --------------------------------------------------------------------
-
-
-@dataclass
-class Bench:
-    args: argparse.Namespace
-    procs: Processes
-    workdir: Path
-    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
-    postmaster: int | None = None
-    server: subprocess.Popen | None = None
-    key: str = ""
-    member_ids: list[str] = field(default_factory=list)
-    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(36))  # 48 characters
-
-    @property
-    def members_file(self) -> Path:
-        return self.workdir / "members.txt"
-
-    @property
-    def server_log(self) -> Path:
-        return self.workdir / "server.log"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.args.port}"
-
-    def pg_url(self, database: str) -> str:
-        return f"postgresql://{self.args.pg_user}@{HOST}:{self.args.pg_port}/{database}"
-
-    def pg_cli(self) -> list[str]:
-        return ["-h", HOST, "-p", str(self.args.pg_port), "-U", self.args.pg_user]
-
-    def meter(self) -> CpuMeter:
-        return CpuMeter(self.server.pid if self.server else None, self.postmaster)
-
-    def env(self) -> dict[str, str]:
-        """The environment of `loyalty` commands: the local services, production mode."""
-        env = dict(os.environ)
-        env.update(
-            LOYALTY_MODE="production",
-            LOYALTY_SECRET_KEY=self.secret_key,
-            LOYALTY_DATABASE_URL=self.pg_url(APP_DB),
-            LOYALTY_REDIS_URL=f"redis://{HOST}:{self.args.redis_port}/{self.args.redis_db}",
-            LOYALTY_DATA_DIR=str(self.workdir / "data"),
-            LOYALTY_HOST=HOST,
-            LOYALTY_LOG_LEVEL=self.args.log_level,
-        )
-        return env
-
-
-# --- setup: tools, databases, seeding, key, server ----------------------------------------
+# --- setup: tools, preflight ---------------------------------------------------------------
 
 
 def check_tools() -> dict[str, str]:
@@ -370,199 +183,6 @@ def check_tools() -> dict[str, str]:
     if not LUA_SCRIPT.exists():
         raise BenchError(f"{LUA_SCRIPT} is missing")
     return {name: str(path) for name, path in found.items()}
-
-
-async def recreate_databases(bench: Bench) -> str:
-    """Drop and create both databases; note the postmaster's pid; the server's version."""
-    try:
-        conn = await asyncpg.connect(bench.pg_url("postgres"), timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise BenchError(f"PostgreSQL at {HOST}:{bench.args.pg_port}: {exc}") from None
-    try:
-        for name in (APP_DB, PGBENCH_DB):
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        version = await conn.fetchval("SHOW server_version")
-        backend = proc_stat(await conn.fetchval("SELECT pg_backend_pid()"))
-    finally:
-        await conn.close()
-    bench.postmaster = backend.ppid if backend else None
-    return version
-
-
-def flush_redis(bench: Bench) -> None:
-    args = bench.args
-    client = redis.Redis(host=HOST, port=args.redis_port, db=args.redis_db, socket_timeout=5)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        raise BenchError(f"Redis at {HOST}:{args.redis_port}: {exc}") from None
-    finally:
-        client.close()
-
-
-# What `loyalty.members.service.create_member` writes for a new member, set-based: the
-# archive, the points account and (once the tiers app is installed) the lowest tier with its
-# "initial" tier change. Member numbers are ten digits like the app's: nine without a leading
-# zero, then a Luhn check digit (new_member_number); here 100000001 + check digit, and so on.
-SEED_MEMBERS_SQL = """
-WITH new_members AS (
-    INSERT INTO members (id, number, kind, status, name, phone, email, hobbies,
-        consumption_preferences, notes, tags, contact_preferences, registered_at,
-        registration_channel, registered_by, updated_at)
-    SELECT gen_random_uuid(), b.body || luhn.digit, 'person', 'active', 'Bench Member ' || g,
-           NULL, NULL, '{}', '{}', '', '{}', '{}'::jsonb, now(), 'integration', 'bench', now()
-    FROM generate_series($1::int, $2::int) AS g
-    CROSS JOIN LATERAL (SELECT (100000000 + g)::text AS body) AS b
-    CROSS JOIN LATERAL (
-        SELECT ((10 - sum(CASE WHEN (length(b.body) - p) % 2 = 0
-                               THEN d * 2 - CASE WHEN d >= 5 THEN 9 ELSE 0 END
-                               ELSE d END) % 10) % 10)::text AS digit
-        FROM generate_series(1, length(b.body)) AS p,
-             LATERAL (SELECT substr(b.body, p, 1)::int AS d) AS digits
-    ) AS luhn
-    RETURNING id, registered_at
-), accounts AS (
-    INSERT INTO points_accounts (id, member, available, pending, debt, lifetime_earned, total,
-        updated_at)
-    SELECT gen_random_uuid(), id, 0, 0, 0, 0, 0, now() FROM new_members
-)
-"""
-SEED_TIERS_SQL = """
-, tiers AS (
-    INSERT INTO member_tiers (id, member, tier, since)
-    SELECT gen_random_uuid(), id, $3, registered_at FROM new_members
-)
-INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor, at)
-SELECT gen_random_uuid(), id, NULL, $3, 'initial', '', 'system', registered_at FROM new_members
-"""
-SEED_DONE_SQL = "SELECT count(*) FROM new_members"
-
-
-async def seed_members(bench: Bench) -> None:
-    """Seed members set-based in chunks, with a progress bar; their ids go to a file."""
-    total = bench.args.members
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
-    try:
-        lowest_tier = None
-        if await conn.fetchval("SELECT to_regclass('member_tiers') IS NOT NULL"):
-            lowest_tier = await conn.fetchval(
-                "SELECT code FROM tier_definitions WHERE enabled ORDER BY rank LIMIT 1"
-            )
-            if lowest_tier is None:
-                raise BenchError("the tier ladder has no switched-on tier to enrol members in")
-        with Progress(
-            TextColumn("seeding members"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("seed", total=total)
-            for first in range(1, total + 1, SEED_CHUNK):
-                last = min(first + SEED_CHUNK - 1, total)
-                if lowest_tier is None:
-                    await conn.execute(SEED_MEMBERS_SQL + SEED_DONE_SQL, first, last)
-                else:
-                    await conn.execute(SEED_MEMBERS_SQL + SEED_TIERS_SQL, first, last, lowest_tier)
-                progress.update(task, completed=last)
-        await conn.execute("ANALYZE")
-        bench.member_ids = [str(row[0]) for row in await conn.fetch("SELECT id FROM members")]
-    finally:
-        await conn.close()
-    bench.members_file.write_text("\n".join(bench.member_ids) + "\n")
-
-
-def loyalty_cli(bench: Bench, *argv: str) -> str:
-    """Run a `loyalty` command with the benchmark's settings; its output, or a BenchError."""
-    result = subprocess.run(
-        [sys.executable, "-m", "loyalty", *argv],
-        env=bench.env(),
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
-    if result.returncode != 0:
-        raise BenchError(f"loyalty {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout + result.stderr
-
-
-def create_api_key(bench: Bench) -> None:
-    output = loyalty_cli(
-        bench, "create-api-key", "--name", "bench", "--scopes", "purchases:write,members:read"
-    )
-    match = re.search(r"key \(shown once\): (lk_\S+)", output)
-    if match is None:
-        raise BenchError(f"no key in the output of loyalty create-api-key:\n{output}")
-    bench.key = match.group(1)
-
-
-def pgbench_init(bench: Bench) -> None:
-    scale = bench.args.pgbench_scale
-    argv = ["pgbench", "-i", "-q", "-s", str(scale), *bench.pg_cli(), PGBENCH_DB]
-    with console.status(f"pgbench -i -s {scale} {PGBENCH_DB}"):
-        proc = bench.procs.start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            output, _ = proc.communicate(timeout=600)
-        finally:
-            bench.procs.stop(proc)
-    if proc.returncode != 0:
-        raise BenchError(f"pgbench -i failed:\n{output.decode(errors='replace')}")
-
-
-def start_server(bench: Bench) -> None:
-    args = bench.args
-    with socket.socket() as sock:
-        if sock.connect_ex((HOST, args.port)) == 0:
-            raise BenchError(f"port {args.port} on {HOST} is in use; pass --port")
-    argv = [sys.executable, "-m", "loyalty", "serve", "--workers", str(args.workers)]
-    argv += ["--host", HOST, "--port", str(args.port)]
-    with bench.server_log.open("ab") as log:
-        bench.server = bench.procs.start(
-            argv,
-            env=bench.env(),
-            cwd=PROJECT_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if bench.server.poll() is not None:
-            raise BenchError(f"loyalty serve exited with {bench.server.returncode}")
-        try:
-            if httpx.get(f"{bench.base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise BenchError("loyalty serve did not answer /health with 200 within 90 s")
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def purchase_body(external_id: str, member_id: str, occurred_at: str) -> dict[str, Any]:
-    """The same purchase as bench/earn.lua sends: one line, 2 x 10.50."""
-    return {
-        "external_id": external_id,
-        "member_id": member_id,
-        "occurred_at": occurred_at,
-        "store": "S1",
-        "currency": "CNY",
-        "lines": [{"sku": "A", "quantity": 2, "unit_price": "10.50", "category": "general"}],
-        "total": "21.00",
-    }
-
-
-def iso_minute_ago() -> str:
-    return (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def preflight(bench: Bench) -> None:
@@ -591,98 +211,10 @@ def preflight(bench: Bench) -> None:
 # --- phases -------------------------------------------------------------------------------
 
 
-@contextmanager
-def phase_progress(label: str, seconds: float) -> Iterator[Callable[[], None]]:
-    """A progress bar over a timed phase; yields the function that moves it."""
-    with Progress(
-        SpinnerColumn(),
-        TextColumn(f"{label:<30}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(label, total=seconds)
-        started = time.monotonic()
-
-        def refresh() -> None:
-            progress.update(task, completed=min(time.monotonic() - started, seconds))
-
-        yield refresh
-        progress.update(task, completed=seconds)
-
-
-def run_timed(
-    bench: Bench, argv: list[str], label: str, seconds: float, meter: CpuMeter | None = None
-) -> str:
-    """Run a load generator for `seconds` with a progress bar (and CPU samples); its output."""
-    with tempfile.TemporaryFile() as out, phase_progress(label, seconds) as refresh:
-        proc = bench.procs.start(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + seconds + 120
-            if meter:
-                meter.sample()
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{argv[0]} ran 2 minutes past its duration")
-                time.sleep(0.5)
-                refresh()
-                if meter and proc.poll() is None:
-                    meter.sample()
-        finally:
-            bench.procs.stop(proc)
-        out.seek(0)
-        output = out.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise BenchError(f"{argv[0]} exited with {proc.returncode}:\n{output}")
-    return output
-
-
-def pgbench(
-    bench: Bench, label: str, script: list[str], database: str, meter: CpuMeter
-) -> tuple[float, str]:
-    """pgbench running `script` (its -b or -f arguments) at the concurrency: TPS, output."""
-    args = bench.args
-    jobs = min(args.concurrency, os.cpu_count() or 1)
-    argv = ["pgbench", *script, "-M", args.pgbench_protocol]
-    argv += ["-c", str(args.concurrency), "-j", str(jobs), "-T", str(args.duration)]
-    argv += [*bench.pg_cli(), database]
-    output = run_timed(bench, argv, label, args.duration, meter)
-    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
-    if tps is None:
-        raise BenchError(f"no tps in pgbench's output:\n{output}")
-    return float(tps.group(1)), output
-
-
-def run_pgbench(bench: Bench, label: str) -> dict[str, Any]:
-    meter = bench.meter()
-    tps, output = pgbench(bench, label, ["-b", "tpcb-like"], PGBENCH_DB, meter)
-    latency = re.search(r"latency average = ([\d.]+) ms", output)
-    failed = re.search(r"number of failed transactions: (\d+)", output)
-    return {
-        "tps": tps,
-        "latency_avg_ms": float(latency.group(1)) if latency else None,
-        "failed": int(failed.group(1)) if failed else 0,
-        "cpu_cores": meter.cores(),
-    }
-
-
 async def count_purchases(bench: Bench) -> int:
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         return await conn.fetchval("SELECT count(*) FROM purchases")
-    finally:
-        await conn.close()
-
-
-async def analyze(bench: Bench) -> None:
-    """Statistics for the tables the warm-up filled. Seeded with members only, they were
-    analyzed empty: a plan for "this member's purchases" then guesses at the rows and may
-    scan them all. Autovacuum would do this within a minute; the phases are shorter."""
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
-    try:
-        await conn.execute("ANALYZE")
     finally:
         await conn.close()
 
@@ -704,7 +236,7 @@ def warm_up(bench: Bench) -> None:
         run_timed(
             bench, wrk_argv(bench, args.warmup, "warm"), "warm-up (not measured)", args.warmup
         )
-        asyncio.run(analyze(bench))
+        asyncio.run(analyze(bench.pg_url(bench.app_db)))
 
 
 def run_single(bench: Bench) -> dict[str, Any]:
@@ -804,7 +336,7 @@ def run_batch(bench: Bench) -> dict[str, Any]:
     args = bench.args
     meter = bench.meter()
     label = f"batch purchases ({args.batch_size} a call)"
-    with phase_progress(label, args.duration) as refresh:
+    with phase_progress(console, label, args.duration) as refresh:
         stats = asyncio.run(_batch_load(bench, meter, refresh))
     if stats["http_errors"]:
         raise BenchError("batch calls failed: " + "; ".join(stats["http_errors"][:3]))
@@ -825,15 +357,9 @@ def run_batch(bench: Bench) -> dict[str, Any]:
     }
 
 
-def percentile(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return math.nan
-    return sorted_values[max(math.ceil(pct / 100 * len(sorted_values)) - 1, 0)]
-
-
 async def ledger_check(bench: Bench) -> dict[str, Any]:
     """After the run: every purchase earned once and every account still balances."""
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         row = await conn.fetchrow(
             """
@@ -907,7 +433,7 @@ COMMIT;
 async def create_floor_tables(bench: Bench) -> None:
     """Copies of the app's tables (LIKE ... INCLUDING ALL: columns, defaults, checks and
     indexes, but no foreign keys or triggers), with a copy of every points account."""
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {FLOOR_SCHEMA} CASCADE")
         await conn.execute(f"CREATE SCHEMA {FLOOR_SCHEMA}")
@@ -924,7 +450,7 @@ async def create_floor_tables(bench: Bench) -> None:
 
 
 async def drop_floor_tables(bench: Bench) -> None:
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {FLOOR_SCHEMA} CASCADE")
     finally:
@@ -940,7 +466,7 @@ def run_floor(bench: Bench) -> dict[str, Any]:
     meter = bench.meter()
     try:
         label = f"database floor ({FLOOR_CHUNK} a transaction)"
-        tps, _ = pgbench(bench, label, ["-n", "-f", str(script)], APP_DB, meter)
+        tps, _ = pgbench(bench, label, ["-n", "-f", str(script)], bench.app_db, meter)
     finally:
         asyncio.run(drop_floor_tables(bench))
     return {
@@ -1019,12 +545,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+def _mark(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]missed[/]"
+
+
+def _figures_table(args: argparse.Namespace, results: dict[str, Any]) -> Table:
+    """Throughput and latency against pgbench, with the goals."""
     summary, goals = results["summary"], results["summary"]["goals"]
-
-    def mark(ok: bool) -> str:
-        return "[green]met[/]" if ok else "[red]missed[/]"
-
     table = Table(
         title=f"earn: concurrency {args.concurrency}, {args.duration} s a phase, "
         f"{args.workers} web worker(s), {args.members:,} members"
@@ -1044,14 +571,14 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
             "single: ratio to pgbench",
             f"{summary['single_ratio']:.2f}",
             f">= {GOAL_SINGLE_RATIO}",
-            mark(goals["single_ratio_ge_0.5"]),
+            _mark(goals["single_ratio_ge_0.5"]),
         )
         table.add_row("single: p50 latency", f"{single['latency_ms']['p50']:.1f} ms")
         table.add_row(
             "single: p99 latency",
             f"{single['latency_ms']['p99']:.1f} ms",
             f"< {GOAL_P99_MS:.0f} ms",
-            mark(goals["single_p99_lt_100ms"]),
+            _mark(goals["single_p99_lt_100ms"]),
         )
     if "batch" in results:
         batch = results["batch"]
@@ -1060,7 +587,7 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
             "batch: ratio to pgbench",
             f"{summary['batch_ratio']:.2f}",
             f">= {GOAL_BATCH_RATIO:.0f}",
-            mark(goals["batch_ratio_ge_5"]),
+            _mark(goals["batch_ratio_ge_5"]),
         )
         latency = batch["batch_latency_ms"]
         table.add_row("batch: call p50 / p99", f"{latency['p50']:,.0f} / {latency['p99']:,.0f} ms")
@@ -1072,32 +599,30 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         table.add_row("floor: ratio to pgbench", f"{summary['floor_ratio']:.2f}")
         if "batch_share_of_floor" in summary:
             table.add_row("batch: share of the floor", f"{summary['batch_share_of_floor']:.0%}")
-    console.print(table)
+    return table
 
-    roles = [*CPU_ROLES, "steal", "machine"]
-    cpu = Table(
-        title=f"CPU: cores used ({os.cpu_count()} = the whole machine), "
-        "and ms per purchase or pgbench transaction"
+
+def _cpu_table(results: dict[str, Any]) -> Table:
+    """Cores per role in each phase, and CPU ms per purchase or pgbench transaction."""
+    per_unit = results["summary"]["cpu_ms_per_unit"]
+    rows = [
+        (name, results[name]["cpu_cores"], per_unit[name])
+        for name in PHASE_ORDER
+        if name in results
+    ]
+    return cpu_table(
+        f"CPU: cores used ({os.cpu_count()} = the whole machine), "
+        "and ms per purchase or pgbench transaction",
+        [*CPU_ROLES, "steal", "machine"],
+        rows,
+        unit="ms/unit",
     )
-    cpu.add_column("phase", no_wrap=True)
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    for role in ("app", "postgres"):
-        cpu.add_column(f"{role} ms/unit", justify="right")
-    for name in PHASE_ORDER:
-        if name in results:
-            cores = results[name]["cpu_cores"]
-            per_unit = summary["cpu_ms_per_unit"][name]
-            cpu.add_row(
-                name,
-                *(f"{cores[role]:.2f}" for role in roles),
-                *(
-                    "-" if per_unit[role] is None else f"{per_unit[role]:.2f}"
-                    for role in ("app", "postgres")
-                ),
-            )
-    console.print(cpu)
 
+
+def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+    summary = results["summary"]
+    console.print(_figures_table(args, results))
+    console.print(_cpu_table(results))
     check = results["ledger_check"]
     if check["ok"]:
         console.print(
@@ -1121,26 +646,6 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
     console.print(f"results: {path}")
 
 
-def environment_facts(tools: dict[str, str], pg_version: str) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "cpus": os.cpu_count(),
-        "postgresql": pg_version,
-        "python": sys.version.split()[0],
-        "commit": commit,
-        "tools": tools,
-    }
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -1149,16 +654,16 @@ def run(bench: Bench) -> dict[str, Any]:
     tools = check_tools()
     results: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
     with console.status("databases, Redis, migrations"):
-        pg_version = asyncio.run(recreate_databases(bench))
-        flush_redis(bench)
-        loyalty_cli(bench, "migrate")
+        pg_version = asyncio.run(recreate_databases(bench, bench.app_db, bench.pgbench_db))
+        flush_redis(args)
+        loyalty_cli(bench.env(), "migrate")
     started = time.monotonic()
     asyncio.run(seed_members(bench))
     console.print(f"seeded {len(bench.member_ids):,} members in {time.monotonic() - started:.1f} s")
-    create_api_key(bench)
+    bench.key = create_api_key(bench.env())
     pgbench_init(bench)
     results["parameters"] = {k: v for k, v in vars(args).items() if k != "py_spy"}
-    results["environment"] = environment_facts(tools, pg_version)
+    results["environment"] = environment_facts(pg_version, tools=tools)
 
     try:
         with console.status(f"starting loyalty serve --workers {args.workers}"):
@@ -1195,12 +700,12 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C and SIGTERM both unwind through the cleanup, even when started in the background
     # (where a shell leaves SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     procs = Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as tmp:
             try:
-                results = run(Bench(args, procs, Path(tmp)))
+                results = run(Bench(args, procs, Path(tmp), APP_DB, PGBENCH_DB, console))
             finally:
                 procs.stop_all()
     except BenchError as exc:

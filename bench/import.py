@@ -34,11 +34,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+from common import HOST, PROJECT_DIR, RESULTS_DIR
 
-BENCH_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
-HOST = "127.0.0.1"
 APP_DB = "loyalty_bench_import"
 HEADER = ["external_id", "name", "phone", "email", "registered_at", "opening_points", "city"]
 

@@ -1,7 +1,7 @@
 """Portal benchmark: a signed-in member's home page and points history under concurrent load,
 against the same server's cheapest answer (a static file).
 
-Seeds members set-based in SQL (bench/earn.py's seeding), gives --sessions of them an email,
+Seeds members set-based in SQL (bench/workload.py's seeding), gives --sessions of them an email,
 purchases posted through the API over the last eleven months and a few inbox messages, serves
 the app with `loyalty serve` on the local PostgreSQL and Redis, and signs those members in
 through the portal's own pages (sign-in form, the code from the email written to the data
@@ -42,7 +42,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 try:
@@ -54,33 +53,12 @@ try:
 except ImportError as exc:  # not in the project's environment
     sys.exit(f"{exc}: run it in the project: cd /work/main && uv run python bench/portal.py")
 
-BENCH_DIR = Path(__file__).resolve().parent
+import common
+import workload
+from common import BENCH_DIR, RESULTS_DIR, BenchError
 
-
-def _load_earn() -> ModuleType:
-    """bench/earn.py as a module of its own: its processes, CPU meter, seeding, server and
-    wrk helpers are this benchmark's too."""
-    spec = importlib.util.spec_from_file_location("bench_earn", BENCH_DIR / "earn.py")
-    if spec is None or spec.loader is None:
-        sys.exit(f"cannot load {BENCH_DIR / 'earn.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-earn = _load_earn()
-
-HOST = earn.HOST  # the only host this benchmark ever talks to
-APP_DB = "loyalty_bench_portal"
-# earn.py's helpers (Bench.env, seed_members) read this global of their module: point it at
-# this benchmark's own database, so it never drops the earn benchmark's.
-earn.APP_DB = APP_DB
-
-BenchError = earn.BenchError
+APP_DB = "loyalty_bench_portal"  # its own database: it never drops the earn benchmark's
 console = Console(width=None if sys.stdout.isatty() else 110)  # logs: wide enough for the tables
-earn.console = console  # earn.py's helpers print through it too
-RESULTS_DIR = earn.RESULTS_DIR
 LUA_SCRIPT = BENCH_DIR / "portal.lua"
 CEILING_PATH = "/static/app.css"
 HOME_PATH = "/portal"
@@ -177,8 +155,8 @@ CPU_ROLES = ("app", "postgres", "redis", "load", "other")
 
 
 @dataclass
-class CpuMeter(earn.CpuMeter):
-    """earn.py's meter with Redis as a role of its own: every page reads and renews the
+class CpuMeter(common.CpuMeter):
+    """The shared meter with Redis as a role of its own: every page reads and renews the
     session there."""
 
     def _role(self, pid: int, stat: Any) -> str:
@@ -199,7 +177,7 @@ class CpuMeter(earn.CpuMeter):
             used = super().cores()
         finally:
             self.last = everything
-        return {**used, "redis": round(redis / earn.CLK_TCK / elapsed, 2)}
+        return {**used, "redis": round(redis / common.CLK_TCK / elapsed, 2)}
 
 
 @dataclass
@@ -211,7 +189,7 @@ class PortalMember:
 
 
 @dataclass
-class Bench(earn.Bench):
+class Bench(common.Bench):
     portal_members: list[PortalMember] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)  # Cookie header values
     log_offset: int = 0  # where the server log's unread part starts
@@ -242,80 +220,23 @@ def check_tools() -> dict[str, str]:
     return {"wrk": path}
 
 
-async def recreate_database(bench: Bench) -> str:
-    """Drop and create the app's database; note the postmaster's pid; the server's version."""
-    try:
-        conn = await asyncpg.connect(bench.pg_url("postgres"), timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise BenchError(f"PostgreSQL at {HOST}:{bench.args.pg_port}: {exc}") from None
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{APP_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{APP_DB}"')
-        version = await conn.fetchval("SHOW server_version")
-        backend = earn.proc_stat(await conn.fetchval("SELECT pg_backend_pid()"))
-    finally:
-        await conn.close()
-    bench.postmaster = backend.ppid if backend else None
-    return version
-
-
-# Every member's welcome bonus, as an adjustment of +N does it (loyalty.points.service.adjust,
-# ledger.earn with no return window; the same as bench/redeem.py's seeding), set-based: one
-# ledger entry (the totals trigger adds it to the account's total), one released lot with all
-# of it remaining, and the account's available points. So the ledger, the lots and the
-# accounts hold every member, not only the signed-in ones.
-SEED_POINTS_SQL = """
-WITH entries AS (
-    INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
-        idempotency_key, occurred_at, created_at, actor, note)
-    SELECT gen_random_uuid(), m, $2, 'adjustment', 'adjustment', $3 || m::text,
-           'adjustment:' || $3 || m::text, now() - interval '1 minute', now(), 'bench',
-           'welcome bonus'
-    FROM unnest($1::uuid[]) AS m
-    RETURNING id, member, points, occurred_at
-)
-INSERT INTO points_lots (id, member, entry, points, remaining, available_at, expires_at,
-    released)
-SELECT gen_random_uuid(), member, id, points, points, occurred_at,
-       occurred_at + interval '24 months', true
-FROM entries
-"""
-SEED_ACCOUNTS_SQL = """
-UPDATE points_accounts
-SET available = available + $2, lifetime_earned = lifetime_earned + $2, updated_at = now()
-WHERE member = ANY($1::uuid[])
-"""
+# Every member gets a welcome bonus (workload.seed_points, as an adjustment of +N does it), so
+# the ledger, the lots and the accounts hold every member, not only the signed-in ones.
 SEED_CHECK_SQL = """
 SELECT count(*) AS accounts,
        count(*) FILTER (WHERE available + pending - debt <> total) AS unbalanced
 FROM points_accounts
 """
 WELCOME_POINTS = 100
-SEED_CHUNK = 5_000
 
 
 async def seed_points(bench: Bench) -> None:
-    """Every member's welcome bonus, in chunks, each chunk one transaction (the balance
-    trigger checks every account at its commit); then check every account."""
+    """Every member's welcome bonus; then check every account."""
     ids = bench.member_ids
     prefix = f"bench-portal-{bench.run_id}-"
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    await workload.seed_points(bench, ids, WELCOME_POINTS, prefix, "welcome bonus")
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
-        with Progress(
-            TextColumn("seeding points  "),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("points", total=len(ids))
-            for first in range(0, len(ids), SEED_CHUNK):
-                chunk = ids[first : first + SEED_CHUNK]
-                async with conn.transaction():
-                    await conn.execute(SEED_POINTS_SQL, chunk, WELCOME_POINTS, prefix)
-                    await conn.execute(SEED_ACCOUNTS_SQL, chunk, WELCOME_POINTS)
-                progress.update(task, completed=first + len(chunk))
-        await conn.execute("ANALYZE")
         check = await conn.fetchrow(SEED_CHECK_SQL)
     finally:
         await conn.close()
@@ -336,7 +257,7 @@ async def prepare_members(bench: Bench) -> None:
     """Pick --sessions members spread over the member numbers, give each an email (members
     sign in with it) and --messages-per-member inbox messages."""
     args = bench.args
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         rows = await conn.fetch("SELECT id, number FROM members ORDER BY number")
         step = len(rows) / args.sessions
@@ -430,16 +351,7 @@ def post_purchases(bench: Bench) -> None:
         failures = asyncio.run(_post_purchases(bench, progress, task))
     if failures:
         raise BenchError("posting purchases failed: " + "; ".join(failures[:3]))
-    asyncio.run(analyze(bench))
-
-
-async def analyze(bench: Bench) -> None:
-    """Fresh planner statistics once the data is in, as a database in use has."""
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
-    try:
-        await conn.execute("ANALYZE")
-    finally:
-        await conn.close()
+    asyncio.run(common.analyze(bench.pg_url(bench.app_db)))
 
 
 # --- signing in through the portal's pages ------------------------------------------------
@@ -649,9 +561,9 @@ def run_phase(
     read_access_log(bench)  # what came before is not this phase's
     if warmup:
         argv = wrk_argv(bench, path, warmup, rate)
-        earn.run_timed(bench, argv, f"{label}: warm-up", warmup)
+        workload.run_timed(bench, argv, f"{label}: warm-up", warmup)
     meter = bench.meter()
-    output = earn.run_timed(
+    output = workload.run_timed(
         bench, wrk_argv(bench, path, args.duration, rate), label, args.duration, meter
     )
     match = re.search(r"^WRK_JSON (\{.*\})$", output, re.MULTILINE)
@@ -705,12 +617,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     summary["disturbed_phases"] = [
         name
         for name in PHASE_ORDER
-        if results[name]["cpu_cores"]["other"] > earn.OTHER_LOAD_WARNING
+        if results[name]["cpu_cores"]["other"] > common.OTHER_LOAD_WARNING
     ]
     return summary
 
 
-def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+def _figures_table(args: argparse.Namespace, results: dict[str, Any]) -> Table:
+    """Requests/s and latency of each page against the static file ceiling, with the goal."""
     summary = results["summary"]
     ceiling, home, history, paced = (results[name] for name in PHASE_ORDER)
 
@@ -760,27 +673,21 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         f"< {GOAL_P99_MS:.0f} ms",
         mark(summary["goals"]["home_p99_lt_50ms_at_half_max"]),
     )
-    console.print(table)
+    return table
 
-    roles = [*CPU_ROLES, "steal", "machine"]
-    cpu = Table(title=f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per request")
-    cpu.add_column("phase", no_wrap=True)
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    for role in ("app", "postgres"):
-        cpu.add_column(f"{role} ms/req", justify="right")
-    for name in PHASE_ORDER:
-        cores = results[name]["cpu_cores"]
-        per_request = summary["cpu_ms_per_request"][name]
-        cpu.add_row(
-            name,
-            *(f"{cores[role]:.2f}" for role in roles),
-            *(
-                "-" if per_request[role] is None else f"{per_request[role]:.2f}"
-                for role in ("app", "postgres")
-            ),
+
+def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+    summary = results["summary"]
+    console.print(_figures_table(args, results))
+    per_request = summary["cpu_ms_per_request"]
+    console.print(
+        common.cpu_table(
+            f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per request",
+            [*CPU_ROLES, "steal", "machine"],
+            [(name, results[name]["cpu_cores"], per_request[name]) for name in PHASE_ORDER],
+            unit="ms/req",
         )
-    console.print(cpu)
+    )
 
     sizes = results["answer_bytes"]
     console.print(
@@ -800,7 +707,7 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         )
     if summary["disturbed_phases"]:
         console.print(
-            f"[yellow]other processes used more than {earn.OTHER_LOAD_WARNING} cores during "
+            f"[yellow]other processes used more than {common.OTHER_LOAD_WARNING} cores during "
             f"{', '.join(summary['disturbed_phases'])}: those figures are disturbed[/]"
         )
     console.print(f"results: {path}")
@@ -814,11 +721,11 @@ def run(bench: Bench) -> dict[str, Any]:
     tools = check_tools()
     results: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
     with console.status("database, Redis, migrations"):
-        pg_version = asyncio.run(recreate_database(bench))
-        earn.flush_redis(bench)
-        earn.loyalty_cli(bench, "migrate")
+        pg_version = asyncio.run(common.recreate_databases(bench, bench.app_db))
+        common.flush_redis(bench.args)
+        common.loyalty_cli(bench.env(), "migrate")
     started = time.monotonic()
-    asyncio.run(earn.seed_members(bench))
+    asyncio.run(workload.seed_members(bench))
     asyncio.run(seed_points(bench))
     asyncio.run(prepare_members(bench))
     console.print(
@@ -826,13 +733,13 @@ def run(bench: Bench) -> dict[str, Any]:
         f"points each in {time.monotonic() - started:.1f} s; every account balances"
     )
     with console.status("API key"):
-        earn.create_api_key(bench)
+        bench.key = common.create_api_key(bench.env())
     results["parameters"] = vars(args)
-    results["environment"] = earn.environment_facts(tools, pg_version)
+    results["environment"] = common.environment_facts(pg_version, tools=tools)
 
     try:
         with console.status(f"starting loyalty serve --workers {args.workers}"):
-            earn.start_server(bench)
+            common.start_server(bench)
         post_purchases(bench)
         sign_in_all(bench)
         results["answer_bytes"] = preflight(bench)
@@ -850,7 +757,7 @@ def run(bench: Bench) -> dict[str, Any]:
             raise BenchError("loyalty serve exited during the portal phases")
     except BenchError as exc:
         raise BenchError(
-            f"{exc}\n--- server log, last lines ---\n{earn.tail(bench.server_log)}"
+            f"{exc}\n--- server log, last lines ---\n{common.tail(bench.server_log)}"
         ) from None
     finally:
         if bench.server is not None:
@@ -866,12 +773,12 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C and SIGTERM both unwind through the cleanup, even when started in the background
     # (where a shell leaves SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, earn._interrupt_on_sigterm)
-    procs = earn.Processes()
+    signal.signal(signal.SIGTERM, common.interrupt_on_sigterm)
+    procs = common.Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-portal-") as tmp:
             try:
-                results = run(Bench(args, procs, Path(tmp)))
+                results = run(Bench(args, procs, Path(tmp), APP_DB, console=console))
             finally:
                 procs.stop_all()
     except BenchError as exc:

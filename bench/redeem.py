@@ -1,7 +1,7 @@
 """Redemption benchmark: redemptions per second through the API, against pgbench on the same
 server.
 
-Seeds members set-based in SQL (bench/earn.py's seeding) and gives each the same available
+Seeds members set-based in SQL (bench/workload.py's seeding) and gives each the same available
 balance (one adjustment entry, one released lot, the account's buckets), serves the app with
 `loyalty serve` on the local PostgreSQL and Redis, then, in one run and at one concurrency:
 
@@ -43,7 +43,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 try:
@@ -67,38 +66,15 @@ try:
 except ImportError:  # the client then runs on asyncio's own loop
     uvloop = None
 
-BENCH_DIR = Path(__file__).resolve().parent
+import common
+import workload
+from common import HOST, RESULTS_DIR, BenchError
 
-
-def _load_earn() -> ModuleType:
-    """bench/earn.py as a module of its own: its processes, CPU meter, seeding, server and
-    pgbench helpers are this benchmark's too."""
-    spec = importlib.util.spec_from_file_location("bench_earn", BENCH_DIR / "earn.py")
-    if spec is None or spec.loader is None:
-        sys.exit(f"cannot load {BENCH_DIR / 'earn.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-earn = _load_earn()
-
-HOST = earn.HOST  # the only host this benchmark ever talks to
-APP_DB = "loyalty_bench_redeem"
+APP_DB = "loyalty_bench_redeem"  # its own databases: it never drops the earn benchmark's
 PGBENCH_DB = "pgbench_bench_redeem"
-# earn.py's helpers (Bench.env, recreate_databases, seed_members, pgbench_init, run_pgbench)
-# read these globals of their module: point them at this benchmark's own databases, so it
-# never drops the earn benchmark's.
-earn.APP_DB = APP_DB
-earn.PGBENCH_DB = PGBENCH_DB
 
-BenchError = earn.BenchError
 console = Console(width=None if sys.stdout.isatty() else 110)  # logs: wide enough for the tables
-earn.console = console  # earn.py's helpers print through it too
-RESULTS_DIR = earn.RESULTS_DIR
 PHASE_ORDER = ("pgbench_before", "hot", "many", "pgbench_after")
-SEED_CHUNK = 5_000
 HOT_COST = 500  # points for the hot seat
 MANY_COST = 100  # points for the unlimited voucher
 MAX_TRANSPORT_ERRORS = 5  # a phase stops at this many failed connections or timeouts
@@ -207,7 +183,7 @@ def balance(args: argparse.Namespace) -> int:
 
 
 @dataclass
-class Bench(earn.Bench):
+class Bench(common.Bench):
     token: str = ""  # an admin's bearer token: the catalog
     rewards: dict[str, str] = field(default_factory=dict)  # role -> reward id
     many_cursor: int = 0  # many-members requests handed out (warm-up included)
@@ -243,30 +219,6 @@ def check_tools() -> dict[str, str]:
     return {"pgbench": path}
 
 
-# What an adjustment of +N does (loyalty.points.service.adjust, ledger.earn with no return
-# window), set-based: one ledger entry (the totals trigger adds it to the account's total),
-# one released lot with all of it remaining, and the account's available points.
-SEED_POINTS_SQL = """
-WITH entries AS (
-    INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
-        idempotency_key, occurred_at, created_at, actor, note)
-    SELECT gen_random_uuid(), m, $2, 'adjustment', 'adjustment', $3 || m::text,
-           'adjustment:' || $3 || m::text, now() - interval '1 minute', now(), 'bench',
-           'redeem benchmark balance'
-    FROM unnest($1::uuid[]) AS m
-    RETURNING id, member, points, occurred_at
-)
-INSERT INTO points_lots (id, member, entry, points, remaining, available_at, expires_at,
-    released)
-SELECT gen_random_uuid(), member, id, points, points, occurred_at,
-       occurred_at + interval '24 months', true
-FROM entries
-"""
-SEED_ACCOUNTS_SQL = """
-UPDATE points_accounts
-SET available = available + $2, lifetime_earned = lifetime_earned + $2, updated_at = now()
-WHERE member = ANY($1::uuid[])
-"""
 SEED_CHECK_SQL = """
 SELECT count(*) AS accounts,
        count(*) FILTER (WHERE available + pending - debt <> total) AS unbalanced,
@@ -276,28 +228,14 @@ FROM points_accounts
 
 
 async def seed_points(bench: Bench) -> None:
-    """Give every member `balance` available points, in chunks, each chunk one transaction
-    (the balance trigger checks every account at its commit); then check every account."""
+    """Give every member `balance` available points, as an adjustment does; then check every
+    account."""
     points = balance(bench.args)
     ids = bench.member_ids
     prefix = f"bench-redeem-{bench.run_id}-"
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    await workload.seed_points(bench, ids, points, prefix, "redeem benchmark balance")
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
-        with Progress(
-            TextColumn("seeding points  "),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("points", total=len(ids))
-            for first in range(0, len(ids), SEED_CHUNK):
-                chunk = ids[first : first + SEED_CHUNK]
-                async with conn.transaction():
-                    await conn.execute(SEED_POINTS_SQL, chunk, points, prefix)
-                    await conn.execute(SEED_ACCOUNTS_SQL, chunk, points)
-                progress.update(task, completed=first + len(chunk))
-        await conn.execute("ANALYZE")
         check = await conn.fetchrow(SEED_CHECK_SQL, points)
     finally:
         await conn.close()
@@ -307,27 +245,26 @@ async def seed_points(bench: Bench) -> None:
 
 def create_staff_and_key(bench: Bench) -> str:
     """An admin (for the catalog; its password) and an integration key (for redemptions)."""
-    output = earn.loyalty_cli(
-        bench, "create-staff", "--username", f"bench-{bench.run_id}", "--role", "admin"
+    output = common.loyalty_cli(
+        bench.env(), "create-staff", "--username", f"bench-{bench.run_id}", "--role", "admin"
     )
     match = re.search(r"password \(shown once\): (\S+)", output)
     if match is None:
         raise BenchError(f"no password in the output of loyalty create-staff:\n{output}")
     password = match.group(1)
-    output = earn.loyalty_cli(
-        bench, "create-api-key", "--name", "bench", "--scopes", "redemptions:write,members:read"
+    output = common.loyalty_cli(
+        bench.env(),
+        "create-api-key",
+        "--name",
+        "bench",
+        "--scopes",
+        "redemptions:write,members:read",
     )
     key = re.search(r"key \(shown once\): (lk_\S+)", output)
     if key is None:
         raise BenchError(f"no key in the output of loyalty create-api-key:\n{output}")
     bench.key = key.group(1)
     return password
-
-
-def expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
-    if response.status_code != status:
-        raise BenchError(f"{what} answered {response.status_code}: {response.text[:500]}")
-    return response.json()
 
 
 def create_rewards(bench: Bench, password: str) -> None:
@@ -353,12 +290,12 @@ def create_rewards(bench: Bench, password: str) -> None:
     }
     with httpx.Client(base_url=bench.base_url, timeout=30) as client:
         login = {"username": f"bench-{bench.run_id}", "password": password}
-        token = expect(client.post("/api/v1/auth/tokens", json=login), 201, "signing in")
+        token = common.expect(client.post("/api/v1/auth/tokens", json=login), 201, "signing in")
         bench.token = token["token"]
         headers = {"Authorization": f"Bearer {bench.token}"}
         for role, body in rewards.items():
             answer = client.post("/api/v1/rewards", json=body, headers=headers)
-            bench.rewards[role] = expect(answer, 201, f"creating the {role} reward")["id"]
+            bench.rewards[role] = common.expect(answer, 201, f"creating the {role} reward")["id"]
 
 
 def redemption_body(reward_id: str, key: str) -> dict[str, Any]:
@@ -371,10 +308,10 @@ def preflight(bench: Bench) -> None:
     headers = {"Authorization": f"Bearer {bench.key}"}
     body = redemption_body(bench.rewards["many"], f"{bench.run_id}-preflight")
     with httpx.Client(base_url=bench.base_url, headers=headers, timeout=30) as client:
-        first = expect(client.post(path, json=body), 201, "a redemption")
+        first = common.expect(client.post(path, json=body), 201, "a redemption")
         if first.get("balance_after") != balance(bench.args) - MANY_COST:
             raise BenchError(f"a redemption left an unexpected balance: {first}")
-        again = expect(client.post(path, json=body), 200, "a replayed redemption")
+        again = common.expect(client.post(path, json=body), 200, "a replayed redemption")
         if not again.get("replayed") or again.get("id") != first["id"]:
             raise BenchError(f"a replayed redemption answered {again}")
         refused = client.post(
@@ -558,8 +495,8 @@ def run_client(coro: Any) -> Any:
 def latency_ms(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     return {
-        "p50": round(earn.percentile(ordered, 50) * 1000, 2) if ordered else None,
-        "p99": round(earn.percentile(ordered, 99) * 1000, 2) if ordered else None,
+        "p50": round(common.percentile(ordered, 50) * 1000, 2) if ordered else None,
+        "p99": round(common.percentile(ordered, 99) * 1000, 2) if ordered else None,
         "max": round(ordered[-1] * 1000, 2) if ordered else None,
     }
 
@@ -633,7 +570,7 @@ def run_many(bench: Bench, seconds: float, tag: str, label: str, measured: bool)
     meter = bench.meter() if measured else None
     pick = many_picker(bench, tag)
     first = bench.many_cursor
-    with earn.phase_progress(label, seconds) as refresh:
+    with workload.phase_progress(console, label, seconds) as refresh:
         tally = run_client(
             _drive(
                 bench,
@@ -767,7 +704,7 @@ async def correctness(bench: Bench, results: dict[str, Any]) -> dict[str, Any]:
     """Stock never oversold, balances never negative, the ledger matching the accounts, the
     lots and the redemptions, and the database matching what the client was answered."""
     hot_id, many_id = bench.rewards["hot"], bench.rewards["many"]
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=5)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=5)
     try:
         counts = dict(
             await conn.fetch(
@@ -858,19 +795,20 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     summary["disturbed_phases"] = [
         name
         for name in PHASE_ORDER
-        if results[name]["cpu_cores"]["other"] > earn.OTHER_LOAD_WARNING
+        if results[name]["cpu_cores"]["other"] > common.OTHER_LOAD_WARNING
     ]
     return summary
 
 
-def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+def _ms(latency: dict[str, float | None]) -> str:
+    if latency["p50"] is None:
+        return "-"
+    return f"{latency['p50']:.1f} / {latency['p99']:.1f} ms"
+
+
+def _figures_table(args: argparse.Namespace, results: dict[str, Any]) -> Table:
+    """Redemptions/s of each phase, as a multiple of pgbench's TPS, with latencies."""
     summary, hot, many = results["summary"], results["hot"], results["many"]
-
-    def ms(latency: dict[str, float | None]) -> str:
-        if latency["p50"] is None:
-            return "-"
-        return f"{latency['p50']:.1f} / {latency['p99']:.1f} ms"
-
     table = Table(
         title=f"redeem: concurrency {args.concurrency}, {args.workers} web worker(s), "
         f"{args.members:,} members, {args.duration} s a phase"
@@ -892,48 +830,39 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         "  sold out in" if hot["sold_out"] else "  [yellow]not sold out[/] after",
         f"{hot['seconds_to_sell_out']:.1f} s",
     )
-    table.add_row("  p50 / p99 (201 created)", ms(hot["latency_ms"]))
+    table.add_row("  p50 / p99 (201 created)", _ms(hot["latency_ms"]))
     if hot["out_of_stock_per_s"] is not None:
         table.add_row(
             f"  then out_of_stock/s ({hot['tail_seconds']:.1f} s)",
             f"{hot['out_of_stock_per_s']:,.0f}",
             f"{summary['hot_out_of_stock_ratio']:.2f}",
         )
-        table.add_row("  p50 / p99 (409 out_of_stock)", ms(hot["out_of_stock_latency_ms"]))
+        table.add_row("  p50 / p99 (409 out_of_stock)", _ms(hot["out_of_stock_latency_ms"]))
     table.add_row(
         "many members: redemptions/s",
         f"{many['redemptions_per_s']:,.0f}",
         f"{summary['many_ratio']:.2f}",
     )
-    table.add_row("  p50 / p99 (201 created)", ms(many["latency_ms"]))
+    table.add_row("  p50 / p99 (201 created)", _ms(many["latency_ms"]))
     table.add_row(
         "  redemptions / members", f"{many['outcomes'].get('created', 0):,} / {many['members']:,}"
     )
-    console.print(table)
+    return table
 
-    roles = [*earn.CPU_ROLES, "steal", "machine"]
-    cpu = Table(
-        title=f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per redemption "
-        "or pgbench transaction (hot: up to the sell-out)"
-    )
-    cpu.add_column("phase", no_wrap=True)
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    for role in ("app", "postgres"):
-        cpu.add_column(f"{role} ms/unit", justify="right")
-    for name in PHASE_ORDER:
-        cores = results[name]["cpu_cores"]
-        per_unit = summary["cpu_ms_per_unit"][name]
-        cpu.add_row(
-            name,
-            *(f"{cores[role]:.2f}" for role in roles),
-            *(
-                "-" if per_unit[role] is None else f"{per_unit[role]:.2f}"
-                for role in ("app", "postgres")
-            ),
+
+def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) -> None:
+    summary, hot, many = results["summary"], results["hot"], results["many"]
+    console.print(_figures_table(args, results))
+    per_unit = summary["cpu_ms_per_unit"]
+    console.print(
+        common.cpu_table(
+            f"CPU: cores used ({os.cpu_count()} = the whole machine), and ms per redemption "
+            "or pgbench transaction (hot: up to the sell-out)",
+            [*common.CPU_ROLES, "steal", "machine"],
+            [(name, results[name]["cpu_cores"], per_unit[name]) for name in PHASE_ORDER],
+            unit="ms/unit",
         )
-    console.print(cpu)
-
+    )
     check = results["correctness"]
     if check["ok"]:
         console.print(
@@ -962,7 +891,7 @@ def print_report(args: argparse.Namespace, results: dict[str, Any], path: Path) 
         )
     if summary["disturbed_phases"]:
         console.print(
-            f"[yellow]other processes used more than {earn.OTHER_LOAD_WARNING} cores during "
+            f"[yellow]other processes used more than {common.OTHER_LOAD_WARNING} cores during "
             f"{', '.join(summary['disturbed_phases'])}: those figures are disturbed[/]"
         )
     if summary["pgbench_spread"] > 0.2:
@@ -981,11 +910,11 @@ def run(bench: Bench) -> dict[str, Any]:
     tools = check_tools()
     results: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
     with console.status("databases, Redis, migrations"):
-        pg_version = asyncio.run(earn.recreate_databases(bench))
-        earn.flush_redis(bench)
-        earn.loyalty_cli(bench, "migrate")
+        pg_version = asyncio.run(common.recreate_databases(bench, bench.app_db, bench.pgbench_db))
+        common.flush_redis(bench.args)
+        common.loyalty_cli(bench.env(), "migrate")
     started = time.monotonic()
-    asyncio.run(earn.seed_members(bench))
+    asyncio.run(workload.seed_members(bench))
     asyncio.run(seed_points(bench))
     console.print(
         f"seeded {len(bench.member_ids):,} members with {balance(args):,} available points "
@@ -993,17 +922,17 @@ def run(bench: Bench) -> dict[str, Any]:
     )
     with console.status("staff, API key"):
         password = create_staff_and_key(bench)
-    earn.pgbench_init(bench)
+    workload.pgbench_init(bench)
     results["parameters"] = vars(args)
-    results["environment"] = earn.environment_facts(tools, pg_version)
+    results["environment"] = common.environment_facts(pg_version, tools=tools)
 
     try:
         with console.status(f"starting loyalty serve --workers {args.workers}"):
-            earn.start_server(bench)
+            common.start_server(bench)
         create_rewards(bench, password)
         preflight(bench)
         results["rewards"] = dict(bench.rewards)
-        results["pgbench_before"] = earn.run_pgbench(bench, "pgbench tpcb-like (before)")
+        results["pgbench_before"] = workload.run_pgbench(bench, "pgbench tpcb-like (before)")
         if args.warmup:
             results["warmup"] = run_many(
                 bench, args.warmup, "warm", "warm-up (not measured)", measured=False
@@ -1012,10 +941,10 @@ def run(bench: Bench) -> dict[str, Any]:
         results["many"] = run_many(bench, args.duration, "many", "many members", measured=True)
         if bench.server is not None and bench.server.poll() is not None:
             raise BenchError("loyalty serve exited during the redemption phases")
-        results["pgbench_after"] = earn.run_pgbench(bench, "pgbench tpcb-like (after)")
+        results["pgbench_after"] = workload.run_pgbench(bench, "pgbench tpcb-like (after)")
     except BenchError as exc:
         raise BenchError(
-            f"{exc}\n--- server log, last lines ---\n{earn.tail(bench.server_log)}"
+            f"{exc}\n--- server log, last lines ---\n{common.tail(bench.server_log)}"
         ) from None
     finally:
         if bench.server is not None:
@@ -1032,12 +961,12 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C and SIGTERM both unwind through the cleanup, even when started in the background
     # (where a shell leaves SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, earn._interrupt_on_sigterm)
-    procs = earn.Processes()
+    signal.signal(signal.SIGTERM, common.interrupt_on_sigterm)
+    procs = common.Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-redeem-") as tmp:
             try:
-                results = run(Bench(args, procs, Path(tmp)))
+                results = run(Bench(args, procs, Path(tmp), APP_DB, PGBENCH_DB, console))
             finally:
                 procs.stop_all()
     except BenchError as exc:

@@ -38,7 +38,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 try:
@@ -64,37 +62,17 @@ try:
 except ImportError as exc:  # not in the project's environment
     sys.exit(f"{exc}: run it in the project: cd /work/main && uv run python bench/soak.py")
 
-BENCH_DIR = Path(__file__).resolve().parent
+import campaign  # approved offers, the SMTP counter
+import common
+import portal  # sign-in through the portal's pages
+import redeem  # the redemption body
+import tiers  # the 1,000,000-member generator
+import workload
+from common import HOST, RESULTS_DIR, BenchError
 
-
-def _load(name: str, filename: str) -> ModuleType:
-    """Another benchmark as a module of this one's own (so its globals can be pointed at this
-    benchmark's databases without touching anyone else's copy)."""
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / filename)
-    if spec is None or spec.loader is None:
-        sys.exit(f"cannot load {BENCH_DIR / filename}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-portal = _load("bench_soak_portal", "portal.py")  # sign-in through the portal's pages
-earn = portal.earn  # processes, server start, loyalty CLI, purchase body
-redeem = _load("bench_soak_redeem", "redeem.py")  # set-based points seed
-campaign = _load("bench_soak_campaign", "campaign.py")  # approved offers, the SMTP counter
-tiers = _load("bench_soak_tiers", "tiers.py")  # the 1,000,000-member generator
-
-HOST = earn.HOST  # the only host this benchmark ever talks to
-APP_DB = "loyalty_bench_soak"
+APP_DB = "loyalty_bench_soak"  # its own databases, bench/tiers.py's generator's included
 CACHE_DB = "loyalty_bench_soak_cache"
-# bench/tiers.py's generator and cache, on this benchmark's databases (its own module copy).
-tiers.WORK_DB, tiers.CACHE_DB = APP_DB, CACHE_DB
-BenchError = earn.BenchError
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
-for module in (earn, portal, redeem, campaign, tiers):
-    module.console = console
-RESULTS_DIR = earn.RESULTS_DIR
 
 KINDS = ("earn", "redeem", "portal", "brief")
 CAMPAIGN_TAG = "soak_campaign"
@@ -180,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @dataclass
-class Bench(earn.Bench):
+class Bench(common.Bench):
     worker: subprocess.Popen | None = None
     token: str = ""  # the admin's bearer token
     reward_id: str = ""
@@ -212,7 +190,7 @@ class Bench(earn.Bench):
         env.update(
             LOYALTY_MODE="production",
             LOYALTY_SECRET_KEY=self.secret_key,
-            LOYALTY_DATABASE_URL=self.pg_url(APP_DB),
+            LOYALTY_DATABASE_URL=self.pg_url(self.app_db),
             LOYALTY_REDIS_URL=self.redis_url,
             LOYALTY_DATA_DIR=str(self.workdir / "data"),
             LOYALTY_HOST=HOST,
@@ -221,18 +199,19 @@ class Bench(earn.Bench):
         return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 # --- setup --------------------------------------------------------------------------------
 
 
 async def prepare_data(bench: Bench) -> dict[str, Any]:
-    """bench/tiers.py's data (generated, or reused with --reuse) cloned into APP_DB."""
-    tb = tiers.Bench(bench.args, bench.procs, bench.workdir)
+    """bench/tiers.py's data (generated, or reused with --reuse) cloned into the app database."""
+    tb = tiers.Bench(
+        bench.args,
+        bench.procs,
+        bench.workdir,
+        work_db=bench.app_db,
+        cache_db=CACHE_DB,
+        console=console,
+    )
     return await tiers.prepare_database(tb)
 
 
@@ -250,7 +229,7 @@ async def seed_extras(bench: Bench) -> dict[str, Any]:
     and the portal's members (set-based, disjoint random sets)."""
     args = bench.args
     started = time.monotonic()
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=10)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=10)
     try:
         bench.member_ids = [str(r["id"]) for r in await conn.fetch("SELECT id FROM members")]
         rng = random.Random(args.seed + 1)
@@ -260,11 +239,13 @@ async def seed_extras(bench: Bench) -> dict[str, Any]:
         chosen = picked[args.redeem_members + args.deliver :]
         points = REDEEM_COST * 10_000  # far more than a soak spends
         prefix = f"bench-soak-{bench.run_id}-"
-        for first in range(0, len(bench.redeemers), redeem.SEED_CHUNK):
-            chunk = bench.redeemers[first : first + redeem.SEED_CHUNK]
+        for first in range(0, len(bench.redeemers), common.SEED_CHUNK):
+            chunk = bench.redeemers[first : first + common.SEED_CHUNK]
             async with conn.transaction():
-                await conn.execute(redeem.SEED_POINTS_SQL, chunk, points, prefix)
-                await conn.execute(redeem.SEED_ACCOUNTS_SQL, chunk, points)
+                await conn.execute(
+                    workload.SEED_POINTS_SQL, chunk, points, prefix, "redeem benchmark balance"
+                )
+                await conn.execute(workload.SEED_ACCOUNTS_SQL, chunk, points)
         await conn.execute(SEED_AUDIENCE_SQL, bench.audience)
         # A campaign every minute to the same audience: lift the frequency cap (2 marketing
         # messages a member in 7 days), or every send after the second is inbox-only.
@@ -294,14 +275,14 @@ async def seed_extras(bench: Bench) -> dict[str, Any]:
 def create_staff_key_reward(bench: Bench) -> None:
     """An admin (its token: brief, rewards, offers), an integration key (purchases and
     redemptions) and an unlimited voucher to redeem."""
-    output = earn.loyalty_cli(
-        bench, "create-staff", "--username", f"soak-{bench.run_id}", "--role", "admin"
+    output = common.loyalty_cli(
+        bench.env(), "create-staff", "--username", f"soak-{bench.run_id}", "--role", "admin"
     )
     match = re.search(r"password \(shown once\): (\S+)", output)
     if match is None:
         raise BenchError(f"no password in the output of loyalty create-staff:\n{output}")
-    output = earn.loyalty_cli(
-        bench,
+    output = common.loyalty_cli(
+        bench.env(),
         "create-api-key",
         "--name",
         "soak",
@@ -315,7 +296,7 @@ def create_staff_key_reward(bench: Bench) -> None:
     login = {"username": f"soak-{bench.run_id}", "password": match.group(1)}
     with httpx.Client(base_url=bench.base_url, timeout=30) as client:
         answer = client.post("/api/v1/auth/tokens", json=login)
-        bench.token = campaign.expect(answer, 201, "signing in")["token"]
+        bench.token = common.expect(answer, 201, "signing in")["token"]
         reward = {
             "name": "Soak voucher",
             "kind": "voucher",
@@ -324,7 +305,7 @@ def create_staff_key_reward(bench: Bench) -> None:
             "voucher_source": "generated",
         }
         answer = client.post("/api/v1/rewards", json=reward, headers=bench.headers())
-        bench.reward_id = campaign.expect(answer, 201, "creating the reward")["id"]
+        bench.reward_id = common.expect(answer, 201, "creating the reward")["id"]
 
 
 def start_worker(bench: Bench) -> None:
@@ -334,7 +315,7 @@ def start_worker(bench: Bench) -> None:
         bench.worker = bench.procs.start(
             [sys.executable, "-m", "loyalty", "worker"],
             env=env,
-            cwd=earn.PROJECT_DIR,
+            cwd=common.PROJECT_DIR,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -344,14 +325,14 @@ def start_worker(bench: Bench) -> None:
     try:
         while time.monotonic() < deadline:  # arq writes its health check once it polls
             if bench.worker.poll() is not None:
-                raise BenchError(f"loyalty worker exited:\n{earn.tail(bench.worker_log)}")
+                raise BenchError(f"loyalty worker exited:\n{common.tail(bench.worker_log)}")
             if client.keys("arq:*health-check*"):
                 return
             time.sleep(0.3)
     finally:
         client.close()
     if bench.worker.poll() is not None:
-        raise BenchError(f"loyalty worker exited:\n{earn.tail(bench.worker_log)}")
+        raise BenchError(f"loyalty worker exited:\n{common.tail(bench.worker_log)}")
 
 
 # --- the load: a small HTTP/1.1 client ----------------------------------------------------
@@ -438,8 +419,8 @@ class Load:
     def _purchase(self) -> tuple[bytes, bytes, bytes]:
         self.sequence += 1
         member = random.choice(self.bench.member_ids)
-        body = earn.purchase_body(
-            f"soak-{self.bench.run_id}-{self.sequence}", member, earn.iso_minute_ago()
+        body = common.purchase_body(
+            f"soak-{self.bench.run_id}-{self.sequence}", member, common.iso_minute_ago()
         )
         return b"POST", b"/api/v1/purchases", msgspec.json.encode(body)
 
@@ -575,7 +556,7 @@ async def campaigns(
     its send queued through the API; done when every delivery has settled (sent, capped or
     failed), at the latest two minutes after the load."""
     audience = len(bench.audience)
-    conn = await asyncpg.connect(bench.pg_url(APP_DB), timeout=10)
+    conn = await asyncpg.connect(bench.pg_url(bench.app_db), timeout=10)
     try:
         n = 0
         next_at = time.monotonic() + min(5.0, bench.args.duration / 12)
@@ -645,7 +626,7 @@ def _postgres_processes(bench: Bench) -> list[psutil.Process]:
         except psutil.Error:
             continue
         backend = CLIENT_BACKEND.match(title)
-        if backend is None or backend.group(1) == APP_DB:
+        if backend is None or backend.group(1) == bench.app_db:
             chosen.append(proc)
     return chosen
 
@@ -964,11 +945,11 @@ def run(bench: Bench, handler: Any) -> dict[str, Any]:
     }
     pg_version = asyncio.run(_postgres_facts(bench))
     results["environment"] = environment_facts(pg_version)
-    earn.flush_redis(bench)
+    common.flush_redis(bench.args)
     started = time.monotonic()
     results["data"] = tiers.run_async(prepare_data(bench))
-    with console.status(f"migrating {APP_DB} (nothing to do unless the code moved on)"):
-        earn.loyalty_cli(bench, "migrate")
+    with console.status(f"migrating {bench.app_db} (nothing to do unless the code moved on)"):
+        common.loyalty_cli(bench.env(), "migrate")
     with console.status("points for redeemers, emails for the campaign and the portal"):
         results["extras"] = asyncio.run(seed_extras(bench))
     results["setup_seconds"] = round(time.monotonic() - started, 1)
@@ -976,10 +957,10 @@ def run(bench: Bench, handler: Any) -> dict[str, Any]:
         f"data ready in {results['setup_seconds']:.0f} s: {len(bench.member_ids):,} members"
     )
     if args.port == 0:
-        args.port = free_port()
+        args.port = common.free_port()
     try:
         with console.status(f"starting loyalty serve --workers {args.workers}"):
-            earn.start_server(bench)
+            common.start_server(bench)
         with console.status("starting loyalty worker"):
             start_worker(bench)
         with console.status("staff, API key, reward"):
@@ -995,8 +976,8 @@ def run(bench: Bench, handler: Any) -> dict[str, Any]:
         results["soak"] = asyncio.run(soak(bench, handler))
     except BenchError as exc:
         raise BenchError(
-            f"{exc}\n--- server log ---\n{earn.tail(bench.server_log)}"
-            f"\n--- worker log ---\n{earn.tail(bench.worker_log)}"
+            f"{exc}\n--- server log ---\n{common.tail(bench.server_log)}"
+            f"\n--- worker log ---\n{common.tail(bench.worker_log)}"
         ) from None
     results["finished_at"] = datetime.now(UTC).isoformat()
     return results
@@ -1010,7 +991,7 @@ async def _postgres_facts(bench: Bench) -> str:
         raise BenchError(f"PostgreSQL at {HOST}:{bench.args.pg_port}: {exc}") from None
     try:
         version = await conn.fetchval("SHOW server_version")
-        backend = earn.proc_stat(await conn.fetchval("SELECT pg_backend_pid()"))
+        backend = common.proc_stat(await conn.fetchval("SELECT pg_backend_pid()"))
     finally:
         await conn.close()
     bench.postmaster = backend.ppid if backend else None
@@ -1020,7 +1001,7 @@ async def _postgres_facts(bench: Bench) -> str:
 async def drop_app_db(bench: Bench) -> None:
     conn = await asyncpg.connect(bench.pg_url("postgres"), timeout=5)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{APP_DB}" WITH (FORCE)')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{bench.app_db}" WITH (FORCE)')
     finally:
         await conn.close()
 
@@ -1028,16 +1009,16 @@ async def drop_app_db(bench: Bench) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, earn._interrupt_on_sigterm)
+    signal.signal(signal.SIGTERM, common.interrupt_on_sigterm)
     if importlib.util.find_spec("loyalty") is None:
         console.print("run it in the project: cd /work/main && uv run python bench/soak.py")
         return 2
-    procs = earn.Processes()
+    procs = common.Processes()
     handler = campaign.CountingHandler()
     try:
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-soak-") as tmp:
-            bench = Bench(args, procs, Path(tmp))
-            bench.smtp_port = free_port()
+            bench = Bench(args, procs, Path(tmp), APP_DB, console=console)
+            bench.smtp_port = common.free_port()
             smtp = Controller(handler, hostname=HOST, port=bench.smtp_port)
             smtp.start()
             try:
@@ -1049,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         asyncio.run(drop_app_db(bench))
                     except (OSError, asyncpg.PostgresError) as exc:
-                        console.print(f"[yellow]could not drop {APP_DB}: {exc}[/]")
+                        console.print(f"[yellow]could not drop {bench.app_db}: {exc}[/]")
     except BenchError as exc:
         console.print(f"[red]soak failed:[/] {exc}")
         return 2

@@ -40,14 +40,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +55,6 @@ from typing import Any, TypeVar
 try:
     import asyncpg
     import httpx
-    import redis
     from asyncpg.pgproto.pgproto import UUID as PgUUID
     from rich.console import Console
     from rich.progress import (
@@ -71,17 +69,29 @@ try:
 except ImportError as exc:  # not in the project's environment
     sys.exit(f"{exc}: run it in the project: cd /work/main && uv run python bench/tiers.py")
 
-HOST = "127.0.0.1"  # the only host this benchmark ever talks to
+import common
+from common import (
+    BENCH_DIR,
+    CLK_TCK,
+    HOST,
+    OTHER_LOAD_WARNING,
+    PROJECT_DIR,
+    RESULTS_DIR,
+    BenchError,
+    Processes,
+    free_port,
+    interrupt_on_sigterm,
+    proc_stat,
+    system_ticks,
+)
+from workload import phase_progress
+
 WORK_DB = "loyalty_bench_tiers"
 CACHE_DB = "loyalty_bench_tiers_cache"
-BENCH_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
 LUA_SCRIPT = BENCH_DIR / "tiers_earn.lua"
 CACHE_FORMAT = 1  # bump when the generated data changes shape
 GOAL_JOB_RATIO = 2.0
 GOAL_P99_RATIO = 2.0
-OTHER_LOAD_WARNING = 0.25  # cores used by processes outside the benchmark
 BULK_TABLES = ("members", "points_accounts", "member_tiers", "tier_changes", "purchases")
 HISTORY_DAYS = 548  # purchases over the last ~18 months
 REGISTRATION_YEARS = 4
@@ -93,10 +103,6 @@ console = Console(width=None if sys.stdout.isatty() else 110)  # logs: wide enou
 
 
 T = TypeVar("T")
-
-
-class BenchError(Exception):
-    """A failure with a message meant for the person running the benchmark."""
 
 
 # --- arguments ----------------------------------------------------------------------------
@@ -160,54 +166,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- processes ----------------------------------------------------------------------------
 
 
-class Processes:
-    """Every process this benchmark starts, each in a session of its own, stopped by its id."""
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, grace: float = 15.0) -> None:
-        """SIGTERM the process group the benchmark created, SIGKILL it after `grace` s."""
-        if proc in self.running:
-            self.running.remove(proc)
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            if proc.poll() is not None and not _group_alive(proc.pid):
-                return
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                proc.poll()
-                return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if proc.poll() is not None and not _group_alive(proc.pid):
-                    return
-                time.sleep(0.1)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.running)):
-            self.stop(proc)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, with SIGTERM cancelling the main task as Ctrl-C does (an exception raised
     from a signal handler in the middle of the event loop, a COPY say, can leave it hanging)."""
@@ -233,31 +191,12 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
             raise KeyboardInterrupt("SIGTERM") from None
         raise BenchError("the run was cancelled from inside (not by a signal)") from None
     finally:
-        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+        signal.signal(signal.SIGTERM, interrupt_on_sigterm)
 
 
 # --- CPU accounting from /proc ------------------------------------------------------------
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CPU_ROLES = ("postgres", "app", "bench", "load", "other")
-
-
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(command, session id, user + system ticks) of a process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return comm, int(fields[3]), int(fields[11]) + int(fields[12])
-
-
-def _system_ticks() -> tuple[int, int, int]:
-    """(busy, steal, total) CPU ticks of the whole machine."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    total = sum(values[:8])
-    return total - values[3] - values[4], values[7], total
 
 
 class CpuMeter:
@@ -293,7 +232,7 @@ class CpuMeter:
                 WHERE datname IS DISTINCT FROM $1
                   AND backend_type IN ('client backend', 'autovacuum worker', 'parallel worker')
                 """,
-                WORK_DB,
+                self.bench.work_db,
             )
             foreign = {row["pid"] for row in rows}
         first = not self.times
@@ -301,15 +240,15 @@ class CpuMeter:
             if not entry.name.isdigit():
                 continue
             pid = int(entry.name)
-            stat = _proc_stat(pid)
+            stat = proc_stat(pid)
             if stat is None:
                 continue
-            comm, sid, ticks = stat
+            comm, sid, ticks = stat.comm, stat.sid, stat.ticks
             if first:
                 self.first[pid] = ticks
             self.last[pid] = (self._role(pid, comm, sid, foreign), ticks)
         self.times.append(time.monotonic())
-        self.system.append(_system_ticks())
+        self.system.append(system_ticks())
 
     def cores(self) -> dict[str, float]:
         if len(self.times) < 2:
@@ -372,6 +311,11 @@ class Bench:
     port: int = 0
     key: str = ""
     generated_at: datetime | None = None
+    # The databases it generates into and clones, and where it prints: another benchmark
+    # (bench/soak.py) passes its own.
+    work_db: str = WORK_DB
+    cache_db: str = CACHE_DB
+    console: Console = field(default_factory=lambda: console)
 
     @property
     def members_file(self) -> Path:
@@ -392,19 +336,19 @@ class Bench:
     def redis_url(self) -> str:
         return f"redis://{HOST}:{self.args.redis_port}/{self.args.redis_db}"
 
-    async def connect(self, database: str = WORK_DB) -> asyncpg.Connection:
+    async def connect(self, database: str | None = None) -> asyncpg.Connection:
         try:
-            return await asyncpg.connect(self.pg_url(database), timeout=10)
+            return await asyncpg.connect(self.pg_url(database or self.work_db), timeout=10)
         except (OSError, asyncpg.PostgresError) as exc:
             raise BenchError(f"PostgreSQL at {HOST}:{self.args.pg_port}: {exc}") from None
 
-    def env(self, database: str = WORK_DB) -> dict[str, str]:
+    def env(self, database: str | None = None) -> dict[str, str]:
         """The environment of `loyalty` commands: the local services, production mode."""
         env = dict(os.environ)
         env.update(
             LOYALTY_MODE="production",
             LOYALTY_SECRET_KEY=self.secret_key,
-            LOYALTY_DATABASE_URL=self.pg_url(database),
+            LOYALTY_DATABASE_URL=self.pg_url(database or self.work_db),
             LOYALTY_REDIS_URL=self.redis_url,
             LOYALTY_DATA_DIR=str(self.workdir / "data"),
             LOYALTY_HOST=HOST,
@@ -412,20 +356,9 @@ class Bench:
         return env
 
 
-def loyalty_cli(bench: Bench, *argv: str, database: str = WORK_DB) -> str:
-    """Run a `loyalty` command with the benchmark's settings; its output, or a BenchError."""
-    result = subprocess.run(
-        [sys.executable, "-m", "loyalty", *argv],
-        env=bench.env(database),
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
-    if result.returncode != 0:
-        raise BenchError(f"loyalty {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout + result.stderr
+def loyalty_cli(bench: Bench, *argv: str, database: str | None = None) -> str:
+    """Run a `loyalty` command on the work database (or `database`); its output."""
+    return common.loyalty_cli(bench.env(database), *argv, timeout=600)
 
 
 def check_tools() -> str:
@@ -437,17 +370,6 @@ def check_tools() -> str:
     if not LUA_SCRIPT.exists():
         raise BenchError(f"{LUA_SCRIPT} is missing")
     return wrk
-
-
-def flush_redis(bench: Bench) -> None:
-    args = bench.args
-    client = redis.Redis(host=HOST, port=args.redis_port, db=args.redis_db, socket_timeout=5)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        raise BenchError(f"Redis at {HOST}:{args.redis_port}: {exc}") from None
-    finally:
-        client.close()
 
 
 def code_migrations() -> list[str]:
@@ -906,14 +828,14 @@ async def generate(bench: Bench) -> dict[str, Any]:
     started = time.monotonic()
     admin = await bench.connect("postgres")
     try:
-        for name in (WORK_DB, CACHE_DB):
+        for name in (bench.work_db, bench.cache_db):
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{CACHE_DB}"')
+        await admin.execute(f'CREATE DATABASE "{bench.cache_db}"')
     finally:
         await admin.close()
-    with console.status(f"migrating {CACHE_DB}"):
-        loyalty_cli(bench, "migrate", database=CACHE_DB)
-    conn = await bench.connect(CACHE_DB)
+    with bench.console.status(f"migrating {bench.cache_db}"):
+        loyalty_cli(bench, "migrate", database=bench.cache_db)
+    conn = await bench.connect(bench.cache_db)
     try:
         settings = await conn.fetchrow("SELECT * FROM tier_settings WHERE id = 1")
         if settings["basis"] != "net_spend" or settings["window_months"] != 12:
@@ -928,7 +850,7 @@ async def generate(bench: Bench) -> dict[str, Any]:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=console,
+            console=bench.console,
         ) as progress:
             now = datetime.now(UTC).replace(microsecond=0)
             start = await conn.fetchval(WINDOW_START_SQL, now, business_timezone())
@@ -1003,7 +925,7 @@ async def _build_indexes(
     queue = sorted(indexes, key=lambda r: r["tbl"] != "purchases")  # the big ones first
 
     async def builder() -> None:
-        conn = await bench.connect(CACHE_DB)
+        conn = await bench.connect(bench.cache_db)
         try:
             await conn.execute("SET maintenance_work_mem = '256MB'")
             while queue:
@@ -1031,21 +953,21 @@ async def prepare_database(bench: Bench) -> dict[str, Any]:
         meta, reason = await _cached_meta(bench)
     reused = meta is not None
     if meta is None:
-        console.print(f"generating data into {CACHE_DB}: {reason}")
+        bench.console.print(f"generating data into {bench.cache_db}: {reason}")
         meta = await generate(bench)
-        console.print(
+        bench.console.print(
             f"generated {meta['members']:,} members and {meta['purchases']:,} purchases in "
             f"{meta['generation_seconds']:.0f} s"
         )
     else:
-        console.print(f"reusing {CACHE_DB} generated at {meta['generated_at']}")
+        bench.console.print(f"reusing {bench.cache_db} generated at {meta['generated_at']}")
     started = time.monotonic()
     admin = await bench.connect("postgres")
     try:
-        with console.status(f"cloning {CACHE_DB} into {WORK_DB}"):
-            await admin.execute(f'DROP DATABASE IF EXISTS "{WORK_DB}" WITH (FORCE)')
+        with bench.console.status(f"cloning {bench.cache_db} into {bench.work_db}"):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{bench.work_db}" WITH (FORCE)')
             await admin.execute(
-                f'CREATE DATABASE "{WORK_DB}" TEMPLATE "{CACHE_DB}" STRATEGY = FILE_COPY'
+                f'CREATE DATABASE "{bench.work_db}" TEMPLATE "{bench.cache_db}" STRATEGY = FILE_COPY'
             )
     finally:
         await admin.close()
@@ -1053,7 +975,7 @@ async def prepare_database(bench: Bench) -> dict[str, Any]:
     bench.generated_at = datetime.fromisoformat(meta["generated_at"])
     age = datetime.now(UTC) - bench.generated_at
     if age > timedelta(days=3):
-        console.print(
+        bench.console.print(
             f"[yellow]the cached data is {age.days} days old: purchases and graces have aged "
             "(the evaluation has different work to do); run without --reuse to refresh[/]"
         )
@@ -1069,12 +991,14 @@ async def _cached_meta(bench: Bench) -> tuple[dict[str, Any] | None, str]:
     args = bench.args
     admin = await bench.connect("postgres")
     try:
-        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", CACHE_DB)
+        exists = await admin.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", bench.cache_db
+        )
     finally:
         await admin.close()
     if not exists:
         return None, "no cached data yet"
-    conn = await bench.connect(CACHE_DB)
+    conn = await bench.connect(bench.cache_db)
     try:
         if not await conn.fetchval("SELECT to_regclass('bench_tiers_meta') IS NOT NULL"):
             return None, "the cached data is incomplete"
@@ -1095,10 +1019,10 @@ async def _cached_meta(bench: Bench) -> tuple[dict[str, Any] | None, str]:
         return None, "the cached data has migrations the code no longer has"
     if set(meta["migrations"]) != set(migrations):
         # Newer migrations: bring the cache up to date once rather than generate again.
-        with console.status(f"applying newer migrations to {CACHE_DB}"):
-            loyalty_cli(bench, "migrate", database=CACHE_DB)
+        with bench.console.status(f"applying newer migrations to {bench.cache_db}"):
+            loyalty_cli(bench, "migrate", database=bench.cache_db)
         meta["migrations"] = migrations
-        conn = await bench.connect(CACHE_DB)
+        conn = await bench.connect(bench.cache_db)
         try:
             await conn.execute(
                 "UPDATE bench_tiers_meta SET info = $1::jsonb WHERE id = 1", json.dumps(meta)
@@ -1180,7 +1104,7 @@ def _configure_loyalty(bench: Bench) -> None:
     from loyalty.settings import reset_settings
 
     reset_settings()
-    db.configure_engine(bench.pg_url(WORK_DB))
+    db.configure_engine(bench.pg_url(bench.work_db))
 
 
 async def run_job(bench: Bench) -> dict[str, Any]:
@@ -1533,7 +1457,7 @@ async def sampled_waits(bench: Bench) -> AsyncIterator[dict[str, dict[str, float
     async def sampler() -> None:
         nonlocal samples
         while True:
-            for row in await conn.fetch(WAITS_SQL, WORK_DB):
+            for row in await conn.fetch(WAITS_SQL, bench.work_db):
                 side = counts.setdefault(row["who"], {})
                 side[row["waiting_on"]] = side.get(row["waiting_on"], 0) + row["n"]
             samples += 1
@@ -1554,51 +1478,12 @@ async def sampled_waits(bench: Bench) -> AsyncIterator[dict[str, dict[str, float
             shares[who] = {k: round(v / max(samples, 1), 3) for k, v in top}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 async def start_server(bench: Bench) -> None:
     args = bench.args
     bench.port = args.port or free_port()
-    with socket.socket() as sock:
-        if sock.connect_ex((HOST, bench.port)) == 0:
-            raise BenchError(f"port {bench.port} on {HOST} is in use; pass --port")
-    argv = [sys.executable, "-m", "loyalty", "serve", "--workers", str(args.workers)]
-    argv += ["--host", HOST, "--port", str(bench.port)]
-    with bench.server_log.open("ab") as log:
-        bench.server = bench.procs.start(
-            argv,
-            env=bench.env(),
-            cwd=PROJECT_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    deadline = time.monotonic() + 90
-    async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if bench.server.poll() is not None:
-                raise BenchError(f"loyalty serve exited with {bench.server.returncode}")
-            try:
-                if (await client.get(f"{bench.base_url}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
-    raise BenchError("loyalty serve did not answer /health with 200 within 90 s")
-
-
-def create_api_key(bench: Bench) -> None:
-    output = loyalty_cli(
-        bench, "create-api-key", "--name", "bench", "--scopes", "purchases:write,members:read"
+    bench.server = await asyncio.to_thread(
+        common.serve, bench.procs, bench.env(), bench.port, args.workers, bench.server_log
     )
-    match = re.search(r"key \(shown once\): (lk_\S+)", output)
-    if match is None:
-        raise BenchError(f"no key in the output of loyalty create-api-key:\n{output}")
-    bench.key = match.group(1)
 
 
 async def write_members_file(bench: Bench) -> None:
@@ -1646,27 +1531,6 @@ def wrk_argv(bench: Bench, seconds: int, tag: str) -> list[str]:
     ]
 
 
-@contextmanager
-def phase_progress(label: str, seconds: float | None) -> Iterator[Callable[[], None]]:
-    """A progress bar over a phase (a spinner when its length is unknown)."""
-    with Progress(
-        SpinnerColumn(),
-        TextColumn(f"{label:<44}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(label, total=seconds)
-        started = time.monotonic()
-
-        def refresh() -> None:
-            if seconds:
-                progress.update(task, completed=min(time.monotonic() - started, seconds))
-
-        yield refresh
-        progress.update(task, total=1, completed=1)
-
-
 def parse_wrk(output: str) -> dict[str, Any]:
     match = re.search(r"^WRK_JSON (\{.*\})$", output, re.MULTILINE)
     if match is None:
@@ -1700,7 +1564,7 @@ async def earn_phase(
         await conn.close()
     with (
         tempfile.TemporaryFile() as out,
-        phase_progress(label, None if during_job else seconds) as refresh,
+        phase_progress(console, label, None if during_job else seconds, width=44) as refresh,
     ):
         argv = wrk_argv(bench, 3600 if during_job else seconds, tag)
         async with metered(bench) as meter, sampled_waits(bench) as waits:
@@ -1734,7 +1598,7 @@ async def earn_phase(
 
 async def run_earn(bench: Bench) -> dict[str, Any]:
     with console.status(f"starting loyalty serve --workers {bench.args.workers}"):
-        create_api_key(bench)
+        bench.key = common.create_api_key(bench.env())
         await write_members_file(bench)
         await start_server(bench)
         await preflight(bench)
@@ -1743,7 +1607,7 @@ async def run_earn(bench: Bench) -> dict[str, Any]:
         proc = bench.procs.start(
             warm, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-        with phase_progress("earn warm-up (not measured)", 3) as refresh:
+        with phase_progress(console, "earn warm-up (not measured)", 3, width=44) as refresh:
             while proc.poll() is None:
                 await asyncio.sleep(0.25)
                 refresh()
@@ -1776,7 +1640,7 @@ async def timed_runs(bench: Bench) -> dict[str, Any]:
     for n in range(1, bench.args.runs + 1):
         with console.status(f"run {n}: restoring member tiers"):
             await restore(bench)
-        with phase_progress(f"run {n}: evaluate_tiers through arq", None):
+        with phase_progress(console, f"run {n}: evaluate_tiers through arq", None, width=44):
             async with metered(bench) as meter:
                 job = await run_job(bench)
         job["cpu_cores"] = meter.cores()
@@ -1784,7 +1648,7 @@ async def timed_runs(bench: Bench) -> dict[str, Any]:
         with console.status(f"run {n}: checking the job's result"):
             job_state = await capture_state(bench, keep_as=kept if n == 1 else None)
             await restore(bench)
-        with phase_progress(f"run {n}: the single statement", None):
+        with phase_progress(console, f"run {n}: the single statement", None, width=44):
             async with metered(bench) as meter:
                 stmt = await run_statement(bench, job["at"])
         stmt["cpu_cores"] = meter.cores()
@@ -1873,13 +1737,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def print_report(results: dict[str, Any], path: Path) -> None:
+def _mark(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]missed[/]"
+
+
+def _figures_table(results: dict[str, Any]) -> Table:
+    """The job against the single statement, and earn latency while it runs, with the goals."""
     summary, goals, data = results["summary"], results["summary"]["goals"], results["data"]
-    args = results["parameters"]
-
-    def mark(ok: bool) -> str:
-        return "[green]met[/]" if ok else "[red]missed[/]"
-
     table = Table(
         title=f"tiers: {data['members']:,} members, {data['purchases']:,} purchases, "
         f"{len(results['timed']['runs'])} timed run(s) each"
@@ -1896,7 +1760,7 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         "job / statement (median of the runs' ratios)",
         f"{summary['job_ratio']:.2f}",
         f"<= {GOAL_JOB_RATIO:.1f}",
-        mark(goals["job_within_2x_statement"]),
+        _mark(goals["job_within_2x_statement"]),
     )
     table.add_row(
         "  server WAL written: job / statement",
@@ -1906,43 +1770,56 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         "same result (tiers, history, outbox)",
         "yes" if summary["agree"] else "NO",
         "yes",
-        mark(summary["agree"]),
+        _mark(summary["agree"]),
     )
     if "earn_p99_ratio" in summary:
-        earn = results["earn"]
-        before, after = earn["idle_before"], earn["idle_after"]
-        during = earn["during"]
-        table.add_row(
-            f"earn p99, idle ({args['rate']}/s offered)",
-            f"{summary['earn_p99_idle_ms']:.1f} ms",
-        )
-        table.add_row(
-            "  before / after",
-            f"{before['latency_ms']['p99']:.1f} / {after['latency_ms']['p99']:.1f} ms",
-        )
-        table.add_row("earn p99, during the evaluation", f"{during['latency_ms']['p99']:.1f} ms")
-        table.add_row(
-            "during / idle",
-            f"{summary['earn_p99_ratio']:.2f}",
-            f"<= {GOAL_P99_RATIO:.1f}",
-            mark(goals["earn_p99_within_2x"]),
-        )
-        table.add_row(
-            "  requests/s idle / during",
-            f"{before['requests_per_s']:.0f}, {after['requests_per_s']:.0f} / "
-            f"{during['requests_per_s']:.0f}",
-        )
-        table.add_row(
-            "  p50 idle / during",
-            f"{before['latency_ms']['p50']:.1f}, {after['latency_ms']['p50']:.1f} / "
-            f"{during['latency_ms']['p50']:.1f} ms",
-        )
-        table.add_row("  job under earn load", f"{summary['job_seconds_under_earn_load']:.2f} s")
-        table.add_row(
-            "  earn waiting on WAL flush idle / during",
-            f"{summary['earn_wal_wait_idle']:.3f} / {summary['earn_wal_wait_during']:.3f}",
-        )
-    console.print(table)
+        _add_earn_rows(table, results)
+    return table
+
+
+def _add_earn_rows(table: Table, results: dict[str, Any]) -> None:
+    """Earn latency idle and during the evaluation."""
+    summary, goals = results["summary"], results["summary"]["goals"]
+    args = results["parameters"]
+    earn = results["earn"]
+    before, after = earn["idle_before"], earn["idle_after"]
+    during = earn["during"]
+    table.add_row(
+        f"earn p99, idle ({args['rate']}/s offered)",
+        f"{summary['earn_p99_idle_ms']:.1f} ms",
+    )
+    table.add_row(
+        "  before / after",
+        f"{before['latency_ms']['p99']:.1f} / {after['latency_ms']['p99']:.1f} ms",
+    )
+    table.add_row("earn p99, during the evaluation", f"{during['latency_ms']['p99']:.1f} ms")
+    table.add_row(
+        "during / idle",
+        f"{summary['earn_p99_ratio']:.2f}",
+        f"<= {GOAL_P99_RATIO:.1f}",
+        _mark(goals["earn_p99_within_2x"]),
+    )
+    table.add_row(
+        "  requests/s idle / during",
+        f"{before['requests_per_s']:.0f}, {after['requests_per_s']:.0f} / "
+        f"{during['requests_per_s']:.0f}",
+    )
+    table.add_row(
+        "  p50 idle / during",
+        f"{before['latency_ms']['p50']:.1f}, {after['latency_ms']['p50']:.1f} / "
+        f"{during['latency_ms']['p50']:.1f} ms",
+    )
+    table.add_row("  job under earn load", f"{summary['job_seconds_under_earn_load']:.2f} s")
+    table.add_row(
+        "  earn waiting on WAL flush idle / during",
+        f"{summary['earn_wal_wait_idle']:.3f} / {summary['earn_wal_wait_during']:.3f}",
+    )
+
+
+def print_report(results: dict[str, Any], path: Path) -> None:
+    summary = results["summary"]
+    runs = results["timed"]["runs"]
+    console.print(_figures_table(results))
     first = runs[0]["job"]["result"]
     console.print(
         f"each evaluation: {first['members']:,} members, {first['upgraded']:,} upgrades, "
@@ -1951,21 +1828,20 @@ def print_report(results: dict[str, Any], path: Path) -> None:
         f"{runs[0]['statement']['result']['rows_updated']:,} member_tiers rows updated"
     )
 
-    cpu = Table(title=f"CPU: cores used ({os.cpu_count()} = the whole machine)")
-    cpu.add_column("phase", no_wrap=True)
-    roles = [*CPU_ROLES, "steal", "machine"]
-    for role in roles:
-        cpu.add_column(role, justify="right")
-    rows: list[tuple[str, dict[str, float]]] = []
+    rows: list[tuple[str, dict[str, float], None]] = []
     for i, r in enumerate(runs, 1):
-        rows.append((f"run {i}: job", r["job"]["cpu_cores"]))
-        rows.append((f"run {i}: statement", r["statement"]["cpu_cores"]))
+        rows.append((f"run {i}: job", r["job"]["cpu_cores"], None))
+        rows.append((f"run {i}: statement", r["statement"]["cpu_cores"], None))
     if results.get("earn"):
         for name in ("idle_before", "during", "idle_after"):
-            rows.append((f"earn {name}", results["earn"][name]["cpu_cores"]))
-    for label, cores in rows:
-        cpu.add_row(label, *(f"{cores.get(role, 0):.2f}" for role in roles))
-    console.print(cpu)
+            rows.append((f"earn {name}", results["earn"][name]["cpu_cores"], None))
+    console.print(
+        common.cpu_table(
+            f"CPU: cores used ({os.cpu_count()} = the whole machine)",
+            [*CPU_ROLES, "steal", "machine"],
+            rows,
+        )
+    )
     for i, r in enumerate(runs, 1):
         if not r["check"]["agree"] or not r["check"]["window_start_agree"]:
             console.print(f"[red]run {i}: results differ:[/] {r['check']}")
@@ -1991,25 +1867,6 @@ def print_report(results: dict[str, Any], path: Path) -> None:
     console.print(f"results: {path}")
 
 
-def environment_facts(pg_version: str) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "cpus": os.cpu_count(),
-        "postgresql": pg_version,
-        "python": sys.version.split()[0],
-        "commit": commit,
-    }
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -2025,10 +1882,10 @@ async def run(bench: Bench) -> dict[str, Any]:
         pg_version = await admin.fetchval("SHOW server_version")
     finally:
         await admin.close()
-    results["environment"] = environment_facts(pg_version)
-    flush_redis(bench)
+    results["environment"] = common.environment_facts(pg_version)
+    common.flush_redis(bench.args)
     results["data"] = await prepare_database(bench)
-    with console.status(f"migrating {WORK_DB} (nothing to do unless the code moved on)"):
+    with console.status(f"migrating {bench.work_db} (nothing to do unless the code moved on)"):
         loyalty_cli(bench, "migrate")
     _configure_loyalty(bench)
     with console.status("warming the cache"):
@@ -2038,7 +1895,9 @@ async def run(bench: Bench) -> dict[str, Any]:
     if args.explain == "always" or (args.explain == "auto" and ratio > GOAL_JOB_RATIO):
         with console.status("restoring member tiers"):
             await restore(bench)
-        with phase_progress("diagnosis: plans, the job's batches one by one", None):
+        with phase_progress(
+            console, "diagnosis: plans, the job's batches one by one", None, width=44
+        ):
             at = datetime.fromisoformat(results["timed"]["last_at"])
             results["diagnosis"] = await diagnose(bench, at)
     if not args.skip_earn:
@@ -2051,7 +1910,7 @@ async def run(bench: Bench) -> dict[str, Any]:
 async def drop_work_db(bench: Bench) -> None:
     admin = await bench.connect("postgres")
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{WORK_DB}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{bench.work_db}" WITH (FORCE)')
     finally:
         await admin.close()
 
@@ -2061,7 +1920,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C and SIGTERM both unwind through the cleanup, even when started in the background
     # (where a shell leaves SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     procs = Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-tiers-") as tmp:
@@ -2074,7 +1933,7 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         run_async(drop_work_db(bench))
                     except (BenchError, OSError, asyncpg.PostgresError) as exc:
-                        console.print(f"[yellow]could not drop {WORK_DB}: {exc}[/]")
+                        console.print(f"[yellow]could not drop {bench.work_db}: {exc}[/]")
     except BenchError as exc:
         console.print(f"[red]benchmark failed:[/] {exc}")
         return 2

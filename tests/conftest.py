@@ -4,13 +4,10 @@ httpx.ASGITransport in the test's own event loop."""
 
 from __future__ import annotations
 
-import itertools
 import os
-import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -20,20 +17,15 @@ from redis.asyncio import Redis
 from loyalty.infrastructure import caches
 from loyalty.infrastructure.embedded import EmbeddedPostgres, EmbeddedRedis
 
-PROJECT = Path(__file__).resolve().parents[1]
-TEST_DATA_DIR = Path(os.environ.get("LOYALTY_TEST_DATA_DIR", PROJECT / ".loyalty-test"))
-TEST_DATABASE = "loyalty_test"
-TEST_PASSWORD = "correct-horse-battery-staple-42"
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+if TYPE_CHECKING:
+    from tests.helpers.mail import Mailbox
 
 
 @pytest.fixture(scope="session")
 def backing_services() -> Iterator[dict[str, str]]:
     """URLs of a throw-away test database and Redis; embedded unless URLs are configured."""
+    from tests.helpers.database import TEST_DATA_DIR, TEST_DATABASE, with_database
+
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     postgres = None
     configured_db = os.environ.get("LOYALTY_DATABASE_URL")
@@ -44,13 +36,13 @@ def backing_services() -> Iterator[dict[str, str]]:
         import asyncpg
 
         async def recreate() -> None:
-            admin = await asyncpg.connect(_with_database(configured_db, "postgres"))
+            admin = await asyncpg.connect(with_database(configured_db, "postgres"))
             await admin.execute(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)")
             await admin.execute(f"CREATE DATABASE {TEST_DATABASE}")
             await admin.close()
 
         asyncio.run(recreate())
-        database_url = _with_database(configured_db, TEST_DATABASE)
+        database_url = with_database(configured_db, TEST_DATABASE)
     else:
         postgres = EmbeddedPostgres(TEST_DATA_DIR / "postgres")
         postgres.ensure_running()
@@ -82,36 +74,13 @@ def backing_services() -> Iterator[dict[str, str]]:
                 service.stop()
 
 
-class Mailbox:
-    """What a real SMTP server (aiosmtpd, on a local port) received."""
-
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        from email import message_from_bytes
-        from email.policy import default
-
-        self.messages.append(message_from_bytes(envelope.content, policy=default))
-        return "250 OK"
-
-    def to(self, address: str) -> list:
-        return [m for m in self.messages if m["To"] == address]
-
-    def last_code(self, address: str) -> str:
-        found = self.to(address)
-        assert found, f"no mail to {address}; got {[m['To'] for m in self.messages]}"
-        body = found[-1].get_body(preferencelist=("plain",)).get_content()
-        match = re.search(r"\b(\d{6})\b", body)
-        assert match, body
-        return match.group(1)
-
-
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[Mailbox]:
     import socket
 
     from aiosmtpd.controller import Controller
+
+    from tests.helpers.mail import Mailbox
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -175,12 +144,6 @@ async def redis(app) -> Redis:
     return app.state.redis
 
 
-def _all_tables() -> list[str]:
-    from piccolo.conf.apps import Finder
-
-    return [table._meta.tablename for table in Finder().get_table_classes()]
-
-
 def _forget_cached_configuration() -> None:
     caches.reset_all()
 
@@ -193,8 +156,9 @@ async def clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         return
     app = request.getfixturevalue("app")
     from loyalty.infrastructure.db import engine
+    from tests.helpers.database import all_tables
 
-    await engine.run_ddl(f"TRUNCATE {', '.join(_all_tables())} CASCADE")
+    await engine.run_ddl(f"TRUNCATE {', '.join(all_tables())} CASCADE")
     for table in CONFIG_TABLES:
         await engine.run_ddl(f"INSERT INTO {table} SELECT * FROM seeded_{table}")
     _forget_cached_configuration()
@@ -226,6 +190,7 @@ def make_client(app):
 @pytest.fixture
 async def make_staff(app):
     from loyalty.staff import schemas, service
+    from tests.helpers.staff import TEST_PASSWORD
 
     async def factory(
         username: str, role: str = "admin", department: str | None = None
@@ -240,28 +205,10 @@ async def make_staff(app):
     return factory
 
 
-async def merge(client, admin, survivor_id: str, duplicate_id: str) -> dict:
-    """Merge the duplicate into the survivor through the API (200); the merge's answer."""
-    response = await client.post(
-        f"/api/v1/members/{survivor_id}/merge",
-        json={"duplicate_id": duplicate_id, "reason": "same person, two sign-ups"},
-        headers=admin,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def staff_past_their_first_month() -> None:
-    """Every staff member so far was hired 90 days ago: old enough for pool members."""
-    from loyalty.infrastructure import db
-
-    async with db.connection() as conn:
-        await conn.execute("UPDATE staff SET created_at = now() - interval '90 days'")
-
-
 @pytest.fixture
 async def bearer(client, make_staff):
     """Authorization headers for a new staff user of the given role."""
+    from tests.helpers.staff import TEST_PASSWORD
 
     async def factory(role: str = "admin", username: str | None = None, department=None) -> dict:
         username = username or f"{role.replace('_', '')}{secrets.token_hex(3)}"
@@ -275,34 +222,7 @@ async def bearer(client, make_staff):
     return factory
 
 
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="_csrf_token" value="([^"]+)"', html)
-    assert match, "page has no CSRF field"
-    return match.group(1)
-
-
 # --- members, purchases and integration keys -------------------------------------------
-
-_purchase_ids = itertools.count(1)
-
-
-def purchase_body(member_id: str, *lines: tuple[str, int, str, str], days_ago: float = 0, **extra):
-    """lines: (sku, quantity, unit_price, category)."""
-    lines = lines or (("SKU-1", 1, "100.00", "general"),)
-    total = sum(int(q) * float(p) for _, q, p, _ in lines)
-    body = {
-        "external_id": f"POS-{next(_purchase_ids)}",
-        "member_id": member_id,
-        "occurred_at": (datetime.now(UTC) - timedelta(days=days_ago)).isoformat(),
-        "store": "Store 12",
-        "currency": "CNY",
-        "lines": [
-            {"sku": sku, "quantity": q, "unit_price": p, "category": c} for sku, q, p, c in lines
-        ],
-        "total": f"{total:.2f}",
-    }
-    body.update(extra)
-    return body
 
 
 @pytest.fixture
@@ -337,23 +257,3 @@ def balance_of(client, admin):
         return response.json()
 
     return get
-
-
-async def assert_ledger_consistent() -> None:
-    """Every account's buckets and total equal what its ledger entries say."""
-    from loyalty.infrastructure import db
-
-    async with db.connection() as conn:
-        wrong = await conn.fetch(
-            """
-        SELECT a.member, a.total, a.available + a.pending - a.debt AS buckets,
-               coalesce((SELECT sum(points) FROM points_ledger e WHERE e.member = a.member), 0)
-                   AS entries
-        FROM points_accounts a
-        WHERE a.total <> coalesce((SELECT sum(points) FROM points_ledger e
-                                   WHERE e.member = a.member), 0)
-           OR a.total <> a.available + a.pending - a.debt
-           OR a.available < 0 OR a.pending < 0 OR a.debt < 0
-            """
-        )
-    assert [dict(row) for row in wrong] == []

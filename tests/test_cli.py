@@ -9,7 +9,7 @@ import sys
 import asyncpg
 import pytest
 
-from tests.conftest import _with_database
+from tests.helpers.database import with_database
 
 FRESH = "loyalty_cli_test"
 
@@ -17,7 +17,7 @@ FRESH = "loyalty_cli_test"
 @pytest.fixture(scope="module")
 def fresh_env(backing_services):
     async def recreate():
-        admin = await asyncpg.connect(_with_database(backing_services["database_url"], "postgres"))
+        admin = await asyncpg.connect(with_database(backing_services["database_url"], "postgres"))
         await admin.execute(f"DROP DATABASE IF EXISTS {FRESH} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {FRESH}")
         await admin.close()
@@ -27,7 +27,7 @@ def fresh_env(backing_services):
     asyncio.run(recreate())
     return {
         **os.environ,
-        "LOYALTY_DATABASE_URL": _with_database(backing_services["database_url"], FRESH),
+        "LOYALTY_DATABASE_URL": with_database(backing_services["database_url"], FRESH),
         "PICCOLO_CONF": "loyalty.piccolo_conf",
     }
 

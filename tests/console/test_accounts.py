@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 
 from loyalty.infrastructure import db
-from tests.conftest import purchase_body
-from tests.console.test_pages import post_form, sign_in, team  # noqa: F401
+from tests.helpers.console import post_form, sign_in
+from tests.helpers.purchases import purchase_body
 
 MANAGER_ONLY = ["/console/scorecards", "/console/scorecards.csv", "/console/rotations"]
 
 
-async def test_a_rep_cannot_open_scorecards_rotation_or_flags(make_client, team):  # noqa: F811
+async def test_a_rep_cannot_open_scorecards_rotation_or_flags(make_client, team):
     browser = await sign_in(make_client(), "ravi")
     for url in [*MANAGER_ONLY, "/console/flags"]:
         assert (await browser.get(url)).status_code == 403, url
@@ -26,7 +26,7 @@ async def test_a_rep_cannot_open_scorecards_rotation_or_flags(make_client, team)
 
 async def test_a_manager_sees_the_department_scorecard_and_downloads_the_csv(
     make_client,
-    team,  # noqa: F811
+    team,
     client,
     pos,
 ):
@@ -55,7 +55,7 @@ async def test_a_manager_sees_the_department_scorecard_and_downloads_the_csv(
 
 async def test_applying_a_rotation_through_the_pages_moves_the_members(
     make_client,
-    team,  # noqa: F811
+    team,
 ):
     browser = await sign_in(make_client(), "mia")
     form = (await browser.get("/console/rotations")).text
@@ -108,7 +108,7 @@ async def test_applying_a_rotation_through_the_pages_moves_the_members(
 
 async def test_incomplete_archives_flags_and_the_member_page(
     make_client,
-    team,  # noqa: F811
+    team,
     client,
     pos,
 ):
@@ -162,7 +162,7 @@ async def test_incomplete_archives_flags_and_the_member_page(
     assert twice.status_code == 422
 
 
-async def test_an_admin_opens_every_account_page_in_both_languages(make_client, team):  # noqa: F811
+async def test_an_admin_opens_every_account_page_in_both_languages(make_client, team):
     browser = await sign_in(make_client(), "ada")
     chen = team["members"]["Chen Jie"]["id"]
     pages = [*MANAGER_ONLY, "/console/flags", "/console/archives", f"/console/members/{chen}"]

@@ -13,7 +13,8 @@ import pytest
 import uvicorn
 
 from tests.browser import browser_page
-from tests.conftest import TEST_PASSWORD, purchase_body, staff_past_their_first_month
+from tests.helpers.purchases import purchase_body
+from tests.helpers.staff import TEST_PASSWORD, staff_past_their_first_month
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 

@@ -10,15 +10,15 @@ import re
 from datetime import UTC, datetime
 
 from loyalty.settings import get_settings
-from tests.console.test_pages import sign_in, team  # noqa: F401
-from tests.marketing.test_segments import buy
+from tests.helpers.console import sign_in
+from tests.helpers.marketing import buy
 
 
 def this_month() -> str:
     return datetime.now(UTC).astimezone(get_settings().tz).strftime("%Y-%m")
 
 
-async def test_a_rep_or_a_sales_manager_cannot_open_the_movement_report(make_client, team):  # noqa: F811
+async def test_a_rep_or_a_sales_manager_cannot_open_the_movement_report(make_client, team):
     for username in ("ravi", "mia"):
         browser = await sign_in(make_client(), username)
         for url in ("/console/movement", "/console/movement.csv"):
@@ -29,7 +29,7 @@ async def test_a_rep_or_a_sales_manager_cannot_open_the_movement_report(make_cli
 async def test_a_marketing_manager_sees_the_report_in_both_languages_and_downloads_the_csv(
     make_client,
     make_staff,
-    team,  # noqa: F811
+    team,
     client,
     pos,
 ):
@@ -75,7 +75,7 @@ async def test_a_marketing_manager_sees_the_report_in_both_languages_and_downloa
     assert (await browser.get("/console/movement.csv?month=2026-13")).status_code == 422
 
 
-async def test_an_admin_opens_the_report_in_both_languages(make_client, team):  # noqa: F811
+async def test_an_admin_opens_the_report_in_both_languages(make_client, team):
     browser = await sign_in(make_client(), "ada")
     for language in ("en", "zh-CN"):
         response = await browser.get(

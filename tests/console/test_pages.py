@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from tests.conftest import TEST_PASSWORD, csrf_from, purchase_body, staff_past_their_first_month
+from tests.helpers.console import post_form, sign_in
+from tests.helpers.purchases import purchase_body
+from tests.helpers.staff import TEST_PASSWORD
 
 REP_PAGES = ["/console", "/console/members", "/console/search", "/console/tasks"]
 MANAGER_PAGES = [
@@ -24,56 +24,6 @@ ADMIN_PAGES = [
     "/console/tiers",
     "/console/earning",
 ]
-
-
-async def sign_in(browser, username: str):
-    page = await browser.get("/console/login")
-    response = await browser.post(
-        "/console/login",
-        data={"username": username, "password": TEST_PASSWORD, "_csrf_token": csrf_from(page.text)},
-    )
-    assert response.status_code == 303, response.text
-    return browser
-
-
-async def post_form(browser, url: str, data: dict, page_url: str | None = None):
-    page = await browser.get(page_url or "/console")
-    return await browser.post(url, data={**data, "_csrf_token": csrf_from(page.text)})
-
-
-@pytest.fixture
-async def team(client, make_staff, admin):
-    """East: manager mia, reps ravi and rosa; west: manager wu, rep wei. One member each."""
-    people = {
-        "mia": await make_staff("mia", "manager", "east"),
-        "ravi": await make_staff("ravi", "rep", "east"),
-        "rosa": await make_staff("rosa", "rep", "east"),
-        "wu": await make_staff("wu", "manager", "west"),
-        "wei": await make_staff("wei", "rep", "west"),
-        "ada": await make_staff("ada", "admin"),
-    }
-    await staff_past_their_first_month()
-    members = {}
-    for name, rep in (("Chen Jie", "ravi"), ("Lin Fang", "rosa"), ("Zhao Lei", "wei")):
-        member = (
-            await client.post(
-                "/api/v1/members",
-                json={"name": name, "email": f"{name.split()[1].lower()}@example.com"},
-                headers=admin,
-            )
-        ).json()
-        moved = await client.put(
-            f"/api/v1/members/{member['id']}/assignment",
-            json={"rep_id": str(people[rep].id), "reason": "test"},
-            headers=admin,
-        )
-        assert moved.status_code == 200, moved.text
-        members[name] = member
-    pooled = (
-        await client.post("/api/v1/members", json={"name": "Pool Person"}, headers=admin)
-    ).json()
-    members["Pool Person"] = pooled
-    return {"staff": people, "members": members}
 
 
 async def test_signed_out_pages_go_to_the_sign_in(client):

@@ -8,7 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 from loyalty.infrastructure import db
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 
 def rows(response) -> list[dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loyalty.infrastructure import db
-from tests.conftest import assert_ledger_consistent
+from tests.helpers.ledger import assert_ledger_consistent
 
 
 @pytest.fixture

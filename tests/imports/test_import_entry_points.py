@@ -11,8 +11,10 @@ import sys
 import asyncpg
 import pytest
 
-from tests.conftest import _with_database, csrf_from
-from tests.imports.test_import_members import write_messy
+from tests.helpers.database import with_database
+from tests.helpers.imports import write_messy
+from tests.helpers.pages import csrf_from
+from tests.helpers.staff import TEST_PASSWORD
 
 FRESH = "loyalty_import_cli_test"
 
@@ -20,7 +22,7 @@ FRESH = "loyalty_import_cli_test"
 @pytest.fixture(scope="module")
 def fresh_env(backing_services):
     async def recreate():
-        admin = await asyncpg.connect(_with_database(backing_services["database_url"], "postgres"))
+        admin = await asyncpg.connect(with_database(backing_services["database_url"], "postgres"))
         await admin.execute(f"DROP DATABASE IF EXISTS {FRESH} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {FRESH}")
         await admin.close()
@@ -28,7 +30,7 @@ def fresh_env(backing_services):
     asyncio.run(recreate())
     return {
         **os.environ,
-        "LOYALTY_DATABASE_URL": _with_database(backing_services["database_url"], FRESH),
+        "LOYALTY_DATABASE_URL": with_database(backing_services["database_url"], FRESH),
     }
 
 
@@ -103,8 +105,6 @@ async def test_upload_through_the_api_runs_in_the_worker(client, admin, settings
 
 
 async def test_the_console_page_uploads_and_shows_progress(client, make_staff, tmp_path):
-    from tests.conftest import TEST_PASSWORD
-
     await make_staff("gm1", "general_manager")
     login = await client.get("/console/login")
     signed = await client.post(

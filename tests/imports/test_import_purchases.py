@@ -6,7 +6,7 @@ from __future__ import annotations
 from loyalty.auth import staff_principal
 from loyalty.imports import service
 from loyalty.infrastructure import db
-from tests.conftest import assert_ledger_consistent
+from tests.helpers.ledger import assert_ledger_consistent
 
 
 async def test_historic_purchases_earn_once_with_their_dates(client, admin, make_staff, tmp_path):

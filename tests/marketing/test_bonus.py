@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from loyalty.marketing import delivery
-from tests.conftest import assert_ledger_consistent, purchase_body
-from tests.marketing.test_offers import approve, make_offer, results
-from tests.marketing.test_segments import enrol
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.marketing import approve, enrol, make_offer, results
+from tests.helpers.purchases import purchase_body
 
 
 async def post(client, pos, member_id: str, days_ago: float) -> dict:

@@ -11,12 +11,12 @@ from loyalty.infrastructure import db
 from loyalty.marketing import delivery
 from loyalty.members import privacy
 from loyalty.settings import get_settings
-from tests.conftest import merge, purchase_body
-from tests.marketing.test_offers import approve, consenting, make_offer, sms  # noqa: F401
-from tests.marketing.test_segments import count, enrol
+from tests.helpers.marketing import approve, consenting, count, enrol, make_offer
+from tests.helpers.members import merge
+from tests.helpers.purchases import purchase_body
 
 
-async def test_a_member_erased_after_a_failed_send_is_not_retried(client, admin, bearer, sms):  # noqa: F811
+async def test_a_member_erased_after_a_failed_send_is_not_retried(client, admin, bearer, sms):
     """README (Sending): failures are retried, but not for a member who withdrew consent;
     an erased member's personal data is removed everywhere, so the retry must not text the
     phone number the member had before erasure."""
@@ -54,7 +54,7 @@ async def test_a_merged_duplicate_is_not_retried_so_the_person_gets_the_offer_on
     admin,
     bearer,
     mailbox,
-    sms,  # noqa: F811
+    sms,
 ):
     """One person, two records: the survivor got the offer by email; the duplicate's text
     failed. After the merge the retry must not send the same offer to the person again."""

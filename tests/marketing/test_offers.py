@@ -5,81 +5,12 @@ member under retries and reruns, the frequency cap, retries with backoff."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import pytest
-
-from loyalty.infrastructure import db, messaging
+from loyalty.infrastructure import db
 from loyalty.marketing import delivery
-from tests.marketing.test_segments import enrol
-
-
-class SmsEndpoint:
-    """A tiny local HTTP server that records text messages (and can refuse them)."""
-
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        self.fail = False
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
-        body = await reader.readexactly(length)
-        if self.fail:
-            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
-        else:
-            self.received.append(json.loads(body))
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-
-@pytest.fixture
-async def sms(monkeypatch):
-    endpoint = SmsEndpoint()
-    server = await asyncio.start_server(endpoint.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    monkeypatch.setattr(
-        messaging, "sms_sender", lambda *a: messaging.WebhookSmsSender(f"http://127.0.0.1:{port}/")
-    )
-    yield endpoint
-    server.close()
-
-
-def consenting(channels: list[str], granted: list[str]) -> dict:
-    return {
-        "channels": channels,
-        "consents": [{"channel": c, "granted": True} for c in granted],
-    }
-
-
-async def make_offer(client, headers, **fields) -> dict:
-    at = datetime.now(UTC)
-    body = {
-        "title_en": "Autumn tea week",
-        "title_zh": "秋茶周",
-        "body_en": "Double points on tea.",
-        "body_zh": "茶叶双倍积分。",
-        "valid_from": (at - timedelta(days=1)).isoformat(),
-        "valid_until": (at + timedelta(days=7)).isoformat(),
-        **fields,
-    }
-    response = await client.post("/api/v1/offers", json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def approve(client, headers, offer_id: str) -> None:
-    response = await client.post(f"/api/v1/offers/{offer_id}/approve", headers=headers)
-    assert response.status_code == 200, response.text
-
-
-async def results(client, headers, offer_id: str) -> dict:
-    response = await client.get(f"/api/v1/offers/{offer_id}/results", headers=headers)
-    assert response.status_code == 200, response.text
-    return response.json()
+from tests.helpers.marketing import approve, consenting, enrol, make_offer, results
 
 
 async def test_approval_needs_a_manager_of_marketing(client, bearer):

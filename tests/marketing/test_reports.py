@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from loyalty.marketing import automatic
 from loyalty.settings import get_settings
-from tests.marketing.test_offers import approve, make_offer
-from tests.marketing.test_segments import buy, enrol
+from tests.helpers.marketing import approve, buy, enrol, make_offer
 
 
 def month_of(at: datetime) -> str:

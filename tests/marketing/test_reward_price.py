@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from loyalty.infrastructure import db
 from loyalty.marketing import delivery
-from tests.marketing.test_offers import approve, make_offer
-from tests.marketing.test_segments import enrol
+from tests.helpers.marketing import approve, enrol, make_offer
 
 
 async def give(client, admin, member_id: str, points: int) -> None:

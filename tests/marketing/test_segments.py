@@ -3,25 +3,7 @@ groups."""
 
 from __future__ import annotations
 
-from tests.conftest import purchase_body
-
-
-async def enrol(client, admin, name: str, **fields) -> dict:
-    response = await client.post("/api/v1/members", json={"name": name, **fields}, headers=admin)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def buy(client, pos, member_id: str, amount: str = "100.00", days_ago: float = 0) -> None:
-    body = purchase_body(member_id, ("SKU", 1, amount, "general"), days_ago=days_ago)
-    response = await client.post("/api/v1/purchases", json=body, headers=pos)
-    assert response.status_code == 201, response.text
-
-
-async def count(client, headers, **filter_) -> int:
-    response = await client.post("/api/v1/segments/count", json=filter_, headers=headers)
-    assert response.status_code == 200, response.text
-    return response.json()["members"]
+from tests.helpers.marketing import buy, count, enrol
 
 
 async def test_count_follows_each_condition(client, admin, pos, bearer):

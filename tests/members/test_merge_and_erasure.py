@@ -7,8 +7,7 @@ from __future__ import annotations
 from loyalty.auth import member_principal
 from loyalty.members import privacy
 from loyalty.portal import service as portal
-from tests.conftest import merge
-from tests.members.test_privacy import find
+from tests.helpers.members import find, merge
 
 
 async def _enrol(client, headers, body):

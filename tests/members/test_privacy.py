@@ -4,9 +4,9 @@ and JSON column searched), while balances, tiers and purchases stay as they were
 from __future__ import annotations
 
 from loyalty.auth import member_principal
-from loyalty.infrastructure import db
 from loyalty.members import privacy
-from tests.conftest import purchase_body
+from tests.helpers.members import find
+from tests.helpers.purchases import purchase_body
 
 SECRETS = [
     "Xiaoming Zhangsan",
@@ -16,31 +16,6 @@ SECRETS = [
     "Meimei Spouse",
     "loves oolong",
 ]
-
-
-async def text_columns() -> list[tuple[str, str]]:
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            """
-            SELECT table_name, column_name FROM information_schema.columns
-            WHERE table_schema = 'public' AND data_type IN
-                ('text', 'character varying', 'jsonb', 'json', 'ARRAY')
-              AND table_name NOT LIKE 'seeded_%' AND table_name <> 'migration'
-            """
-        )
-    return [(row["table_name"], row["column_name"]) for row in rows]
-
-
-async def find(value: str) -> list[str]:
-    found = []
-    async with db.connection() as conn:
-        for table, column in await text_columns():
-            hit = await conn.fetchval(
-                f'SELECT 1 FROM "{table}" WHERE "{column}"::text ILIKE $1 LIMIT 1', f"%{value}%"
-            )
-            if hit:
-                found.append(f"{table}.{column}")
-    return found
 
 
 async def test_erasure_leaves_no_personal_data_and_keeps_the_books(client, admin, pos, bearer):

@@ -14,7 +14,7 @@ from loyalty.infrastructure import db
 from loyalty.points import schemas
 from loyalty.points.tables import LedgerEntry, Purchase
 from loyalty.workflows import sales
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 POS = Principal(kind="api_key", id=uuid4(), label="api_key:till")
 

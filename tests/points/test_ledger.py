@@ -12,7 +12,7 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.db import engine
 from loyalty.points.tables import LedgerEntry, PointsAccount, Purchase
 from loyalty.workflows import sales
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 
 async def run_jobs(app, settings, *names: str) -> None:

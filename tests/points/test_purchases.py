@@ -7,7 +7,8 @@ import asyncio
 
 from loyalty.points import ledger, service
 from loyalty.points.tables import LedgerEntry, Purchase, PurchaseLine
-from tests.conftest import assert_ledger_consistent, purchase_body
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.purchases import purchase_body
 
 
 async def test_purchase_earns_floor_of_amount_and_is_pending(client, pos, member, balance_of):

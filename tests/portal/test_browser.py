@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from tests.browser import browser_page
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "portal"
 

@@ -7,24 +7,8 @@ import asyncio
 
 from loyalty.members.tables import ClosureRequest
 from loyalty.reps.tables import Contact
-from tests.conftest import purchase_body
-
-
-async def enrol(client, admin, name="Chen Jie", email="chen@example.com", **fields) -> dict:
-    response = await client.post(
-        "/api/v1/members", json={"name": name, "email": email, **fields}, headers=admin
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def sign_in(client, mailbox, email: str) -> dict:
-    sent = await client.post("/api/v1/me/sign-in/code", json={"identifier": email})
-    assert sent.status_code == 202, sent.text
-    code = mailbox.last_code(email)
-    response = await client.post("/api/v1/me/sign-in", json={"identifier": email, "code": code})
-    assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['token']}"}
+from tests.helpers.portal import enrol, sign_in
+from tests.helpers.purchases import purchase_body
 
 
 async def test_sign_in_with_a_code_from_the_email(client, admin, mailbox):

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from tests.conftest import csrf_from, purchase_body
+from tests.helpers.pages import csrf_from
+from tests.helpers.portal import signed_in_browser
+from tests.helpers.purchases import purchase_body
 
 PAGES = [
     "/portal",
@@ -20,22 +22,6 @@ PAGES = [
     "/portal/service",
     "/portal/privacy",
 ]
-
-
-async def signed_in_browser(make_client, mailbox, email: str, address: str = "10.7.7.7"):
-    browser = make_client(address)
-    page = await browser.get("/portal/sign-in")
-    sent = await browser.post(
-        "/portal/sign-in", data={"identifier": email, "_csrf_token": csrf_from(page.text)}
-    )
-    assert sent.status_code == 200, sent.text
-    code = mailbox.last_code(email)
-    done = await browser.post(
-        "/portal/sign-in/code",
-        data={"identifier": email, "code": code, "_csrf_token": csrf_from(sent.text)},
-    )
-    assert done.status_code == 303 and done.headers["location"] == "/portal"
-    return browser
 
 
 @pytest.fixture

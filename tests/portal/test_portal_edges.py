@@ -7,9 +7,9 @@ from __future__ import annotations
 import base64
 import uuid
 
-from tests.conftest import csrf_from, purchase_body
-from tests.portal.test_me_api import enrol, sign_in
-from tests.portal.test_pages import signed_in_browser
+from tests.helpers.pages import csrf_from
+from tests.helpers.portal import enrol, sign_in, signed_in_browser
+from tests.helpers.purchases import purchase_body
 
 
 def _cursor(text: str) -> str:

@@ -10,7 +10,9 @@ from uuid import UUID
 import pytest
 
 from loyalty.points.tables import LedgerEntry
-from tests.conftest import assert_ledger_consistent, merge, purchase_body
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.members import merge
+from tests.helpers.purchases import purchase_body
 
 
 async def enrol(client, headers, name: str, code: str | None = None, **fields) -> dict:

@@ -13,7 +13,8 @@ import httpx
 import msgspec
 import pytest
 
-from tests.conftest import TEST_PASSWORD, purchase_body
+from tests.helpers.purchases import purchase_body
+from tests.helpers.staff import TEST_PASSWORD
 from tests.reliability.processes import serving
 
 ATTEMPTS = 1_000

@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from loyalty.auth import API_KEY_SCOPES, ROLE_PERMISSIONS, ROLES, staff_principal
-from tests.conftest import purchase_body
+from tests.helpers.database import all_tables
+from tests.helpers.purchases import purchase_body
 from tests.reliability.routes import PUBLIC, Route, api_routes
 
 VICTIM = {"name": "Zhao Privatename", "email": "zhao.private@example.com", "phone": "13912345678"}
@@ -20,11 +21,10 @@ SECRETS = ("Privatename", "zhao.private", "13912345678", "+86 139", "+8613912345
 
 async def table_counts() -> dict[str, int]:
     from loyalty.infrastructure import db
-    from tests.conftest import _all_tables
 
     counts = {}
     async with db.connection() as conn:
-        for table in _all_tables():
+        for table in all_tables():
             counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
         counts["ledger_sum"] = await conn.fetchval(
             "SELECT coalesce(sum(points), 0) FROM points_ledger"

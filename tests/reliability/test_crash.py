@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import TEST_DATA_DIR
+from tests.helpers.database import TEST_DATA_DIR
 from tests.reliability.crash import Cluster, run_scenario
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from loyalty.infrastructure.embedded import EmbeddedPostgres
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 from tests.reliability.processes import PROJECT, WebServer, child_env
 
 LOYALTY = str(Path(sys.executable).parent / "loyalty")

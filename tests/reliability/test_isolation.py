@@ -19,7 +19,8 @@ import pytest
 from loyalty.infrastructure import db
 from loyalty.tiers import evaluation as tier_evaluation
 from loyalty.tiers import ladder
-from tests.conftest import assert_ledger_consistent, purchase_body
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.purchases import purchase_body
 
 WAIT = 0.5  # long enough for an unblocked call to have finished
 

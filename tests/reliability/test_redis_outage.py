@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from loyalty.infrastructure.embedded import EmbeddedRedis
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 from tests.reliability.processes import PROJECT, WebServer, Worker, child_env
 
 LOYALTY = str(Path(sys.executable).parent / "loyalty")
@@ -46,18 +46,18 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def _with_database(url: str, name: str) -> str:
+def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 async def _fresh_database(url: str) -> str:
-    admin = await asyncpg.connect(_with_database(url, "postgres"))
+    admin = await asyncpg.connect(with_database(url, "postgres"))
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {DATABASE}")
     finally:
         await admin.close()
-    return _with_database(url, DATABASE)
+    return with_database(url, DATABASE)
 
 
 @pytest.fixture

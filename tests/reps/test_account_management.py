@@ -10,7 +10,7 @@ import pytest
 
 from loyalty.infrastructure import db
 from loyalty.reps import follow_ups, performance
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 
 @pytest.fixture

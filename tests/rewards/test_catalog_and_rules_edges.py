@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from loyalty.infrastructure import db
-from tests.conftest import assert_ledger_consistent, merge, purchase_body
-from tests.rewards.test_rewards import add_reward, give_points, redeem
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.members import merge
+from tests.helpers.purchases import purchase_body
+from tests.helpers.rewards import add_reward, give_points, redeem
 
 RULES = {
     "points_per_unit": "1",

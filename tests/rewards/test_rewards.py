@@ -10,31 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loyalty.points.tables import LedgerEntry
-from tests.conftest import assert_ledger_consistent, merge
-
-
-async def give_points(client, admin, member_id: str, points: int, key: str = "seed") -> None:
-    response = await client.post(
-        f"/api/v1/members/{member_id}/points/adjustments",
-        json={"points": points, "reason": "welcome gift", "idempotency_key": f"{member_id}{key}"},
-        headers=admin,
-    )
-    assert response.status_code == 201, response.text
-
-
-async def add_reward(client, admin, **fields) -> dict:
-    body = {"name": "Tea set", "kind": "goods", "points_cost": 100, **fields}
-    response = await client.post("/api/v1/rewards", json=body, headers=admin)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def redeem(client, headers, member_id: str, reward_id: str, key: str, quantity: int = 1):
-    return await client.post(
-        f"/api/v1/members/{member_id}/redemptions",
-        json={"reward_id": reward_id, "quantity": quantity, "idempotency_key": key},
-        headers=headers,
-    )
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.members import merge
+from tests.helpers.purchases import purchase_body
+from tests.helpers.rewards import add_reward, give_points, redeem
 
 
 async def test_redemption_takes_points_and_stock_and_issues_a_voucher(
@@ -73,8 +52,6 @@ async def test_replay_with_the_same_key_changes_nothing(client, admin, member, b
 
 
 async def test_pending_points_and_debt_do_not_count(client, admin, pos, member, balance_of):
-    from tests.conftest import purchase_body
-
     body = purchase_body(member["id"], ("TV", 1, "5000.00", "general"))
     await client.post("/api/v1/purchases", json=body, headers=pos)
     reward = await add_reward(client, admin, points_cost=100)

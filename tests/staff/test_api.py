@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from loyalty.staff import service as staff_service
 from loyalty.staff.tables import ApiKey
-from tests.conftest import TEST_PASSWORD
+from tests.helpers.staff import TEST_PASSWORD
 
 
 async def test_token_sign_in_and_me(client, make_staff):

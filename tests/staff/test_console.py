@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import TEST_PASSWORD, csrf_from
+from tests.helpers.pages import csrf_from
+from tests.helpers.staff import TEST_PASSWORD
 
 
 async def sign_in(client, username: str, password: str = TEST_PASSWORD):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import TEST_PASSWORD, csrf_from, staff_past_their_first_month
+from tests.helpers.pages import csrf_from
+from tests.helpers.staff import TEST_PASSWORD, staff_past_their_first_month
 
 
 async def sign_in(browser, username: str):

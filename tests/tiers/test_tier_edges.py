@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loyalty.tiers import evaluation
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 DAY = timedelta(days=1)
 

@@ -11,7 +11,7 @@ import pytest
 from loyalty.events.tables import Notification, OutboxEvent
 from loyalty.tiers import evaluation
 from loyalty.tiers.ladder import window_start
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 DAY = timedelta(days=1)
 

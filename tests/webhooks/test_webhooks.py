@@ -15,7 +15,7 @@ from loyalty.events import service as events
 from loyalty.events.jobs import deliver
 from loyalty.infrastructure import db
 from loyalty.webhooks import service as webhooks
-from tests.conftest import purchase_body
+from tests.helpers.purchases import purchase_body
 
 
 class Receiver:
