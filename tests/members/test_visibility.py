@@ -23,7 +23,8 @@ from loyalty.auth import Principal, member_principal, staff_principal
 from loyalty.infrastructure import db
 from loyalty.members import visibility
 from loyalty.tiers import service as tier_service
-from tests.conftest import TEST_PASSWORD, csrf_from, staff_past_their_first_month
+from tests.helpers.pages import csrf_from
+from tests.helpers.staff import TEST_PASSWORD, staff_past_their_first_month
 
 EVERYONE = {"A", "B", "C", "D"}
 EXPECTED: dict[str, set[str]] = {
