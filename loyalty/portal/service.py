@@ -27,6 +27,7 @@ from loyalty.portal import schemas
 from loyalty.reps import contacts
 from loyalty.settings import Settings
 from loyalty.staff.service import _DUMMY_HASH, password_hasher, password_matches
+from loyalty.workflows.enrolment import enrol_member
 
 CODE_TTL = 600  # a code lives 10 minutes
 SENDS_PER_IDENTIFIER = 3  # codes sent to one phone or email per 10 minutes
@@ -314,7 +315,7 @@ async def finish_sign_up(
     # Only the address the code went to is proven; the other can be added later through
     # a contact change, which sends it a code of its own.
     verified = stored.get("verified", "email" if form.email else "phone")
-    created = await members.create_member(
+    created = await enrol_member(
         member_schemas.MemberCreate(
             name=form.name,
             phone=(form.phone or None) if verified == "phone" else None,

@@ -35,12 +35,13 @@ def write_messy(path: Path) -> Path:
 @pytest.fixture
 async def setup(app, make_staff, tmp_path):
     from loyalty.auth import staff_principal
-    from loyalty.members import schemas, service
+    from loyalty.members import schemas
+    from loyalty.workflows.enrolment import enrol_member
 
     rep = await make_staff("rep.li", "rep", "East")
     admin = await make_staff("boss", "admin")
     principal = staff_principal(admin.id, "boss", "admin", None)
-    existing = await service.create_member(
+    existing = await enrol_member(
         schemas.MemberCreate(name="Existing Member", phone="13300133000"), principal
     )
     return {

@@ -1,0 +1,81 @@
+"""Enrolling a member: the archive (members), its points account (the ledger), the lowest
+tier, a referral code, the first assignment, the referral it came with, and the
+`member.enrolled` event, all in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from loyalty.auth import Principal
+from loyalty.events import service as events
+from loyalty.infrastructure import db
+from loyalty.members import schemas
+from loyalty.members import service as members
+from loyalty.points import ledger
+from loyalty.referrals import service as referrals
+from loyalty.reps import service as reps
+from loyalty.tiers import service as tiers
+from loyalty.webhooks import service as webhooks
+
+
+def _first_rep(principal: Principal, referrer: referrals.Referrer | None) -> UUID | None:
+    """The first registration decides the first assignment: the relationship follows
+    whoever brought the customer (the referrer's rep), else a rep enrols into their own book."""
+    if referrer is not None and referrer.assigned_rep is not None:
+        return referrer.assigned_rep
+    return principal.id if principal.role == "rep" else None
+
+
+async def enrol_member(
+    data: schemas.MemberCreate, principal: Principal, *, channel: str | None = None
+) -> schemas.Member:
+    """Enrol a person or organisation with everything a member starts with."""
+    values = await members.enrolment_values(data, principal)
+    referrer = await referrals.find_referrer(data.referral_code) if data.referral_code else None
+    assigned_rep = _first_rep(principal, referrer)
+    if assigned_rep is not None:
+        values["assigned_rep"] = assigned_rep
+    channel = channel or members.registration_channel(principal)
+    try:
+        async with db.transaction() as conn:
+            member = await members.insert_member(values, principal, channel=channel)
+            await _start(conn, member, principal, referrer, channel=channel)
+            await members.record_creation(member.id, values, principal)
+    except asyncpg.UniqueViolationError as exc:
+        if "number" in (exc.constraint_name or ""):
+            return await enrol_member(data, principal, channel=channel)  # 1 in 10^9: retry
+        raise await members.unique_violation(exc, values, principal) from None
+    return await members.fetch_member(member.id)
+
+
+async def _start(
+    conn: asyncpg.Connection,
+    member: Any,
+    principal: Principal,
+    referrer: referrals.Referrer | None,
+    *,
+    channel: str,
+) -> None:
+    """What every other domain gives the new member."""
+    await ledger.open_accounts(conn, [member.id])
+    await tiers.enrol(conn, member.id)
+    await referrals.issue_code(conn, member.id)
+    if member.assigned_rep is not None:
+        await reps.first_assignment(
+            conn,
+            member.id,
+            member.assigned_rep,
+            kind="referral" if referrer and referrer.assigned_rep else "registration",
+            by=principal.label,
+        )
+    if referrer is not None:
+        await referrals.record(
+            conn, referrer, member.id, channel=channel, assigned_rep=member.assigned_rep
+        )
+    if await webhooks.subscribed("member.enrolled"):
+        await events.record(
+            conn, "member.enrolled", {"number": member.number, "channel": channel}, member.id
+        )
