@@ -174,9 +174,9 @@ async def test_reimporting_the_same_file_changes_nothing(setup):
 
 
 async def test_an_interrupted_import_resumes_without_duplicates(setup, monkeypatch):
-    from loyalty.imports import service
+    from loyalty.imports import members, service
 
-    real = service._merge
+    real = members._merge
     calls = {"n": 0}
 
     async def failing(conn, run, *args):
@@ -185,7 +185,7 @@ async def test_an_interrupted_import_resumes_without_duplicates(setup, monkeypat
             raise RuntimeError("the power went out")
         return await real(conn, run, *args)
 
-    monkeypatch.setattr(service, "_merge", failing)
+    monkeypatch.setattr(members, "_merge", failing)
     created = await service.create_import(setup["file"], "messy.csv", setup["principal"])
     with pytest.raises(RuntimeError):
         await service.run_import(created.id, chunk_rows=2)
