@@ -10,8 +10,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from loyalty.imports import creation
-from loyalty.imports import rows as readers
+from loyalty.imports import creation, duplicates
 from loyalty.imports.creation import Run
 from loyalty.imports.rows import Row
 from loyalty.infrastructure.clock import now
@@ -253,7 +252,7 @@ def _new_values(
     """The fields the row gives the member; differing values it cannot give are conflicts."""
     taken = {v for o in others for v in (o["phone"], o["email"]) if v}
     new: dict[str, Any] = {}
-    for name in readers.MERGED_FIELDS:
+    for name in duplicates.MERGED_FIELDS:
         kept, offered = _existing_value(cand, name), getattr(row, name)
         if offered in (None, "", {}) or kept == offered:
             continue
@@ -264,7 +263,7 @@ def _new_values(
                     g,
                     row.row_no,
                     name,
-                    readers.display(kept),
+                    duplicates.display(kept),
                     f"{offered} (member {owner['number']})",
                 )
             )
@@ -273,9 +272,13 @@ def _new_values(
             new[name] = offered
         elif incoming_first:
             new[name] = offered
-            conflicts.append((g, row.row_no, name, readers.display(offered), readers.display(kept)))
+            conflicts.append(
+                (g, row.row_no, name, duplicates.display(offered), duplicates.display(kept))
+            )
         else:
-            conflicts.append((g, row.row_no, name, readers.display(kept), readers.display(offered)))
+            conflicts.append(
+                (g, row.row_no, name, duplicates.display(kept), duplicates.display(offered))
+            )
     tags = sorted(set(cand["tags"] or []) | set(row.tags))
     if tags != sorted(cand["tags"] or []):
         new["tags"] = tags[:30]
@@ -285,10 +288,10 @@ def _new_values(
 def _change_record(run: Run, cand: dict[str, Any], row: Row, new: dict[str, Any]) -> str:
     record = {
         name: {
-            "old": readers.display(_existing_value(cand, name))
+            "old": duplicates.display(_existing_value(cand, name))
             if name not in ("tags", "registered_at")
             else _json(cand[name]),
-            "new": _json(value) if name in ("tags", "registered_at") else readers.display(value),
+            "new": _json(value) if name in ("tags", "registered_at") else duplicates.display(value),
         }
         for name, value in new.items()
     }

@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from loyalty.errors import InvalidInput
-from loyalty.imports import creation, matching
+from loyalty.imports import creation, duplicates, matching
 from loyalty.imports import rows as readers
 from loyalty.imports.creation import Run
 from loyalty.imports.records import Progress, report
@@ -181,9 +181,9 @@ async def _new_rows(conn: asyncpg.Connection, run: Run, good: list[Row]) -> _Chu
             continue
         seen.add(row.key)
         fresh.append(row)
-    chunk = _Chunk(fresh=fresh, skipped=skipped, groups=readers.group_duplicates(fresh))
+    chunk = _Chunk(fresh=fresh, skipped=skipped, groups=duplicates.group_duplicates(fresh))
     for g, group in enumerate(chunk.groups):
-        survivor, found = readers.fold(group)
+        survivor, found = duplicates.fold(group)
         chunk.survivors.append(survivor)
         chunk.conflicts.extend((g, *c) for c in found)
     return chunk
