@@ -4,6 +4,7 @@ gives a new member (as `loyalty.workflows.enrolment` does for one), and opening 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -11,7 +12,7 @@ import asyncpg
 from loyalty.imports.rows import Row
 from loyalty.infrastructure import clock
 from loyalty.infrastructure.clock import now
-from loyalty.members.service import new_member_number
+from loyalty.members import creation as archives
 from loyalty.points import ledger
 from loyalty.referrals.service import issue_code
 
@@ -29,67 +30,83 @@ class Run:
     chunk_no: int = 0
 
 
-async def create_members(conn: asyncpg.Connection, run: Run) -> int:
-    """Everything enrolment gives a member, for every unmatched survivor at once: the
-    archive with a member number, a points account, the lowest tier, a referral code, the
-    first assignment when a rep is named, and the change record. Members created."""
-    await _insert_archives(conn, run)
-    new_ids = [r["new_id"] for r in await conn.fetch(f"SELECT s.new_id {NEW}", run.import_id)]
-    if not new_ids:
+async def create_members(conn: asyncpg.Connection, run: Run, survivors: list[Row]) -> int:
+    """Everything enrolment gives a member, for every unmatched survivor at once, through
+    the same set-based functions: the archive with a member number and its change record, a
+    points account, the lowest tier, a referral code, and the first assignment when a rep is
+    named. Members created."""
+    staged = await conn.fetch(
+        "SELECT grp, new_id, number FROM import_member_staging"
+        " WHERE import_id = $1 AND member_id IS NULL ORDER BY grp",
+        run.import_id,
+    )
+    if not staged:
         return 0
+    new = [
+        (s["grp"], archives.NewMember(_archive(survivors[s["grp"]]), s["new_id"], s["number"]))
+        for s in staged
+    ]
+    created = [member for _, member in new]
+    await archives.insert_members(conn, created, channel="import", registered_by=run.label)
+    await conn.execute(
+        """
+        UPDATE import_member_staging s SET member_id = v.id, number = v.number
+        FROM unnest($2::int[], $3::uuid[], $4::text[]) AS v(grp, id, number)
+        WHERE s.import_id = $1 AND s.grp = v.grp
+        """,
+        run.import_id,
+        [g for g, _ in new],
+        [member.id for member in created],
+        [member.number for member in created],
+    )
+    new_ids = [member.id for member in created]
     await ledger.open_accounts(conn, new_ids)
     await _enter_lowest_tier(conn, run)
     await _issue_codes(conn, run, new_ids)
     await _first_assignments(conn, run)
-    await _record_creations(conn, run)
+    await archives.record_creations(
+        conn,
+        [(member.id, _created_fields(survivors[g], run)) for g, member in new],
+        actor=run.label,
+    )
     return len(new_ids)
 
 
-async def _insert_archives(conn: asyncpg.Connection, run: Run) -> None:
-    """The `members` rows of the staged survivors no member matched, each with its number."""
-    for _attempt in range(20):
-        inserted = await conn.fetch(
-            """
-            INSERT INTO members (id, number, kind, status, name, phone, email, gender, birthday,
-                address, household, hobbies, consumption_preferences, notes, tags, organisation,
-                contact_preferences, registered_at, registration_channel, registered_by,
-                registered_by_staff, assigned_rep, merged_into, updated_at)
-            SELECT new_id, number, kind, 'active', name, phone, email, gender, birthday,
-                address, NULL, '{}', '{}', notes, tags, NULL, '{}', registered_at, 'import', $2,
-                NULL, rep, NULL, now()
-            FROM import_member_staging WHERE import_id = $1 AND member_id IS NULL
-            ORDER BY grp
-            ON CONFLICT (number) DO NOTHING
-            RETURNING id
-            """,
-            run.import_id,
-            run.label,
-        )
-        if inserted:
-            await conn.execute(
-                "UPDATE import_member_staging SET member_id = new_id "
-                "WHERE import_id = $1 AND new_id = ANY($2::uuid[])",
-                run.import_id,
-                [r["id"] for r in inserted],
-            )
-        waiting = await conn.fetch(
-            "SELECT grp FROM import_member_staging WHERE import_id = $1 AND member_id IS NULL",
-            run.import_id,
-        )
-        if not waiting:
-            return
-        # Member numbers taken meanwhile (about 1 in 1,000 at a million members): new ones.
-        await conn.execute(
-            """
-            UPDATE import_member_staging s SET number = v.number
-            FROM unnest($2::int[], $3::text[]) AS v(grp, number)
-            WHERE s.import_id = $1 AND s.grp = v.grp
-            """,
-            run.import_id,
-            [w["grp"] for w in waiting],
-            [new_member_number() for _ in waiting],
-        )
-    raise RuntimeError("could not find free member numbers")
+def _archive(row: Row) -> dict[str, Any]:
+    """What an import row gives a new archive (registered now when the file does not say)."""
+    archive = {
+        "kind": row.kind,
+        "name": row.name,
+        "phone": row.phone,
+        "email": row.email,
+        "gender": row.gender,
+        "birthday": row.birthday,
+        "address": row.address or None,
+        "notes": row.notes,
+        "tags": row.tags,
+        "registered_at": row.registered_at,
+        "assigned_rep": row.rep,
+    }
+    if row.registered_at is None:
+        del archive["registered_at"]
+    return archive
+
+
+def _created_fields(row: Row, run: Run) -> dict[str, Any]:
+    """The fields a new member's change record lists (those given), and the row it came from."""
+    return {
+        "name": row.name,
+        "kind": row.kind,
+        "phone": row.phone,
+        "email": row.email,
+        "gender": row.gender,
+        "birthday": row.birthday,
+        "address": row.address or None,
+        "notes": row.notes,
+        "tags": row.tags,
+        "assigned_rep": row.rep,
+        "import": f"{run.file_name} row {row.row_no}",
+    }
 
 
 async def _enter_lowest_tier(conn: asyncpg.Connection, run: Run) -> None:
@@ -137,28 +154,6 @@ async def _first_assignments(conn: asyncpg.Connection, run: Run) -> None:
         """,
         run.import_id,
         run.label,
-    )
-
-
-async def _record_creations(conn: asyncpg.Connection, run: Run) -> None:
-    """The change record of each: every field given, from nothing, and the row it came from."""
-    await conn.execute(
-        f"""
-        INSERT INTO member_changes (id, member, action, actor, actor_staff, changes, at)
-        SELECT gen_random_uuid(), s.new_id, 'create', $2, NULL,
-            (SELECT coalesce(jsonb_object_agg(k, jsonb_build_object('old', NULL, 'new', v)),
-                             '{{}}'::jsonb)
-             FROM jsonb_each(jsonb_strip_nulls(jsonb_build_object(
-                'name', s.name, 'kind', s.kind, 'phone', s.phone, 'email', s.email,
-                'gender', s.gender, 'birthday', s.birthday, 'address', s.address,
-                'notes', nullif(s.notes, ''), 'tags', nullif(s.tags, '{{}}'),
-                'assigned_rep', s.rep, 'import', $3 || ' row ' || s.row_no))) AS e(k, v)),
-            now()
-        {NEW}
-        """,
-        run.import_id,
-        run.label,
-        run.file_name,
     )
 
 

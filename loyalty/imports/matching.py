@@ -67,7 +67,7 @@ async def stage_and_merge(
             list(matched),
             [matched[g]["id"] for g in matched],
         )
-    created = await creation.create_members(conn, run)
+    created = await creation.create_members(conn, run, survivors)
     for row in await conn.fetch(
         "SELECT grp, member_id, number FROM import_member_staging WHERE import_id = $1 "
         "AND member_id = new_id",

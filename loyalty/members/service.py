@@ -297,7 +297,7 @@ async def history(member_id: UUID, principal: Principal) -> list[schemas.Change]
 # --- writing ------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A JSON-ready form of a field value (for storage and the change record)."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
@@ -360,14 +360,14 @@ async def enrolment_values(data: schemas.MemberCreate, principal: Principal) -> 
         "email": normalise_email(data.email) if data.email else None,
         "gender": data.gender,
         "birthday": data.birthday,
-        "address": _plain(data.address),
-        "household": _plain(data.household),
+        "address": plain(data.address),
+        "household": plain(data.household),
         "hobbies": data.hobbies,
         "consumption_preferences": data.consumption_preferences,
         "notes": data.notes,
         "tags": sorted(set(data.tags)),
-        "organisation": _plain(data.organisation),
-        "contact_preferences": _plain(_stamp_consents(data.contact_preferences)),
+        "organisation": plain(data.organisation),
+        "contact_preferences": plain(_stamp_consents(data.contact_preferences)),
         "occupation": data.occupation.strip(),
         "source": data.source.strip(),
         "relationship_strength": data.relationship_strength,
@@ -380,31 +380,6 @@ async def enrolment_values(data: schemas.MemberCreate, principal: Principal) -> 
         if values[field] and await Member.exists().where(getattr(Member, field) == values[field]):
             raise Conflict(await _owner_of(field, values[field], principal), field=field)
     return values
-
-
-async def insert_member(values: dict[str, Any], principal: Principal, *, channel: str) -> Member:
-    """The `members` row with a new member number, inside the caller's transaction (a taken
-    number raises UniqueViolationError naming it: the caller tries again)."""
-    member = Member(
-        **values,
-        number=new_member_number(),
-        registration_channel=channel,
-        registered_by=principal.label,
-        registered_by_staff=principal.id if principal.is_staff else None,
-    )
-    await member.save()
-    return member
-
-
-async def record_creation(member_id: UUID, values: dict[str, Any], principal: Principal) -> None:
-    """The change record of an enrolment: every field given, from nothing."""
-    await MemberChange(
-        member=member_id,
-        action="create",
-        actor=principal.label,
-        actor_staff=principal.id if principal.is_staff else None,
-        changes={k: {"old": None, "new": _plain(v)} for k, v in values.items() if v},
-    ).save()
 
 
 async def fetch_member(member_id: UUID) -> schemas.Member:
@@ -437,12 +412,12 @@ async def update_member(
             raise InvalidInput("cannot be in the future", field="birthday")
         elif field == "organisation" and value is not None and current.kind != "organisation":
             raise InvalidInput("only organisations have an organisation archive", field=field)
-        values[field] = _plain(value)
+        values[field] = plain(value)
     old = msgspec.to_builtins(current)
     changes = {
         field: {"old": old[field], "new": new}
         for field, new in values.items()
-        if _plain(old[field]) != new
+        if plain(old[field]) != new
     }
     if not changes:
         return current

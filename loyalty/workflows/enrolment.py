@@ -4,7 +4,6 @@ tier, a referral code, the first assignment, the referral it came with, and the
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -12,7 +11,7 @@ import asyncpg
 from loyalty.auth import Principal
 from loyalty.events import service as events
 from loyalty.infrastructure import db
-from loyalty.members import schemas
+from loyalty.members import creation, schemas
 from loyalty.members import service as members
 from loyalty.points import ledger
 from loyalty.referrals import service as referrals
@@ -39,41 +38,50 @@ async def enrol_member(
     if assigned_rep is not None:
         values["assigned_rep"] = assigned_rep
     channel = channel or members.registration_channel(principal)
+    member = creation.NewMember(values)
+    staff = principal.id if principal.is_staff else None
     try:
         async with db.transaction() as conn:
-            member = await members.insert_member(values, principal, channel=channel)
+            await creation.insert_members(
+                conn,
+                [member],
+                channel=channel,
+                registered_by=principal.label,
+                registered_by_staff=staff,
+            )
             await _start(conn, member, principal, referrer, channel=channel)
-            await members.record_creation(member.id, values, principal)
+            await creation.record_creations(
+                conn, [(member.id, values)], actor=principal.label, actor_staff=staff
+            )
     except asyncpg.UniqueViolationError as exc:
-        if "number" in (exc.constraint_name or ""):
-            return await enrol_member(data, principal, channel=channel)  # 1 in 10^9: retry
         raise await members.unique_violation(exc, values, principal) from None
     return await members.fetch_member(member.id)
 
 
 async def _start(
     conn: asyncpg.Connection,
-    member: Any,
+    member: creation.NewMember,
     principal: Principal,
     referrer: referrals.Referrer | None,
     *,
     channel: str,
 ) -> None:
     """What every other domain gives the new member."""
+    assigned_rep = member.values.get("assigned_rep")
     await ledger.open_accounts(conn, [member.id])
     await tiers.enrol(conn, member.id)
     await referrals.issue_code(conn, member.id)
-    if member.assigned_rep is not None:
+    if assigned_rep is not None:
         await reps.first_assignment(
             conn,
             member.id,
-            member.assigned_rep,
+            assigned_rep,
             kind="referral" if referrer and referrer.assigned_rep else "registration",
             by=principal.label,
         )
     if referrer is not None:
         await referrals.record(
-            conn, referrer, member.id, channel=channel, assigned_rep=member.assigned_rep
+            conn, referrer, member.id, channel=channel, assigned_rep=assigned_rep
         )
     if await webhooks.subscribed("member.enrolled"):
         await events.record(
