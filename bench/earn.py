@@ -401,7 +401,7 @@ def flush_redis(bench: Bench) -> None:
         client.close()
 
 
-# What `loyalty.members.service.create_member` writes for a new member, set-based: the
+# What `loyalty.workflows.enrolment.enrol_member` writes for a new member, set-based: the
 # archive, the points account and (once the tiers app is installed) the lowest tier with its
 # "initial" tier change. Member numbers are ten digits like the app's: nine without a leading
 # zero, then a Luhn check digit (new_member_number); here 100000001 + check digit, and so on.

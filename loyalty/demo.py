@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from rich.progress import Progress
 
@@ -113,65 +114,10 @@ async def seed_members(count: int, seed: int = 2026) -> None:
             enroler = enrolers[i % 3]
             # One in seven came on a friend's invitation.
             referral_code = rng.choice(codes) if codes and rng.random() < 1 / 7 else None
-            member = await enrol_member(
-                member_schemas.MemberCreate(
-                    name=name,
-                    phone=f"+86139{i:08d}",
-                    email=f"{name.lower().replace(' ', '.')}.{i}@example.com",
-                    birthday=(now - timedelta(days=rng.randint(20 * 365, 70 * 365))).date(),
-                    hobbies=rng.sample(HOBBIES, 2),
-                    tags=["demo"],
-                    contact_preferences=member_schemas.ContactPreferences(
-                        channels=["wechat", "email"],
-                        consents=[
-                            member_schemas.Consent(
-                                channel="email", granted=True, method="demo seed"
-                            )
-                        ],
-                    ),
-                    referral_code=referral_code,
-                ),
-                enroler,
-            )
+            member = await enrol_member(_demo_member(rng, i, name, now, referral_code), enroler)
             async with db.connection() as conn:
                 codes.append(await referral_service.issue_code(conn, member.id))
-            # Most members buy now and then; one in ten is a big spender (silver or gold).
-            big_spender = rng.random() < 0.1
-            count = rng.randint(8, 16) if big_spender else rng.choice([0, 1, 2, 3, 4, 6, 9])
-            for n in range(count):
-                sku, category, price = rng.choice(PRODUCTS[-2:] if big_spender else PRODUCTS)
-                quantity = rng.randint(1, 3)
-                when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
-                external_id = f"DEMO-{i}-{n}"
-                await purchases.post_purchase(
-                    points_schemas.PurchaseIn(
-                        external_id=external_id,
-                        occurred_at=when,
-                        store=rng.choice(["Shanghai Jing'an", "Beijing Sanlitun", "Online shop"]),
-                        currency="CNY",
-                        lines=[
-                            points_schemas.PurchaseLineIn(
-                                sku=sku,
-                                quantity=quantity,
-                                unit_price=Decimal(price),
-                                category=category,
-                            )
-                        ],
-                        total=Decimal(price) * quantity,
-                        member_id=member.id,
-                    ),
-                    enroler,
-                )
-                if rng.random() < 0.05:
-                    await purchases.post_return(
-                        external_id,
-                        points_schemas.ReturnIn(
-                            return_id=f"{external_id}-R",
-                            lines=[points_schemas.ReturnLineIn(quantity=1, line_no=1)],
-                            reason="demo return",
-                        ),
-                        enroler,
-                    )
+            await _demo_purchases(rng, i, member.id, enroler, now)
             progress.advance(task)
     # Historic purchases upgraded members as they were posted; an evaluation now starts the
     # grace period for those whose spend has since aged out of the window.
@@ -179,6 +125,66 @@ async def seed_members(count: int, seed: int = 2026) -> None:
 
     await tier_service.evaluate()
     await seed_rewards(enrolers[-1])
+
+
+def _demo_member(
+    rng: random.Random, i: int, name: str, now: datetime, referral_code: str | None
+) -> member_schemas.MemberCreate:
+    return member_schemas.MemberCreate(
+        name=name,
+        phone=f"+86139{i:08d}",
+        email=f"{name.lower().replace(' ', '.')}.{i}@example.com",
+        birthday=(now - timedelta(days=rng.randint(20 * 365, 70 * 365))).date(),
+        hobbies=rng.sample(HOBBIES, 2),
+        tags=["demo"],
+        contact_preferences=member_schemas.ContactPreferences(
+            channels=["wechat", "email"],
+            consents=[member_schemas.Consent(channel="email", granted=True, method="demo seed")],
+        ),
+        referral_code=referral_code,
+    )
+
+
+async def _demo_purchases(
+    rng: random.Random, i: int, member_id: UUID, enroler: Principal, now: datetime
+) -> None:
+    """Most members buy now and then; one in ten is a big spender (silver or gold)."""
+    big_spender = rng.random() < 0.1
+    count = rng.randint(8, 16) if big_spender else rng.choice([0, 1, 2, 3, 4, 6, 9])
+    for n in range(count):
+        sku, category, price = rng.choice(PRODUCTS[-2:] if big_spender else PRODUCTS)
+        quantity = rng.randint(1, 3)
+        when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
+        external_id = f"DEMO-{i}-{n}"
+        await purchases.post_purchase(
+            points_schemas.PurchaseIn(
+                external_id=external_id,
+                occurred_at=when,
+                store=rng.choice(["Shanghai Jing'an", "Beijing Sanlitun", "Online shop"]),
+                currency="CNY",
+                lines=[
+                    points_schemas.PurchaseLineIn(
+                        sku=sku,
+                        quantity=quantity,
+                        unit_price=Decimal(price),
+                        category=category,
+                    )
+                ],
+                total=Decimal(price) * quantity,
+                member_id=member_id,
+            ),
+            enroler,
+        )
+        if rng.random() < 0.05:
+            await purchases.post_return(
+                external_id,
+                points_schemas.ReturnIn(
+                    return_id=f"{external_id}-R",
+                    lines=[points_schemas.ReturnLineIn(quantity=1, line_no=1)],
+                    reason="demo return",
+                ),
+                enroler,
+            )
 
 
 async def seed_rewards(admin: Principal) -> None:
