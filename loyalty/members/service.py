@@ -1,5 +1,6 @@
-"""Member archives: enrolment with normalised, unique phone and email; lookup within the
-caller's visibility; partial updates with a change record; merging duplicates."""
+"""Member archives: normalised, unique phone and email checked before enrolment; lookup
+within the caller's visibility; partial updates with a change record. Enrolling and merging
+span domains: `loyalty.workflows.enrolment` and `loyalty.workflows.merging` run them."""
 
 from __future__ import annotations
 
