@@ -61,6 +61,8 @@ async def create_members(conn: asyncpg.Connection, run: Run, survivors: list[Row
     )
     new_ids = [member.id for member in created]
     await ledger.open_accounts(conn, new_ids)
+    # Tiers, referral codes and assignments are still written here, set-based, because
+    # their domains offer one-member functions only (enrolment uses those).
     await _enter_lowest_tier(conn, run)
     await _issue_codes(conn, run, new_ids)
     await _first_assignments(conn, run)
