@@ -8,29 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from loyalty.imports.cli import import_group
+from loyalty.infrastructure.commands import run_with_db
 from loyalty.settings import SettingsError, get_settings
-
-T = TypeVar("T")
-
-
-def _run_with_db(coro_factory: Callable[[], Awaitable[T]]) -> T:
-    """Run one coroutine with the database pool open."""
-    from loyalty.infrastructure import db
-
-    async def runner() -> T:
-        db.configure_engine(get_settings().database_url or "")
-        await db.start_pool(max_size=4)
-        try:
-            return await coro_factory()
-        finally:
-            await db.close_pool()
-
-    return asyncio.run(runner())
 
 
 class LoyaltyGroup(click.Group):
@@ -152,7 +136,7 @@ def create_staff(
             display_name=display_name,
         )
         try:
-            created = _run_with_db(lambda: service.create_staff(data))
+            created = run_with_db(lambda: service.create_staff(data))
         except DomainError as exc:
             raise click.ClickException(
                 f"{exc.field}: {exc.detail}" if exc.field else exc.detail
@@ -179,7 +163,7 @@ def create_api_key(name: str, scopes: str) -> None:
             name=name, scopes=[s.strip() for s in scopes.split(",") if s.strip()]
         )
         try:
-            created = _run_with_db(lambda: service.create_api_key(data, created_by=None))
+            created = run_with_db(lambda: service.create_api_key(data, created_by=None))
         except DomainError as exc:
             raise click.ClickException(exc.detail) from None
         click.echo(f"API key {created.api_key.name} ({', '.join(created.api_key.scopes)})")
@@ -219,7 +203,7 @@ def demo(host: str | None, port: int | None) -> None:
     signal.signal(signal.SIGINT, request_stop)
     try:
         asyncio.run(run_migrations(quiet=True))
-        logins = _run_with_db(lambda: seed_if_empty(services.settings))
+        logins = run_with_db(lambda: seed_if_empty(services.settings))
         settings = get_settings()
         bind_host, bind_port = host or settings.host, port or settings.port
         _check_port_free(bind_host, bind_port)
@@ -302,7 +286,5 @@ def _stop_child(child: subprocess.Popen, grace: float = 15) -> None:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
 
-
-from loyalty.imports.cli import import_group  # noqa: E402  (it uses _run_with_db above)
 
 main.add_command(import_group)

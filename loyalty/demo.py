@@ -15,7 +15,6 @@ from rich.progress import Progress
 from loyalty.auth import Principal, staff_principal
 from loyalty.infrastructure import db
 from loyalty.members import schemas as member_schemas
-from loyalty.members import service as member_service
 from loyalty.points import schemas as points_schemas
 from loyalty.referrals import service as referral_service
 from loyalty.rewards import catalog as reward_catalog
@@ -26,6 +25,7 @@ from loyalty.staff import schemas as staff_schemas
 from loyalty.staff import service as staff_service
 from loyalty.staff.tables import Staff
 from loyalty.workflows import returns, sales
+from loyalty.workflows.enrolment import enrol_member
 
 DEMO_MEMBERS = 300
 SURNAMES = [
@@ -130,7 +130,7 @@ async def _enrol_demo_member(
     name = f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}"
     # One in seven came on a friend's invitation.
     referral_code = rng.choice(codes) if codes and rng.random() < 1 / 7 else None
-    member = await member_service.create_member(
+    member = await enrol_member(
         member_schemas.MemberCreate(
             name=name,
             phone=f"+86139{i:08d}",

@@ -9,6 +9,7 @@ from uuid import UUID
 import click
 
 from loyalty.auth import Principal
+from loyalty.infrastructure.commands import run_with_db
 
 CLI = Principal(kind="cli", id=UUID(int=0), label="cli", role=None)
 
@@ -23,7 +24,6 @@ def _run(kind: str, file: Path, chunk_rows: int, report_dir: Path | None) -> Non
         TimeRemainingColumn,
     )
 
-    from loyalty.cli import _run_with_db
     from loyalty.errors import DomainError
     from loyalty.imports import schemas, service
     from loyalty.infrastructure.runtime import start_services
@@ -53,7 +53,7 @@ def _run(kind: str, file: Path, chunk_rows: int, report_dir: Path | None) -> Non
 
     try:
         try:
-            result, errors, conflicts = _run_with_db(go)
+            result, errors, conflicts = run_with_db(go)
         except DomainError as exc:
             raise click.ClickException(
                 f"{exc.field}: {exc.detail}" if exc.field else exc.detail

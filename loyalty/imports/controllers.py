@@ -17,7 +17,7 @@ from loyalty.auth import Principal, current_principal, requires
 from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.openapi import problems
-from loyalty.imports import schemas, service
+from loyalty.imports import records, schemas, service
 
 CSV = "text/csv; charset=utf-8"
 MAX_UPLOAD = 2 * 1024**3  # 2 GiB
@@ -89,7 +89,7 @@ class ImportController(Controller):
     @get("/", summary="Recent imports", responses=problems(401, 403))
     async def recent(self) -> schemas.ImportList:
         """The 20 newest imports with their progress and counts."""
-        return schemas.ImportList(items=await service.recent_imports())
+        return schemas.ImportList(items=await records.recent_imports())
 
     @get("/{import_id:uuid}", summary="An import's progress", responses=problems(401, 403, 404))
     async def progress(self, import_id: FromPath[UUID]) -> schemas.Import:
@@ -124,7 +124,7 @@ class ImportPages(Controller):
     @get("/")
     async def list_page(self, request: Request) -> Template:
         staff(request, "imports:run")
-        return page(request, "imports.html", imports=await service.recent_imports())
+        return page(request, "imports.html", imports=await records.recent_imports())
 
     @post("/", request_max_body_size=MAX_UPLOAD)
     async def upload(self, request: Request) -> Template | Redirect:
@@ -139,7 +139,7 @@ class ImportPages(Controller):
                 request,
                 "imports.html",
                 status=exc.status_code,
-                imports=await service.recent_imports(),
+                imports=await records.recent_imports(),
                 error=f"{exc.field}: {exc.detail}" if exc.field else exc.detail,
             )
         return back(f"/console/imports/{created.id}")

@@ -13,10 +13,12 @@ import msgspec
 from loyalty.auth import Principal
 from loyalty.errors import DomainError
 from loyalty.imports import rows as readers
+from loyalty.imports.records import Progress, report
 from loyalty.imports.rows import Problem
 from loyalty.infrastructure import db
 from loyalty.infrastructure.money import MAX_MONEY
 from loyalty.points import schemas as points
+from loyalty.settings import get_settings
 from loyalty.workflows.sales import post_purchases
 
 COLUMNS = (
@@ -76,10 +78,7 @@ def _build(item: _Purchase, currency: str) -> points.PurchaseIn | None:
         return None
 
 
-async def run_purchase_import(imp: Any, *, chunk_rows: int, progress: Any) -> None:
-    from loyalty.imports.service import _report
-    from loyalty.settings import get_settings
-
+async def run_purchase_import(imp: Any, *, chunk_rows: int, progress: Progress | None) -> None:
     principal = Principal(kind="import", id=imp["id"], label=f"import:{imp['id']}")
     currency = get_settings().currency
     counter = readers.ByteCounter()
@@ -105,7 +104,7 @@ async def run_purchase_import(imp: Any, *, chunk_rows: int, progress: Any) -> No
                     batch.append(current)
                     if len(batch) >= chunk_rows:
                         await _post(imp["id"], batch, principal, currency, read, counter.done)
-                        await _report(progress, imp["id"])
+                        await report(progress, imp["id"])
                         batch = []
                 current = _Purchase(line, external_id, cells)
                 if not external_id:
@@ -132,7 +131,7 @@ async def run_purchase_import(imp: Any, *, chunk_rows: int, progress: Any) -> No
         if current is not None:
             batch.append(current)
         await _post(imp["id"], batch, principal, currency, read, counter.done)
-        await _report(progress, imp["id"])
+        await report(progress, imp["id"])
 
 
 async def _post(

@@ -192,34 +192,46 @@ class RowReader:
         return record[i].strip()
 
     def parse(self, record: list[str], row_no: int) -> Row | list[Problem]:
-        get = self._get
-        problems: list[Problem] = []
         if any("\x00" in cell for cell in record):
             # PostgreSQL text cannot hold it: the row is refused, the rest of the file goes on.
-            column = next((c for c in self.mapping if "\x00" in get(record, c)), "row")
+            column = next((c for c in self.mapping if "\x00" in self._get(record, c)), "row")
             return [Problem(row_no, column, "", "contains a NUL character")]
+        cells = _Cells(self, record, row_no)
+        fields = {
+            **self._who(cells),
+            **self._contact(cells),
+            **self._archive(cells),
+            **self._dates_and_points(cells),
+            **self._owner(cells),
+        }
+        if cells.problems:
+            return cells.problems
+        external_id = fields.pop("external_id")
+        department = fields.pop("department")
+        return Row(row_no=row_no, key=_identity(external_id, fields, department), **fields)
 
-        def bad(column: str, reason: str) -> None:
-            problems.append(Problem(row_no, column, get(record, column)[:200], reason))
-
-        external_id = get(record, "external_id")
+    def _who(self, cells: _Cells) -> dict[str, Any]:
+        external_id = cells.get("external_id")
         if len(external_id) > 80:
-            bad("external_id", "is longer than 80 characters")
-        name = " ".join(get(record, "name").split())
+            cells.bad("external_id", "is longer than 80 characters")
+        name = " ".join(cells.get("name").split())
         if not name:
-            bad("name", "is required")
+            cells.bad("name", "is required")
         elif len(name) > 200:
-            bad("name", "is longer than 200 characters")
-        kind = get(record, "kind").lower() or "person"
+            cells.bad("name", "is longer than 200 characters")
+        kind = cells.get("kind").lower() or "person"
         if kind not in ("person", "organisation"):
-            bad("kind", "must be person or organisation")
+            cells.bad("kind", "must be person or organisation")
+        return {"external_id": external_id, "name": name, "kind": kind}
+
+    def _contact(self, cells: _Cells) -> dict[str, Any]:
         phone = email = None
-        if raw := get(record, "phone"):
+        if raw := cells.get("phone"):
             try:
                 phone = normalise_phone(raw)
             except InvalidInput as exc:
-                bad("phone", exc.detail)
-        if raw := get(record, "email"):
+                cells.bad("phone", exc.detail)
+        if raw := cells.get("email"):
             lowered = raw.lower()
             if SIMPLE_EMAIL.match(lowered) and lowered.rsplit(".", 1)[1] not in SPECIAL_USE:
                 email = lowered
@@ -227,109 +239,121 @@ class RowReader:
                 try:
                     email = normalise_email(raw)
                 except InvalidInput as exc:
-                    bad("email", exc.detail)
+                    cells.bad("email", exc.detail)
+        return {"phone": phone, "email": email}
+
+    def _archive(self, cells: _Cells) -> dict[str, Any]:
         gender = None
-        if raw := get(record, "gender"):
+        if raw := cells.get("gender"):
             gender = GENDERS.get(raw.lower())
             if gender is None:
-                bad("gender", "must be female, male, other or undisclosed")
+                cells.bad("gender", "must be female, male, other or undisclosed")
         birthday = None
-        if raw := get(record, "birthday"):
+        if raw := cells.get("birthday"):
             try:
                 birthday = _date(raw)
                 if birthday > self.today or birthday.year < 1900:
-                    bad("birthday", "is not a plausible birthday")
+                    cells.bad("birthday", "is not a plausible birthday")
             except ValueError:
-                bad("birthday", "is not a date (YYYY-MM-DD)")
+                cells.bad("birthday", "is not a date (YYYY-MM-DD)")
         address: dict[str, str] | None = None
-        line1, city = get(record, "address")[:200], get(record, "city")[:100]
+        line1, city = cells.get("address")[:200], cells.get("city")[:100]
         if line1 or city:
             address = {k: v for k, v in (("line1", line1), ("city", city)) if v}
-        notes = get(record, "notes")[:10000]
         tags = sorted(
-            {t.strip()[:50] for t in re.split(r"[;,，；]", get(record, "tags")) if t.strip()}
+            {t.strip()[:50] for t in re.split(r"[;,，；]", cells.get("tags")) if t.strip()}
         )[:30]
+        return {
+            "gender": gender,
+            "birthday": birthday,
+            "address": address,
+            "notes": cells.get("notes")[:10000],
+            "tags": tags,
+        }
+
+    def _dates_and_points(self, cells: _Cells) -> dict[str, Any]:
         registered_at = None
-        if raw := get(record, "registered_at"):
+        if raw := cells.get("registered_at"):
             try:
                 registered_at = _datetime(raw)
                 if registered_at > self.now + timedelta(minutes=5):
-                    bad("registered_at", "is in the future")
+                    cells.bad("registered_at", "is in the future")
             except ValueError:
-                bad("registered_at", "is not a date or date and time (YYYY-MM-DD[ HH:MM])")
+                cells.bad("registered_at", "is not a date or date and time (YYYY-MM-DD[ HH:MM])")
         points = 0
-        if raw := get(record, "opening_points"):
+        if raw := cells.get("opening_points"):
             text = raw.replace(",", "").replace("_", "")
             if not re.fullmatch(r"\d{1,9}", text) or int(text) > MAX_POINTS:
-                bad("opening_points", f"must be a whole number from 0 to {MAX_POINTS}")
+                cells.bad("opening_points", f"must be a whole number from 0 to {MAX_POINTS}")
             else:
                 points = int(text)
         points_at = None
-        if raw := get(record, "points_date"):
+        if raw := cells.get("points_date"):
             try:
                 points_at = _datetime(raw)
                 if points_at > self.now + timedelta(minutes=5):
-                    bad("points_date", "is in the future")
+                    cells.bad("points_date", "is in the future")
             except ValueError:
-                bad("points_date", "is not a date (YYYY-MM-DD)")
+                cells.bad("points_date", "is not a date (YYYY-MM-DD)")
+        return {"registered_at": registered_at, "points": points, "points_at": points_at}
+
+    def _owner(self, cells: _Cells) -> dict[str, Any]:
         rep_id = None
-        department = get(record, "department")
-        if raw := get(record, "rep"):
+        department = cells.get("department")
+        if raw := cells.get("rep"):
             rep = self.reps.get(raw.lower())
             if rep is None or rep.role != "rep":
-                bad("rep", "is not a rep's username or id")
+                cells.bad("rep", "is not a rep's username or id")
             elif not rep.active:
-                bad("rep", "is no longer active")
+                cells.bad("rep", "is no longer active")
             elif department and rep.department != department:
-                bad("department", f"rep {rep.username} is in department {rep.department or '-'}")
+                cells.bad(
+                    "department", f"rep {rep.username} is in department {rep.department or '-'}"
+                )
             else:
                 rep_id = rep.id
         elif department and department not in self.departments:
-            bad("department", "is not a department")
-        if problems:
-            return problems
-        identity = (
-            f"m:x:{external_id}"
-            if external_id
-            else "m:h:"
-            + hashlib.sha256(
-                msgspec.json.encode(
-                    [
-                        name,
-                        kind,
-                        phone,
-                        email,
-                        gender,
-                        birthday,
-                        address,
-                        notes,
-                        tags,
-                        registered_at,
-                        points,
-                        points_at,
-                        rep_id,
-                        department,
-                    ]
-                )
-            ).hexdigest()
+            cells.bad("department", "is not a department")
+        return {"rep": rep_id, "department": department}
+
+
+class _Cells:
+    """One record's cells, and the problems found in them so far."""
+
+    def __init__(self, reader: RowReader, record: list[str], row_no: int) -> None:
+        self.reader, self.record, self.row_no = reader, record, row_no
+        self.problems: list[Problem] = []
+
+    def get(self, column: str) -> str:
+        return self.reader._get(self.record, column)
+
+    def bad(self, column: str, reason: str) -> None:
+        self.problems.append(Problem(self.row_no, column, self.get(column)[:200], reason))
+
+
+def _identity(external_id: str, fields: dict[str, Any], department: str) -> str:
+    """The row's `external_id`, else a hash of the whole normalised row."""
+    if external_id:
+        return f"m:x:{external_id}"
+    hashed = [
+        fields[name]
+        for name in (
+            "name",
+            "kind",
+            "phone",
+            "email",
+            "gender",
+            "birthday",
+            "address",
+            "notes",
+            "tags",
+            "registered_at",
+            "points",
+            "points_at",
+            "rep",
         )
-        return Row(
-            row_no=row_no,
-            key=identity,
-            name=name,
-            kind=kind,
-            phone=phone,
-            email=email,
-            gender=gender,
-            birthday=birthday,
-            address=address,
-            notes=notes,
-            tags=tags,
-            registered_at=registered_at,
-            points=points,
-            points_at=points_at,
-            rep=rep_id,
-        )
+    ]
+    return "m:h:" + hashlib.sha256(msgspec.json.encode([*hashed, department])).hexdigest()
 
 
 # A cell longer than the csv module's default limit (128 Ki characters) made the reader
@@ -343,64 +367,3 @@ def records(stream: BinaryIO, counter: ByteCounter) -> Iterator[tuple[int, list[
     for record in reader:
         if any(cell.strip() for cell in record):
             yield reader.line_num, record
-
-
-MERGED_FIELDS = ("name", "phone", "email", "gender", "birthday", "address", "notes", "rep")
-
-
-def display(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return ", ".join(str(v) for v in value.values())
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
-
-
-def group_duplicates(rows: list[Row]) -> list[list[Row]]:
-    """Rows sharing a normalised phone or email (directly or through another row), each
-    group ordered by registration (earliest first, rows without one last), then file order."""
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    owner: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        for value in (row.phone, row.email):
-            if value is None:
-                continue
-            j = owner.setdefault(value, i)
-            if j != i:
-                parent[find(i)] = find(j)
-    groups: dict[int, list[Row]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(find(i), []).append(row)
-    far = datetime.max.replace(tzinfo=UTC)
-    return [
-        sorted(group, key=lambda r: (r.registered_at or far, r.row_no)) for group in groups.values()
-    ]
-
-
-def fold(group: list[Row]) -> tuple[Row, list[tuple[int, str, str, str]]]:
-    """The survivor with gaps filled from later duplicates, and the conflicts:
-    (row of the duplicate, field, kept, offered)."""
-    first = group[0]
-    survivor = Row(**{**first.__dict__, "tags": list(first.tags), "merged_from": []})
-    conflicts = []
-    for other in group[1:]:
-        survivor.merged_from.append(other.row_no)
-        for name in MERGED_FIELDS:
-            kept, offered = getattr(survivor, name), getattr(other, name)
-            if offered in (None, "", {}):
-                continue
-            if kept in (None, "", {}):
-                setattr(survivor, name, offered)
-            elif kept != offered:
-                conflicts.append((other.row_no, name, display(kept), display(offered)))
-        survivor.tags = sorted(set(survivor.tags) | set(other.tags))[:30]
-    return survivor, conflicts

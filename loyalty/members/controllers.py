@@ -12,6 +12,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from loyalty.auth import current_principal, requires
 from loyalty.http.openapi import problems
 from loyalty.members import privacy, schemas, service
+from loyalty.workflows.enrolment import enrol_member
+from loyalty.workflows.merging import merge_members
 
 
 class MemberController(Controller):
@@ -30,7 +32,7 @@ class MemberController(Controller):
     ) -> schemas.Member:
         """Enrol a person or organisation. Phone (E.164) and email (lower-cased) must be
         unused: a duplicate answers 409 naming the existing member when you may see it."""
-        return await service.create_member(data, current_principal(request))
+        return await enrol_member(data, current_principal(request))
 
     @get(
         "/",
@@ -109,7 +111,7 @@ class MemberController(Controller):
     ) -> schemas.MergeResult:
         """Admins only. The duplicate's points, purchases and ledger history move to this
         member (the survivor); the duplicate is kept, marked merged, and the merge recorded."""
-        return await service.merge_members(member_id, data, current_principal(request))
+        return await merge_members(member_id, data, current_principal(request))
 
 
 class ClosureRequestController(Controller):

@@ -1,5 +1,6 @@
-"""Member archives: enrolment with normalised, unique phone and email; lookup within the
-caller's visibility; partial updates with a change record; merging duplicates."""
+"""Member archives: normalised, unique phone and email checked before enrolment; lookup
+within the caller's visibility; partial updates with a change record. Enrolling and merging
+span domains: `loyalty.workflows.enrolment` and `loyalty.workflows.merging` run them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from msgspec import UNSET
 
 from loyalty.auth import Principal
-from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loyalty.errors import Conflict, InvalidInput, NotFound
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
 from loyalty.members import schemas, visibility
@@ -207,7 +208,7 @@ async def history(member_id: UUID, principal: Principal) -> list[schemas.Change]
 # --- writing ------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A JSON-ready form of a field value (for storage and the change record)."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
@@ -216,7 +217,7 @@ def _plain(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
-def _stored(field: str, plain: Any) -> Any:
+def stored(field: str, plain: Any) -> Any:
     """A change-record value as the column takes it (dates are ISO strings in the record)."""
     if field == "birthday" and isinstance(plain, str):
         return date.fromisoformat(plain)
@@ -247,27 +248,22 @@ async def _owner_of(field: str, value: str, principal: Principal) -> str:
     return f"this {field} is already registered to another member"
 
 
-async def _unique_violation(exc: asyncpg.UniqueViolationError, values: dict, principal: Principal):
+async def unique_violation(
+    exc: asyncpg.UniqueViolationError, values: dict[str, Any], principal: Principal
+) -> Conflict:
+    """The conflict to answer when a phone or email was taken by a concurrent write."""
     field = "phone" if "phone" in (exc.constraint_name or "") else "email"
     return Conflict(await _owner_of(field, values[field], principal), field=field)
 
 
-def _registration_channel(principal: Principal) -> str:
+def registration_channel(principal: Principal) -> str:
     return {"api_key": "integration", "member": "portal", "portal": "portal"}.get(
         principal.kind, "staff"
     )
 
 
-async def create_member(
-    data: schemas.MemberCreate, principal: Principal, *, channel: str | None = None
-) -> schemas.Member:
-    from loyalty.events import service as events
-    from loyalty.points.service import open_account
-    from loyalty.referrals import service as referrals
-    from loyalty.reps import assignments as reps
-    from loyalty.tiers import changes as tiers
-    from loyalty.webhooks import service as webhooks
-
+async def enrolment_values(data: schemas.MemberCreate, principal: Principal) -> dict[str, Any]:
+    """A new member's archive, normalised and checked: phone and email must be unused."""
     values: dict[str, Any] = {
         "name": data.name.strip(),
         "kind": data.kind,
@@ -275,14 +271,14 @@ async def create_member(
         "email": normalise_email(data.email) if data.email else None,
         "gender": data.gender,
         "birthday": data.birthday,
-        "address": _plain(data.address),
-        "household": _plain(data.household),
+        "address": plain(data.address),
+        "household": plain(data.household),
         "hobbies": data.hobbies,
         "consumption_preferences": data.consumption_preferences,
         "notes": data.notes,
         "tags": sorted(set(data.tags)),
-        "organisation": _plain(data.organisation),
-        "contact_preferences": _plain(_stamp_consents(data.contact_preferences)),
+        "organisation": plain(data.organisation),
+        "contact_preferences": plain(_stamp_consents(data.contact_preferences)),
         "occupation": data.occupation.strip(),
         "source": data.source.strip(),
         "relationship_strength": data.relationship_strength,
@@ -294,59 +290,12 @@ async def create_member(
     for field in ("phone", "email"):
         if values[field] and await Member.exists().where(getattr(Member, field) == values[field]):
             raise Conflict(await _owner_of(field, values[field], principal), field=field)
-    referrer = await referrals.find_referrer(data.referral_code) if data.referral_code else None
-    # The first registration decides the first assignment: the relationship follows whoever
-    # brought the customer (the referrer's rep), else a rep enrols into their own book.
-    assigned_rep = principal.id if principal.role == "rep" else None
-    if referrer is not None and referrer.assigned_rep is not None:
-        assigned_rep = referrer.assigned_rep
-    if assigned_rep is not None:
-        values["assigned_rep"] = assigned_rep
-    channel = channel or _registration_channel(principal)
-    member = Member(
-        **values,
-        number=new_member_number(),
-        registration_channel=channel,
-        registered_by=principal.label,
-        registered_by_staff=principal.id if principal.is_staff else None,
-    )
-    try:
-        async with db.transaction() as conn:
-            await member.save()
-            await open_account(member.id)
-            await tiers.enrol(conn, member.id)
-            await referrals.issue_code(conn, member.id)
-            if assigned_rep is not None:
-                await reps.first_assignment(
-                    conn,
-                    member.id,
-                    assigned_rep,
-                    kind="referral" if referrer and referrer.assigned_rep else "registration",
-                    by=principal.label,
-                )
-            if referrer is not None:
-                await referrals.record(
-                    conn, referrer, member.id, channel=channel, assigned_rep=assigned_rep
-                )
-            if await webhooks.subscribed("member.enrolled"):
-                await events.record(
-                    conn,
-                    "member.enrolled",
-                    {"number": member.number, "channel": channel},
-                    member.id,
-                )
-            await MemberChange(
-                member=member.id,
-                action="create",
-                actor=principal.label,
-                actor_staff=principal.id if principal.is_staff else None,
-                changes={k: {"old": None, "new": _plain(v)} for k, v in values.items() if v},
-            ).save()
-    except asyncpg.UniqueViolationError as exc:
-        if "number" in (exc.constraint_name or ""):
-            return await create_member(data, principal, channel=channel)  # 1 in 10^9: retry
-        raise await _unique_violation(exc, values, principal) from None
-    return to_schema(await _row(member.id))
+    return values
+
+
+async def fetch_member(member_id: UUID) -> schemas.Member:
+    """A member as stored, without a visibility check (for the workflows that just wrote it)."""
+    return to_schema(await _row(member_id))
 
 
 async def update_member(
@@ -374,19 +323,19 @@ async def update_member(
             raise InvalidInput("cannot be in the future", field="birthday")
         elif field == "organisation" and value is not None and current.kind != "organisation":
             raise InvalidInput("only organisations have an organisation archive", field=field)
-        values[field] = _plain(value)
+        values[field] = plain(value)
     old = msgspec.to_builtins(current)
     changes = {
         field: {"old": old[field], "new": new}
         for field, new in values.items()
-        if _plain(old[field]) != new
+        if plain(old[field]) != new
     }
     if not changes:
         return current
     try:
         async with db.transaction():
             await Member.update(
-                {getattr(Member, f): _stored(f, values[f]) for f in changes}
+                {getattr(Member, f): stored(f, values[f]) for f in changes}
                 | {Member.updated_at: now()}
             ).where(Member.id == member_id)
             await MemberChange(
@@ -397,7 +346,7 @@ async def update_member(
                 changes=changes,
             ).save()
     except asyncpg.UniqueViolationError as exc:
-        raise await _unique_violation(exc, values, principal) from None
+        raise await unique_violation(exc, values, principal) from None
     return to_schema(await _row(member_id))
 
 
@@ -431,133 +380,3 @@ async def resolve_member_id(
     if row is None:
         raise InvalidInput("no member matches", field=field)
     return row["merged_into"] or row["id"]
-
-
-def _taken_from_duplicate(survivor: dict[str, Any], duplicate: dict[str, Any]) -> dict[str, Any]:
-    """What the survivor's archive takes from the duplicate's (plain values): its blanks
-    filled, lists and notes combined, consent for channels it has none for."""
-    taken: dict[str, Any] = {}
-    blanks = ["phone", "email", "gender", "birthday", "address", "household"]
-    if survivor["kind"] == duplicate["kind"] == "organisation":
-        blanks.append("organisation")
-    for field in blanks:
-        if not survivor[field] and duplicate[field]:
-            taken[field] = duplicate[field]
-    for field in ("hobbies", "consumption_preferences", "tags"):
-        combined = survivor[field] + [v for v in duplicate[field] if v not in survivor[field]]
-        if field == "tags":
-            combined = sorted(combined)
-        if combined != survivor[field]:
-            taken[field] = combined
-    if duplicate["notes"] and duplicate["notes"] not in survivor["notes"]:
-        taken["notes"] = "\n\n".join(n for n in (survivor["notes"], duplicate["notes"]) if n)
-    mine, theirs = survivor["contact_preferences"], duplicate["contact_preferences"]
-    consented = {c["channel"] for c in mine["consents"]}
-    preferences = {
-        "channels": mine["channels"] + [c for c in theirs["channels"] if c not in mine["channels"]],
-        "consents": mine["consents"]
-        + [c for c in theirs["consents"] if c["channel"] not in consented],
-    }
-    if preferences != mine:
-        taken["contact_preferences"] = preferences
-    return taken
-
-
-async def merge_members(
-    survivor_id: UUID, data: schemas.MergeRequest, principal: Principal
-) -> schemas.MergeResult:
-    """Fold a duplicate into the survivor: points, purchases and history move, nothing is lost."""
-    from loyalty.points.ledger import lock_accounts
-    from loyalty.points.service import merge_accounts
-    from loyalty.referrals import service as referrals
-    from loyalty.tiers import changes as tiers
-
-    if principal.role != "admin":
-        raise PermissionDenied("only an admin can merge members")
-    if survivor_id == data.duplicate_id:
-        raise InvalidInput("a member cannot be merged into itself", field="duplicate_id")
-    async with db.transaction() as conn:
-        # Lock order as in the ledger: points accounts first (in member-id order), then the
-        # archives. NO KEY UPDATE still lets concurrent purchases reference these members.
-        await lock_accounts(conn, [survivor_id, data.duplicate_id])
-        rows = await Member.raw(
-            "SELECT * FROM members WHERE id = ANY({}) ORDER BY id FOR NO KEY UPDATE",
-            [survivor_id, data.duplicate_id],
-        )
-        by_id = {row["id"]: row for row in rows}
-        survivor, duplicate = by_id.get(survivor_id), by_id.get(data.duplicate_id)
-        if survivor is None:
-            raise NotFound("no member with that id")
-        if duplicate is None:
-            raise InvalidInput("no member with that id", field="duplicate_id")
-        for row, field in ((survivor, "member_id"), (duplicate, "duplicate_id")):
-            if row["status"] != "active":
-                raise Conflict("this member was already merged", field=field)
-        before = msgspec.to_builtins(to_schema(await _row(survivor_id)))
-        taken = _taken_from_duplicate(
-            before, msgspec.to_builtins(to_schema(await _row(data.duplicate_id)))
-        )
-        # The duplicate gives up its phone and email first: they are unique.
-        await Member.update(
-            {
-                Member.status: "merged",
-                Member.merged_into: survivor_id,
-                Member.phone: None,
-                Member.email: None,
-                Member.updated_at: now(),
-            }
-        ).where(Member.id == data.duplicate_id)
-        await Member.update(
-            {getattr(Member, f): _stored(f, v) for f, v in taken.items()}
-            | {Member.updated_at: now()}
-        ).where(Member.id == survivor_id)
-        # The person's history and portal sign-in go with them (a password only where the
-        # survivor has none).
-        await conn.execute(
-            "UPDATE contacts SET member = $2 WHERE member = $1", data.duplicate_id, survivor_id
-        )
-        await conn.execute(
-            """
-            UPDATE member_credentials SET member = $2 WHERE member = $1
-              AND NOT EXISTS (SELECT 1 FROM member_credentials WHERE member = $2)
-            """,
-            data.duplicate_id,
-            survivor_id,
-        )
-        await conn.execute("DELETE FROM member_credentials WHERE member = $1", data.duplicate_id)
-        moved = await merge_accounts(data.duplicate_id, survivor_id, actor=principal.label)
-        await tiers.after_merge(conn, data.duplicate_id, survivor_id, principal.label)
-        await referrals.after_merge(conn, data.duplicate_id, survivor_id)
-        details = {
-            "duplicate_id": str(data.duplicate_id),
-            "duplicate_number": duplicate["number"],
-            "reason": data.reason,
-            "points_moved": moved["points"],
-            "purchases_moved": moved["purchases"],
-            "fields": {f: {"old": before[f], "new": v} for f, v in taken.items()},
-            "duplicate_phone": duplicate["phone"],
-            "duplicate_email": duplicate["email"],
-        }
-        actor_staff = principal.id if principal.is_staff else None
-        await MemberChange.insert(
-            MemberChange(
-                member=survivor_id,
-                action="merge",
-                actor=principal.label,
-                actor_staff=actor_staff,
-                changes=details,
-            ),
-            MemberChange(
-                member=data.duplicate_id,
-                action="merged_into",
-                actor=principal.label,
-                actor_staff=actor_staff,
-                changes={"survivor_id": str(survivor_id), "reason": data.reason},
-            ),
-        )
-    return schemas.MergeResult(
-        survivor=to_schema(await _row(survivor_id)),
-        merged_member_id=data.duplicate_id,
-        points_moved=moved["points"],
-        purchases_moved=moved["purchases"],
-    )

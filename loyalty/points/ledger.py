@@ -10,6 +10,9 @@ Invariants (the database enforces 1-4, see migrations/points; this module keeps 
    lot before it leaves debt.
 
 Lock order, everywhere: points accounts first (several in member-id order), then lots.
+
+This module is the only writer of `points_ledger`, `points_lots` and `points_accounts`:
+every other module posts, releases, expires or moves points through its functions.
 """
 
 from __future__ import annotations
@@ -383,3 +386,157 @@ async def expiring_within(conn: asyncpg.Connection, member_id: UUID) -> tuple[in
         member_id,
     )
     return int(row[0]), int(row[1]), int(row[2])
+
+
+# --- opening, releasing, expiring and moving (set-based) -----------------------------------
+# Kept apart from the postings above: these run over many members at once, in batches.
+
+
+async def open_accounts(conn: asyncpg.Connection, member_ids: list[UUID]) -> None:
+    """One empty account for each new member (every member has exactly one)."""
+    await conn.execute(
+        """
+        INSERT INTO points_accounts (id, member, available, pending, debt, lifetime_earned,
+            total, closed, updated_at)
+        SELECT gen_random_uuid(), m, 0, 0, 0, 0, 0, false, now()
+        FROM unnest($1::uuid[]) AS m
+        """,
+        member_ids,
+    )
+
+
+async def members_with_lots_due(
+    conn: asyncpg.Connection, at: datetime, limit: int, *, expiry: bool
+) -> list[UUID]:
+    """Members with lots to release (or, with `expiry`, to expire) at `at`: one batch."""
+    due = "expires_at <= $1" if expiry else "NOT released AND available_at <= $1"
+    rows = await conn.fetch(
+        f"SELECT DISTINCT member FROM points_lots WHERE remaining > 0 AND {due} LIMIT $2",
+        at,
+        limit,
+    )
+    return [row["member"] for row in rows]
+
+
+async def release_lots(conn: asyncpg.Connection, member_ids: list[UUID], at: datetime) -> int:
+    """Release these (locked) members' lots whose return window has passed; points released."""
+    moved = await conn.fetch(
+        """
+        WITH due AS (
+            UPDATE points_lots SET released = true
+            WHERE member = ANY($1::uuid[]) AND NOT released AND available_at <= $2
+            RETURNING member, remaining
+        ), per_member AS (
+            SELECT member, sum(remaining) AS points FROM due GROUP BY member
+        )
+        UPDATE points_accounts a
+        SET pending = a.pending - p.points, available = a.available + p.points,
+            updated_at = now()
+        FROM per_member p WHERE a.member = p.member
+        RETURNING p.points
+        """,
+        member_ids,
+        at,
+    )
+    return sum(row["points"] for row in moved)
+
+
+async def expire_lots(conn: asyncpg.Connection, member_ids: list[UUID], at: datetime) -> int:
+    """Expire what is left of these (locked) members' lots past their expiry, each lot under
+    its own ledger key; points expired."""
+    due = await conn.fetch(
+        """
+        SELECT id, member, remaining, released, expires_at FROM points_lots
+        WHERE member = ANY($1::uuid[]) AND remaining > 0 AND expires_at <= $2
+        FOR UPDATE
+        """,
+        member_ids,
+        at,
+    )
+    # Separate statements: the ledger trigger updates the accounts too, and one
+    # statement may not touch the same row twice.
+    await conn.execute(
+        """
+        INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+            idempotency_key, occurred_at, created_at, actor)
+        SELECT gen_random_uuid(), d.member, -d.remaining, 'expiry', 'lot', d.id::text,
+               'expiry:' || d.id::text, d.expires_at, now(), 'system'
+        FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[])
+             AS d(id, member, remaining, expires_at)
+        """,
+        [lot["id"] for lot in due],
+        [lot["member"] for lot in due],
+        [lot["remaining"] for lot in due],
+        [lot["expires_at"] for lot in due],
+    )
+    await conn.execute(
+        "UPDATE points_lots SET remaining = 0 WHERE id = ANY($1::uuid[])",
+        [lot["id"] for lot in due],
+    )
+    from_available: dict[UUID, int] = {}
+    from_pending: dict[UUID, int] = {}
+    for lot in due:
+        bucket = from_available if lot["released"] else from_pending
+        bucket[lot["member"]] = bucket.get(lot["member"], 0) + lot["remaining"]
+    await conn.execute(
+        """
+        UPDATE points_accounts a
+        SET available = a.available - v.from_available,
+            pending = a.pending - v.from_pending, updated_at = now()
+        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
+             AS v(member, from_available, from_pending)
+        WHERE a.member = v.member
+        """,
+        member_ids,
+        [from_available.get(m, 0) for m in member_ids],
+        [from_pending.get(m, 0) for m in member_ids],
+    )
+    return sum(lot["remaining"] for lot in due)
+
+
+async def move_account(
+    conn: asyncpg.Connection, duplicate_id: UUID, survivor_id: UUID, *, at: datetime, actor: str
+) -> int:
+    """Move a merged duplicate's points and lots to the survivor and close its account. The
+    move is a transfer pair, so both balances still equal the sums of their entries and the
+    duplicate's history stays readable. Points moved."""
+    accounts = await lock_accounts(conn, [duplicate_id, survivor_id])
+    duplicate, survivor = accounts[duplicate_id], accounts[survivor_id]
+    moved = duplicate.total
+    if moved:
+        note = f"member {duplicate_id} merged into {survivor_id}"
+        await insert_entries(
+            conn,
+            [
+                NewEntry(
+                    member,
+                    points,
+                    kind="transfer",
+                    cause_type="merge",
+                    cause_id=str(duplicate_id),
+                    key=f"merge:{duplicate_id}:{direction}",
+                    occurred_at=at,
+                    actor=actor,
+                    note=note,
+                )
+                for member, points, direction in (
+                    (duplicate_id, -moved, "out"),
+                    (survivor_id, moved, "in"),
+                )
+            ],
+        )
+    await conn.execute(
+        "UPDATE points_lots SET member = $2 WHERE member = $1", duplicate_id, survivor_id
+    )
+    survivor.available += duplicate.available
+    survivor.pending += duplicate.pending
+    survivor.debt += duplicate.debt
+    survivor.lifetime_earned += duplicate.lifetime_earned
+    duplicate.available = duplicate.pending = duplicate.debt = 0
+    await conn.execute("UPDATE points_accounts SET closed = true WHERE id = $1", duplicate.id)
+    if survivor.debt:
+        # Debt and open lots never coexist: the merged lots repay the debt now.
+        debt, survivor.debt = survivor.debt, 0
+        await consume(conn, survivor, debt, order=AVAILABLE_THEN_PENDING)
+    await save_accounts(conn, [duplicate, survivor])
+    return moved

@@ -19,7 +19,6 @@ from loyalty.infrastructure.caches import Cache
 from loyalty.infrastructure.clock import now
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
-from loyalty.points.tables import PointsAccount
 
 CLOCK_SKEW = timedelta(minutes=5)
 RULES_CACHE_SECONDS = 5.0
@@ -113,11 +112,6 @@ def line_points(
 
 
 # --- accounts -----------------------------------------------------------------------------
-
-
-async def open_account(member_id: UUID) -> None:
-    """Every member has exactly one points account, opened with the archive."""
-    await PointsAccount(member=member_id).save()
 
 
 async def balance(member_id: UUID, principal: Principal) -> schemas.Balance:
@@ -308,40 +302,11 @@ async def release_pending(batch_size: int = 500, at: datetime | None = None) -> 
     released = 0
     while True:
         async with db.transaction() as conn:
-            member_ids = [
-                row["member"]
-                for row in await conn.fetch(
-                    """
-                    SELECT DISTINCT member FROM points_lots
-                    WHERE NOT released AND remaining > 0 AND available_at <= $1
-                    LIMIT $2
-                    """,
-                    at,
-                    batch_size,
-                )
-            ]
+            member_ids = await ledger.members_with_lots_due(conn, at, batch_size, expiry=False)
             if not member_ids:
                 return released
             await ledger.lock_accounts(conn, member_ids)
-            moved = await conn.fetch(
-                """
-                WITH due AS (
-                    UPDATE points_lots SET released = true
-                    WHERE member = ANY($1::uuid[]) AND NOT released AND available_at <= $2
-                    RETURNING member, remaining
-                ), per_member AS (
-                    SELECT member, sum(remaining) AS points FROM due GROUP BY member
-                )
-                UPDATE points_accounts a
-                SET pending = a.pending - p.points, available = a.available + p.points,
-                    updated_at = now()
-                FROM per_member p WHERE a.member = p.member
-                RETURNING p.points
-                """,
-                member_ids,
-                at,
-            )
-            released += sum(row["points"] for row in moved)
+            released += await ledger.release_lots(conn, member_ids, at)
 
 
 async def expire_points(batch_size: int = 500, at: datetime | None = None) -> int:
@@ -351,135 +316,35 @@ async def expire_points(batch_size: int = 500, at: datetime | None = None) -> in
     expired = 0
     while True:
         async with db.transaction() as conn:
-            member_ids = [
-                row["member"]
-                for row in await conn.fetch(
-                    """
-                    SELECT DISTINCT member FROM points_lots
-                    WHERE remaining > 0 AND expires_at <= $1
-                    LIMIT $2
-                    """,
-                    at,
-                    batch_size,
-                )
-            ]
+            member_ids = await ledger.members_with_lots_due(conn, at, batch_size, expiry=True)
             if not member_ids:
                 return expired
             await ledger.lock_accounts(conn, member_ids)
-            due = await conn.fetch(
-                """
-                SELECT id, member, remaining, released, expires_at FROM points_lots
-                WHERE member = ANY($1::uuid[]) AND remaining > 0 AND expires_at <= $2
-                FOR UPDATE
-                """,
-                member_ids,
-                at,
-            )
-            # Separate statements: the ledger trigger updates the accounts too, and one
-            # statement may not touch the same row twice.
-            await conn.execute(
-                """
-                INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
-                    idempotency_key, occurred_at, created_at, actor)
-                SELECT gen_random_uuid(), d.member, -d.remaining, 'expiry', 'lot', d.id::text,
-                       'expiry:' || d.id::text, d.expires_at, now(), 'system'
-                FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[])
-                     AS d(id, member, remaining, expires_at)
-                """,
-                [lot["id"] for lot in due],
-                [lot["member"] for lot in due],
-                [lot["remaining"] for lot in due],
-                [lot["expires_at"] for lot in due],
-            )
-            await conn.execute(
-                "UPDATE points_lots SET remaining = 0 WHERE id = ANY($1::uuid[])",
-                [lot["id"] for lot in due],
-            )
-            from_available: dict[UUID, int] = {}
-            from_pending: dict[UUID, int] = {}
-            for lot in due:
-                bucket = from_available if lot["released"] else from_pending
-                bucket[lot["member"]] = bucket.get(lot["member"], 0) + lot["remaining"]
-            await conn.execute(
-                """
-                UPDATE points_accounts a
-                SET available = a.available - v.from_available,
-                    pending = a.pending - v.from_pending, updated_at = now()
-                FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
-                     AS v(member, from_available, from_pending)
-                WHERE a.member = v.member
-                """,
-                member_ids,
-                [from_available.get(m, 0) for m in member_ids],
-                [from_pending.get(m, 0) for m in member_ids],
-            )
-            expired += sum(lot["remaining"] for lot in due)
+            expired += await ledger.expire_lots(conn, member_ids, at)
 
 
 # --- merging members ----------------------------------------------------------------------
 
 
-async def merge_accounts(duplicate_id: UUID, survivor_id: UUID, *, actor: str) -> dict[str, int]:
+async def merge_accounts(
+    conn: asyncpg.Connection, duplicate_id: UUID, survivor_id: UUID, *, actor: str
+) -> dict[str, int]:
     """Move the duplicate's points, lots and purchases to the survivor, inside the caller's
-    transaction. The ledger records the move as a transfer pair, so both balances still
-    equal the sums of their entries and the duplicate's history stays readable."""
-    async with db.transaction() as conn:
-        accounts = await ledger.lock_accounts(conn, [duplicate_id, survivor_id])
-        duplicate, survivor = accounts[duplicate_id], accounts[survivor_id]
-        moved = duplicate.total
-        if moved:
-            note = f"member {duplicate_id} merged into {survivor_id}"
-            await ledger.insert_entries(
-                conn,
-                [
-                    ledger.NewEntry(
-                        member,
-                        points,
-                        kind="transfer",
-                        cause_type="merge",
-                        cause_id=str(duplicate_id),
-                        key=f"merge:{duplicate_id}:{direction}",
-                        occurred_at=now(),
-                        actor=actor,
-                        note=note,
-                    )
-                    for member, points, direction in (
-                        (duplicate_id, -moved, "out"),
-                        (survivor_id, moved, "in"),
-                    )
-                ],
-            )
-        await conn.execute(
-            "UPDATE points_lots SET member = $2 WHERE member = $1", duplicate_id, survivor_id
-        )
-        survivor.available += duplicate.available
-        survivor.pending += duplicate.pending
-        survivor.debt += duplicate.debt
-        survivor.lifetime_earned += duplicate.lifetime_earned
-        duplicate.available = duplicate.pending = duplicate.debt = 0
-        await conn.execute("UPDATE points_accounts SET closed = true WHERE id = $1", duplicate.id)
-        if survivor.debt:
-            # Debt and open lots never coexist: the merged lots repay the debt now.
-            debt, survivor.debt = survivor.debt, 0
-            await ledger.consume(conn, survivor, debt, order=ledger.AVAILABLE_THEN_PENDING)
-        await ledger.save_account(conn, duplicate)
-        await ledger.save_account(conn, survivor)
-        # Lines and returns are found through their purchases (indexed), not by member
-        # (which would scan every line and return ever posted).
-        purchases = await conn.fetchval(
-            """
-            WITH moved AS (
-                UPDATE purchases SET member = $2 WHERE member = $1 RETURNING id
-            ), lines AS (
-                UPDATE purchase_lines SET member = $2 WHERE purchase IN (SELECT id FROM moved)
-            ), returns AS (
-                UPDATE purchase_returns SET member = $2 WHERE purchase IN (SELECT id FROM moved)
-            ) SELECT count(*) FROM moved
-            """,
-            duplicate_id,
-            survivor_id,
-        )
-        await conn.execute(
-            "UPDATE members SET merged_into = $2 WHERE merged_into = $1", duplicate_id, survivor_id
-        )
+    transaction (the ledger records the points as a transfer pair)."""
+    moved = await ledger.move_account(conn, duplicate_id, survivor_id, at=now(), actor=actor)
+    # Lines and returns are found through their purchases (indexed), not by member
+    # (which would scan every line and return ever posted).
+    purchases = await conn.fetchval(
+        """
+        WITH moved AS (
+            UPDATE purchases SET member = $2 WHERE member = $1 RETURNING id
+        ), lines AS (
+            UPDATE purchase_lines SET member = $2 WHERE purchase IN (SELECT id FROM moved)
+        ), returns AS (
+            UPDATE purchase_returns SET member = $2 WHERE purchase IN (SELECT id FROM moved)
+        ) SELECT count(*) FROM moved
+        """,
+        duplicate_id,
+        survivor_id,
+    )
     return {"points": moved, "purchases": purchases}

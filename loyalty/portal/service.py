@@ -26,6 +26,7 @@ from loyalty.portal import codes, schemas
 from loyalty.referrals import service as referrals
 from loyalty.reps import contacts
 from loyalty.settings import Settings
+from loyalty.workflows.enrolment import enrol_member
 
 TOKEN_PREFIX = "mbr_"
 WRONG_PASSWORD = i18n.N_("That sign-in is not right.")
@@ -200,7 +201,7 @@ async def finish_sign_up(
     # Only the address the code went to is proven; the other can be added later through
     # a contact change, which sends it a code of its own.
     verified = stored.get("verified", "email" if form.email else "phone")
-    created = await members.create_member(
+    created = await enrol_member(
         member_schemas.MemberCreate(
             name=form.name,
             phone=(form.phone or None) if verified == "phone" else None,

@@ -32,9 +32,10 @@ async def test_two_rows_reaching_one_existing_member_in_one_chunk_both_fill_its_
     """Against a member already in the database, rows only fill its empty fields: one row
     matching it by phone and another (same chunk) by email both fill theirs; the second
     does not write the first one's birthday back to empty."""
-    from loyalty.members import schemas, service
+    from loyalty.members import schemas
+    from loyalty.workflows.enrolment import enrol_member
 
-    existing = await service.create_member(
+    existing = await enrol_member(
         schemas.MemberCreate(name="Chen Jie", phone="13300133000", email="chen@example.com"),
         boss,
     )

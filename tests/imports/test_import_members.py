@@ -14,12 +14,13 @@ from tests.helpers.ledger import assert_ledger_consistent
 @pytest.fixture
 async def setup(app, make_staff, tmp_path):
     from loyalty.auth import staff_principal
-    from loyalty.members import schemas, service
+    from loyalty.members import schemas
+    from loyalty.workflows.enrolment import enrol_member
 
     rep = await make_staff("rep.li", "rep", "East")
     admin = await make_staff("boss", "admin")
     principal = staff_principal(admin.id, "boss", "admin", None)
-    existing = await service.create_member(
+    existing = await enrol_member(
         schemas.MemberCreate(name="Existing Member", phone="13300133000"), principal
     )
     return {
@@ -152,9 +153,9 @@ async def test_reimporting_the_same_file_changes_nothing(setup):
 
 
 async def test_an_interrupted_import_resumes_without_duplicates(setup, monkeypatch):
-    from loyalty.imports import service
+    from loyalty.imports import members, service
 
-    real = service._merge
+    real = members._merge
     calls = {"n": 0}
 
     async def failing(conn, run, *args):
@@ -163,7 +164,7 @@ async def test_an_interrupted_import_resumes_without_duplicates(setup, monkeypat
             raise RuntimeError("the power went out")
         return await real(conn, run, *args)
 
-    monkeypatch.setattr(service, "_merge", failing)
+    monkeypatch.setattr(members, "_merge", failing)
     created = await service.create_import(setup["file"], "messy.csv", setup["principal"])
     with pytest.raises(RuntimeError):
         await service.run_import(created.id, chunk_rows=2)

@@ -25,9 +25,9 @@ from loyalty.auth import staff_principal
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import add_months
 from loyalty.members import schemas as member_schemas
-from loyalty.members import service as members
 from loyalty.points import schemas, service
 from loyalty.workflows import returns, sales
+from loyalty.workflows.enrolment import enrol_member
 
 ADMIN = None  # set by the test to a real admin's principal
 PENDING_DAYS, EXPIRY_MONTHS = 14, 24
@@ -64,7 +64,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @initialize()
     def enrol(self) -> None:
-        member = self.run(members.create_member(member_schemas.MemberCreate(name="Prop"), ADMIN))
+        member = self.run(enrol_member(member_schemas.MemberCreate(name="Prop"), ADMIN))
         self.member_id = member.id
         self.lots: list[Lot] = []
         self.debt = 0
