@@ -17,45 +17,17 @@ every other module posts, releases, expires or moves points through its function
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
-from asyncpg.pgproto.pgproto import UUID as _PgUUID
 
-from loyalty.infrastructure.clock import add_months
+from loyalty.points.entries import Account, NewEntry, NewLot, plan_earn
 
 # Who consumes which lots first.
 OWN_LOT_THEN_PENDING = "reversal"  # a return: its own purchase's lot, then pending, then available
 AVAILABLE_ONLY = "redemption"  # spending: only available points, soonest expiry first
 AVAILABLE_THEN_PENDING = "deduction"  # manual deduction: available, then pending, then debt
-
-
-def new_id() -> UUID:
-    """A random (version 4) UUID, as uuid.uuid4() but in a third of the time: a batch of a
-    thousand purchases makes three thousand (asyncpg's UUID type, which it also reads back)."""
-    random = bytearray(os.urandom(16))
-    random[6] = random[6] & 0x0F | 0x40
-    random[8] = random[8] & 0x3F | 0x80
-    return _PgUUID(bytes(random))
-
-
-@dataclass
-class Account:
-    id: UUID
-    member_id: UUID
-    available: int
-    pending: int
-    debt: int
-    lifetime_earned: int
-    assigned_rep: UUID | None = None
-    merged_into: UUID | None = None
-
-    @property
-    def total(self) -> int:
-        return self.available + self.pending - self.debt
 
 
 async def lock_account(conn: asyncpg.Connection, member_id: UUID) -> Account:
@@ -101,31 +73,6 @@ async def save_account(conn: asyncpg.Connection, account: Account) -> None:
     await save_accounts(conn, [account])
 
 
-@dataclass
-class NewEntry:
-    member: UUID
-    points: int
-    kind: str
-    cause_type: str
-    cause_id: str
-    key: str
-    occurred_at: datetime
-    actor: str | None = None
-    note: str | None = None
-    id: UUID = field(default_factory=new_id)
-
-
-@dataclass
-class NewLot:
-    member: UUID
-    entry: UUID
-    points: int
-    remaining: int
-    available_at: datetime
-    expires_at: datetime
-    released: bool
-
-
 ENTRY_ROWS = """
     SELECT e.id, e.member, e.points, e.kind, e.cause_type, e.cause_id, e.key, e.occurred_at,
            now(), e.actor, e.note
@@ -153,38 +100,25 @@ def entry_args(entries: list[NewEntry]) -> list[list]:
 async def insert_entries(conn: asyncpg.Connection, entries: list[NewEntry]) -> None:
     """One statement for any number of entries (the totals trigger then runs once)."""
     if entries:
-        await conn.execute(
-            f"""
-            INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
-                idempotency_key, occurred_at, created_at, actor, note)
-            {ENTRY_ROWS}
-            """,
-            *entry_args(entries),
-        )
+        await conn.execute(ENTRIES_INSERT, *entry_args(entries))
 
 
-async def insert_earnings(
-    conn: asyncpg.Connection, entries: list[NewEntry], lots: list[NewLot]
-) -> None:
-    """Earning entries and their lots in one statement (one round trip for a whole batch)."""
-    if not entries:
-        return
-    await conn.execute(
-        f"""
-        WITH entries AS (
-            INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
-                idempotency_key, occurred_at, created_at, actor, note)
-            {ENTRY_ROWS}
-        )
+def _lots_insert(first: int) -> str:
+    """Insert lots from seven arrays numbered from `$first` (see `lot_args`)."""
+    n = [f"${first + i}" for i in range(7)]
+    return f"""
         INSERT INTO points_lots (id, member, entry, points, remaining, available_at,
             expires_at, released)
         SELECT gen_random_uuid(), l.member, l.entry, l.points, l.remaining, l.available_at,
                l.expires_at, l.released
-        FROM unnest($11::uuid[], $12::uuid[], $13::bigint[], $14::bigint[],
-                    $15::timestamptz[], $16::timestamptz[], $17::bool[])
+        FROM unnest({n[0]}::uuid[], {n[1]}::uuid[], {n[2]}::bigint[], {n[3]}::bigint[],
+                    {n[4]}::timestamptz[], {n[5]}::timestamptz[], {n[6]}::bool[])
              AS l(member, entry, points, remaining, available_at, expires_at, released)
-        """,
-        *entry_args(entries),
+    """
+
+
+def lot_args(lots: list[NewLot]) -> list[list]:
+    return [
         [lot.member for lot in lots],
         [lot.entry for lot in lots],
         [lot.points for lot in lots],
@@ -192,59 +126,55 @@ async def insert_earnings(
         [lot.available_at for lot in lots],
         [lot.expires_at for lot in lots],
         [lot.released for lot in lots],
-    )
+    ]
 
 
-async def save_accounts(conn: asyncpg.Connection, accounts: list[Account]) -> None:
-    if not accounts:
-        return
-    await conn.execute(
-        """
+def _accounts_update(first: int) -> str:
+    """Set the buckets of accounts from five arrays numbered from `$first` (`account_args`)."""
+    n = [f"${first + i}" for i in range(5)]
+    return f"""
         UPDATE points_accounts a
         SET available = v.available, pending = v.pending, debt = v.debt,
             lifetime_earned = v.lifetime_earned, updated_at = now()
-        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+        FROM unnest({n[0]}::uuid[], {n[1]}::bigint[], {n[2]}::bigint[], {n[3]}::bigint[],
+                    {n[4]}::bigint[])
              AS v(id, available, pending, debt, lifetime_earned)
         WHERE a.id = v.id
-        """,
+    """
+
+
+def account_args(accounts: list[Account]) -> list[list]:
+    return [
         [a.id for a in accounts],
         [a.available for a in accounts],
         [a.pending for a in accounts],
         [a.debt for a in accounts],
         [a.lifetime_earned for a in accounts],
-    )
+    ]
 
 
-def plan_earn(
-    account: Account,
-    entry: NewEntry,
-    *,
-    now: datetime,
-    pending_days: int,
-    expiry_months: int,
-) -> NewLot:
-    """The lot a positive entry creates, with the account's buckets moved: debt is repaid
-    first, the rest is pending until the return window has passed."""
-    assert entry.points > 0
-    available_at = entry.occurred_at + timedelta(days=pending_days)
-    released = available_at <= now
-    repaid = min(account.debt, entry.points)
-    remaining = entry.points - repaid
-    account.debt -= repaid
-    if released:
-        account.available += remaining
-    else:
-        account.pending += remaining
-    account.lifetime_earned += entry.points
-    return NewLot(
-        member=account.member_id,
-        entry=entry.id,
-        points=entry.points,
-        remaining=remaining,
-        available_at=available_at,
-        expires_at=add_months(entry.occurred_at, expiry_months),
-        released=released,
-    )
+ENTRIES_INSERT = f"""
+    INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
+        idempotency_key, occurred_at, created_at, actor, note)
+    {ENTRY_ROWS}
+"""
+
+
+async def insert_earnings(
+    conn: asyncpg.Connection, entries: list[NewEntry], lots: list[NewLot]
+) -> None:
+    """Earning entries and their lots in one statement (one round trip for a whole batch)."""
+    if entries:
+        await conn.execute(
+            f"WITH entries AS ({ENTRIES_INSERT}) {_lots_insert(11)}",
+            *entry_args(entries),
+            *lot_args(lots),
+        )
+
+
+async def save_accounts(conn: asyncpg.Connection, accounts: list[Account]) -> None:
+    if accounts:
+        await conn.execute(_accounts_update(1), *account_args(accounts))
 
 
 async def earn(
@@ -270,47 +200,16 @@ POSTING_PARAMS = 22  # parameters of `POSTING_CTES`, numbered from $1
 
 
 POSTING_CTES = f"""
-    entries AS (
-        INSERT INTO points_ledger (id, member, points, kind, cause_type, cause_id,
-            idempotency_key, occurred_at, created_at, actor, note)
-        {ENTRY_ROWS}
-    ), lots AS (
-        INSERT INTO points_lots (id, member, entry, points, remaining, available_at,
-            expires_at, released)
-        SELECT gen_random_uuid(), l.member, l.entry, l.points, l.remaining, l.available_at,
-               l.expires_at, l.released
-        FROM unnest($11::uuid[], $12::uuid[], $13::bigint[], $14::bigint[],
-                    $15::timestamptz[], $16::timestamptz[], $17::bool[])
-             AS l(member, entry, points, remaining, available_at, expires_at, released)
-    ), accounts AS (
-        UPDATE points_accounts a
-        SET available = v.available, pending = v.pending, debt = v.debt,
-            lifetime_earned = v.lifetime_earned, updated_at = now()
-        FROM unnest($18::uuid[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[])
-             AS v(id, available, pending, debt, lifetime_earned)
-        WHERE a.id = v.id
-    )
+    entries AS ({ENTRIES_INSERT}),
+    lots AS ({_lots_insert(11)}),
+    accounts AS ({_accounts_update(18)})
 """
 
 
 def posting_args(entries: list[NewEntry], lots: list[NewLot], accounts: list[Account]) -> list:
     """The parameters of `POSTING_CTES`: the entries, their lots and the accounts they moved
     (the ledger trigger adds the entries to the accounts' totals once the statement is done)."""
-    return [
-        *entry_args(entries),
-        [lot.member for lot in lots],
-        [lot.entry for lot in lots],
-        [lot.points for lot in lots],
-        [lot.remaining for lot in lots],
-        [lot.available_at for lot in lots],
-        [lot.expires_at for lot in lots],
-        [lot.released for lot in lots],
-        [a.id for a in accounts],
-        [a.available for a in accounts],
-        [a.pending for a in accounts],
-        [a.debt for a in accounts],
-        [a.lifetime_earned for a in accounts],
-    ]
+    return [*entry_args(entries), *lot_args(lots), *account_args(accounts)]
 
 
 async def consume(

@@ -21,6 +21,7 @@ from loyalty.events import service as events
 from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus
 from loyalty.points import ledger, purchases, schemas
+from loyalty.points.entries import new_id
 from loyalty.points.service import line_points
 from loyalty.referrals import rewards as referrals
 from loyalty.tiers import changes as tier_changes
@@ -232,7 +233,7 @@ async def _earn(
                 bonus_rows.append((offer.id, p.member, data.external_id, extra))
         climb.count(p.member, data.occurred_at, sum(points), data.total)
         row = purchases.NewPurchase(
-            ledger.new_id(),
+            new_id(),
             p.member,
             data,
             points,
