@@ -166,13 +166,13 @@ async def _demo_purchases(
         when = now - timedelta(days=rng.uniform(0, 548), hours=rng.uniform(0, 12))
         external_id = f"DEMO-{i}-{n}"
         await sales.post_purchase(
-            points_schemas.PurchaseIn(
+            points_schemas.PurchaseCreate(
                 external_id=external_id,
                 occurred_at=when,
                 store=rng.choice(["Shanghai Jing'an", "Beijing Sanlitun", "Online shop"]),
                 currency="CNY",
                 lines=[
-                    points_schemas.PurchaseLineIn(
+                    points_schemas.PurchaseLineCreate(
                         sku=sku, quantity=quantity, unit_price=Decimal(price), category=category
                     )
                 ],
@@ -184,9 +184,9 @@ async def _demo_purchases(
         if rng.random() < 0.05:
             await returns.post_return(
                 external_id,
-                points_schemas.ReturnIn(
+                points_schemas.ReturnCreate(
                     return_id=f"{external_id}-R",
-                    lines=[points_schemas.ReturnLineIn(quantity=1, line_no=1)],
+                    lines=[points_schemas.ReturnLineCreate(quantity=1, line_no=1)],
                     reason="demo return",
                 ),
                 enroler,
@@ -239,6 +239,8 @@ async def seed_rewards(admin: Principal) -> None:
         if data.voucher_source == "pool":
             await reward_vouchers.import_vouchers(
                 reward.id,
-                reward_schemas.VoucherImport(codes=[f"CINEMA-{n:04d}" for n in range(1, 101)]),
+                reward_schemas.VoucherImportCreate(
+                    codes=[f"CINEMA-{n:04d}" for n in range(1, 101)]
+                ),
                 admin,
             )

@@ -114,7 +114,7 @@ async def test_openapi_document_states_the_real_constraints(client):
     assert points_max["minimum"] == 0  # Litestar's own generator dropped a minimum of 0
     tags = schemas["MemberUpdate"]["properties"]["tags"]["items"]
     assert tags["minLength"] == 1
-    decimal = schemas["EarningRulesBody"]["properties"]["points_per_unit"]["anyOf"][0]
+    decimal = schemas["EarningRulesUpdate"]["properties"]["points_per_unit"]["anyOf"][0]
     assert decimal["type"] == "string" and "pattern" in decimal
     for path, item in document["paths"].items():
         for method, operation in item.items():

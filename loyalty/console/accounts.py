@@ -114,7 +114,7 @@ class AccountPages(Controller):
         values = await form(request)
         department = str(values.get("department") or principal.department or "")
         try:
-            data = convert({"department": department}, rep_schemas.RotationIn)
+            data = convert({"department": department}, rep_schemas.RotationCreate)
             plan = await rotation.propose(data, principal)
         except DomainError as exc:
             return page(
@@ -160,7 +160,7 @@ class AccountPages(Controller):
         principal = staff(request, "reps:assign")
         values = await form(request)
         try:
-            data = convert({"rep_id": _uuid(values.get("rep_id"))}, rep_schemas.MoveChange)
+            data = convert({"rep_id": _uuid(values.get("rep_id"))}, rep_schemas.RotationMoveUpdate)
             await rotation.adjust(rotation_id, member_id, data, principal)
         except DomainError as exc:
             return await self._plan_page(request, rotation_id, exc)
@@ -220,7 +220,7 @@ TEAM_ROLES = ("service", "settlement", "operations")
 TEAM_ROWS = 3
 
 
-async def service_team_input(request: Request) -> rep_schemas.ServiceTeamIn:
+async def service_team_input(request: Request) -> rep_schemas.ServiceTeamUpdate:
     """The service-team form: a lead and up to three colleagues with roles (blank rows skip)."""
     values = await form(request)
     people = []
@@ -232,5 +232,5 @@ async def service_team_input(request: Request) -> rep_schemas.ServiceTeamIn:
             )
     return convert(
         {"lead_id": _uuid(values.get("lead_id"), "lead_id"), "members": people},
-        rep_schemas.ServiceTeamIn,
+        rep_schemas.ServiceTeamUpdate,
     )

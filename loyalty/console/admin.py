@@ -256,7 +256,7 @@ class AdminPages(Controller):
                     ),
                 },
             }
-            await tiers.put_tier(code, convert(body, tier_schemas.TierBody), principal)
+            await tiers.put_tier(code, convert(body, tier_schemas.TierUpdate), principal)
         except DomainError as exc:
             return await self._tier_page(request, exc)
         return back("/console/tiers?saved=tier")
@@ -300,7 +300,7 @@ class AdminPages(Controller):
                 "pending_days": values.get("pending_days", ""),
                 "expiry_months": values.get("expiry_months", ""),
             }
-            await points.update_rules(convert(body, point_schemas.EarningRulesBody), principal)
+            await points.update_rules(convert(body, point_schemas.EarningRulesUpdate), principal)
         except DomainError as exc:
             return await self._rules_page(request, exc, values)
         return back("/console/earning?saved=rules")

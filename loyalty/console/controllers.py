@@ -163,7 +163,7 @@ class MemberPages(Controller):
             values["occurred_at"] = local_datetime(values.get("occurred_at", ""), "occurred_at")
             if values["occurred_at"] is None:
                 values.pop("occurred_at")
-            data = convert(values, rep_schemas.ContactIn)
+            data = convert(values, rep_schemas.ContactCreate)
             await contacts.add_contact(member_id, data, principal)
         except (InvalidInput, DomainError) as exc:
             return await member_page(request, member_id, error=exc, form=values)
@@ -174,7 +174,7 @@ class MemberPages(Controller):
         principal = staff(request, "contacts:write")
         values = await form(request)
         try:
-            data = convert(values, rep_schemas.MessageIn)
+            data = convert(values, rep_schemas.MessageCreate)
             await contacts.send_message(member_id, data, principal)
         except DomainError as exc:
             return await member_page(request, member_id, error=exc, form=values)
@@ -222,7 +222,7 @@ class MemberPages(Controller):
             other = await members.resolve_member_id(number=number)
             data = convert(
                 {"member_a": member_id, "member_b": other, "reason": values.get("reason", "")},
-                rep_schemas.SwapIn,
+                rep_schemas.SwapCreate,
             )
             await swaps.request_swap(data, principal)
         except DomainError as exc:

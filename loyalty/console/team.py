@@ -97,7 +97,7 @@ class TeamPages(Controller):
                     "rep_id": _uuid(values.get("rep_id"), "rep_id"),
                     "reason": values.get("reason", ""),
                 },
-                rep_schemas.PoolAssignment,
+                rep_schemas.PoolAssignmentCreate,
             )
             await pool.assign_from_pool(data, principal)
         except DomainError as exc:
@@ -132,7 +132,7 @@ class TeamPages(Controller):
                     "rep_id": _uuid(values.get("rep_id"), "rep_id"),
                     "reason": values.get("reason") or "handover",
                 },
-                rep_schemas.Transfer,
+                rep_schemas.TransferCreate,
             )
             await handovers.resolve_handover(handover_id, data, principal)
         except DomainError as exc:
@@ -169,7 +169,7 @@ class TeamPages(Controller):
             raise InvalidInput("approve or refuse", field="decision")
         values = await form(request)
         try:
-            data = convert({"note": values.get("note", "")}, rep_schemas.Decision)
+            data = convert({"note": values.get("note", "")}, rep_schemas.SwapDecisionCreate)
             await rep_swaps.decide_swap(swap_id, decision == "approve", data, principal)
         except DomainError as exc:
             return await self._swap_page(request, exc)

@@ -47,7 +47,7 @@ def _cells(mapping: dict[str, int], record: list[str]) -> dict[str, str]:
     return {c: record[i].strip() if i < len(record) else "" for c, i in mapping.items()}
 
 
-def _build(item: _Purchase, currency: str) -> points.PurchaseIn | None:
+def _build(item: _Purchase, currency: str) -> points.PurchaseCreate | None:
     if item.problems:
         return None
     head = item.head
@@ -72,7 +72,7 @@ def _build(item: _Purchase, currency: str) -> points.PurchaseIn | None:
     elif head.get("member_phone"):
         body["member_phone"] = head["member_phone"]
     try:
-        return msgspec.convert(body, points.PurchaseIn, strict=False)
+        return msgspec.convert(body, points.PurchaseCreate, strict=False)
     except msgspec.ValidationError as exc:
         item.problems.append(Problem(item.row_no, "", "", str(exc)))
         return None

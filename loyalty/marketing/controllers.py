@@ -212,7 +212,7 @@ class OfferController(Controller):
         guards=[requires("offers:manage")],
     )
     async def import_vouchers(
-        self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherImport]
+        self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherImportCreate]
     ) -> schemas.VoucherImportResult:
         """Up to 10,000 a call; codes already there are skipped. Each delivered member takes
         one; members beyond the pool get the message without a code."""
@@ -226,7 +226,7 @@ class OfferController(Controller):
         guards=[requires("members:write")],
     )
     async def use_voucher(
-        self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherUse]
+        self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherUseCreate]
     ) -> dict[str, str]:
         await service.use_voucher(offer_id, data.code)
         return {"status": "used"}
@@ -247,7 +247,7 @@ class MarketingSettingsController(Controller):
         guards=[requires("offers:approve")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.MarketingSettingsBody]
+        self, request: Request, data: JSONBody[schemas.MarketingSettingsUpdate]
     ) -> schemas.MarketingSettings:
         """`frequency_cap` marketing messages (email, SMS) per member in `cap_days`;
         `max_attempts` and `retry_seconds` (doubling) for failed deliveries; `churn_days`

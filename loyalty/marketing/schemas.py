@@ -167,7 +167,7 @@ class Offer(msgspec.Struct):
     vouchers_left: int | None = None
 
 
-class VoucherImport(Input):
+class VoucherImportCreate(Input):
     codes: Annotated[
         list[Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=rf"^{VISIBLE}+$")]],
         msgspec.Meta(min_length=1, max_length=10_000),
@@ -180,7 +180,7 @@ class VoucherImportResult(msgspec.Struct):
     vouchers_left: int
 
 
-class VoucherUse(Input):
+class VoucherUseCreate(Input):
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
@@ -205,7 +205,7 @@ class OfferResults(msgspec.Struct):
     failures: list[dict[str, str]]  # the latest failed deliveries (member, channel, error)
 
 
-class MarketingSettingsBody(Input):
+class MarketingSettingsUpdate(Input):
     frequency_cap: Annotated[int, msgspec.Meta(ge=0, le=100)]
     cap_days: Annotated[int, msgspec.Meta(ge=1, le=365)]
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)]

@@ -247,7 +247,7 @@ async def request_send(offer_id: UUID, redis: ArqRedis) -> schemas.SendResult:
 
 
 async def import_vouchers(
-    offer_id: UUID, data: schemas.VoucherImport
+    offer_id: UUID, data: schemas.VoucherImportCreate
 ) -> schemas.VoucherImportResult:
     codes = list(dict.fromkeys(data.codes))
     async with db.transaction() as conn:
@@ -372,7 +372,7 @@ async def get_settings_row() -> schemas.MarketingSettings:
 
 
 async def update_settings(
-    data: schemas.MarketingSettingsBody, principal: Principal
+    data: schemas.MarketingSettingsUpdate, principal: Principal
 ) -> schemas.MarketingSettings:
     if not (0 < data.falling_ratio < 1):
         raise InvalidInput("must be between 0 and 1", field="falling_ratio")

@@ -107,7 +107,7 @@ class MemberController(Controller):
         guards=[requires("members:merge")],
     )
     async def merge(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MergeRequest]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MergeCreate]
     ) -> schemas.MergeResult:
         """Admins only. The duplicate's points, purchases and ledger history move to this
         member (the survivor); the duplicate is kept, marked merged, and the merge recorded."""

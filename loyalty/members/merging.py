@@ -19,7 +19,7 @@ from loyalty.members.service import fetch_member, stored
 from loyalty.members.tables import Member, MemberChange
 
 
-def check_merge(survivor_id: UUID, data: schemas.MergeRequest, principal: Principal) -> None:
+def check_merge(survivor_id: UUID, data: schemas.MergeCreate, principal: Principal) -> None:
     if not principal.can("members:merge"):
         raise PermissionDenied("only an admin can merge members")
     if survivor_id == data.duplicate_id:
@@ -121,7 +121,7 @@ async def repoint_merged(conn: asyncpg.Connection, duplicate_id: UUID, survivor_
 async def record_merge(
     survivor_id: UUID,
     duplicate: Any,
-    data: schemas.MergeRequest,
+    data: schemas.MergeCreate,
     principal: Principal,
     details: dict[str, Any],
 ) -> None:

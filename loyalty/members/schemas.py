@@ -169,7 +169,7 @@ class MemberList(msgspec.Struct):
     has_more: bool
 
 
-class MergeRequest(Input):
+class MergeCreate(Input):
     duplicate_id: UUID
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 

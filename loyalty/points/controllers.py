@@ -33,7 +33,7 @@ class PurchaseController(Controller):
         status_code=HTTP_201_CREATED,
     )
     async def post_purchase(
-        self, request: Request, data: JSONBody[schemas.PurchaseIn]
+        self, request: Request, data: JSONBody[schemas.PurchaseCreate]
     ) -> Response[schemas.Purchase]:
         """Post a sale with your own `external_id`. Points are earned once: sending the same
         purchase again answers 200 with the original result; the same `external_id` with a
@@ -49,7 +49,7 @@ class PurchaseController(Controller):
         status_code=HTTP_200_OK,
     )
     async def post_batch(
-        self, request: Request, data: JSONBody[schemas.BatchIn]
+        self, request: Request, data: JSONBody[schemas.PurchaseBatchCreate]
     ) -> schemas.BatchResult:
         """Each purchase is applied on its own with the same exactly-once rule; the answer
         has one item per purchase with its status (201, 200 replayed, or 4xx with a problem)."""
@@ -76,7 +76,7 @@ class PurchaseController(Controller):
         status_code=HTTP_201_CREATED,
     )
     async def post_return(
-        self, request: Request, external_id: FromPath[str], data: JSONBody[schemas.ReturnIn]
+        self, request: Request, external_id: FromPath[str], data: JSONBody[schemas.ReturnCreate]
     ) -> Response[schemas.Return]:
         """Return all or part of a purchase under your own `return_id`; the points of the
         returned lines are reversed, pending points first. Points already spent become a
@@ -137,7 +137,7 @@ class MemberPointsController(Controller):
         status_code=HTTP_201_CREATED,
     )
     async def adjust(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.AdjustmentIn]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.AdjustmentCreate]
     ) -> Response[schemas.Adjustment]:
         """Managers and above: add or deduct points with a mandatory reason. Send an
         `idempotency_key` so a retry cannot adjust twice."""
@@ -166,7 +166,7 @@ class EarningRulesController(Controller):
         guards=[requires("rules:manage")],
     )
     async def put_rules(
-        self, request: Request, data: JSONBody[schemas.EarningRulesBody]
+        self, request: Request, data: JSONBody[schemas.EarningRulesUpdate]
     ) -> schemas.EarningRules:
         """Admins only; applies to purchases posted from now on."""
         return await service.update_rules(data, current_principal(request))

@@ -31,7 +31,7 @@ def body_hash(data: msgspec.Struct) -> str:
     return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
 
 
-def validate_purchase(data: schemas.PurchaseIn) -> None:
+def validate_purchase(data: schemas.PurchaseCreate) -> None:
     currency = get_settings().currency
     if data.currency.upper() != currency:
         raise InvalidInput(f"must be {currency}, the platform currency", field="currency")
@@ -51,7 +51,7 @@ def validate_purchase(data: schemas.PurchaseIn) -> None:
         )
 
 
-def normalised(data: schemas.PurchaseIn) -> schemas.PurchaseIn:
+def normalised(data: schemas.PurchaseCreate) -> schemas.PurchaseCreate:
     """The same purchase however it was spelled: what the replay comparison hashes."""
     return msgspec.structs.replace(
         data,
@@ -138,7 +138,7 @@ async def get_purchase(external_id: str, principal: Principal) -> schemas.Purcha
 MemberKey = tuple[Literal["id", "number", "phone", "none"], str]
 
 
-def member_key(data: schemas.PurchaseIn) -> MemberKey:
+def member_key(data: schemas.PurchaseCreate) -> MemberKey:
     """How a purchase names its member; a number or phone that cannot be read is an
     InvalidInput."""
     if data.member_id is not None:
@@ -190,7 +190,7 @@ class NewPurchase:
 
     id: UUID
     member: UUID
-    data: schemas.PurchaseIn
+    data: schemas.PurchaseCreate
     points: list[int]  # each line's
     rep: UUID | None  # the sale is credited to the rep assigned at the time of the sale
     request_hash: str

@@ -39,7 +39,7 @@ async def read_purchase(conn: asyncpg.Connection, purchase_id: UUID) -> asyncpg.
 
 async def replayed(
     conn: asyncpg.Connection,
-    data: schemas.ReturnIn,
+    data: schemas.ReturnCreate,
     external_id: str,
     purchase_id: UUID,
     request_hash: str,
@@ -75,7 +75,7 @@ class LinesReturned:
 
 
 async def return_lines(
-    conn: asyncpg.Connection, purchase_id: UUID, data: schemas.ReturnIn
+    conn: asyncpg.Connection, purchase_id: UUID, data: schemas.ReturnCreate
 ) -> LinesReturned:
     """Mark the returned lines and the purchase (its lines locked); partial returns add up to
     exactly a line's points, as they are counted cumulatively."""
@@ -154,7 +154,7 @@ async def points_to_take_back(
 
 async def record_return(
     conn: asyncpg.Connection,
-    data: schemas.ReturnIn,
+    data: schemas.ReturnCreate,
     purchase_id: UUID,
     member: UUID,
     lines: LinesReturned,
@@ -183,7 +183,7 @@ async def record_return(
         raise _return_id_taken() from exc
 
 
-def returned_quantities(lines: list, data: schemas.ReturnIn) -> dict[int, int]:
+def returned_quantities(lines: list, data: schemas.ReturnCreate) -> dict[int, int]:
     """Map each returned line (by line_no or a SKU unique in the purchase) to its quantity."""
     by_no = {line["line_no"]: line for line in lines}
     by_sku: dict[str, list] = {}

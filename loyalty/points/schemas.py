@@ -30,19 +30,19 @@ MAX_LINES = 1000
 MAX_BATCH = 1000
 
 
-class PurchaseLineIn(Input):
+class PurchaseLineCreate(Input):
     sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
     unit_price: Money
     category: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "general"
 
 
-class PurchaseIn(Input):
+class PurchaseCreate(Input):
     external_id: ExternalId
     occurred_at: AwareDatetime
     store: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)]
-    lines: Annotated[list[PurchaseLineIn], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
+    lines: Annotated[list[PurchaseLineCreate], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
     total: Money
     member_id: UUID | None = None
     member_number: Annotated[str, msgspec.Meta(max_length=20)] | None = None
@@ -65,7 +65,7 @@ class Purchase(msgspec.Struct):
     status: Literal["created", "replayed"]
 
 
-class BatchIn(Input):
+class PurchaseBatchCreate(Input):
     # Items are decoded one by one, so one malformed purchase cannot block the others.
     purchases: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
@@ -85,15 +85,15 @@ class BatchResult(msgspec.Struct):
     items: list[BatchItem]
 
 
-class ReturnLineIn(Input):
+class ReturnLineCreate(Input):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
     line_no: Annotated[int, msgspec.Meta(ge=1)] | None = None
     sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
-class ReturnIn(Input):
+class ReturnCreate(Input):
     return_id: ExternalId
-    lines: Annotated[list[ReturnLineIn], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
+    lines: Annotated[list[ReturnLineCreate], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
@@ -142,7 +142,7 @@ class EntryPage(msgspec.Struct):
     next_cursor: str | None
 
 
-class AdjustmentIn(Input):
+class AdjustmentCreate(Input):
     points: Annotated[int, msgspec.Meta(ge=-10_000_000, le=10_000_000)]
     reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
@@ -154,7 +154,7 @@ class Adjustment(msgspec.Struct):
     status: Literal["created", "replayed"]
 
 
-class EarningRulesBody(Input):
+class EarningRulesUpdate(Input):
     points_per_unit: Decimal  # above 0, at most 1000 (checked by the service)
     category_multipliers: dict[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], Decimal]
     pending_days: Annotated[int, msgspec.Meta(ge=0, le=365)]

@@ -65,7 +65,7 @@ async def get_rules(*, fresh: bool = False) -> schemas.EarningRules:
 
 
 async def update_rules(
-    data: schemas.EarningRulesBody, principal: Principal
+    data: schemas.EarningRulesUpdate, principal: Principal
 ) -> schemas.EarningRules:
     if not 0 < data.points_per_unit <= 1000:
         raise InvalidInput("must be above 0 and at most 1000", field="points_per_unit")
@@ -158,7 +158,7 @@ def _entry_schema(row: Any) -> schemas.Entry:
 
 
 async def adjust(
-    member_id: UUID, data: schemas.AdjustmentIn, principal: Principal
+    member_id: UUID, data: schemas.AdjustmentCreate, principal: Principal
 ) -> tuple[schemas.Adjustment, bool]:
     """A manual correction by a manager or above, with its reason and actor recorded."""
     if not principal.can("points:adjust"):

@@ -215,7 +215,7 @@ class AccountPages(Controller):
         principal = member(request)
         tier = await tiers.status(principal.id, principal)
         try:
-            sent = msgspec.convert(data.__dict__, schemas.ServiceRequest)
+            sent = msgspec.convert(data.__dict__, schemas.ServiceRequestCreate)
         except msgspec.ValidationError:
             return page(
                 "service",

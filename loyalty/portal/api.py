@@ -56,7 +56,7 @@ class MemberSignInController(Controller):
         self,
         request: Request,
         settings: NamedDependency[Settings],
-        data: JSONBody[schemas.CodeRequest],
+        data: JSONBody[schemas.SignInCodeCreate],
     ) -> schemas.Accepted:
         """To the member's email or phone; the answer is the same whether or not an account
         exists. Codes expire in 10 minutes; sending is rate-limited per address and per
@@ -74,7 +74,7 @@ class MemberSignInController(Controller):
         self,
         request: Request,
         settings: NamedDependency[Settings],
-        data: JSONBody[schemas.CodeSignIn],
+        data: JSONBody[schemas.CodeSignInCreate],
     ) -> schemas.Token:
         """A code works once. A wrong code answers 401 without saying whether the account
         exists; repeated failures are rate-limited per account and per address."""
@@ -93,7 +93,7 @@ class MemberSignInController(Controller):
         self,
         request: Request,
         settings: NamedDependency[Settings],
-        data: JSONBody[schemas.PasswordSignIn],
+        data: JSONBody[schemas.PasswordSignInCreate],
     ) -> schemas.Token:
         """For members who set a password."""
         principal = await service.sign_in_with_password(
@@ -108,7 +108,10 @@ class MemberSignInController(Controller):
         responses=problems(400, 422, 429),
     )
     async def sign_up(
-        self, request: Request, settings: NamedDependency[Settings], data: JSONBody[schemas.SignUp]
+        self,
+        request: Request,
+        settings: NamedDependency[Settings],
+        data: JSONBody[schemas.SignUpCreate],
     ) -> schemas.SignUpStarted:
         """Sends a code to the email (or phone); the member exists once it comes back through
         `/sign-up/confirm`. An optional referral code links the referral."""
@@ -125,7 +128,7 @@ class MemberSignInController(Controller):
         self,
         request: Request,
         settings: NamedDependency[Settings],
-        data: JSONBody[schemas.SignUpFinish],
+        data: JSONBody[schemas.SignUpConfirmationCreate],
     ) -> schemas.Token:
         principal = await service.finish_sign_up(
             data.sign_up_token, data.code, **code_context(request, settings)
@@ -187,7 +190,7 @@ class MeController(Controller):
         },
     )
     async def redeem(
-        self, request: Request, data: JSONBody[reward_schemas.RedemptionIn]
+        self, request: Request, data: JSONBody[reward_schemas.RedemptionCreate]
     ) -> Response[reward_schemas.Redemption]:
         """As `POST /api/v1/members/{id}/redemptions`, for myself."""
         principal = current_principal(request)
@@ -209,7 +212,7 @@ class MeController(Controller):
         self,
         request: Request,
         redemption_id: FromPath[UUID],
-        data: JSONBody[reward_schemas.CancelIn],
+        data: JSONBody[reward_schemas.CancellationCreate],
     ) -> reward_schemas.Redemption:
         return await redemptions.cancel(redemption_id, data, current_principal(request))
 
@@ -242,7 +245,7 @@ class MeController(Controller):
         self,
         request: Request,
         settings: NamedDependency[Settings],
-        data: JSONBody[schemas.ContactChange],
+        data: JSONBody[schemas.ContactChangeCreate],
     ) -> schemas.Accepted:
         await service.start_contact_change(
             current_principal(request),
@@ -260,7 +263,10 @@ class MeController(Controller):
         responses=problems(400, 401, 403, 409, 429),
     )
     async def confirm_contact(
-        self, request: Request, settings: NamedDependency[Settings], data: JSONBody[schemas.CodeIn]
+        self,
+        request: Request,
+        settings: NamedDependency[Settings],
+        data: JSONBody[schemas.ContactChangeConfirmationCreate],
     ) -> member_schemas.Member:
         return await service.confirm_contact_change(
             current_principal(request), data.code, **code_context(request, settings)
@@ -272,7 +278,7 @@ class MeController(Controller):
         summary="Set my password",
         responses=problems(400, 401, 403, 422),
     )
-    async def set_password(self, request: Request, data: JSONBody[schemas.PasswordIn]) -> None:
+    async def set_password(self, request: Request, data: JSONBody[schemas.PasswordUpdate]) -> None:
         await service.set_password(current_principal(request), data.password)
 
     @put(
@@ -300,7 +306,7 @@ class MeController(Controller):
         responses=problems(400, 401, 403),
     )
     async def send_request(
-        self, request: Request, data: JSONBody[schemas.ServiceRequest]
+        self, request: Request, data: JSONBody[schemas.ServiceRequestCreate]
     ) -> dict[str, str]:
         """It lands in the company's contact log, not with one person."""
         contact_id = await service.send_request(current_principal(request), data)
@@ -317,7 +323,7 @@ class MeController(Controller):
         responses=problems(400, 401, 403, 409),
     )
     async def closure(
-        self, request: Request, data: JSONBody[schemas.ClosureIn]
+        self, request: Request, data: JSONBody[schemas.ClosureRequestCreate]
     ) -> schemas.Accepted:
         """An administrator handles the request; points and history are kept as the law
         requires, personal details are removed."""

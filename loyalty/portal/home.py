@@ -129,7 +129,7 @@ class MemberPages(Controller):
                 raise DomainError(i18n.gettext("Enter a whole number."), field="quantity")
             redemption, _ = await redemptions.redeem(
                 principal.id,
-                reward_schemas.RedemptionIn(
+                reward_schemas.RedemptionCreate(
                     reward_id=reward_id,
                     quantity=max(1, min(int(data.quantity), 100)),
                     idempotency_key=f"portal:{data.key[:100]}",
@@ -162,7 +162,9 @@ class MemberPages(Controller):
         principal = member(request)
         try:
             await redemptions.cancel(
-                redemption_id, reward_schemas.CancelIn(reason="cancelled by the member"), principal
+                redemption_id,
+                reward_schemas.CancellationCreate(reason="cancelled by the member"),
+                principal,
             )
         except DomainError as exc:
             return await _rewards_page(request, principal, exc)

@@ -13,7 +13,7 @@ Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
 
 
-class SignUp(Input):
+class SignUpCreate(Input):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     email: Annotated[str, msgspec.Meta(max_length=254)] = ""
     phone: Annotated[str, msgspec.Meta(max_length=30)] = ""
@@ -26,21 +26,21 @@ class SignUpStarted(msgspec.Struct):
     sent_to: str
 
 
-class SignUpFinish(Input):
+class SignUpConfirmationCreate(Input):
     sign_up_token: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     code: Code
 
 
-class CodeRequest(Input):
+class SignInCodeCreate(Input):
     identifier: Identifier  # phone or email
 
 
-class CodeSignIn(Input):
+class CodeSignInCreate(Input):
     identifier: Identifier
     code: Code
 
 
-class PasswordSignIn(Input):
+class PasswordSignInCreate(Input):
     identifier: Identifier
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
@@ -51,26 +51,26 @@ class Token(msgspec.Struct):
     expires_in: int  # seconds
 
 
-class PasswordIn(Input):
+class PasswordUpdate(Input):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
-class ContactChange(Input):
+class ContactChangeCreate(Input):
     field: Literal["email", "phone"]
     value: Identifier
 
 
-class CodeIn(Input):
+class ContactChangeConfirmationCreate(Input):
     code: Code
 
 
-class ServiceRequest(Input):
+class ServiceRequestCreate(Input):
     kind: Literal["request", "complaint"]
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=5000)]
 
 
-class ClosureIn(Input):
+class ClosureRequestCreate(Input):
     reason: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 

@@ -144,7 +144,7 @@ async def principal_for_member(member_id: UUID) -> Principal | None:
 
 
 async def start_sign_up(
-    data: schemas.SignUp, *, redis: Redis, client: str, settings: Settings
+    data: schemas.SignUpCreate, *, redis: Redis, client: str, settings: Settings
 ) -> str:
     """Check the form, then send a code to the phone or email; the member is created when
     the code comes back. Returns the token of this pending sign-up."""
@@ -193,7 +193,7 @@ async def finish_sign_up(
         if principal is None:
             raise NotAuthenticated(i18n.gettext(codes.WRONG_CODE))
         return principal
-    form = msgspec.convert(stored["form"], schemas.SignUp)
+    form = msgspec.convert(stored["form"], schemas.SignUpCreate)
     consents = [
         member_schemas.Consent(channel=channel, granted=True, method="portal sign-up form")
         for channel in form.consents
@@ -278,7 +278,7 @@ async def confirm_contact_change(
 # --- the company's service line ----------------------------------------------------------
 
 
-async def send_request(principal: Principal, data: schemas.ServiceRequest) -> UUID:
+async def send_request(principal: Principal, data: schemas.ServiceRequestCreate) -> UUID:
     """A request or complaint from the member, into the company's contact log."""
     return await contacts.log_contact(
         principal.id,

@@ -131,7 +131,7 @@ class SignInPages(Controller):
         try:
             sign_up = msgspec.convert(
                 {**data.__dict__, "consents": [c for c in data.consents if c in CHANNELS]},
-                schemas.SignUp,
+                schemas.SignUpCreate,
             )
             token = await service.start_sign_up(sign_up, **code_context(request, settings))
         except msgspec.ValidationError as exc:

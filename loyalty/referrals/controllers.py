@@ -61,7 +61,10 @@ class ReferralController(Controller):
         guards=[requires("referrals:review")],
     )
     async def approve(
-        self, request: Request, referral_id: FromPath[UUID], data: JSONBody[schemas.Review]
+        self,
+        request: Request,
+        referral_id: FromPath[UUID],
+        data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
         """With a reason. If the referred member already made a qualifying first purchase
         both sides are rewarded now; otherwise at that purchase."""
@@ -75,7 +78,10 @@ class ReferralController(Controller):
         guards=[requires("referrals:review")],
     )
     async def reject(
-        self, request: Request, referral_id: FromPath[UUID], data: JSONBody[schemas.Review]
+        self,
+        request: Request,
+        referral_id: FromPath[UUID],
+        data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
         """With a reason; nobody is rewarded for it."""
         return await service.reject(referral_id, data, current_principal(request))
@@ -103,7 +109,7 @@ class ReferralSettingsController(Controller):
         guards=[requires("referrals:manage")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.ReferralSettingsBody]
+        self, request: Request, data: JSONBody[schemas.ReferralSettingsUpdate]
     ) -> schemas.ReferralSettings:
         """Admins only; applies to referrals rewarded from now on."""
         return await service.put_referral_settings(data, current_principal(request))
@@ -134,7 +140,7 @@ class MemberReferralController(Controller):
         guards=[requires("members:write")],
     )
     async def set_referrer(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ReferrerIn]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ReferrerUpdate]
     ) -> schemas.Referral:
         """For a member who joined without giving the code. The same guards apply; a member
         who already bought before is held as an existing member. 409 if already referred."""

@@ -17,7 +17,7 @@ Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 CodeIn = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
 
 
-class ReferralSettingsBody(Input):
+class ReferralSettingsUpdate(Input):
     referrer_points: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
     referred_points: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
     min_purchase: Decimal  # the smallest first purchase that counts; checked by the service
@@ -75,11 +75,11 @@ class ReferralList(msgspec.Struct):
     next_cursor: str | None = None
 
 
-class Review(Input):
+class ReferralReviewCreate(Input):
     reason: Reason
 
 
-class ReferrerIn(Input):
+class ReferrerUpdate(Input):
     referral_code: CodeIn
 
 

@@ -46,7 +46,7 @@ async def get_referral_settings() -> schemas.ReferralSettings:
 
 
 async def put_referral_settings(
-    data: schemas.ReferralSettingsBody, principal: Principal
+    data: schemas.ReferralSettingsUpdate, principal: Principal
 ) -> schemas.ReferralSettings:
     check_money(data.min_purchase, "min_purchase")
     async with db.transaction() as conn:
@@ -162,7 +162,7 @@ async def record(
 
 
 async def set_referrer(
-    member_id: UUID, data: schemas.ReferrerIn, principal: Principal
+    member_id: UUID, data: schemas.ReferrerUpdate, principal: Principal
 ) -> schemas.Referral:
     """Record who referred a member who joined without giving the code."""
     await members.get_member(member_id, principal)
@@ -220,7 +220,7 @@ async def _locked_for_review(
 
 
 async def approve(
-    referral_id: UUID, data: schemas.Review, principal: Principal
+    referral_id: UUID, data: schemas.ReferralReviewCreate, principal: Principal
 ) -> schemas.Referral:
     """Release a held referral: rewarded at once if the first qualifying purchase was made,
     otherwise pending until it is."""
@@ -261,7 +261,9 @@ async def approve(
     return await get_referral(referral_id)
 
 
-async def reject(referral_id: UUID, data: schemas.Review, principal: Principal) -> schemas.Referral:
+async def reject(
+    referral_id: UUID, data: schemas.ReferralReviewCreate, principal: Principal
+) -> schemas.Referral:
     """Turn a held (or still pending) referral down for good: nobody is rewarded for it."""
     check_reviewer(principal)
     async with db.transaction() as conn:

@@ -218,7 +218,7 @@ async def check_pool_hand_out(
 
 
 async def transfer(
-    member_id: UUID, data: schemas.Transfer, principal: Principal
+    member_id: UUID, data: schemas.TransferCreate, principal: Principal
 ) -> schemas.AssignmentResult:
     """A manager moves a member to another rep (or back to the pool); a member from the pool
     goes by the pool's rules."""

@@ -107,7 +107,7 @@ def contact_schema(row: Any) -> schemas.Contact:
 
 
 async def add_contact(
-    member_id: UUID, data: schemas.ContactIn, principal: Principal
+    member_id: UUID, data: schemas.ContactCreate, principal: Principal
 ) -> schemas.Contact:
     await members.get_member(member_id, principal)
     if data.occurred_at and data.occurred_at > now() + timedelta(minutes=5):
@@ -147,7 +147,7 @@ async def member_contacts(
 
 
 async def send_message(
-    member_id: UUID, data: schemas.MessageIn, principal: Principal
+    member_id: UUID, data: schemas.MessageCreate, principal: Principal
 ) -> schemas.Contact:
     """A message to the member through the company's channel, never a rep's own phone: the
     portal inbox always, and email or text message where the member consented."""
@@ -175,7 +175,7 @@ async def send_message(
         )
     return await add_contact(
         member_id,
-        schemas.ContactIn(
+        schemas.ContactCreate(
             kind="message",
             channel=data.channel,
             direction="outbound",

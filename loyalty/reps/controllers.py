@@ -58,7 +58,7 @@ class OwnershipController(Controller):
         responses=problems(400, 401, 403),
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.RepSettingsBody]
+        self, request: Request, data: JSONBody[schemas.RepSettingsUpdate]
     ) -> schemas.RepSettings:
         return await rep_settings.put_rep_settings(data, current_principal(request))
 
@@ -82,7 +82,7 @@ class OwnershipController(Controller):
         responses=problems(400, 401, 403, 409, 422),
     )
     async def assign(
-        self, request: Request, data: JSONBody[schemas.PoolAssignment]
+        self, request: Request, data: JSONBody[schemas.PoolAssignmentCreate]
     ) -> schemas.AssignmentResult:
         """The manager of the rep's department (or above), recorded as the approval. A rep in
         their first month gets none; at most the daily cap per rep per day; all or nothing."""
@@ -95,7 +95,7 @@ class OwnershipController(Controller):
         responses=problems(400, 401, 403, 404, 422),
     )
     async def transfer(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.Transfer]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.TransferCreate]
     ) -> schemas.AssignmentResult:
         """Managers within their department, general managers anywhere; `rep_id: null`
         returns the member to the pool. Reps cannot move members."""
@@ -153,7 +153,7 @@ class OwnershipController(Controller):
         responses=problems(400, 401, 403, 404, 409, 422),
     )
     async def resolve(
-        self, request: Request, handover_id: FromPath[UUID], data: JSONBody[schemas.Transfer]
+        self, request: Request, handover_id: FromPath[UUID], data: JSONBody[schemas.TransferCreate]
     ) -> schemas.AssignmentResult:
         return await handovers.resolve_handover(handover_id, data, current_principal(request))
 
@@ -163,7 +163,9 @@ class OwnershipController(Controller):
         guards=[requires("members:read")],
         responses=problems(400, 401, 403, 422),
     )
-    async def request_swap(self, request: Request, data: JSONBody[schemas.SwapIn]) -> schemas.Swap:
+    async def request_swap(
+        self, request: Request, data: JSONBody[schemas.SwapCreate]
+    ) -> schemas.Swap:
         """A rep names one of their members and one of another rep's; the manager decides."""
         return await swaps.request_swap(data, current_principal(request))
 
@@ -190,7 +192,7 @@ class OwnershipController(Controller):
         responses=problems(400, 401, 403, 404, 409),
     )
     async def approve_swap(
-        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.Decision]
+        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.SwapDecisionCreate]
     ) -> schemas.Swap:
         """The department's manager; across departments a general manager."""
         return await swaps.decide_swap(swap_id, True, data, current_principal(request))
@@ -203,7 +205,7 @@ class OwnershipController(Controller):
         responses=problems(400, 401, 403, 404, 409),
     )
     async def refuse_swap(
-        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.Decision]
+        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.SwapDecisionCreate]
     ) -> schemas.Swap:
         return await swaps.decide_swap(swap_id, False, data, current_principal(request))
 
@@ -249,7 +251,7 @@ class ContactController(Controller):
         responses=problems(400, 401, 403, 404, 422),
     )
     async def add_contact(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ContactIn]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ContactCreate]
     ) -> schemas.Contact:
         """Visits, calls, messages, complaints and requests, with outcome and next step. A
         contact logged after the next working day at 10:00 (configurable) is flagged late.
@@ -263,7 +265,7 @@ class ContactController(Controller):
         responses=problems(400, 401, 403, 404, 422, 503),
     )
     async def message(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MessageIn]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MessageCreate]
     ) -> schemas.Contact:
         """Through the company's channel: the portal inbox, and email or text where the member
         consented. Logged on the member as an outbound contact."""
@@ -386,7 +388,7 @@ class ServiceTeamController(Controller):
         responses=problems(400, 401, 403, 404, 422),
     )
     async def set_team(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ServiceTeamIn]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ServiceTeamUpdate]
     ) -> schemas.ServiceTeam:
         """A lead (accountable) and named colleagues for service, settlement and operations;
         all of them see the member. Replaces the team; the change is recorded."""
@@ -404,7 +406,7 @@ class RotationController(Controller):
         responses=problems(400, 401, 403, 422),
     )
     async def propose(
-        self, request: Request, data: JSONBody[schemas.RotationIn]
+        self, request: Request, data: JSONBody[schemas.RotationCreate]
     ) -> schemas.RotationOut:
         """Each rep's members go to other reps of a suitable level who never served them,
         balanced by member count and value; nothing changes until it is applied."""
@@ -425,7 +427,7 @@ class RotationController(Controller):
         request: Request,
         rotation_id: FromPath[UUID],
         member_id: FromPath[UUID],
-        data: JSONBody[schemas.MoveChange],
+        data: JSONBody[schemas.RotationMoveUpdate],
     ) -> schemas.RotationOut:
         return await rotation.adjust(rotation_id, member_id, data, current_principal(request))
 

@@ -85,7 +85,7 @@ async def handover_queue(principal: Principal) -> list[schemas.HandoverItem]:
 
 
 async def resolve_handover(
-    handover_id: UUID, data: schemas.Transfer, principal: Principal
+    handover_id: UUID, data: schemas.TransferCreate, principal: Principal
 ) -> schemas.AssignmentResult:
     """Give a handed-over member to a new rep (never back to the one who left)."""
     if data.rep_id is None:

@@ -43,7 +43,7 @@ async def pool(principal: Principal, limit: int = 100) -> list[schemas.PoolMembe
 
 
 async def assign_from_pool(
-    data: schemas.PoolAssignment, principal: Principal
+    data: schemas.PoolAssignmentCreate, principal: Principal
 ) -> schemas.AssignmentResult:
     """A manager hands pool members to a rep of the department, with the approval recorded."""
     settings = await get_rep_settings()

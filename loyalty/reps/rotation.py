@@ -38,7 +38,7 @@ async def _candidates(conn: asyncpg.Connection, department: str) -> list[Any]:
     )
 
 
-async def propose(data: schemas.RotationIn, principal: Principal) -> schemas.RotationOut:
+async def propose(data: schemas.RotationCreate, principal: Principal) -> schemas.RotationOut:
     check_manages(principal, data.department)
     settings = await get_rep_settings()
     async with db.transaction() as conn:
@@ -214,7 +214,7 @@ async def _locked_rotation(
 
 
 async def adjust(
-    rotation_id: UUID, member_id: UUID, data: schemas.MoveChange, principal: Principal
+    rotation_id: UUID, member_id: UUID, data: schemas.RotationMoveUpdate, principal: Principal
 ) -> schemas.RotationOut:
     """The manager gives one member of the proposal to another rep (same rules apply)."""
     settings = await get_rep_settings()

@@ -36,7 +36,7 @@ Months = Annotated[int, msgspec.Meta(ge=1, le=36)]
 Days = Annotated[int, msgspec.Meta(ge=1, le=365)]
 
 
-class RepSettingsBody(Input):
+class RepSettingsUpdate(Input):
     protection_days: Days
     inactive_months: Months
     no_deal_months: Months
@@ -74,13 +74,13 @@ class RepSettings(msgspec.Struct):
     updated_by: str
 
 
-class PoolAssignment(Input):
+class PoolAssignmentCreate(Input):
     member_ids: Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=500)]
     rep_id: UUID
     reason: Reason
 
 
-class Transfer(Input):
+class TransferCreate(Input):
     rep_id: UUID | None  # None: back to the pool
     reason: Reason
 
@@ -137,13 +137,13 @@ class HandoverItem(msgspec.Struct):
     escalated: bool
 
 
-class SwapIn(Input):
+class SwapCreate(Input):
     member_a: UUID
     member_b: UUID
     reason: Reason
 
 
-class Decision(Input):
+class SwapDecisionCreate(Input):
     note: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 
 
@@ -171,7 +171,7 @@ class Notice(msgspec.Struct):
     created_at: datetime
 
 
-class ContactIn(Input):
+class ContactCreate(Input):
     kind: Literal["visit", "call", "message", "complaint", "praise", "request", "note"]
     channel: Literal["visit", "phone", "email", "sms", "wechat", "portal"]
     direction: Literal["inbound", "outbound"] = "outbound"
@@ -203,7 +203,7 @@ class Contact(msgspec.Struct):
     logged_by: str
 
 
-class MessageIn(Input):
+class MessageCreate(Input):
     channel: Literal["portal", "email", "sms"]
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=5000)]
@@ -333,7 +333,7 @@ class ScoreRow(msgspec.Struct):
     referrals_brought: int
 
 
-class RotationIn(Input):
+class RotationCreate(Input):
     department: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
@@ -370,18 +370,18 @@ class RotationOut(msgspec.Struct):
     loads: list[RepLoad]
 
 
-class MoveChange(Input):
+class RotationMoveUpdate(Input):
     rep_id: UUID
 
 
-class TeamPersonIn(Input):
+class TeamPersonCreate(Input):
     staff_id: UUID
     role: Literal["service", "settlement", "operations"]
 
 
-class ServiceTeamIn(Input):
+class ServiceTeamUpdate(Input):
     lead_id: UUID
-    members: Annotated[list[TeamPersonIn], msgspec.Meta(max_length=10)] = []
+    members: Annotated[list[TeamPersonCreate], msgspec.Meta(max_length=10)] = []
 
 
 class TeamPerson(msgspec.Struct):

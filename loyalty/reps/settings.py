@@ -66,7 +66,7 @@ async def get_rep_settings(conn: asyncpg.Connection | None = None) -> schemas.Re
 
 
 async def put_rep_settings(
-    data: schemas.RepSettingsBody, principal: Principal
+    data: schemas.RepSettingsUpdate, principal: Principal
 ) -> schemas.RepSettings:
     async with db.transaction() as conn:
         await get_rep_settings(conn)

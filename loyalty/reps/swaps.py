@@ -19,7 +19,7 @@ from loyalty.reps.assignments import (
 from loyalty.reps.settings import get_rep_settings
 
 
-async def request_swap(data: schemas.SwapIn, principal: Principal) -> schemas.Swap:
+async def request_swap(data: schemas.SwapCreate, principal: Principal) -> schemas.Swap:
     async with db.transaction() as conn:
         rows = {
             row["id"]: row
@@ -92,7 +92,7 @@ async def list_swaps(principal: Principal, status: str | None) -> list[schemas.S
 
 
 async def decide_swap(
-    swap_id: UUID, approve: bool, data: schemas.Decision, principal: Principal
+    swap_id: UUID, approve: bool, data: schemas.SwapDecisionCreate, principal: Principal
 ) -> schemas.Swap:
     """The manager decides a swap within a department; across departments, the next level
     up (a general manager) does."""

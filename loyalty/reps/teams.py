@@ -42,7 +42,7 @@ async def service_team(member_id: UUID, principal: Principal) -> schemas.Service
 
 
 async def set_service_team(
-    member_id: UUID, data: schemas.ServiceTeamIn, principal: Principal
+    member_id: UUID, data: schemas.ServiceTeamUpdate, principal: Principal
 ) -> schemas.ServiceTeam:
     """Replace the member's service team: one lead (accountable) and named colleagues."""
     if not principal.can("reps:assign"):

@@ -73,7 +73,10 @@ class RewardController(Controller):
         guards=[requires("rewards:manage")],
     )
     async def import_vouchers(
-        self, request: Request, reward_id: FromPath[UUID], data: JSONBody[schemas.VoucherImport]
+        self,
+        request: Request,
+        reward_id: FromPath[UUID],
+        data: JSONBody[schemas.VoucherImportCreate],
     ) -> schemas.VoucherImportResult:
         """Up to 10,000 codes a call; codes already in the pool are skipped, so a repeated
         import changes nothing."""
@@ -103,7 +106,7 @@ class MemberRewardController(Controller):
         guards=[requires("redemptions:write")],
     )
     async def redeem(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.RedemptionIn]
+        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.RedemptionCreate]
     ) -> Response[schemas.Redemption]:
         """Takes available points (pending points and points owed do not count), oldest
         expiry first, and the stock, and issues voucher codes or seat tickets, all in one
@@ -138,7 +141,10 @@ class RedemptionController(Controller):
         guards=[requires("redemptions:write")],
     )
     async def cancel(
-        self, request: Request, redemption_id: FromPath[UUID], data: JSONBody[schemas.CancelIn]
+        self,
+        request: Request,
+        redemption_id: FromPath[UUID],
+        data: JSONBody[schemas.CancellationCreate],
     ) -> schemas.Redemption:
         """With a reason. The points come back as a new ledger entry, spendable at once, and
         the stock is restored; unissued pool vouchers return to the pool."""

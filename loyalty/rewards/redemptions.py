@@ -65,7 +65,7 @@ SELECT d.*, r.name AS reward_name, r.kind FROM redemptions d JOIN rewards r ON r
 
 
 async def redeem(
-    member_id: UUID, data: schemas.RedemptionIn, principal: Principal
+    member_id: UUID, data: schemas.RedemptionCreate, principal: Principal
 ) -> tuple[schemas.Redemption, bool]:
     """Spend the member's available points on a reward; (redemption, created)."""
     await members.get_member(member_id, principal)
@@ -134,7 +134,7 @@ async def _previous(conn: asyncpg.Connection, key: str, request_hash: str) -> An
 async def _checked_reward(
     conn: asyncpg.Connection,
     account: ledger.Account,
-    data: schemas.RedemptionIn,
+    data: schemas.RedemptionCreate,
     tier_names: dict[str, str],
     at: datetime,
 ) -> tuple[Any, int]:
@@ -220,7 +220,7 @@ async def _announce(
     conn: asyncpg.Connection,
     member_id: UUID,
     redemption_id: UUID,
-    data: schemas.RedemptionIn,
+    data: schemas.RedemptionCreate,
     points: int,
 ) -> None:
     # Through the outbox, so the webhook goes out only if the redemption commits.
@@ -254,7 +254,7 @@ async def _locked_redemption(
 
 
 async def cancel(
-    redemption_id: UUID, data: schemas.CancelIn, principal: Principal
+    redemption_id: UUID, data: schemas.CancellationCreate, principal: Principal
 ) -> schemas.Redemption:
     """Give the points back (a new ledger entry, spendable at once) and the stock; pool
     vouchers not yet handed over go back to the pool."""

@@ -78,7 +78,7 @@ class Reward(msgspec.Struct):
     updated_by: str
 
 
-class VoucherImport(Input):
+class VoucherImportCreate(Input):
     codes: Annotated[list[VoucherCode], msgspec.Meta(min_length=1, max_length=10_000)]
 
 
@@ -105,7 +105,7 @@ class MemberCatalog(msgspec.Struct):
     items: list[CatalogItem]
 
 
-class RedemptionIn(Input):
+class RedemptionCreate(Input):
     reward_id: UUID
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
@@ -131,5 +131,5 @@ class Redemption(msgspec.Struct):
     replayed: bool = False
 
 
-class CancelIn(Input):
+class CancellationCreate(Input):
     reason: Reason

@@ -20,7 +20,7 @@ CODE_PREFIX = {"voucher": "V", "event_seat": "S"}
 
 
 async def import_vouchers(
-    reward_id: UUID, data: schemas.VoucherImport, principal: Principal
+    reward_id: UUID, data: schemas.VoucherImportCreate, principal: Principal
 ) -> schemas.VoucherImportResult:
     """Add codes to a voucher reward's pool; codes already there are skipped."""
     async with db.transaction() as conn:

@@ -30,7 +30,7 @@ class AuthController(Controller):
     async def create_token(
         self,
         request: Request,
-        data: JSONBody[schemas.TokenRequest],
+        data: JSONBody[schemas.TokenCreate],
         settings: NamedDependency[Settings],
     ) -> schemas.Token:
         """Exchange a staff username and password for a bearer token (valid for hours)."""

@@ -59,7 +59,7 @@ class StaffUpdate(Input):
     level: Level | UnsetType = UNSET
 
 
-class TokenRequest(Input):
+class TokenCreate(Input):
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     password: Password
 

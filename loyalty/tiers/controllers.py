@@ -37,7 +37,7 @@ class TierController(Controller):
         guards=[requires("tiers:manage")],
     )
     async def put_tier(
-        self, request: Request, code: FromPath[str], data: JSONBody[schemas.TierBody]
+        self, request: Request, code: FromPath[str], data: JSONBody[schemas.TierUpdate]
     ) -> schemas.Tier:
         """Admins only. The resulting ladder must make sense: unique ranks, the lowest
         switched-on tier at threshold 0, thresholds rising with rank; otherwise 422 names
@@ -53,7 +53,7 @@ class TierController(Controller):
         responses=problems(400, 401, 403, 422),
         guards=[requires("tiers:manage")],
     )
-    async def simulate(self, data: JSONBody[schemas.SimulationIn]) -> schemas.Simulation:
+    async def simulate(self, data: JSONBody[schemas.SimulationCreate]) -> schemas.Simulation:
         """How many members would sit in each tier, and how many would move up or down, if an
         evaluation ran now with this ladder (same rules as the real one)."""
         return await evaluation.simulate(data)
@@ -80,7 +80,7 @@ class TierSettingsController(Controller):
         guards=[requires("tiers:manage")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.TierSettingsBody]
+        self, request: Request, data: JSONBody[schemas.TierSettingsUpdate]
     ) -> schemas.TierSettings:
         """Admins only; applies from the next purchase and evaluation."""
         return await service.put_settings(data, current_principal(request))
@@ -109,7 +109,10 @@ class MemberTierController(Controller):
         guards=[requires("tiers:override")],
     )
     async def set_override(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.OverrideIn]
+        self,
+        request: Request,
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.TierOverrideUpdate],
     ) -> schemas.MemberTier:
         """Managers and above, with a reason and an end date; when it ends the member returns
         to the tier their qualification earns."""

@@ -223,7 +223,9 @@ async def evaluate(at: datetime | None = None, batch_size: int = 20_000) -> sche
             await asyncio.sleep(REST_PER_BATCH_SECOND * (time.monotonic() - started))
 
 
-async def simulate(data: schemas.SimulationIn, at: datetime | None = None) -> schemas.Simulation:
+async def simulate(
+    data: schemas.SimulationCreate, at: datetime | None = None
+) -> schemas.Simulation:
     """What an evaluation now would do with a proposed ladder; nothing is changed."""
     proposed = [(t.code, t.rank, t.threshold, t.enabled) for t in data.tiers]
     codes = [t[0] for t in proposed]

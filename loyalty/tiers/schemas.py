@@ -25,7 +25,7 @@ class ServiceLevel(msgspec.Struct):
     benefits: Annotated[str, msgspec.Meta(max_length=4000)]
 
 
-class TierBody(Input):
+class TierUpdate(Input):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     rank: Annotated[int, msgspec.Meta(ge=0, le=100)]
     threshold: Decimal  # qualifying value to reach the tier; checked by the service
@@ -46,7 +46,7 @@ class Tier(msgspec.Struct):
     updated_by: str
 
 
-class TierSettingsBody(Input):
+class TierSettingsUpdate(Input):
     basis: Literal["net_spend", "points_earned"]
     window_months: Annotated[int, msgspec.Meta(ge=1, le=60)]
     grace_days: Annotated[int, msgspec.Meta(ge=0, le=365)]
@@ -102,21 +102,21 @@ class MemberTier(msgspec.Struct):
     history: list[TierChange]
 
 
-class OverrideIn(Input):
+class TierOverrideUpdate(Input):
     tier: Code
     reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
     until: Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class ProposedTier(Input):
+class SimulationTierCreate(Input):
     code: Code
     rank: Annotated[int, msgspec.Meta(ge=0, le=100)]
     threshold: Decimal
     enabled: bool = True
 
 
-class SimulationIn(Input):
-    tiers: Annotated[list[ProposedTier], msgspec.Meta(min_length=1, max_length=20)]
+class SimulationCreate(Input):
+    tiers: Annotated[list[SimulationTierCreate], msgspec.Meta(min_length=1, max_length=20)]
 
 
 class Simulation(msgspec.Struct):

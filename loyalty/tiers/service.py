@@ -41,7 +41,7 @@ async def list_tiers() -> list[schemas.Tier]:
     return (await ladder(fresh=True)).tiers
 
 
-async def put_tier(code: str, data: schemas.TierBody, principal: Principal) -> schemas.Tier:
+async def put_tier(code: str, data: schemas.TierUpdate, principal: Principal) -> schemas.Tier:
     check_amount(data.threshold, "threshold", Decimal("999999999999"))
     check_amount(data.earn_multiplier, "earn_multiplier", Decimal(10))
     async with db.transaction() as conn:
@@ -99,7 +99,7 @@ async def get_settings_() -> schemas.TierSettings:
 
 
 async def put_settings(
-    data: schemas.TierSettingsBody, principal: Principal
+    data: schemas.TierSettingsUpdate, principal: Principal
 ) -> schemas.TierSettings:
     async with db.connection() as conn:
         await conn.execute(
@@ -211,7 +211,7 @@ async def status(member_id: UUID, principal: Principal) -> schemas.MemberTier:
 
 
 async def set_override(
-    member_id: UUID, data: schemas.OverrideIn, principal: Principal
+    member_id: UUID, data: schemas.TierOverrideUpdate, principal: Principal
 ) -> schemas.MemberTier:
     """A manager sets a tier until a date; afterwards normal evaluation resumes."""
     if not principal.can("tiers:override"):

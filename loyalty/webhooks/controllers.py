@@ -20,7 +20,7 @@ class WebhookController(Controller):
 
     @post("/", summary="Subscribe a URL to events", responses=problems(400, 401, 403, 422))
     async def create(
-        self, request: Request, data: JSONBody[schemas.SubscriptionIn]
+        self, request: Request, data: JSONBody[schemas.SubscriptionCreate]
     ) -> schemas.SubscriptionCreated:
         """Events: member.enrolled, points.earned, points.reversed, redemption.created,
         tier.changed, referral.rewarded, member.reassigned. The signing secret is in this

@@ -26,7 +26,7 @@ Events = Annotated[list[Topic], msgspec.Meta(min_length=1, max_length=20)]
 Description = Annotated[str, msgspec.Meta(max_length=200)]
 
 
-class SubscriptionIn(Input):
+class SubscriptionCreate(Input):
     url: Url
     events: Events
     description: Description = ""

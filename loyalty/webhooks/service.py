@@ -89,7 +89,7 @@ def _check_events(names: list[str]) -> list[str]:
 
 
 async def create_subscription(
-    data: schemas.SubscriptionIn, principal: Principal
+    data: schemas.SubscriptionCreate, principal: Principal
 ) -> schemas.SubscriptionCreated:
     """The secret is shown once, here."""
     secret = "whsec_" + secrets.token_urlsafe(32)

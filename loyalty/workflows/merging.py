@@ -18,7 +18,7 @@ from loyalty.tiers import changes as tiers
 
 
 async def merge_members(
-    survivor_id: UUID, data: schemas.MergeRequest, principal: Principal
+    survivor_id: UUID, data: schemas.MergeCreate, principal: Principal
 ) -> schemas.MergeResult:
     """Fold a duplicate into the survivor: points, purchases and history move, nothing is lost."""
     archives.check_merge(survivor_id, data, principal)

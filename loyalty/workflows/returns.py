@@ -18,7 +18,7 @@ from loyalty.webhooks import service as webhooks
 
 
 async def post_return(
-    external_id: str, data: schemas.ReturnIn, principal: Principal
+    external_id: str, data: schemas.ReturnCreate, principal: Principal
 ) -> schemas.Return:
     """Reverse the points of returned lines (pending first); what was spent becomes debt."""
     request_hash = body_hash(data)
@@ -85,7 +85,7 @@ async def _take_back(
     account: ledger.Account,
     points: int,
     own_entry: UUID | None,
-    data: schemas.ReturnIn,
+    data: schemas.ReturnCreate,
     external_id: str,
     principal: Principal,
 ) -> None:

@@ -36,7 +36,7 @@ class Sale:
     """A purchase that passed its checks, normalised: what is posted."""
 
     index: int  # its place in the posting
-    data: schemas.PurchaseIn
+    data: schemas.PurchaseCreate
 
     @cached_property
     def request_hash(self) -> str:

@@ -48,7 +48,7 @@ _FOUND_MEMBERS = purchases.FOUND + "SELECT i, member FROM found"
 
 
 async def post_purchases(
-    data: list[schemas.PurchaseIn],
+    data: list[schemas.PurchaseCreate],
     principal: Principal,
     *,
     look_first: bool | None = None,
@@ -88,7 +88,7 @@ async def post_purchases(
     return [outcomes[index] for index in range(len(data))]
 
 
-async def _checked(data: list[schemas.PurchaseIn], outcomes: dict[int, Outcome]) -> list[Sale]:
+async def _checked(data: list[schemas.PurchaseCreate], outcomes: dict[int, Outcome]) -> list[Sale]:
     """The purchases that pass their checks, normalised; the others' problems go in
     `outcomes`."""
     sales = []
@@ -214,7 +214,7 @@ def _repeated(sale: Sale, original: Sale, outcomes: dict[int, Outcome]) -> Outco
     return msgspec.structs.replace(outcome, status="replayed")
 
 
-async def post_purchase(data: schemas.PurchaseIn, principal: Principal) -> schemas.Purchase:
+async def post_purchase(data: schemas.PurchaseCreate, principal: Principal) -> schemas.Purchase:
     """Post one purchase and earn its points exactly once, however often it is sent."""
     if db.in_transaction():  # the caller's transaction must hold it: post it there
         (outcome,) = await post_purchases([data], principal)
@@ -242,11 +242,11 @@ class _GroupCommit:
 
     def __init__(self) -> None:
         # Per caller, the purchases waiting; a caller is here while its drain runs.
-        self.waiting: dict[Principal, list[tuple[schemas.PurchaseIn, asyncio.Future]]] = {}
+        self.waiting: dict[Principal, list[tuple[schemas.PurchaseCreate, asyncio.Future]]] = {}
         self.drains: set[asyncio.Task] = set()
 
     async def post(
-        self, data: schemas.PurchaseIn, principal: Principal
+        self, data: schemas.PurchaseCreate, principal: Principal
     ) -> schemas.Purchase | DomainError:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         queue = self.waiting.get(principal)
@@ -264,12 +264,12 @@ class _GroupCommit:
     async def _drain(self, principal: Principal) -> None:
         queue = self.waiting[principal]
 
-        def take() -> list[tuple[schemas.PurchaseIn, asyncio.Future]]:
+        def take() -> list[tuple[schemas.PurchaseCreate, asyncio.Future]]:
             group = queue[:GROUP_COMMIT_LIMIT]
             del queue[:GROUP_COMMIT_LIMIT]
             return group
 
-        group: list[tuple[schemas.PurchaseIn, asyncio.Future]] = []
+        group: list[tuple[schemas.PurchaseCreate, asyncio.Future]] = []
         try:
             while queue:
                 group = take()
@@ -317,17 +317,19 @@ def _group_commit() -> _GroupCommit:
     return group_commit
 
 
-async def post_batch(data: schemas.BatchIn, principal: Principal) -> schemas.BatchResult:
+async def post_batch(
+    data: schemas.PurchaseBatchCreate, principal: Principal
+) -> schemas.BatchResult:
     """Up to 1,000 purchases, each applied on its own terms: a bad one is reported and the
     others still land."""
-    decoded: list[schemas.PurchaseIn] = []
+    decoded: list[schemas.PurchaseCreate] = []
     positions: list[int] = []
     items: list[schemas.BatchItem | None] = [None] * len(data.purchases)
     for index, raw in enumerate(data.purchases):
         if index % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
         try:
-            decoded.append(msgspec.convert(raw, type=schemas.PurchaseIn))
+            decoded.append(msgspec.convert(raw, type=schemas.PurchaseCreate))
             positions.append(index)
         except msgspec.ValidationError as exc:
             items[index] = schemas.BatchItem(

@@ -59,7 +59,7 @@ async def test_purchases_arriving_together_share_a_transaction_and_keep_their_ow
 
 async def test_identical_posts_in_separate_transactions_earn_once(client, pos, member, balance_of):
     body = msgspec.convert(
-        purchase_body(member["id"], ("TV", 1, "4999.00", "general")), schemas.PurchaseIn
+        purchase_body(member["id"], ("TV", 1, "4999.00", "general")), schemas.PurchaseCreate
     )
     # Straight to the posting, one transaction each: the database decides the race.
     outcomes = await asyncio.gather(*(sales.post_purchases([body], POS) for _ in range(20)))
@@ -70,7 +70,7 @@ async def test_identical_posts_in_separate_transactions_earn_once(client, pos, m
 
 
 async def test_a_purchase_posted_inside_a_transaction_is_part_of_it(member, balance_of):
-    body = msgspec.convert(purchase_body(member["id"]), schemas.PurchaseIn)
+    body = msgspec.convert(purchase_body(member["id"]), schemas.PurchaseCreate)
 
     class Undo(Exception):
         pass

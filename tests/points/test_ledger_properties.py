@@ -109,12 +109,12 @@ class LedgerMachine(RuleBasedStateMachine):
         unit_price = Decimal(cents) / 100
         occurred_at = datetime.now(UTC) - timedelta(days=days_ago, minutes=1)
         external_id = f"P-{uuid.uuid4()}"
-        body = schemas.PurchaseIn(
+        body = schemas.PurchaseCreate(
             external_id=external_id,
             occurred_at=occurred_at,
             store="S",
             currency="CNY",
-            lines=[schemas.PurchaseLineIn(sku="X", quantity=quantity, unit_price=unit_price)],
+            lines=[schemas.PurchaseLineCreate(sku="X", quantity=quantity, unit_price=unit_price)],
             total=unit_price * quantity,
             member_id=self.member_id,
         )
@@ -133,9 +133,9 @@ class LedgerMachine(RuleBasedStateMachine):
         quantity = data.draw(
             st.integers(min_value=1, max_value=purchase.quantity - purchase.returned)
         )
-        body = schemas.ReturnIn(
+        body = schemas.ReturnCreate(
             return_id=f"R-{uuid.uuid4()}",
-            lines=[schemas.ReturnLineIn(quantity=quantity, line_no=1)],
+            lines=[schemas.ReturnLineCreate(quantity=quantity, line_no=1)],
         )
         result = self.run(returns.post_return(purchase.external_id, body, ADMIN))
         purchase.returned += quantity
@@ -158,7 +158,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(points=st.integers(min_value=-3000, max_value=3000).filter(bool))
     def adjust(self, points: int) -> None:
-        body = schemas.AdjustmentIn(points=points, reason="property test")
+        body = schemas.AdjustmentCreate(points=points, reason="property test")
         now = datetime.now(UTC)
         self.run(service.adjust(self.member_id, body, ADMIN))
         if points > 0:
