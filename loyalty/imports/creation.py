@@ -14,10 +14,9 @@ from loyalty.infrastructure import clock
 from loyalty.infrastructure.clock import now
 from loyalty.members import creation as archives
 from loyalty.points import ledger
-from loyalty.referrals.codes import issue_code
-
-# The chunk's members created in this run (survivors that matched nobody).
-NEW = "FROM import_member_staging s WHERE s.import_id = $1 AND s.member_id = s.new_id"
+from loyalty.referrals import codes as referral_codes
+from loyalty.reps import assignments as reps
+from loyalty.tiers import changes as tiers
 
 
 @dataclass
@@ -25,7 +24,6 @@ class Run:
     import_id: UUID
     label: str  # "import:<id>": registered_by and actor of everything it writes
     file_name: str
-    lowest_tier: str
     expiry_months: int
     chunk_no: int = 0
 
@@ -61,11 +59,14 @@ async def create_members(conn: asyncpg.Connection, run: Run, survivors: list[Row
     )
     new_ids = [member.id for member in created]
     await ledger.open_accounts(conn, new_ids)
-    # Tiers, referral codes and assignments are still written here, set-based, because
-    # their domains offer one-member functions only (enrolment uses those).
-    await _enter_lowest_tier(conn, run)
-    await _issue_codes(conn, run, new_ids)
-    await _first_assignments(conn, run)
+    await tiers.enrol(conn, new_ids)
+    await referral_codes.issue_codes(conn, new_ids)
+    await reps.first_assignments(
+        conn,
+        [(m.id, m.values["assigned_rep"]) for m in created if m.values["assigned_rep"]],
+        kind="import",
+        by=run.label,
+    )
     await archives.record_creations(
         conn,
         [(member.id, _created_fields(survivors[g], run)) for g, member in new],
@@ -109,54 +110,6 @@ def _created_fields(row: Row, run: Run) -> dict[str, Any]:
         "assigned_rep": row.rep,
         "import": f"{run.file_name} row {row.row_no}",
     }
-
-
-async def _enter_lowest_tier(conn: asyncpg.Connection, run: Run) -> None:
-    await conn.execute(
-        f"""
-        INSERT INTO member_tiers (id, member, tier, since)
-        SELECT gen_random_uuid(), s.new_id, $2, now() {NEW}
-        """,
-        run.import_id,
-        run.lowest_tier,
-    )
-    await conn.execute(
-        f"""
-        INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor, at)
-        SELECT gen_random_uuid(), s.new_id, NULL, $2, 'initial', '', 'system', now() {NEW}
-        """,
-        run.import_id,
-        run.lowest_tier,
-    )
-
-
-async def _issue_codes(conn: asyncpg.Connection, run: Run, new_ids: list[UUID]) -> None:
-    """The codes drawn when the chunk was staged; one taken meanwhile (rare) is drawn again."""
-    coded = await conn.fetch(
-        f"""
-        INSERT INTO referral_codes (member, code, created_at)
-        SELECT s.new_id, s.code, now() {NEW}
-        ON CONFLICT DO NOTHING RETURNING member
-        """,
-        run.import_id,
-    )
-    if len(coded) < len(new_ids):
-        have = {r["member"] for r in coded}
-        for member_id in new_ids:
-            if member_id not in have:
-                await issue_code(conn, member_id)
-
-
-async def _first_assignments(conn: asyncpg.Connection, run: Run) -> None:
-    await conn.execute(
-        f"""
-        INSERT INTO assignments (id, member, rep, kind, reason, assigned_by, started_at)
-        SELECT gen_random_uuid(), s.new_id, s.rep, 'import', 'named as the owner in an import',
-               $2, now() {NEW} AND s.rep IS NOT NULL
-        """,
-        run.import_id,
-        run.label,
-    )
 
 
 async def opening_points(

@@ -15,7 +15,6 @@ from loyalty.imports.creation import Run
 from loyalty.imports.rows import Row
 from loyalty.infrastructure.clock import now
 from loyalty.members.service import new_member_number
-from loyalty.referrals.codes import new_code
 
 Conflicts = list[tuple[int, int, str, str, str]]  # (group, row, field, kept, offered)
 
@@ -25,7 +24,6 @@ STAGING_COLUMNS = (
     "row_no",
     "new_id",
     "number",
-    "code",
     "kind",
     "name",
     "phone",
@@ -80,7 +78,7 @@ async def stage_and_merge(
 
 
 async def _stage(conn: asyncpg.Connection, run: Run, survivors: list[Row]) -> None:
-    """Each survivor with the id, member number and referral code it gets if it is new."""
+    """Each survivor with the id and member number it gets if it is new."""
     at = now()
     await conn.copy_records_to_table(
         "import_member_staging",
@@ -92,7 +90,6 @@ async def _stage(conn: asyncpg.Connection, run: Run, survivors: list[Row]) -> No
                 row.row_no,
                 uuid4(),
                 new_member_number(),
-                new_code(),
                 row.kind,
                 row.name,
                 row.phone,

@@ -18,7 +18,6 @@ from loyalty.imports.records import Progress, report
 from loyalty.imports.rows import Problem, Row
 from loyalty.infrastructure import db
 from loyalty.points.service import get_rules
-from loyalty.tiers.ladder import ladder
 
 CHUNK_ROWS = 5_000
 LOCK_KEY = 0x1A0B7  # serialises chunk merges of concurrent imports (transaction-scoped)
@@ -37,13 +36,11 @@ async def _reps() -> tuple[dict[str, readers.Rep], set[str]]:
 
 async def run_members(imp: Any, *, chunk_rows: int, progress: Progress | None) -> None:
     """Read the file a chunk at a time and merge each chunk."""
-    current_ladder = await ladder()
     rules = await get_rules()
     run = Run(
         import_id=imp["id"],
         label=f"import:{imp['id']}",
         file_name=imp["file_name"],
-        lowest_tier=current_ladder.enabled[0].code,
         expiry_months=rules.expiry_months,
     )
     reps, departments = await _reps()

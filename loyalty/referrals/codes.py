@@ -55,6 +55,24 @@ async def issue_code(conn: asyncpg.Connection, member_id: UUID) -> str:
     return code
 
 
+async def issue_codes(conn: asyncpg.Connection, member_ids: list[UUID]) -> None:
+    """A code for each of these new members (any number at once: one enrolment, or an
+    import's chunk); a code taken meanwhile (rarely) is drawn again."""
+    missing = list(member_ids)
+    while missing:
+        coded = await conn.fetch(
+            """
+            INSERT INTO referral_codes (member, code, created_at)
+            SELECT v.member, v.code, now() FROM unnest($1::uuid[], $2::text[]) AS v(member, code)
+            ON CONFLICT DO NOTHING RETURNING member
+            """,
+            missing,
+            [new_code() for _ in missing],
+        )
+        have = {row["member"] for row in coded}
+        missing = [member_id for member_id in missing if member_id not in have]
+
+
 @dataclass
 class Referrer:
     member_id: UUID

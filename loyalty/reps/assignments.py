@@ -129,21 +129,31 @@ async def _record_reassignment(
     )
 
 
-async def first_assignment(
-    conn: asyncpg.Connection, member_id: UUID, rep_id: UUID, *, kind: str, by: str
+FIRST_ASSIGNMENT_REASONS = {
+    "registration": "enrolled by this rep",
+    "referral": "the referrer's rep",
+    "import": "named as the owner in an import",
+}
+
+
+async def first_assignments(
+    conn: asyncpg.Connection, member_reps: list[tuple[UUID, UUID]], *, kind: str, by: str
 ) -> None:
-    """The assignment a new member starts with (the member row already names the rep)."""
-    await conn.execute(
-        """
-        INSERT INTO assignments (id, member, rep, kind, reason, assigned_by, started_at)
-        VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, now())
-        """,
-        member_id,
-        rep_id,
-        kind,
-        "the referrer's rep" if kind == "referral" else "enrolled by this rep",
-        by,
-    )
+    """The assignments new members start with, as (member, rep) pairs (the member rows
+    already name the reps): one enrolment, or an import's chunk."""
+    if member_reps:
+        await conn.execute(
+            """
+            INSERT INTO assignments (id, member, rep, kind, reason, assigned_by, started_at)
+            SELECT gen_random_uuid(), v.member, v.rep, $3, $4, $5, now()
+            FROM unnest($1::uuid[], $2::uuid[]) AS v(member, rep)
+            """,
+            [member for member, _ in member_reps],
+            [rep for _, rep in member_reps],
+            kind,
+            FIRST_ASSIGNMENT_REASONS[kind],
+            by,
+        )
 
 
 async def active_rep(conn: asyncpg.Connection, rep_id: UUID) -> Any:

@@ -66,25 +66,23 @@ async def change(
         )
 
 
-async def enrol(conn: asyncpg.Connection, member_id: UUID) -> None:
-    """Every member starts on the lowest switched-on tier."""
-    current = await ladder()
-    lowest = current.enabled[0].code
-    at = now()
-    await conn.execute(
-        "INSERT INTO member_tiers (id, member, tier, since) VALUES (gen_random_uuid(), $1, $2, $3)",
-        member_id,
-        lowest,
-        at,
-    )
+async def enrol(conn: asyncpg.Connection, member_ids: list[UUID]) -> None:
+    """Every new member starts on the lowest switched-on tier (any number at once: one
+    enrolment, or an import's chunk)."""
+    lowest = (await ladder()).enabled[0].code
     await conn.execute(
         """
+        WITH entered AS (
+            INSERT INTO member_tiers (id, member, tier, since)
+            SELECT gen_random_uuid(), m, $2, $3 FROM unnest($1::uuid[]) AS m
+        )
         INSERT INTO tier_changes (id, member, from_tier, to_tier, reason, note, actor, at)
-        VALUES (gen_random_uuid(), $1, NULL, $2, 'initial', '', 'system', $3)
+        SELECT gen_random_uuid(), m, NULL, $2, 'initial', '', 'system', $3
+        FROM unnest($1::uuid[]) AS m
         """,
-        member_id,
+        member_ids,
         lowest,
-        at,
+        now(),
     )
 
 

@@ -72,13 +72,12 @@ async def _start(
     """What every other domain gives the new member."""
     assigned_rep = member.values.get("assigned_rep")
     await ledger.open_accounts(conn, [member.id])
-    await tiers.enrol(conn, member.id)
-    await referral_codes.issue_code(conn, member.id)
+    await tiers.enrol(conn, [member.id])
+    await referral_codes.issue_codes(conn, [member.id])
     if assigned_rep is not None:
-        await reps.first_assignment(
+        await reps.first_assignments(
             conn,
-            member.id,
-            assigned_rep,
+            [(member.id, assigned_rep)],
             kind="referral" if referrer and referrer.assigned_rep else "registration",
             by=principal.label,
         )
