@@ -14,7 +14,9 @@ from loyalty.imports import creation, duplicates
 from loyalty.imports.creation import Run
 from loyalty.imports.rows import Row
 from loyalty.infrastructure.clock import now
+from loyalty.members import creation as archives
 from loyalty.members.service import new_member_number
+from loyalty.reps import assignments as reps
 
 Conflicts = list[tuple[int, int, str, str, str]]  # (group, row, field, kept, offered)
 
@@ -297,32 +299,5 @@ def _change_record(run: Run, cand: dict[str, Any], row: Row, new: dict[str, Any]
 
 
 async def _write_fills(conn: asyncpg.Connection, run: Run, fills: _Fills) -> None:
-    if fills.updates:
-        await conn.executemany(
-            """
-            UPDATE members SET name = $2, phone = $3, email = $4, gender = $5, birthday = $6,
-                address = $7::jsonb, notes = $8, tags = $9, assigned_rep = $10,
-                registered_at = $11, updated_at = now()
-            WHERE id = $1
-            """,
-            fills.updates,
-        )
-        await conn.executemany(
-            """
-            INSERT INTO member_changes (id, member, action, actor, actor_staff, changes, at)
-            VALUES ($1, $2, 'update', $4, NULL, $3::jsonb, now())
-            """,
-            [(*c, run.label) for c in fills.changes],
-        )
-    if fills.assignments:
-        await conn.execute(
-            """
-            INSERT INTO assignments (id, member, rep, kind, reason, assigned_by, started_at)
-            SELECT gen_random_uuid(), m, r, 'import', 'named as the owner in an import', $3,
-                   now()
-            FROM unnest($1::uuid[], $2::uuid[]) AS a(m, r)
-            """,
-            [a[0] for a in fills.assignments],
-            [a[1] for a in fills.assignments],
-            run.label,
-        )
+    await archives.fill_archives(conn, fills.updates, fills.changes, actor=run.label)
+    await reps.first_assignments(conn, fills.assignments, kind="import", by=run.label)

@@ -1,5 +1,6 @@
-"""Creating member archives, set-based: the `members` rows with their member numbers, and
-their change records. Enrolment (one member) and imports (a chunk) both create through here."""
+"""Writing member archives set-based: new `members` rows with their member numbers, their
+change records, and the gaps an import fills in existing archives. Enrolment (one member) and
+imports (a chunk) both create through here."""
 
 from __future__ import annotations
 
@@ -122,4 +123,30 @@ async def record_creations(
         ],
         actor,
         actor_staff,
+    )
+
+
+async def fill_archives(
+    conn: asyncpg.Connection, updates: list[tuple], changes: list[tuple], *, actor: str
+) -> None:
+    """Existing archives with their gaps filled, and the change record of each: `updates` as
+    (id, name, phone, email, gender, birthday, address json, notes, tags, assigned_rep,
+    registered_at), `changes` as (change id, member, changes json)."""
+    if not updates:
+        return
+    await conn.executemany(
+        """
+        UPDATE members SET name = $2, phone = $3, email = $4, gender = $5, birthday = $6,
+            address = $7::jsonb, notes = $8, tags = $9, assigned_rep = $10,
+            registered_at = $11, updated_at = now()
+        WHERE id = $1
+        """,
+        updates,
+    )
+    await conn.executemany(
+        """
+        INSERT INTO member_changes (id, member, action, actor, actor_staff, changes, at)
+        VALUES ($1, $2, 'update', $4, NULL, $3::jsonb, now())
+        """,
+        [(*change, actor) for change in changes],
     )
