@@ -13,11 +13,21 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
-from loyalty.console.common import back, convert, form, page, staff
+from loyalty.console.common import (
+    back,
+    convert,
+    csv_download,
+    form,
+    form_page,
+    page,
+    problem,
+    report_month,
+    staff,
+    this_month,
+)
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
-from loyalty.infrastructure.i18n import gettext as _
 from loyalty.reps import performance, rotation, teams
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import service as reps
@@ -27,14 +37,6 @@ SAVED = {
     "adjusted": N_("The move is changed."),
     "applied": N_("The rotation is applied: the members have their new reps."),
 }
-
-
-def _problem(exc: DomainError) -> str:
-    return f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-
-
-def _month(value: str) -> str:
-    return value.strip() or local_today().strftime("%Y-%m")
 
 
 async def _departments(principal: Principal) -> list[str]:
@@ -58,13 +60,13 @@ class AccountPages(Controller):
         department: Annotated[str, QueryParameter(max_length=64)] = "",
     ) -> Template:
         principal = staff(request, "reps:assign")
-        month = _month(month)
+        month = report_month(month)
         error = None
         try:
             rows = await performance.scorecard(principal, month, department.strip() or None)
         except InvalidInput as exc:
-            rows, error = [], _problem(exc)
-            month = local_today().strftime("%Y-%m")
+            rows, error = [], problem(exc)
+            month = this_month()
         most_spend = max((row.spend for row in rows), default=0) or 1
         most_contacts = max((row.contacts for row in rows), default=0) or 1
         return page(
@@ -88,13 +90,9 @@ class AccountPages(Controller):
         department: Annotated[str, QueryParameter(max_length=64)] = "",
     ) -> Response:
         principal = staff(request, "reps:assign")
-        month = _month(month)
+        month = report_month(month)
         rows = await performance.scorecard(principal, month, department.strip() or None)
-        return Response(
-            performance.scorecard_csv(rows),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="scorecards-{month}.csv"'},
-        )
+        return csv_download(performance.scorecard_csv(rows), f"scorecards-{month}.csv")
 
     # --- rotation -----------------------------------------------------------------------
 
@@ -117,13 +115,13 @@ class AccountPages(Controller):
             data = convert({"department": department}, rep_schemas.RotationCreate)
             plan = await rotation.propose(data, principal)
         except DomainError as exc:
-            return page(
+            return form_page(
                 request,
                 "rotation.html",
-                status=exc.status_code,
+                SAVED,
+                exc,
                 plan=None,
                 departments=await _departments(principal),
-                error=_problem(exc),
             )
         return back(f"/console/rotations/{plan.id}")
 
@@ -132,21 +130,19 @@ class AccountPages(Controller):
     ) -> Template:
         principal = staff(request, "reps:assign")
         plan = await rotation.get_rotation(rotation_id, principal)
-        saved = request.query_params.get("saved")
         candidates = [
             s
             for s in await staff_service.list_staff(department=plan.department)
             if s.role == "rep" and s.active
         ]
-        return page(
+        return form_page(
             request,
             "rotation.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             plan=plan,
             candidates=candidates,
             departments=[],
-            error=_problem(error) if error else None,
-            saved=_(SAVED[saved]) if saved in SAVED else None,
         )
 
     @get("/rotations/{rotation_id:uuid}")

@@ -11,9 +11,8 @@ from litestar import Controller, Request, Response, get
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from loyalty.console.common import page, staff
+from loyalty.console.common import csv_download, page, problem, report_month, staff, this_month
 from loyalty.errors import InvalidInput
-from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
 from loyalty.marketing import reports
 
@@ -29,10 +28,6 @@ CATEGORIES = {
 }
 
 
-def _month(value: str) -> str:
-    return value.strip() or local_today().strftime("%Y-%m")
-
-
 class MovementPages(Controller):
     path = "/"
 
@@ -43,13 +38,13 @@ class MovementPages(Controller):
         month: Annotated[str, QueryParameter(max_length=7)] = "",
     ) -> Template:
         staff(request, PERMISSION)
-        month = _month(month)
+        month = report_month(month)
         error = None
         try:
             report = await reports.movement(month)
         except InvalidInput as exc:
-            error = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-            month = local_today().strftime("%Y-%m")
+            error = problem(exc)
+            month = this_month()
             report = await reports.movement(month)
         counts = {key: getattr(report.totals, key) for key in CATEGORIES}
         return page(
@@ -74,10 +69,6 @@ class MovementPages(Controller):
         month: Annotated[str, QueryParameter(max_length=7)] = "",
     ) -> Response:
         staff(request, PERMISSION)
-        month = _month(month)
+        month = report_month(month)
         report = await reports.movement(month)
-        return Response(
-            reports.to_csv(report),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="movement-{month}.csv"'},
-        )
+        return csv_download(reports.to_csv(report), f"movement-{month}.csv")
