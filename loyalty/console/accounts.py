@@ -5,15 +5,17 @@ preview, adjust, apply), incomplete archives and reassignment flags. Only the se
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
 from loyalty.console.common import (
+    DepartmentQuery,
+    MonthQuery,
     back,
     convert,
     csv_download,
@@ -54,10 +56,7 @@ class AccountPages(Controller):
 
     @get("/scorecards")
     async def scorecards(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-        department: Annotated[str, QueryParameter(max_length=64)] = "",
+        self, request: Request, month: MonthQuery = "", department: DepartmentQuery = ""
     ) -> Template:
         principal = staff(request, "reps:assign")
         month = report_month(month)
@@ -84,10 +83,7 @@ class AccountPages(Controller):
 
     @get("/scorecards.csv")
     async def scorecards_csv(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-        department: Annotated[str, QueryParameter(max_length=64)] = "",
+        self, request: Request, month: MonthQuery = "", department: DepartmentQuery = ""
     ) -> Response:
         principal = staff(request, "reps:assign")
         month = report_month(month)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
+from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
@@ -20,6 +21,10 @@ from loyalty.infrastructure.i18n import gettext as _
 from loyalty.settings import get_settings
 
 LOGIN_PATH = "/console/login"
+
+MonthQuery = Annotated[str, QueryParameter(max_length=7)]
+"""A report's `month` (YYYY-MM, empty for this month: see `report_month`)."""
+DepartmentQuery = Annotated[str, QueryParameter(max_length=64)]
 
 
 def signed_in(request: Request) -> Principal | None:

@@ -5,15 +5,21 @@ the API's permission (`marketing:report`), so the page shows what the API shows.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, Request, Response, get
-from litestar.params import QueryParameter
 from litestar.response import Template
 
-from loyalty.console.common import csv_download, page, problem, report_month, staff, this_month
+from loyalty.console.common import (
+    MonthQuery,
+    csv_download,
+    page,
+    problem,
+    report_month,
+    staff,
+    this_month,
+)
 from loyalty.errors import InvalidInput
 from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
 from loyalty.marketing import reports
 
 PERMISSION = "marketing:report"
@@ -32,11 +38,7 @@ class MovementPages(Controller):
     path = "/"
 
     @get("/movement")
-    async def movement(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-    ) -> Template:
+    async def movement(self, request: Request, month: MonthQuery = "") -> Template:
         staff(request, PERMISSION)
         month = report_month(month)
         error = None
@@ -53,7 +55,7 @@ class MovementPages(Controller):
             status=422 if error else 200,
             report=report,
             month=month,
-            categories=CATEGORIES,
+            categories={key: _(heading) for key, heading in CATEGORIES.items()},
             counts=counts,
             most=max(counts.values(), default=0) or 1,
             by_category={
@@ -63,11 +65,7 @@ class MovementPages(Controller):
         )
 
     @get("/movement.csv")
-    async def movement_csv(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-    ) -> Response:
+    async def movement_csv(self, request: Request, month: MonthQuery = "") -> Response:
         staff(request, PERMISSION)
         month = report_month(month)
         report = await reports.movement(month)
