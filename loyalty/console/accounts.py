@@ -17,6 +17,7 @@ from loyalty.console.common import (
     DepartmentQuery,
     MonthQuery,
     back,
+    chosen_id,
     convert,
     csv_download,
     form,
@@ -152,7 +153,10 @@ class AccountPages(Controller):
         principal = staff(request, "reps:assign")
         values = await form(request)
         try:
-            data = convert({"rep_id": _uuid(values.get("rep_id"))}, rep_schemas.RotationMoveUpdate)
+            data = convert(
+                {"rep_id": chosen_id(values.get("rep_id"), "rep_id")},
+                rep_schemas.RotationMoveUpdate,
+            )
             await rotation.adjust(rotation_id, member_id, data, principal)
         except DomainError as exc:
             return await self._plan_page(request, rotation_id, exc)
@@ -184,13 +188,6 @@ class AccountPages(Controller):
         return page(request, "flags.html", rows=await reps.reassignment_flags(principal))
 
 
-def _uuid(value: Any, field: str = "rep_id") -> UUID:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise InvalidInput("choose one", field=field) from None
-
-
 async def member_accounts(member_id: UUID, principal: Principal) -> dict[str, Any]:
     """What the member page shows of account management: stage, completeness, service team
     and, for managers, the staff who may join it."""
@@ -220,9 +217,9 @@ async def service_team_input(request: Request) -> rep_schemas.ServiceTeamUpdate:
         chosen = str(values.get(f"staff_{i}", "")).strip()
         if chosen:
             people.append(
-                {"staff_id": _uuid(chosen, f"staff_{i}"), "role": values.get(f"role_{i}", "")}
+                {"staff_id": chosen_id(chosen, f"staff_{i}"), "role": values.get(f"role_{i}", "")}
             )
     return convert(
-        {"lead_id": _uuid(values.get("lead_id"), "lead_id"), "members": people},
+        {"lead_id": chosen_id(values.get("lead_id"), "lead_id"), "members": people},
         rep_schemas.ServiceTeamUpdate,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from litestar import Request, Response
@@ -120,6 +121,14 @@ def convert(values: dict[str, Any], schema: type) -> Any:
         return msgspec.convert(values, schema, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def chosen_id(value: Any, field: str) -> UUID:
+    """The id a form's select or tick box chose; none or a broken one is that field's problem."""
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise InvalidInput("choose one", field=field) from None
 
 
 def local_datetime(value: str, field: str) -> datetime | None:

@@ -4,7 +4,6 @@ their department, general managers and admins everywhere)."""
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
@@ -12,7 +11,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
-from loyalty.console.common import back, convert, form, form_page, page, staff
+from loyalty.console.common import back, chosen_id, convert, form, form_page, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.infrastructure.i18n import N_
 from loyalty.reps import handovers, pool, reclaim, team_figures
@@ -38,13 +37,6 @@ async def team_reps(principal: Principal) -> list:
         for s in await staff_service.list_staff(department=department)
         if s.role == "rep" and s.active
     ]
-
-
-def _uuid(value: Any, field: str) -> UUID:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise InvalidInput("choose one", field=field) from None
 
 
 class TeamPages(Controller):
@@ -83,7 +75,7 @@ class TeamPages(Controller):
             data = convert(
                 {
                     "member_ids": chosen,
-                    "rep_id": _uuid(values.get("rep_id"), "rep_id"),
+                    "rep_id": chosen_id(values.get("rep_id"), "rep_id"),
                     "reason": values.get("reason", ""),
                 },
                 rep_schemas.PoolAssignmentCreate,
@@ -117,7 +109,7 @@ class TeamPages(Controller):
         try:
             data = convert(
                 {
-                    "rep_id": _uuid(values.get("rep_id"), "rep_id"),
+                    "rep_id": chosen_id(values.get("rep_id"), "rep_id"),
                     "reason": values.get("reason") or "handover",
                 },
                 rep_schemas.TransferCreate,
