@@ -5,19 +5,32 @@ preview, adjust, apply), incomplete archives and reassignment flags. Only the se
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
-from loyalty.console.common import back, convert, form, page, staff
+from loyalty.console.common import (
+    DepartmentQuery,
+    MonthQuery,
+    back,
+    chosen_id,
+    convert,
+    csv_download,
+    form,
+    form_page,
+    page,
+    problem,
+    report_month,
+    staff,
+    this_month,
+)
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
-from loyalty.infrastructure.i18n import gettext as _
 from loyalty.reps import performance, rotation, teams
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import service as reps
@@ -27,14 +40,6 @@ SAVED = {
     "adjusted": N_("The move is changed."),
     "applied": N_("The rotation is applied: the members have their new reps."),
 }
-
-
-def _problem(exc: DomainError) -> str:
-    return f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-
-
-def _month(value: str) -> str:
-    return value.strip() or local_today().strftime("%Y-%m")
 
 
 async def _departments(principal: Principal) -> list[str]:
@@ -52,19 +57,16 @@ class AccountPages(Controller):
 
     @get("/scorecards")
     async def scorecards(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-        department: Annotated[str, QueryParameter(max_length=64)] = "",
+        self, request: Request, month: MonthQuery = "", department: DepartmentQuery = ""
     ) -> Template:
         principal = staff(request, "reps:assign")
-        month = _month(month)
+        month = report_month(month)
         error = None
         try:
             rows = await performance.scorecard(principal, month, department.strip() or None)
         except InvalidInput as exc:
-            rows, error = [], _problem(exc)
-            month = local_today().strftime("%Y-%m")
+            rows, error = [], problem(exc)
+            month = this_month()
         most_spend = max((row.spend for row in rows), default=0) or 1
         most_contacts = max((row.contacts for row in rows), default=0) or 1
         return page(
@@ -82,19 +84,12 @@ class AccountPages(Controller):
 
     @get("/scorecards.csv")
     async def scorecards_csv(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-        department: Annotated[str, QueryParameter(max_length=64)] = "",
+        self, request: Request, month: MonthQuery = "", department: DepartmentQuery = ""
     ) -> Response:
         principal = staff(request, "reps:assign")
-        month = _month(month)
+        month = report_month(month)
         rows = await performance.scorecard(principal, month, department.strip() or None)
-        return Response(
-            performance.scorecard_csv(rows),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="scorecards-{month}.csv"'},
-        )
+        return csv_download(performance.scorecard_csv(rows), f"scorecards-{month}.csv")
 
     # --- rotation -----------------------------------------------------------------------
 
@@ -117,13 +112,13 @@ class AccountPages(Controller):
             data = convert({"department": department}, rep_schemas.RotationCreate)
             plan = await rotation.propose(data, principal)
         except DomainError as exc:
-            return page(
+            return form_page(
                 request,
                 "rotation.html",
-                status=exc.status_code,
+                SAVED,
+                exc,
                 plan=None,
                 departments=await _departments(principal),
-                error=_problem(exc),
             )
         return back(f"/console/rotations/{plan.id}")
 
@@ -132,21 +127,19 @@ class AccountPages(Controller):
     ) -> Template:
         principal = staff(request, "reps:assign")
         plan = await rotation.get_rotation(rotation_id, principal)
-        saved = request.query_params.get("saved")
         candidates = [
             s
             for s in await staff_service.list_staff(department=plan.department)
             if s.role == "rep" and s.active
         ]
-        return page(
+        return form_page(
             request,
             "rotation.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             plan=plan,
             candidates=candidates,
             departments=[],
-            error=_problem(error) if error else None,
-            saved=_(SAVED[saved]) if saved in SAVED else None,
         )
 
     @get("/rotations/{rotation_id:uuid}")
@@ -160,7 +153,10 @@ class AccountPages(Controller):
         principal = staff(request, "reps:assign")
         values = await form(request)
         try:
-            data = convert({"rep_id": _uuid(values.get("rep_id"))}, rep_schemas.RotationMoveUpdate)
+            data = convert(
+                {"rep_id": chosen_id(values.get("rep_id"), "rep_id")},
+                rep_schemas.RotationMoveUpdate,
+            )
             await rotation.adjust(rotation_id, member_id, data, principal)
         except DomainError as exc:
             return await self._plan_page(request, rotation_id, exc)
@@ -192,13 +188,6 @@ class AccountPages(Controller):
         return page(request, "flags.html", rows=await reps.reassignment_flags(principal))
 
 
-def _uuid(value: Any, field: str = "rep_id") -> UUID:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise InvalidInput("choose one", field=field) from None
-
-
 async def member_accounts(member_id: UUID, principal: Principal) -> dict[str, Any]:
     """What the member page shows of account management: stage, completeness, service team
     and, for managers, the staff who may join it."""
@@ -228,9 +217,9 @@ async def service_team_input(request: Request) -> rep_schemas.ServiceTeamUpdate:
         chosen = str(values.get(f"staff_{i}", "")).strip()
         if chosen:
             people.append(
-                {"staff_id": _uuid(chosen, f"staff_{i}"), "role": values.get(f"role_{i}", "")}
+                {"staff_id": chosen_id(chosen, f"staff_{i}"), "role": values.get(f"role_{i}", "")}
             )
     return convert(
-        {"lead_id": _uuid(values.get("lead_id"), "lead_id"), "members": people},
+        {"lead_id": chosen_id(values.get("lead_id"), "lead_id"), "members": people},
         rep_schemas.ServiceTeamUpdate,
     )

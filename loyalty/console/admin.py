@@ -13,10 +13,9 @@ from litestar.response import Redirect, Template
 from msgspec import UNSET
 
 from loyalty.auth import API_KEY_SCOPES, ROLES
-from loyalty.console.common import back, convert, form, page, staff
+from loyalty.console.common import back, convert, form, form_page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.infrastructure.i18n import N_
-from loyalty.infrastructure.i18n import gettext as _
 from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
 from loyalty.staff import schemas as staff_schemas
@@ -33,15 +32,6 @@ SAVED = {
     "tier": N_("The tier is saved."),
     "rules": N_("The earning rules are saved."),
 }
-
-
-def _saved(request: Request) -> str | None:
-    saved = request.query_params.get("saved")
-    return _(SAVED[saved]) if saved in SAVED else None
-
-
-def _problem(exc: DomainError) -> str:
-    return f"{exc.field}: {exc.detail}" if exc.field else exc.detail
 
 
 def _decimal(value: Any, field: str) -> Decimal:
@@ -64,15 +54,15 @@ class AdminPages(Controller):
     ) -> Template:
         principal = staff(request, "staff:read")
         department = principal.department_limit
-        return page(
+        return form_page(
             request,
             "staff.html",
-            status=error.status_code if error else (201 if created else 200),
+            SAVED,
+            error,
+            status=201 if created else 200,
             staff=await staff_service.list_staff(department=department),
             roles=ROLES,
-            error=_problem(error) if error else None,
             created=created,
-            saved=_saved(request),
         )
 
     @get("/staff")
@@ -126,14 +116,13 @@ class AdminPages(Controller):
             entry["people"].append(person)
             if person.role == "manager":
                 entry["managers"].append(person)
-        return page(
+        return form_page(
             request,
             "departments.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             departments=dict(sorted(departments.items())),
             everyone=[p for p in everyone if p.active],
-            error=_problem(error) if error else None,
-            saved=_saved(request),
         )
 
     @get("/departments")
@@ -174,15 +163,15 @@ class AdminPages(Controller):
         created: staff_schemas.ApiKeyCreated | None = None,
     ) -> Template:
         staff(request, "api_keys:manage")
-        return page(
+        return form_page(
             request,
             "api_keys.html",
-            status=error.status_code if error else (201 if created else 200),
+            SAVED,
+            error,
+            status=201 if created else 200,
             keys=await staff_service.list_api_keys(),
             scopes=sorted(API_KEY_SCOPES),
             created=created,
-            error=_problem(error) if error else None,
-            saved=_saved(request),
         )
 
     @get("/api-keys")
@@ -218,14 +207,13 @@ class AdminPages(Controller):
     async def _tier_page(self, request: Request, error: DomainError | None = None) -> Template:
         staff(request, "tiers:manage")
         ladder = await tiers.list_tiers()
-        return page(
+        return form_page(
             request,
             "tiers.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             ladder=ladder,
             settings=await tiers.get_settings_(),
-            error=_problem(error) if error else None,
-            saved=_saved(request),
         )
 
     @get("/tiers")
@@ -267,14 +255,13 @@ class AdminPages(Controller):
         self, request: Request, error: DomainError | None = None, values: dict | None = None
     ) -> Template:
         staff(request, "rules:manage")
-        return page(
+        return form_page(
             request,
             "earning.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             rules=await points.get_rules(fresh=True),
-            error=_problem(error) if error else None,
             form=values or {},
-            saved=_saved(request),
         )
 
     @get("/earning")

@@ -3,21 +3,29 @@ shown as pages (403, 404, 409, 422) rather than problem documents."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
+from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, PermissionDenied
+from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.i18n import gettext as _
 from loyalty.settings import get_settings
 
 LOGIN_PATH = "/console/login"
+
+MonthQuery = Annotated[str, QueryParameter(max_length=7)]
+"""A report's `month` (YYYY-MM, empty for this month: see `report_month`)."""
+DepartmentQuery = Annotated[str, QueryParameter(max_length=64)]
 
 
 def signed_in(request: Request) -> Principal | None:
@@ -43,6 +51,54 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Temp
     )
 
 
+def problem(exc: DomainError) -> str:
+    """An error as one line on a page: the field it is about, then what is wrong."""
+    return f"{exc.field}: {exc.detail}" if exc.field else exc.detail
+
+
+def saved_notice(request: Request, notices: Mapping[str, str]) -> str | None:
+    """The message for the `?saved=` key a form redirected with (translated), if known."""
+    saved = request.query_params.get("saved")
+    return _(notices[saved]) if saved in notices else None
+
+
+def form_page(
+    request: Request,
+    name: str,
+    notices: Mapping[str, str],
+    error: DomainError | None = None,
+    status: int = 200,
+    **context: Any,
+) -> Template:
+    """A page that holds forms: after a failed post, the problem at its status; after a
+    redirect back, the notice that the change is saved."""
+    return page(
+        request,
+        name,
+        status=error.status_code if error else status,
+        error=problem(error) if error else None,
+        saved=saved_notice(request, notices),
+        **context,
+    )
+
+
+def report_month(value: str) -> str:
+    """A report's `month` query parameter (YYYY-MM); empty means this month."""
+    return value.strip() or this_month()
+
+
+def this_month() -> str:
+    return local_today().strftime("%Y-%m")
+
+
+def csv_download(body: str | bytes, filename: str) -> Response:
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 def back(url: str) -> Redirect:
     return Redirect(url, status_code=303)
 
@@ -65,6 +121,14 @@ def convert(values: dict[str, Any], schema: type) -> Any:
         return msgspec.convert(values, schema, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def chosen_id(value: Any, field: str) -> UUID:
+    """The id a form's select or tick box chose; none or a broken one is that field's problem."""
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise InvalidInput("choose one", field=field) from None
 
 
 def local_datetime(value: str, field: str) -> datetime | None:
@@ -101,10 +165,7 @@ def _error_page(request: Request, status: int, detail: str) -> Response:
 def domain_error_page(request: Request, exc: DomainError) -> Response:
     if isinstance(exc, NotAuthenticated):
         return Redirect(LOGIN_PATH, status_code=303 if request.method == "POST" else 302)
-    detail = exc.detail
-    if getattr(exc, "field", None):
-        detail = f"{exc.field}: {detail}"
-    return _error_page(request, exc.status_code, detail)
+    return _error_page(request, exc.status_code, problem(exc))
 
 
 def validation_error_page(request: Request, exc: ValidationException) -> Response:

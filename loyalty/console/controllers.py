@@ -21,6 +21,7 @@ from loyalty.console.common import (
     back,
     convert,
     form,
+    form_page,
     local_datetime,
     page,
     signed_in,
@@ -30,7 +31,6 @@ from loyalty.console.common import (
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
 from loyalty.http.middleware import client_address
 from loyalty.infrastructure.i18n import N_
-from loyalty.infrastructure.i18n import gettext as _
 from loyalty.infrastructure.sessions import start_new_session
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
@@ -287,21 +287,16 @@ async def member_page(
     brief = await visit_brief.brief(member_id, principal)
     log = await contacts.member_contacts(member_id, principal, limit=30)
     periods = await assignments.history(member_id, principal)
-    saved = request.query_params.get("saved")
-    detail = None
-    if error is not None:
-        detail = f"{error.field}: {error.detail}" if error.field else error.detail
-    return page(
+    return form_page(
         request,
         "member.html",
-        status=error.status_code if error is not None else 200,
+        SAVED,
+        error,
         b=brief,
         m=brief.member,
         log=log,
         periods=periods,
-        error=detail,
         form=form or {},
-        saved=_(SAVED[saved]) if saved in SAVED else None,
         contact_kinds=CONTACT_KINDS,
         contact_channels=CONTACT_CHANNELS,
         message_channels=MESSAGE_CHANNELS,

@@ -5,16 +5,21 @@ the API's permission (`marketing:report`), so the page shows what the API shows.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, Request, Response, get
-from litestar.params import QueryParameter
 from litestar.response import Template
 
-from loyalty.console.common import page, staff
+from loyalty.console.common import (
+    MonthQuery,
+    csv_download,
+    page,
+    problem,
+    report_month,
+    staff,
+    this_month,
+)
 from loyalty.errors import InvalidInput
-from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
 from loyalty.marketing import reports
 
 PERMISSION = "marketing:report"
@@ -29,27 +34,19 @@ CATEGORIES = {
 }
 
 
-def _month(value: str) -> str:
-    return value.strip() or local_today().strftime("%Y-%m")
-
-
 class MovementPages(Controller):
     path = "/"
 
     @get("/movement")
-    async def movement(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-    ) -> Template:
+    async def movement(self, request: Request, month: MonthQuery = "") -> Template:
         staff(request, PERMISSION)
-        month = _month(month)
+        month = report_month(month)
         error = None
         try:
             report = await reports.movement(month)
         except InvalidInput as exc:
-            error = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-            month = local_today().strftime("%Y-%m")
+            error = problem(exc)
+            month = this_month()
             report = await reports.movement(month)
         counts = {key: getattr(report.totals, key) for key in CATEGORIES}
         return page(
@@ -58,7 +55,7 @@ class MovementPages(Controller):
             status=422 if error else 200,
             report=report,
             month=month,
-            categories=CATEGORIES,
+            categories={key: _(heading) for key, heading in CATEGORIES.items()},
             counts=counts,
             most=max(counts.values(), default=0) or 1,
             by_category={
@@ -68,16 +65,8 @@ class MovementPages(Controller):
         )
 
     @get("/movement.csv")
-    async def movement_csv(
-        self,
-        request: Request,
-        month: Annotated[str, QueryParameter(max_length=7)] = "",
-    ) -> Response:
+    async def movement_csv(self, request: Request, month: MonthQuery = "") -> Response:
         staff(request, PERMISSION)
-        month = _month(month)
+        month = report_month(month)
         report = await reports.movement(month)
-        return Response(
-            reports.to_csv(report),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="movement-{month}.csv"'},
-        )
+        return csv_download(reports.to_csv(report), f"movement-{month}.csv")

@@ -4,7 +4,6 @@ their department, general managers and admins everywhere)."""
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
@@ -12,10 +11,9 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
-from loyalty.console.common import back, convert, form, page, staff
+from loyalty.console.common import back, chosen_id, convert, form, form_page, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.infrastructure.i18n import N_
-from loyalty.infrastructure.i18n import gettext as _
 from loyalty.reps import handovers, pool, reclaim, team_figures
 from loyalty.reps import schemas as rep_schemas
 from loyalty.reps import swaps as rep_swaps
@@ -41,22 +39,6 @@ async def team_reps(principal: Principal) -> list:
     ]
 
 
-def _saved(request: Request) -> str | None:
-    saved = request.query_params.get("saved")
-    return _(SAVED[saved]) if saved in SAVED else None
-
-
-def _problem(exc: DomainError) -> str:
-    return f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-
-
-def _uuid(value: Any, field: str) -> UUID:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise InvalidInput("choose one", field=field) from None
-
-
 class TeamPages(Controller):
     path = "/"
 
@@ -67,15 +49,14 @@ class TeamPages(Controller):
     ) -> Template:
         principal = staff(request, "reps:assign")
         waiting = await pool.pool(principal, 200)
-        return page(
+        return form_page(
             request,
             "pool.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             pool=waiting,
             reps=await team_reps(principal),
-            error=_problem(error) if error else None,
             form=values or {},
-            saved=_saved(request),
         )
 
     @get("/pool")
@@ -94,7 +75,7 @@ class TeamPages(Controller):
             data = convert(
                 {
                     "member_ids": chosen,
-                    "rep_id": _uuid(values.get("rep_id"), "rep_id"),
+                    "rep_id": chosen_id(values.get("rep_id"), "rep_id"),
                     "reason": values.get("reason", ""),
                 },
                 rep_schemas.PoolAssignmentCreate,
@@ -108,14 +89,13 @@ class TeamPages(Controller):
 
     async def _handover_page(self, request: Request, error: DomainError | None = None) -> Template:
         principal = staff(request, "reps:assign")
-        return page(
+        return form_page(
             request,
             "handovers.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             queue=await handovers.handover_queue(principal),
             reps=await team_reps(principal),
-            error=_problem(error) if error else None,
-            saved=_saved(request),
         )
 
     @get("/handovers")
@@ -129,7 +109,7 @@ class TeamPages(Controller):
         try:
             data = convert(
                 {
-                    "rep_id": _uuid(values.get("rep_id"), "rep_id"),
+                    "rep_id": chosen_id(values.get("rep_id"), "rep_id"),
                     "reason": values.get("reason") or "handover",
                 },
                 rep_schemas.TransferCreate,
@@ -145,15 +125,14 @@ class TeamPages(Controller):
         principal = staff(request, "reps:assign")
         swaps = await rep_swaps.list_swaps(principal, None)
         names = await _names(principal, swaps)
-        return page(
+        return form_page(
             request,
             "swaps.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             pending=[s for s in swaps if s.status == "pending"],
             decided=[s for s in swaps if s.status != "pending"][:50],
             names=names,
-            error=_problem(error) if error else None,
-            saved=_saved(request),
         )
 
     @get("/swaps")
@@ -179,13 +158,12 @@ class TeamPages(Controller):
 
     async def _reclaim_page(self, request: Request, error: DomainError | None = None) -> Template:
         principal = staff(request, "reps:assign")
-        return page(
+        return form_page(
             request,
             "reclaims.html",
-            status=error.status_code if error else 200,
+            SAVED,
+            error,
             candidates=await reclaim.reclaim_preview(principal),
-            error=_problem(error) if error else None,
-            saved=_saved(request),
         )
 
     @get("/reclaims")

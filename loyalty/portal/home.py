@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, get_args
 from uuid import UUID
 
 import segno
@@ -18,6 +18,7 @@ from loyalty.errors import DomainError
 from loyalty.events import service as events
 from loyalty.infrastructure import i18n
 from loyalty.members import service as members
+from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
 from loyalty.portal.pages import member, page, problem
 from loyalty.referrals import service as referrals
@@ -25,16 +26,7 @@ from loyalty.rewards import eligibility, redemptions
 from loyalty.rewards import schemas as reward_schemas
 from loyalty.tiers import service as tiers
 
-ENTRY_KINDS = (
-    "purchase_earn",
-    "referral_earn",
-    "bonus",
-    "redemption",
-    "reversal",
-    "expiry",
-    "adjustment",
-    "transfer",
-)
+ENTRY_KINDS = get_args(point_schemas.Kind)  # the points history filter offers every kind
 
 
 @dataclass
