@@ -35,7 +35,6 @@ class ExportController(Controller):
         "/members.csv",
         summary="Members as CSV",
         guards=[requires("members:read")],
-        responses=problems(401, 403),
         media_type=CSV,
     )
     async def members(self, request: Request) -> Stream:
@@ -50,7 +49,7 @@ class ExportController(Controller):
         "/ledger.csv",
         summary="Ledger entries for a period as CSV",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         media_type=CSV,
     )
     async def ledger(
@@ -73,7 +72,7 @@ class ExportController(Controller):
         "/liability.csv",
         summary="Points liability as CSV",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         media_type=CSV,
     )
     async def liability_csv(
@@ -86,7 +85,7 @@ class ExportController(Controller):
         "/liability",
         summary="The points liability report",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
     )
     async def liability(
         self, request: Request, cost_per_point: CostPerPoint = None

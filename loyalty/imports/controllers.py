@@ -67,7 +67,7 @@ class ImportController(Controller):
     @post(
         "/",
         summary="Upload a file to import",
-        responses=problems(401, 403, 422),
+        responses=problems(422),
         request_max_body_size=MAX_UPLOAD,
         status_code=202,
     )
@@ -86,12 +86,12 @@ class ImportController(Controller):
             raise InvalidInput("choose a CSV file to upload", field="file")
         return await start_upload(request, upload, kind, current_principal(request))
 
-    @get("/", summary="Recent imports", responses=problems(401, 403))
+    @get("/", summary="Recent imports")
     async def recent(self) -> schemas.ImportList:
         """The 20 newest imports with their progress and counts."""
         return schemas.ImportList(items=await records.recent_imports())
 
-    @get("/{import_id:uuid}", summary="An import's progress", responses=problems(401, 403, 404))
+    @get("/{import_id:uuid}", summary="An import's progress")
     async def progress(self, import_id: FromPath[UUID]) -> schemas.Import:
         """Status, progress (0 to 1 by bytes read) and counts: created, merged, skipped,
         errors, conflicts and opening-points entries."""
@@ -100,7 +100,6 @@ class ImportController(Controller):
     @get(
         "/{import_id:uuid}/errors.csv",
         summary="Rows that were not imported",
-        responses=problems(401, 403, 404),
         media_type=CSV,
     )
     async def errors(self, import_id: FromPath[UUID]) -> Response:
@@ -110,7 +109,6 @@ class ImportController(Controller):
     @get(
         "/{import_id:uuid}/conflicts.csv",
         summary="Values a duplicate offered that the survivor did not take",
-        responses=problems(401, 403, 404),
         media_type=CSV,
     )
     async def conflicts(self, import_id: FromPath[UUID]) -> Response:

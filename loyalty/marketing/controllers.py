@@ -23,7 +23,6 @@ class SegmentController(Controller):
     @get(
         "/",
         summary="Saved segments",
-        responses=problems(401, 403),
         guards=[requires("segments:manage")],
     )
     async def list_segments(self) -> list[schemas.Segment]:
@@ -33,7 +32,7 @@ class SegmentController(Controller):
     @post(
         "/",
         summary="Save a segment",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("segments:manage")],
     )
     async def create_segment(
@@ -48,7 +47,7 @@ class SegmentController(Controller):
         "/count",
         status_code=HTTP_200_OK,
         summary="Count the members a filter selects",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("segments:manage")],
     )
     async def count(self, data: JSONBody[schemas.SegmentFilter]) -> schemas.SegmentCount:
@@ -58,7 +57,6 @@ class SegmentController(Controller):
     @get(
         "/value-groups",
         summary="Members by value: valuable, rising, declining, at risk",
-        responses=problems(400, 401, 403),
         guards=[requires("segments:manage")],
     )
     async def value_groups(
@@ -71,7 +69,6 @@ class SegmentController(Controller):
     @get(
         "/value-groups.svg",
         summary="The value groups as a pyramid chart (SVG)",
-        responses=problems(401, 403),
         guards=[requires("segments:manage")],
         media_type="image/svg+xml",
     )
@@ -83,7 +80,6 @@ class SegmentController(Controller):
     @get(
         "/{segment_id:uuid}",
         summary="One segment",
-        responses=problems(401, 403, 404),
         guards=[requires("segments:manage")],
     )
     async def get_segment(self, segment_id: FromPath[UUID]) -> schemas.Segment:
@@ -92,7 +88,7 @@ class SegmentController(Controller):
     @put(
         "/{segment_id:uuid}",
         summary="Change a segment",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("segments:manage")],
     )
     async def update_segment(
@@ -109,7 +105,6 @@ class OfferController(Controller):
     @get(
         "/",
         summary="Offers, newest first",
-        responses=problems(400, 401, 403),
         guards=[requires("offers:manage")],
     )
     async def list_offers(
@@ -123,7 +118,7 @@ class OfferController(Controller):
     @post(
         "/",
         summary="Write an offer (a draft)",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("offers:manage")],
     )
     async def create_offer(
@@ -140,7 +135,6 @@ class OfferController(Controller):
     @get(
         "/{offer_id:uuid}",
         summary="One offer",
-        responses=problems(401, 403, 404),
         guards=[requires("offers:manage")],
     )
     async def get_offer(self, offer_id: FromPath[UUID]) -> schemas.Offer:
@@ -149,7 +143,7 @@ class OfferController(Controller):
     @put(
         "/{offer_id:uuid}",
         summary="Change a draft offer",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("offers:manage")],
     )
     async def update_offer(
@@ -162,7 +156,7 @@ class OfferController(Controller):
         "/{offer_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve an offer for sending",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("offers:approve")],
     )
     async def approve(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
@@ -173,7 +167,7 @@ class OfferController(Controller):
         "/{offer_id:uuid}/cancel",
         status_code=HTTP_200_OK,
         summary="Cancel an offer that was not sent",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("offers:manage")],
     )
     async def cancel(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
@@ -183,7 +177,7 @@ class OfferController(Controller):
         "/{offer_id:uuid}/send",
         status_code=HTTP_202_ACCEPTED,
         summary="Send an approved offer",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("offers:manage")],
     )
     async def send(self, request: Request, offer_id: FromPath[UUID]) -> schemas.SendResult:
@@ -196,7 +190,6 @@ class OfferController(Controller):
     @get(
         "/{offer_id:uuid}/results",
         summary="An offer's results",
-        responses=problems(401, 403, 404),
         guards=[requires("marketing:report")],
     )
     async def results(self, offer_id: FromPath[UUID]) -> schemas.OfferResults:
@@ -208,7 +201,7 @@ class OfferController(Controller):
         "/{offer_id:uuid}/vouchers",
         status_code=HTTP_200_OK,
         summary="Import voucher codes into an offer's pool",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("offers:manage")],
     )
     async def import_vouchers(
@@ -222,7 +215,7 @@ class OfferController(Controller):
         "/{offer_id:uuid}/vouchers/use",
         status_code=HTTP_200_OK,
         summary="Record a voucher code as used",
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("members:write")],
     )
     async def use_voucher(
@@ -243,7 +236,7 @@ class MarketingSettingsController(Controller):
     @put(
         "/",
         summary="Change the marketing settings",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("offers:approve")],
     )
     async def put_settings(
@@ -262,7 +255,7 @@ class MovementReportController(Controller):
     @get(
         "/{month:str}",
         summary="The monthly movement report",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("marketing:report")],
     )
     async def report(
@@ -278,7 +271,7 @@ class MovementReportController(Controller):
     @get(
         "/{month:str}/csv",
         summary="The monthly movement report as CSV",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("marketing:report")],
         media_type="text/csv",
     )

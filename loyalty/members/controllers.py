@@ -24,7 +24,7 @@ class MemberController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Enrol a member",
-        responses=problems(400, 401, 403, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:write")],
     )
     async def create_member(
@@ -37,7 +37,7 @@ class MemberController(Controller):
     @get(
         "/",
         summary="Look up or search members",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("members:read")],
     )
     async def search(
@@ -65,7 +65,6 @@ class MemberController(Controller):
     @get(
         "/{member_id:uuid}",
         summary="Get a member's archive",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def get_member(self, request: Request, member_id: FromPath[UUID]) -> schemas.Member:
@@ -80,7 +79,7 @@ class MemberController(Controller):
     @patch(
         "/{member_id:uuid}",
         summary="Update a member's archive",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:write")],
     )
     async def update_member(
@@ -92,7 +91,6 @@ class MemberController(Controller):
     @get(
         "/{member_id:uuid}/changes",
         summary="A member's archive history",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def changes(self, request: Request, member_id: FromPath[UUID]) -> list[schemas.Change]:
@@ -103,7 +101,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/merge",
         status_code=HTTP_200_OK,
         summary="Merge a duplicate into this member",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:merge")],
     )
     async def merge(
@@ -119,7 +117,7 @@ class ClosureRequestController(Controller):
     tags = ["privacy"]
     guards = [requires("privacy:erase")]
 
-    @get("/", summary="Members' requests to close their account", responses=problems(400, 401, 403))
+    @get("/", summary="Members' requests to close their account")
     async def list_requests(
         self,
         request: Request,
@@ -133,7 +131,7 @@ class ClosureRequestController(Controller):
         "/{request_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve: erase the member's personal data",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
     )
     async def approve(self, request: Request, request_id: FromPath[UUID]) -> schemas.ClosureRequest:
         """Personal fields are removed everywhere (archive, change history values, contact
@@ -145,7 +143,7 @@ class ClosureRequestController(Controller):
         "/{request_id:uuid}/reject",
         status_code=HTTP_200_OK,
         summary="Reject a closure request",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
     )
     async def reject(self, request: Request, request_id: FromPath[UUID]) -> schemas.ClosureRequest:
         return await privacy.decide(request_id, False, current_principal(request))

@@ -27,7 +27,7 @@ class PurchaseController(Controller):
         summary="Post a purchase",
         responses={
             **replayed(schemas.Purchase),
-            **problems(400, 401, 403, 409, 422),
+            **problems(409, 422),
         },
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
@@ -44,7 +44,6 @@ class PurchaseController(Controller):
     @post(
         "/batch",
         summary="Post up to 1,000 purchases",
-        responses=problems(400, 401, 403, 413),
         guards=[requires("purchases:write")],
         status_code=HTTP_200_OK,
     )
@@ -58,7 +57,6 @@ class PurchaseController(Controller):
     @get(
         "/{external_id:str}",
         summary="Get a purchase",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def get_purchase(self, request: Request, external_id: FromPath[str]) -> schemas.Purchase:
@@ -70,7 +68,7 @@ class PurchaseController(Controller):
         summary="Return lines of a purchase",
         responses={
             **replayed(schemas.Return),
-            **problems(400, 401, 403, 404, 409, 422),
+            **problems(409, 422),
         },
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
@@ -92,7 +90,6 @@ class MemberPointsController(Controller):
     @get(
         "/",
         summary="A member's points balance",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def balance(self, request: Request, member_id: FromPath[UUID]) -> schemas.Balance:
@@ -103,7 +100,7 @@ class MemberPointsController(Controller):
     @get(
         "/entries",
         summary="A member's points statement",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("members:read")],
     )
     async def entries(
@@ -132,7 +129,7 @@ class MemberPointsController(Controller):
     @post(
         "/adjustments",
         summary="Adjust a member's points",
-        responses={**replayed(schemas.Adjustment), **problems(400, 401, 403, 404, 409, 422)},
+        responses={**replayed(schemas.Adjustment), **problems(409, 422)},
         guards=[requires("points:adjust")],
         status_code=HTTP_201_CREATED,
     )
@@ -152,7 +149,6 @@ class EarningRulesController(Controller):
     @get(
         "/",
         summary="Earning rules",
-        responses=problems(401, 403),
         guards=[requires("members:read")],
     )
     async def get_rules(self) -> schemas.EarningRules:
@@ -162,7 +158,7 @@ class EarningRulesController(Controller):
     @put(
         "/",
         summary="Change the earning rules",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("rules:manage")],
     )
     async def put_rules(

@@ -23,7 +23,7 @@ class ReferralController(Controller):
     @get(
         "/",
         summary="Referrals, newest first (the review queue with status=held)",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("referrals:review")],
     )
     async def list_referrals(
@@ -45,7 +45,6 @@ class ReferralController(Controller):
     @get(
         "/stats",
         summary="Referral programme statistics by month",
-        responses=problems(401, 403),
         guards=[requires("referrals:report")],
     )
     async def stats(self, request: Request) -> schemas.ProgrammeStats:
@@ -57,7 +56,7 @@ class ReferralController(Controller):
         "/{referral_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve a held referral",
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("referrals:review")],
     )
     async def approve(
@@ -74,7 +73,7 @@ class ReferralController(Controller):
         "/{referral_id:uuid}/reject",
         status_code=HTTP_200_OK,
         summary="Reject a held or pending referral",
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("referrals:review")],
     )
     async def reject(
@@ -94,7 +93,6 @@ class ReferralSettingsController(Controller):
     @get(
         "/",
         summary="What referrals pay",
-        responses=problems(401, 403),
         guards=[requires("members:read")],
     )
     async def get_settings(self) -> schemas.ReferralSettings:
@@ -105,7 +103,7 @@ class ReferralSettingsController(Controller):
     @put(
         "/",
         summary="Change what referrals pay",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("referrals:manage")],
     )
     async def put_settings(
@@ -122,7 +120,6 @@ class MemberReferralController(Controller):
     @get(
         "/referrals",
         summary="A member's referral code, link, referrals and statistics",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def member_referrals(
@@ -136,7 +133,7 @@ class MemberReferralController(Controller):
     @put(
         "/referrer",
         summary="Record who referred a member",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:write")],
     )
     async def set_referrer(

@@ -44,7 +44,6 @@ class OwnershipController(Controller):
         "/rep-settings",
         summary="Ownership rules",
         guards=[requires("members:read")],
-        responses=problems(401, 403),
     )
     async def get_settings(self) -> schemas.RepSettings:
         """Protection period, reclaim months (and shorter ones by tier), warning days, new-rep
@@ -55,7 +54,6 @@ class OwnershipController(Controller):
         "/rep-settings",
         summary="Change the ownership rules",
         guards=[requires("reps:configure")],
-        responses=problems(400, 401, 403),
     )
     async def put_settings(
         self, request: Request, data: JSONBody[schemas.RepSettingsUpdate]
@@ -66,7 +64,6 @@ class OwnershipController(Controller):
         "/pool",
         summary="The public pool",
         guards=[requires("reps:assign")],
-        responses=problems(401, 403),
     )
     async def pool(
         self, request: Request, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100
@@ -79,7 +76,7 @@ class OwnershipController(Controller):
         status_code=HTTP_200_OK,
         summary="Hand pool members to a rep",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 409, 422),
+        responses=problems(409, 422),
     )
     async def assign(
         self, request: Request, data: JSONBody[schemas.PoolAssignmentCreate]
@@ -92,7 +89,7 @@ class OwnershipController(Controller):
         "/members/{member_id:uuid}/assignment",
         summary="Move a member to another rep",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
     )
     async def transfer(
         self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.TransferCreate]
@@ -105,7 +102,6 @@ class OwnershipController(Controller):
         "/members/{member_id:uuid}/assignments",
         summary="Who served a member, and when",
         guards=[requires("members:read")],
-        responses=problems(401, 403, 404),
     )
     async def assignments(
         self, request: Request, member_id: FromPath[UUID]
@@ -116,7 +112,6 @@ class OwnershipController(Controller):
         "/reclaims/preview",
         summary="Members due to return to the pool",
         guards=[requires("reps:assign")],
-        responses=problems(401, 403),
     )
     async def reclaim_preview(self, request: Request) -> list[schemas.ReclaimCandidate]:
         """`protection`: may be taken back now (no service record in the protection period);
@@ -128,7 +123,7 @@ class OwnershipController(Controller):
         status_code=HTTP_200_OK,
         summary="Take back a member not served in the protection period",
         guards=[requires("reps:assign")],
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
     )
     async def take_back(
         self, request: Request, member_id: FromPath[UUID]
@@ -139,7 +134,6 @@ class OwnershipController(Controller):
         "/handovers",
         summary="The handover queue",
         guards=[requires("reps:assign")],
-        responses=problems(401, 403),
     )
     async def handovers(self, request: Request) -> list[schemas.HandoverItem]:
         """Members of reps who left or moved, to reassign within the handover period."""
@@ -150,7 +144,7 @@ class OwnershipController(Controller):
         status_code=HTTP_200_OK,
         summary="Give a handed-over member to a rep",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
     )
     async def resolve(
         self, request: Request, handover_id: FromPath[UUID], data: JSONBody[schemas.TransferCreate]
@@ -161,7 +155,7 @@ class OwnershipController(Controller):
         "/swaps",
         summary="Ask to swap two members between their reps",
         guards=[requires("members:read")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
     )
     async def request_swap(
         self, request: Request, data: JSONBody[schemas.SwapCreate]
@@ -173,7 +167,6 @@ class OwnershipController(Controller):
         "/swaps",
         summary="Swap requests",
         guards=[requires("members:read")],
-        responses=problems(400, 401, 403),
     )
     async def swaps(
         self,
@@ -189,7 +182,7 @@ class OwnershipController(Controller):
         status_code=HTTP_200_OK,
         summary="Approve a swap",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
     )
     async def approve_swap(
         self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.SwapDecisionCreate]
@@ -202,14 +195,14 @@ class OwnershipController(Controller):
         status_code=HTTP_200_OK,
         summary="Refuse a swap",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
     )
     async def refuse_swap(
         self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.SwapDecisionCreate]
     ) -> schemas.Swap:
         return await swaps.decide_swap(swap_id, False, data, current_principal(request))
 
-    @get("/notices", summary="My notices", guards=[authenticated], responses=problems(401))
+    @get("/notices", summary="My notices", guards=[authenticated])
     async def notices(
         self, request: Request, unread: Annotated[bool, QueryParameter()] = False
     ) -> list[schemas.Notice]:
@@ -225,7 +218,6 @@ class ContactController(Controller):
         "/members/{member_id:uuid}/brief",
         summary="The visit brief",
         guards=[requires("members:read")],
-        responses=problems(401, 403, 404),
     )
     async def brief(self, request: Request, member_id: FromPath[UUID]) -> schemas.Brief:
         """Tier and service level, points, what keeps and what reaches a tier, recent
@@ -237,7 +229,6 @@ class ContactController(Controller):
         "/members/{member_id:uuid}/contacts",
         summary="A member's contact log",
         guards=[requires("members:read")],
-        responses=problems(401, 403, 404),
     )
     async def list_contacts(
         self, request: Request, member_id: FromPath[UUID]
@@ -248,7 +239,7 @@ class ContactController(Controller):
         "/members/{member_id:uuid}/contacts",
         summary="Log a contact",
         guards=[requires("contacts:write")],
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
     )
     async def add_contact(
         self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ContactCreate]
@@ -262,7 +253,7 @@ class ContactController(Controller):
         "/members/{member_id:uuid}/messages",
         summary="Message a member",
         guards=[requires("contacts:write")],
-        responses=problems(400, 401, 403, 404, 422, 503),
+        responses=problems(422),
     )
     async def message(
         self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MessageCreate]
@@ -275,7 +266,6 @@ class ContactController(Controller):
         "/members/{member_id:uuid}/views",
         summary="Who opened this archive",
         guards=[requires("audit:read")],
-        responses=problems(401, 403, 404),
     )
     async def views(self, request: Request, member_id: FromPath[UUID]) -> list[schemas.View]:
         return await contacts.views_of(member_id, current_principal(request))
@@ -284,7 +274,6 @@ class ContactController(Controller):
         "/tasks",
         summary="My follow-up tasks",
         guards=[requires("members:read")],
-        responses=problems(400, 401, 403),
     )
     async def tasks(
         self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
@@ -301,7 +290,6 @@ class AccountManagementController(Controller):
         "/members/{member_id:uuid}/lifecycle",
         summary="A member's stage and archive completeness",
         guards=[requires("members:read")],
-        responses=problems(401, 403, 404),
     )
     async def lifecycle(self, request: Request, member_id: FromPath[UUID]) -> schemas.Lifecycle:
         """Stage: prospect_with_intent, prospect_without_intent, new_customer (first three
@@ -314,7 +302,6 @@ class AccountManagementController(Controller):
         "/incomplete-archives",
         summary="Archives still missing basic facts",
         guards=[requires("members:read")],
-        responses=problems(401, 403),
     )
     async def incomplete(self, request: Request) -> list[schemas.IncompleteArchive]:
         """A rep's own members (a manager: the department's) who bought and whose archive
@@ -325,7 +312,6 @@ class AccountManagementController(Controller):
         "/reassignment-flags",
         summary="Members whose tier outgrew their rep's level",
         guards=[requires("reps:assign")],
-        responses=problems(401, 403),
     )
     async def flags(self, request: Request) -> list[schemas.ReassignmentFlag]:
         return await service.reassignment_flags(current_principal(request))
@@ -334,7 +320,7 @@ class AccountManagementController(Controller):
         "/scorecards",
         summary="Rep scorecards for a month",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
     )
     async def scorecards(
         self,
@@ -351,7 +337,7 @@ class AccountManagementController(Controller):
         "/scorecards.csv",
         summary="Rep scorecards for a month as CSV",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         media_type="text/csv; charset=utf-8",
     )
     async def scorecards_csv(
@@ -376,7 +362,6 @@ class ServiceTeamController(Controller):
         "/",
         summary="A member's service team",
         guards=[requires("members:read")],
-        responses=problems(401, 403, 404),
     )
     async def get_team(self, request: Request, member_id: FromPath[UUID]) -> schemas.ServiceTeam:
         return await teams.service_team(member_id, current_principal(request))
@@ -385,7 +370,7 @@ class ServiceTeamController(Controller):
         "/",
         summary="Set a member's service team",
         guards=[requires("reps:assign")],
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
     )
     async def set_team(
         self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ServiceTeamUpdate]
@@ -403,7 +388,7 @@ class RotationController(Controller):
     @post(
         "/",
         summary="Propose a rotation of a department's books",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
     )
     async def propose(
         self, request: Request, data: JSONBody[schemas.RotationCreate]
@@ -412,7 +397,7 @@ class RotationController(Controller):
         balanced by member count and value; nothing changes until it is applied."""
         return await rotation.propose(data, current_principal(request))
 
-    @get("/{rotation_id:uuid}", summary="Preview a rotation", responses=problems(401, 403, 404))
+    @get("/{rotation_id:uuid}", summary="Preview a rotation")
     async def preview(self, request: Request, rotation_id: FromPath[UUID]) -> schemas.RotationOut:
         """Every move, and each rep's member count and value before and after."""
         return await rotation.get_rotation(rotation_id, current_principal(request))
@@ -420,7 +405,7 @@ class RotationController(Controller):
     @put(
         "/{rotation_id:uuid}/moves/{member_id:uuid}",
         summary="Give a member to another rep",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
     )
     async def adjust(
         self,
@@ -435,7 +420,7 @@ class RotationController(Controller):
         "/{rotation_id:uuid}/apply",
         status_code=HTTP_200_OK,
         summary="Apply a rotation",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
     )
     async def apply(self, request: Request, rotation_id: FromPath[UUID]) -> schemas.RotationOut:
         """All moves in one transaction, each with an introduction task for the new rep;

@@ -21,7 +21,6 @@ class RewardController(Controller):
     @get(
         "/",
         summary="The rewards catalog",
-        responses=problems(400, 401, 403),
         guards=[requires("members:read")],
     )
     async def list_rewards(
@@ -33,7 +32,7 @@ class RewardController(Controller):
     @post(
         "/",
         summary="Add a reward to the catalog",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("rewards:manage")],
     )
     async def create_reward(
@@ -46,7 +45,6 @@ class RewardController(Controller):
     @get(
         "/{reward_id:uuid}",
         summary="One reward",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def get_reward(self, reward_id: FromPath[UUID]) -> schemas.Reward:
@@ -55,7 +53,7 @@ class RewardController(Controller):
     @patch(
         "/{reward_id:uuid}",
         summary="Change a reward",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("rewards:manage")],
     )
     async def update_reward(
@@ -69,7 +67,7 @@ class RewardController(Controller):
         "/{reward_id:uuid}/vouchers",
         status_code=HTTP_200_OK,
         summary="Import voucher codes into a reward's pool",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("rewards:manage")],
     )
     async def import_vouchers(
@@ -90,7 +88,6 @@ class MemberRewardController(Controller):
     @get(
         "/rewards",
         summary="What a member may redeem, and why not yet",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def catalog(self, request: Request, member_id: FromPath[UUID]) -> schemas.MemberCatalog:
@@ -102,7 +99,7 @@ class MemberRewardController(Controller):
     @post(
         "/redemptions",
         summary="Redeem a reward",
-        responses={**replayed(schemas.Redemption), **problems(400, 401, 403, 404, 409, 422)},
+        responses={**replayed(schemas.Redemption), **problems(409, 422)},
         guards=[requires("redemptions:write")],
     )
     async def redeem(
@@ -119,7 +116,6 @@ class MemberRewardController(Controller):
     @get(
         "/redemptions",
         summary="A member's redemptions",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def redemptions(
@@ -137,7 +133,7 @@ class RedemptionController(Controller):
         "/{redemption_id:uuid}/cancel",
         status_code=HTTP_200_OK,
         summary="Cancel a redemption",
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("redemptions:write")],
     )
     async def cancel(
@@ -154,7 +150,7 @@ class RedemptionController(Controller):
         "/{redemption_id:uuid}/fulfil",
         status_code=HTTP_200_OK,
         summary="Mark a redemption fulfilled",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("redemptions:fulfil")],
     )
     async def fulfil(self, request: Request, redemption_id: FromPath[UUID]) -> schemas.Redemption:

@@ -25,7 +25,7 @@ class AuthController(Controller):
         "/tokens",
         status_code=HTTP_201_CREATED,
         summary="Sign in for API use",
-        responses=problems(400, 401, 429),
+        responses=problems(401, 429),  # a public path: its 401 is a refused sign-in
     )
     async def create_token(
         self,
@@ -46,7 +46,6 @@ class AuthController(Controller):
     @delete(
         "/tokens/current",
         summary="Sign out: revoke the token used for this call",
-        responses=problems(401),
         guards=[authenticated],
     )
     async def revoke_current_token(self, request: Request) -> None:
@@ -54,7 +53,7 @@ class AuthController(Controller):
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
         await service.revoke_token(token)
 
-    @get("/me", summary="Who am I", responses=problems(401), guards=[authenticated])
+    @get("/me", summary="Who am I", guards=[authenticated])
     async def me(self, request: Request) -> schemas.Me:
         """The caller's identity, role and permissions (staff) or scopes (API key)."""
         principal: Principal = current_principal(request)
@@ -75,7 +74,6 @@ class StaffController(Controller):
     @get(
         "/",
         summary="List staff users",
-        responses=problems(401, 403),
         guards=[requires("staff:read")],
     )
     async def list_staff(self, request: Request) -> list[schemas.Staff]:
@@ -88,7 +86,7 @@ class StaffController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Create a staff user",
-        responses=problems(400, 401, 403, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("staff:manage")],
     )
     async def create_staff(self, data: JSONBody[schemas.StaffCreate]) -> schemas.StaffCreated:
@@ -98,7 +96,7 @@ class StaffController(Controller):
     @patch(
         "/{staff_id:uuid}",
         summary="Change or deactivate a staff user",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("staff:manage")],
     )
     async def update_staff(
@@ -119,7 +117,7 @@ class ApiKeyController(Controller):
     tags = ["api keys"]
     guards = [requires("api_keys:manage")]
 
-    @get("/", summary="List integration API keys", responses=problems(401, 403))
+    @get("/", summary="List integration API keys")
     async def list_keys(self) -> list[schemas.ApiKey]:
         """Every key with its scopes and when it was last used; the secret itself is never shown again."""
         return await service.list_api_keys()
@@ -128,7 +126,7 @@ class ApiKeyController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Create an integration API key",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
     )
     async def create_key(
         self, request: Request, data: JSONBody[schemas.ApiKeyCreate]
@@ -143,7 +141,6 @@ class ApiKeyController(Controller):
         "/{key_id:uuid}",
         status_code=HTTP_200_OK,
         summary="Revoke an integration API key",
-        responses=problems(401, 403, 404),
     )
     async def revoke_key(self, key_id: FromPath[UUID]) -> schemas.ApiKey:
         """Revoke a key; calls made with it are refused from now on."""

@@ -22,7 +22,6 @@ class TierController(Controller):
     @get(
         "/",
         summary="The tier ladder",
-        responses=problems(401, 403),
         guards=[requires("members:read")],
     )
     async def list_tiers(self) -> list[schemas.Tier]:
@@ -33,7 +32,7 @@ class TierController(Controller):
     @put(
         "/{code:str}",
         summary="Create or change a tier",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("tiers:manage")],
     )
     async def put_tier(
@@ -50,7 +49,7 @@ class TierController(Controller):
         "/simulate",
         status_code=HTTP_200_OK,
         summary="What-if: evaluate a proposed ladder without changing anything",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("tiers:manage")],
     )
     async def simulate(self, data: JSONBody[schemas.SimulationCreate]) -> schemas.Simulation:
@@ -66,7 +65,6 @@ class TierSettingsController(Controller):
     @get(
         "/",
         summary="Tier qualification settings",
-        responses=problems(401, 403),
         guards=[requires("members:read")],
     )
     async def get_settings(self) -> schemas.TierSettings:
@@ -76,7 +74,6 @@ class TierSettingsController(Controller):
     @put(
         "/",
         summary="Change tier qualification settings",
-        responses=problems(400, 401, 403),
         guards=[requires("tiers:manage")],
     )
     async def put_settings(
@@ -93,7 +90,6 @@ class MemberTierController(Controller):
     @get(
         "/",
         summary="A member's tier and progress",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def status(self, request: Request, member_id: FromPath[UUID]) -> schemas.MemberTier:
@@ -105,7 +101,7 @@ class MemberTierController(Controller):
     @put(
         "/override",
         summary="Override a member's tier until a date",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("tiers:override")],
     )
     async def set_override(
@@ -122,7 +118,7 @@ class MemberTierController(Controller):
         "/override",
         status_code=HTTP_200_OK,
         summary="End a member's tier override now",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("tiers:override")],
     )
     async def end_override(self, request: Request, member_id: FromPath[UUID]) -> schemas.MemberTier:
