@@ -13,18 +13,14 @@ from litestar.response import Response, Stream
 
 from loyalty.auth import current_principal, requires
 from loyalty.exports import schemas, service
+from loyalty.http.downloads import CSV, attachment, csv_download
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems
 from loyalty.infrastructure.schemas import DECIMAL_PATTERN
 
-CSV = "text/csv; charset=utf-8"
 CostPerPoint = Annotated[
     Decimal | None, QueryParameter(schema_extra={"pattern": DECIMAL_PATTERN})
 ]  # 0 to 1000: checked by the service (422)
-
-
-def _attachment(name: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 class ExportController(Controller):
@@ -42,7 +38,7 @@ class ExportController(Controller):
         and the pool). Each exported archive is recorded as viewed."""
         principal = current_principal(request)
         return Stream(
-            service.members_csv(principal), media_type=CSV, headers=_attachment("members.csv")
+            service.members_csv(principal), media_type=CSV, headers=attachment("members.csv")
         )
 
     @get(
@@ -65,7 +61,7 @@ class ExportController(Controller):
         return Stream(
             service.ledger_csv(principal, from_, to),
             media_type=CSV,
-            headers=_attachment("ledger.csv"),
+            headers=attachment("ledger.csv"),
         )
 
     @get(
@@ -79,7 +75,7 @@ class ExportController(Controller):
         self, request: Request, cost_per_point: CostPerPoint = None
     ) -> Response[str]:
         text = await service.liability_csv(current_principal(request), cost_per_point)
-        return Response(text, media_type=CSV, headers=_attachment("liability.csv"))
+        return csv_download(text, "liability.csv")
 
     @get(
         "/liability",

@@ -16,10 +16,10 @@ from litestar.response import Redirect, Response, Template
 from loyalty.auth import Principal, current_principal, requires
 from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
+from loyalty.http.downloads import CSV, csv_download
 from loyalty.http.openapi import problems
 from loyalty.imports import records, schemas, service
 
-CSV = "text/csv; charset=utf-8"
 MAX_UPLOAD = 2 * 1024**3  # 2 GiB
 TEMPLATE = Path(__file__).with_name("template.csv")
 
@@ -49,14 +49,6 @@ async def start_upload(request: Request, upload: Any, kind: str, principal: Prin
         await service.mark_not_queued(created.id)
         raise  # answered 503 when Redis is down
     return created
-
-
-def _csv(text: str, name: str) -> Response:
-    return Response(
-        text,
-        media_type=CSV,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
 
 
 class ImportController(Controller):
@@ -104,7 +96,7 @@ class ImportController(Controller):
     )
     async def errors(self, import_id: FromPath[UUID]) -> Response:
         """CSV: row (line number in the file, the header is line 1), column, value, reason."""
-        return _csv(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+        return csv_download(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
 
     @get(
         "/{import_id:uuid}/conflicts.csv",
@@ -113,7 +105,9 @@ class ImportController(Controller):
     )
     async def conflicts(self, import_id: FromPath[UUID]) -> Response:
         """CSV: row, member_number (the survivor), field, kept, offered."""
-        return _csv(await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv")
+        return csv_download(
+            await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv"
+        )
 
 
 class ImportPages(Controller):
@@ -145,7 +139,7 @@ class ImportPages(Controller):
     @get("/template.csv")
     async def template(self, request: Request) -> Response:
         staff(request, "imports:run")
-        return _csv(TEMPLATE.read_text(encoding="utf-8"), "members-template.csv")
+        return csv_download(TEMPLATE.read_text(encoding="utf-8"), "members-template.csv")
 
     @get("/{import_id:uuid}")
     async def detail(self, request: Request, import_id: FromPath[UUID]) -> Template:
@@ -163,12 +157,14 @@ class ImportPages(Controller):
     @get("/{import_id:uuid}/errors.csv")
     async def errors(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
-        return _csv(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+        return csv_download(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
 
     @get("/{import_id:uuid}/conflicts.csv")
     async def conflicts(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
-        return _csv(await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv")
+        return csv_download(
+            await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv"
+        )
 
 
 ImportConsole = Router(

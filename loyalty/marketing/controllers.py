@@ -11,7 +11,9 @@ from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from loyalty.auth import current_principal, requires
+from loyalty.http.downloads import csv_download
 from loyalty.http.openapi import problems
+from loyalty.http.params import PageLimit, PageOffset
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.marketing import reports, schemas, segments, service, unsubscribe
 
@@ -19,11 +21,11 @@ from loyalty.marketing import reports, schemas, segments, service, unsubscribe
 class SegmentController(Controller):
     path = "/api/v1/segments"
     tags = ["marketing"]
+    guards = [requires("segments:manage")]
 
     @get(
         "/",
         summary="Saved segments",
-        guards=[requires("segments:manage")],
     )
     async def list_segments(self) -> list[schemas.Segment]:
         """Every saved segment with how many members it selects now."""
@@ -33,7 +35,6 @@ class SegmentController(Controller):
         "/",
         summary="Save a segment",
         responses=problems(422),
-        guards=[requires("segments:manage")],
     )
     async def create_segment(
         self, request: Request, data: JSONBody[schemas.SegmentCreate]
@@ -48,7 +49,6 @@ class SegmentController(Controller):
         status_code=HTTP_200_OK,
         summary="Count the members a filter selects",
         responses=problems(422),
-        guards=[requires("segments:manage")],
     )
     async def count(self, data: JSONBody[schemas.SegmentFilter]) -> schemas.SegmentCount:
         """For a filter being edited: one SQL statement, nothing saved."""
@@ -57,7 +57,6 @@ class SegmentController(Controller):
     @get(
         "/value-groups",
         summary="Members by value: valuable, rising, declining, at risk",
-        guards=[requires("segments:manage")],
     )
     async def value_groups(
         self, window_days: Annotated[int, QueryParameter(ge=30, le=1095)] = 365
@@ -69,7 +68,6 @@ class SegmentController(Controller):
     @get(
         "/value-groups.svg",
         summary="The value groups as a pyramid chart (SVG)",
-        guards=[requires("segments:manage")],
         media_type="image/svg+xml",
     )
     async def value_pyramid(
@@ -80,7 +78,6 @@ class SegmentController(Controller):
     @get(
         "/{segment_id:uuid}",
         summary="One segment",
-        guards=[requires("segments:manage")],
     )
     async def get_segment(self, segment_id: FromPath[UUID]) -> schemas.Segment:
         return await segments.get(segment_id)
@@ -89,7 +86,6 @@ class SegmentController(Controller):
         "/{segment_id:uuid}",
         summary="Change a segment",
         responses=problems(422),
-        guards=[requires("segments:manage")],
     )
     async def update_segment(
         self, request: Request, segment_id: FromPath[UUID], data: JSONBody[schemas.SegmentUpdate]
@@ -110,8 +106,8 @@ class OfferController(Controller):
     async def list_offers(
         self,
         status: Annotated[str | None, QueryParameter(max_length=16)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+        limit: PageLimit = 50,
+        offset: PageOffset = 0,
     ) -> list[schemas.Offer]:
         return await service.list_offers(status, limit, offset)
 
@@ -251,12 +247,12 @@ class MarketingSettingsController(Controller):
 class MovementReportController(Controller):
     path = "/api/v1/reports/movement"
     tags = ["marketing"]
+    guards = [requires("marketing:report")]
 
     @get(
         "/{month:str}",
         summary="The monthly movement report",
         responses=problems(422),
-        guards=[requires("marketing:report")],
     )
     async def report(
         self, month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)]
@@ -272,18 +268,13 @@ class MovementReportController(Controller):
         "/{month:str}/csv",
         summary="The monthly movement report as CSV",
         responses=problems(422),
-        guards=[requires("marketing:report")],
         media_type="text/csv",
     )
     async def report_csv(
         self, month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)]
     ) -> Response[str]:
         report = await reports.movement(month)
-        return Response(
-            reports.to_csv(report),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="movement-{month}.csv"'},
-        )
+        return csv_download(reports.to_csv(report), f"movement-{month}.csv")
 
 
 UNSUBSCRIBED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

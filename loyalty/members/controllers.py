@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from loyalty.auth import current_principal, requires
 from loyalty.http.openapi import problems
+from loyalty.http.params import PageLimit, PageOffset
 from loyalty.members import privacy, schemas, service
 from loyalty.workflows.enrolment import enrol_member
 from loyalty.workflows.merging import merge_members
@@ -47,8 +48,8 @@ class MemberController(Controller):
         email: Annotated[str | None, QueryParameter(max_length=254)] = None,
         number: Annotated[str | None, QueryParameter(max_length=20)] = None,
         q: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+        limit: PageLimit = 50,
+        offset: PageOffset = 0,
     ) -> schemas.MemberList:
         """Find members by phone, email or member number, or search names with `q`. Only
         members you may see are listed."""

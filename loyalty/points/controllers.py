@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from loyalty.auth import current_principal, requires
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems, replayed
+from loyalty.http.params import PageLimit
 from loyalty.points import purchases, schemas, service
 from loyalty.workflows import returns, sales
 
@@ -111,7 +112,7 @@ class MemberPointsController(Controller):
         since: Annotated[datetime | None, QueryParameter()] = None,
         until: Annotated[datetime | None, QueryParameter()] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        limit: PageLimit = 50,
     ) -> schemas.EntryPage:
         """Ledger entries newest first, filtered by kind and time; pass `next_cursor` back
         as `cursor` for the next page."""

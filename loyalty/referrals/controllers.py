@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import current_principal, requires
 from loyalty.http.openapi import problems
+from loyalty.http.params import PageLimit
 from loyalty.referrals import schemas, service
 from loyalty.referrals import stats as referral_stats
 
@@ -33,7 +34,7 @@ class ReferralController(Controller):
             Literal["pending", "held", "rewarded", "rejected", "reversed"] | None,
             QueryParameter(),
         ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        limit: PageLimit = 50,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> schemas.ReferralList:
         """Held referrals carry the reasons they were held: shared_contact, shared_address,

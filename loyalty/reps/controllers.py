@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import authenticated, current_principal, requires
+from loyalty.http.downloads import CSV, csv_download
 from loyalty.http.openapi import problems
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.reps import (
@@ -338,7 +339,7 @@ class AccountManagementController(Controller):
         summary="Rep scorecards for a month as CSV",
         guards=[requires("reps:assign")],
         responses=problems(422),
-        media_type="text/csv; charset=utf-8",
+        media_type=CSV,
     )
     async def scorecards_csv(
         self,
@@ -347,11 +348,7 @@ class AccountManagementController(Controller):
         department: Department = None,
     ) -> Response[str]:
         rows = await performance.scorecard(current_principal(request), month, department)
-        return Response(
-            performance.scorecard_csv(rows),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="scorecards-{month}.csv"'},
-        )
+        return csv_download(performance.scorecard_csv(rows), f"scorecards-{month}.csv")
 
 
 class ServiceTeamController(Controller):
