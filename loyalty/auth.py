@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
@@ -188,6 +189,12 @@ def current_principal(connection: ASGIConnection) -> Principal:
             or "sign in, or send an Authorization: Bearer token or API key"
         )
     return principal
+
+
+def provide_principal(request: Request) -> Principal:
+    """The app-wide `principal` dependency: a handler that acts for the caller names it
+    (`principal: NamedDependency[Principal]`) instead of reading it from the request."""
+    return current_principal(request)
 
 
 def requires(*permissions: str) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:

@@ -8,10 +8,11 @@ from decimal import Decimal
 from typing import Annotated
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Response, Stream
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import Principal, requires
 from loyalty.exports import schemas, service
 from loyalty.http.downloads import CSV, attachment, csv_download
 from loyalty.http.middleware import rfc3339_query
@@ -33,10 +34,9 @@ class ExportController(Controller):
         guards=[requires("members:read")],
         media_type=CSV,
     )
-    async def members(self, request: Request) -> Stream:
+    async def members(self, principal: NamedDependency[Principal]) -> Stream:
         """Only the members the caller may see (a rep: their own; a manager: the department
         and the pool). Each exported archive is recorded as viewed."""
-        principal = current_principal(request)
         return Stream(
             service.members_csv(principal), media_type=CSV, headers=attachment("members.csv")
         )
@@ -51,12 +51,12 @@ class ExportController(Controller):
     async def ledger(
         self,
         request: Request,
+        principal: NamedDependency[Principal],
         from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
         to: Annotated[datetime | None, QueryParameter()] = None,
     ) -> Stream:
         """Entries recorded in [from, to), oldest first."""
         rfc3339_query(request, "from", "to")
-        principal = current_principal(request)
         service._period(from_, to)
         return Stream(
             service.ledger_csv(principal, from_, to),
@@ -72,9 +72,9 @@ class ExportController(Controller):
         media_type=CSV,
     )
     async def liability_csv(
-        self, request: Request, cost_per_point: CostPerPoint = None
+        self, principal: NamedDependency[Principal], cost_per_point: CostPerPoint = None
     ) -> Response[str]:
-        text = await service.liability_csv(current_principal(request), cost_per_point)
+        text = await service.liability_csv(principal, cost_per_point)
         return csv_download(text, "liability.csv")
 
     @get(
@@ -84,8 +84,8 @@ class ExportController(Controller):
         responses=problems(422),
     )
     async def liability(
-        self, request: Request, cost_per_point: CostPerPoint = None
+        self, principal: NamedDependency[Principal], cost_per_point: CostPerPoint = None
     ) -> schemas.Liability:
         """Outstanding points (available + pending - owed) by tier and by expiry month, valued
         at `cost_per_point` (default LOYALTY_POINT_VALUE)."""
-        return await service.liability(current_principal(request), cost_per_point)
+        return await service.liability(principal, cost_per_point)

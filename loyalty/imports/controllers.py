@@ -9,11 +9,12 @@ from uuid import UUID, uuid4
 
 from litestar import Controller, Request, Router, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Redirect, Response, Template
 
-from loyalty.auth import Principal, current_principal, requires
+from loyalty.auth import Principal, requires
 from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.downloads import CSV, csv_download
@@ -66,6 +67,7 @@ class ImportController(Controller):
     async def upload(
         self,
         request: Request,
+        principal: NamedDependency[Principal],
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> schemas.Import:
         """Multipart form with `file` (CSV, see the README's template) and optional `kind`
@@ -76,7 +78,7 @@ class ImportController(Controller):
         upload = data.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("choose a CSV file to upload", field="file")
-        return await start_upload(request, upload, kind, current_principal(request))
+        return await start_upload(request, upload, kind, principal)
 
     @get("/", summary="Recent imports")
     async def recent(self) -> schemas.ImportList:

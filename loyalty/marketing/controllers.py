@@ -7,10 +7,11 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import Principal, requires
 from loyalty.http.downloads import csv_download
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit, PageOffset
@@ -37,12 +38,12 @@ class SegmentController(Controller):
         responses=problems(422),
     )
     async def create_segment(
-        self, request: Request, data: JSONBody[schemas.SegmentCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.SegmentCreate]
     ) -> schemas.Segment:
         """A named filter: tiers, spend and purchases in a window, days since the last
         purchase, available points, referrals made, birthday months, regions, tags, consent
         per channel, assigned reps or departments. Every condition given must hold."""
-        return await segments.create(data, current_principal(request))
+        return await segments.create(data, principal)
 
     @post(
         "/count",
@@ -88,10 +89,13 @@ class SegmentController(Controller):
         responses=problems(422),
     )
     async def update_segment(
-        self, request: Request, segment_id: FromPath[UUID], data: JSONBody[schemas.SegmentUpdate]
+        self,
+        principal: NamedDependency[Principal],
+        segment_id: FromPath[UUID],
+        data: JSONBody[schemas.SegmentUpdate],
     ) -> schemas.Segment:
         """Only the fields sent change; offers already sent keep their snapshot."""
-        return await segments.update(segment_id, data, current_principal(request))
+        return await segments.update(segment_id, data, principal)
 
 
 class OfferController(Controller):
@@ -118,7 +122,7 @@ class OfferController(Controller):
         guards=[requires("offers:manage")],
     )
     async def create_offer(
-        self, request: Request, data: JSONBody[schemas.OfferCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.OfferCreate]
     ) -> schemas.Offer:
         """Title and body in English and Chinese, validity, target (tiers and/or a segment)
         and an optional benefit: `voucher` (codes imported into the offer's pool, one per
@@ -126,7 +130,7 @@ class OfferController(Controller):
         points, for the offer's audience only). With `auto_kind` (birthday, welcome,
         winback) it is a template the worker sends every month to members who newly
         qualify. A draft is sent only after approval by a manager of marketing."""
-        return await service.create_offer(data, current_principal(request))
+        return await service.create_offer(data, principal)
 
     @get(
         "/{offer_id:uuid}",
@@ -143,10 +147,13 @@ class OfferController(Controller):
         guards=[requires("offers:manage")],
     )
     async def update_offer(
-        self, request: Request, offer_id: FromPath[UUID], data: JSONBody[schemas.OfferUpdate]
+        self,
+        principal: NamedDependency[Principal],
+        offer_id: FromPath[UUID],
+        data: JSONBody[schemas.OfferUpdate],
     ) -> schemas.Offer:
         """Only the fields sent change; approved or sent offers cannot change (409)."""
-        return await service.update_offer(offer_id, data, current_principal(request))
+        return await service.update_offer(offer_id, data, principal)
 
     @post(
         "/{offer_id:uuid}/approve",
@@ -155,9 +162,11 @@ class OfferController(Controller):
         responses=problems(409),
         guards=[requires("offers:approve")],
     )
-    async def approve(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
+    async def approve(
+        self, principal: NamedDependency[Principal], offer_id: FromPath[UUID]
+    ) -> schemas.Offer:
         """Managers of marketing (role manager, department marketing) and admins."""
-        return await service.approve(offer_id, current_principal(request))
+        return await service.approve(offer_id, principal)
 
     @post(
         "/{offer_id:uuid}/cancel",
@@ -166,8 +175,10 @@ class OfferController(Controller):
         responses=problems(409),
         guards=[requires("offers:manage")],
     )
-    async def cancel(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
-        return await service.cancel(offer_id, current_principal(request))
+    async def cancel(
+        self, principal: NamedDependency[Principal], offer_id: FromPath[UUID]
+    ) -> schemas.Offer:
+        return await service.cancel(offer_id, principal)
 
     @post(
         "/{offer_id:uuid}/send",
@@ -236,12 +247,12 @@ class MarketingSettingsController(Controller):
         guards=[requires("offers:approve")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.MarketingSettingsUpdate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.MarketingSettingsUpdate]
     ) -> schemas.MarketingSettings:
         """`frequency_cap` marketing messages (email, SMS) per member in `cap_days`;
         `max_attempts` and `retry_seconds` (doubling) for failed deliveries; `churn_days`
         (lost), `at_risk_days` (win-back) and `falling_ratio` for the movement report."""
-        return await service.update_settings(data, current_principal(request))
+        return await service.update_settings(data, principal)
 
 
 class MovementReportController(Controller):

@@ -8,10 +8,11 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import Principal, requires
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems, replayed
 from loyalty.http.params import PageLimit
@@ -34,12 +35,12 @@ class PurchaseController(Controller):
         status_code=HTTP_201_CREATED,
     )
     async def post_purchase(
-        self, request: Request, data: JSONBody[schemas.PurchaseCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.PurchaseCreate]
     ) -> Response[schemas.Purchase]:
         """Post a sale with your own `external_id`. Points are earned once: sending the same
         purchase again answers 200 with the original result; the same `external_id` with a
         different body answers 409. The lines must add up to the total."""
-        purchase = await sales.post_purchase(data, current_principal(request))
+        purchase = await sales.post_purchase(data, principal)
         return Response(purchase, status_code=201 if purchase.status == "created" else 200)
 
     @post(
@@ -49,20 +50,22 @@ class PurchaseController(Controller):
         status_code=HTTP_200_OK,
     )
     async def post_batch(
-        self, request: Request, data: JSONBody[schemas.PurchaseBatchCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.PurchaseBatchCreate]
     ) -> schemas.BatchResult:
         """Each purchase is applied on its own with the same exactly-once rule; the answer
         has one item per purchase with its status (201, 200 replayed, or 4xx with a problem)."""
-        return await sales.post_batch(data, current_principal(request))
+        return await sales.post_batch(data, principal)
 
     @get(
         "/{external_id:str}",
         summary="Get a purchase",
         guards=[requires("members:read")],
     )
-    async def get_purchase(self, request: Request, external_id: FromPath[str]) -> schemas.Purchase:
+    async def get_purchase(
+        self, principal: NamedDependency[Principal], external_id: FromPath[str]
+    ) -> schemas.Purchase:
         """A purchase by your `external_id`, with its points and what was returned."""
-        return await purchases.get_purchase(external_id, current_principal(request))
+        return await purchases.get_purchase(external_id, principal)
 
     @post(
         "/{external_id:str}/returns",
@@ -75,12 +78,15 @@ class PurchaseController(Controller):
         status_code=HTTP_201_CREATED,
     )
     async def post_return(
-        self, request: Request, external_id: FromPath[str], data: JSONBody[schemas.ReturnCreate]
+        self,
+        principal: NamedDependency[Principal],
+        external_id: FromPath[str],
+        data: JSONBody[schemas.ReturnCreate],
     ) -> Response[schemas.Return]:
         """Return all or part of a purchase under your own `return_id`; the points of the
         returned lines are reversed, pending points first. Points already spent become a
         debt that blocks redemption until later earning repays it. Replays answer 200."""
-        result = await returns.post_return(external_id, data, current_principal(request))
+        result = await returns.post_return(external_id, data, principal)
         return Response(result, status_code=201 if result.status == "created" else 200)
 
 
@@ -93,10 +99,12 @@ class MemberPointsController(Controller):
         summary="A member's points balance",
         guards=[requires("members:read")],
     )
-    async def balance(self, request: Request, member_id: FromPath[UUID]) -> schemas.Balance:
+    async def balance(
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+    ) -> schemas.Balance:
         """Available, pending (not yet spendable), debt, lifetime earned, and the points
         expiring within 30, 60 and 90 days."""
-        return await service.balance(member_id, current_principal(request))
+        return await service.balance(member_id, principal)
 
     @get(
         "/entries",
@@ -107,6 +115,7 @@ class MemberPointsController(Controller):
     async def entries(
         self,
         request: Request,
+        principal: NamedDependency[Principal],
         member_id: FromPath[UUID],
         kind: Annotated[str | None, QueryParameter(max_length=24)] = None,
         since: Annotated[datetime | None, QueryParameter()] = None,
@@ -119,7 +128,7 @@ class MemberPointsController(Controller):
         rfc3339_query(request, "since", "until")
         return await service.statement(
             member_id,
-            current_principal(request),
+            principal,
             kind=kind,
             since=since,
             until=until,
@@ -135,11 +144,14 @@ class MemberPointsController(Controller):
         status_code=HTTP_201_CREATED,
     )
     async def adjust(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.AdjustmentCreate]
+        self,
+        principal: NamedDependency[Principal],
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.AdjustmentCreate],
     ) -> Response[schemas.Adjustment]:
         """Managers and above: add or deduct points with a mandatory reason. Send an
         `idempotency_key` so a retry cannot adjust twice."""
-        result, created = await service.adjust(member_id, data, current_principal(request))
+        result, created = await service.adjust(member_id, data, principal)
         return Response(result, status_code=201 if created else 200)
 
 
@@ -163,7 +175,7 @@ class EarningRulesController(Controller):
         guards=[requires("rules:manage")],
     )
     async def put_rules(
-        self, request: Request, data: JSONBody[schemas.EarningRulesUpdate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.EarningRulesUpdate]
     ) -> schemas.EarningRules:
         """Admins only; applies to purchases posted from now on."""
-        return await service.update_rules(data, current_principal(request))
+        return await service.update_rules(data, principal)

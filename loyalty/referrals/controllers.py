@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import Principal, requires
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit
 from loyalty.referrals import schemas, service
@@ -29,7 +30,7 @@ class ReferralController(Controller):
     )
     async def list_referrals(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         status: Annotated[
             Literal["pending", "held", "rewarded", "rejected", "reversed"] | None,
             QueryParameter(),
@@ -39,19 +40,17 @@ class ReferralController(Controller):
     ) -> schemas.ReferralList:
         """Held referrals carry the reasons they were held: shared_contact, shared_address,
         loop, existing_member, over_cap."""
-        return await referral_stats.list_referrals(
-            current_principal(request), status, limit, cursor
-        )
+        return await referral_stats.list_referrals(principal, status, limit, cursor)
 
     @get(
         "/stats",
         summary="Referral programme statistics by month",
         guards=[requires("referrals:report")],
     )
-    async def stats(self, request: Request) -> schemas.ProgrammeStats:
+    async def stats(self, principal: NamedDependency[Principal]) -> schemas.ProgrammeStats:
         """Sign-ups with a code per month, how many made their first qualifying purchase,
         were rewarded, held, rejected or reversed, and the conversion to rewards."""
-        return await referral_stats.programme_stats(current_principal(request))
+        return await referral_stats.programme_stats(principal)
 
     @post(
         "/{referral_id:uuid}/approve",
@@ -62,13 +61,13 @@ class ReferralController(Controller):
     )
     async def approve(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         referral_id: FromPath[UUID],
         data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
         """With a reason. If the referred member already made a qualifying first purchase
         both sides are rewarded now; otherwise at that purchase."""
-        return await service.approve(referral_id, data, current_principal(request))
+        return await service.approve(referral_id, data, principal)
 
     @post(
         "/{referral_id:uuid}/reject",
@@ -79,12 +78,12 @@ class ReferralController(Controller):
     )
     async def reject(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         referral_id: FromPath[UUID],
         data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
         """With a reason; nobody is rewarded for it."""
-        return await service.reject(referral_id, data, current_principal(request))
+        return await service.reject(referral_id, data, principal)
 
 
 class ReferralSettingsController(Controller):
@@ -108,10 +107,10 @@ class ReferralSettingsController(Controller):
         guards=[requires("referrals:manage")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.ReferralSettingsUpdate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.ReferralSettingsUpdate]
     ) -> schemas.ReferralSettings:
         """Admins only; applies to referrals rewarded from now on."""
-        return await service.put_referral_settings(data, current_principal(request))
+        return await service.put_referral_settings(data, principal)
 
 
 class MemberReferralController(Controller):
@@ -124,12 +123,12 @@ class MemberReferralController(Controller):
         guards=[requires("members:read")],
     )
     async def member_referrals(
-        self, request: Request, member_id: FromPath[UUID]
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
     ) -> schemas.MemberReferrals:
         """The code and the sign-up link to share, everyone who joined with it (invited),
         how many made their first qualifying purchase (joined), were rewarded or are held,
         and who referred this member."""
-        return await service.member_referrals(member_id, current_principal(request))
+        return await service.member_referrals(member_id, principal)
 
     @put(
         "/referrer",
@@ -138,8 +137,11 @@ class MemberReferralController(Controller):
         guards=[requires("members:write")],
     )
     async def set_referrer(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ReferrerUpdate]
+        self,
+        principal: NamedDependency[Principal],
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.ReferrerUpdate],
     ) -> schemas.Referral:
         """For a member who joined without giving the code. The same guards apply; a member
         who already bought before is held as an existing member. 409 if already referred."""
-        return await service.set_referrer(member_id, data, current_principal(request))
+        return await service.set_referrer(member_id, data, principal)

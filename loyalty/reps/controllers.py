@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, Response, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import authenticated, current_principal, requires
+from loyalty.auth import Principal, authenticated, requires
 from loyalty.http.downloads import CSV, csv_download
 from loyalty.http.openapi import problems
 from loyalty.infrastructure.schemas import MONTH_PATTERN
@@ -57,9 +58,9 @@ class OwnershipController(Controller):
         guards=[requires("reps:configure")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.RepSettingsUpdate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.RepSettingsUpdate]
     ) -> schemas.RepSettings:
-        return await rep_settings.put_rep_settings(data, current_principal(request))
+        return await rep_settings.put_rep_settings(data, principal)
 
     @get(
         "/pool",
@@ -67,10 +68,12 @@ class OwnershipController(Controller):
         guards=[requires("reps:assign")],
     )
     async def pool(
-        self, request: Request, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100
+        self,
+        principal: NamedDependency[Principal],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> list[schemas.PoolMember]:
         """Unassigned and reclaimed members (not those waiting in a handover queue)."""
-        return await pool.pool(current_principal(request), limit)
+        return await pool.pool(principal, limit)
 
     @post(
         "/pool/assignments",
@@ -80,11 +83,11 @@ class OwnershipController(Controller):
         responses=problems(409, 422),
     )
     async def assign(
-        self, request: Request, data: JSONBody[schemas.PoolAssignmentCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.PoolAssignmentCreate]
     ) -> schemas.AssignmentResult:
         """The manager of the rep's department (or above), recorded as the approval. A rep in
         their first month gets none; at most the daily cap per rep per day; all or nothing."""
-        return await pool.assign_from_pool(data, current_principal(request))
+        return await pool.assign_from_pool(data, principal)
 
     @put(
         "/members/{member_id:uuid}/assignment",
@@ -93,11 +96,14 @@ class OwnershipController(Controller):
         responses=problems(422),
     )
     async def transfer(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.TransferCreate]
+        self,
+        principal: NamedDependency[Principal],
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.TransferCreate],
     ) -> schemas.AssignmentResult:
         """Managers within their department, general managers anywhere; `rep_id: null`
         returns the member to the pool. Reps cannot move members."""
-        return await assignments.transfer(member_id, data, current_principal(request))
+        return await assignments.transfer(member_id, data, principal)
 
     @get(
         "/members/{member_id:uuid}/assignments",
@@ -105,19 +111,21 @@ class OwnershipController(Controller):
         guards=[requires("members:read")],
     )
     async def assignments(
-        self, request: Request, member_id: FromPath[UUID]
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
     ) -> list[schemas.AssignmentPeriod]:
-        return await assignments.history(member_id, current_principal(request))
+        return await assignments.history(member_id, principal)
 
     @get(
         "/reclaims/preview",
         summary="Members due to return to the pool",
         guards=[requires("reps:assign")],
     )
-    async def reclaim_preview(self, request: Request) -> list[schemas.ReclaimCandidate]:
+    async def reclaim_preview(
+        self, principal: NamedDependency[Principal]
+    ) -> list[schemas.ReclaimCandidate]:
         """`protection`: may be taken back now (no service record in the protection period);
         `inactive` / `no_deal`: the date the daily job returns them to the pool."""
-        return await reclaim.reclaim_preview(current_principal(request))
+        return await reclaim.reclaim_preview(principal)
 
     @post(
         "/members/{member_id:uuid}/reclaim",
@@ -127,18 +135,18 @@ class OwnershipController(Controller):
         responses=problems(409),
     )
     async def take_back(
-        self, request: Request, member_id: FromPath[UUID]
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
     ) -> schemas.AssignmentResult:
-        return await reclaim.take_back(member_id, current_principal(request))
+        return await reclaim.take_back(member_id, principal)
 
     @get(
         "/handovers",
         summary="The handover queue",
         guards=[requires("reps:assign")],
     )
-    async def handovers(self, request: Request) -> list[schemas.HandoverItem]:
+    async def handovers(self, principal: NamedDependency[Principal]) -> list[schemas.HandoverItem]:
         """Members of reps who left or moved, to reassign within the handover period."""
-        return await handovers.handover_queue(current_principal(request))
+        return await handovers.handover_queue(principal)
 
     @post(
         "/handovers/{handover_id:uuid}/assign",
@@ -148,9 +156,12 @@ class OwnershipController(Controller):
         responses=problems(409, 422),
     )
     async def resolve(
-        self, request: Request, handover_id: FromPath[UUID], data: JSONBody[schemas.TransferCreate]
+        self,
+        principal: NamedDependency[Principal],
+        handover_id: FromPath[UUID],
+        data: JSONBody[schemas.TransferCreate],
     ) -> schemas.AssignmentResult:
-        return await handovers.resolve_handover(handover_id, data, current_principal(request))
+        return await handovers.resolve_handover(handover_id, data, principal)
 
     @post(
         "/swaps",
@@ -159,10 +170,10 @@ class OwnershipController(Controller):
         responses=problems(422),
     )
     async def request_swap(
-        self, request: Request, data: JSONBody[schemas.SwapCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.SwapCreate]
     ) -> schemas.Swap:
         """A rep names one of their members and one of another rep's; the manager decides."""
-        return await swaps.request_swap(data, current_principal(request))
+        return await swaps.request_swap(data, principal)
 
     @get(
         "/swaps",
@@ -171,12 +182,12 @@ class OwnershipController(Controller):
     )
     async def swaps(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         status: Annotated[
             Literal["pending", "approved", "refused"] | None, QueryParameter()
         ] = None,
     ) -> list[schemas.Swap]:
-        return await swaps.list_swaps(current_principal(request), status)
+        return await swaps.list_swaps(principal, status)
 
     @post(
         "/swaps/{swap_id:uuid}/approve",
@@ -186,10 +197,13 @@ class OwnershipController(Controller):
         responses=problems(409),
     )
     async def approve_swap(
-        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.SwapDecisionCreate]
+        self,
+        principal: NamedDependency[Principal],
+        swap_id: FromPath[UUID],
+        data: JSONBody[schemas.SwapDecisionCreate],
     ) -> schemas.Swap:
         """The department's manager; across departments a general manager."""
-        return await swaps.decide_swap(swap_id, True, data, current_principal(request))
+        return await swaps.decide_swap(swap_id, True, data, principal)
 
     @post(
         "/swaps/{swap_id:uuid}/refuse",
@@ -199,16 +213,21 @@ class OwnershipController(Controller):
         responses=problems(409),
     )
     async def refuse_swap(
-        self, request: Request, swap_id: FromPath[UUID], data: JSONBody[schemas.SwapDecisionCreate]
+        self,
+        principal: NamedDependency[Principal],
+        swap_id: FromPath[UUID],
+        data: JSONBody[schemas.SwapDecisionCreate],
     ) -> schemas.Swap:
-        return await swaps.decide_swap(swap_id, False, data, current_principal(request))
+        return await swaps.decide_swap(swap_id, False, data, principal)
 
     @get("/notices", summary="My notices", guards=[authenticated])
     async def notices(
-        self, request: Request, unread: Annotated[bool, QueryParameter()] = False
+        self,
+        principal: NamedDependency[Principal],
+        unread: Annotated[bool, QueryParameter()] = False,
     ) -> list[schemas.Notice]:
         """Reclaim warnings, overdue handovers and follow-ups."""
-        return await notices.notices(current_principal(request), unread)
+        return await notices.notices(principal, unread)
 
 
 class ContactController(Controller):
@@ -220,11 +239,13 @@ class ContactController(Controller):
         summary="The visit brief",
         guards=[requires("members:read")],
     )
-    async def brief(self, request: Request, member_id: FromPath[UUID]) -> schemas.Brief:
+    async def brief(
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+    ) -> schemas.Brief:
         """Tier and service level, points, what keeps and what reaches a tier, recent
         purchases, last contacts, open follow-ups, what the member can redeem, referrals,
         household and preferences (in `member`). The view is audited."""
-        return await brief.brief(member_id, current_principal(request))
+        return await brief.brief(member_id, principal)
 
     @get(
         "/members/{member_id:uuid}/contacts",
@@ -232,9 +253,9 @@ class ContactController(Controller):
         guards=[requires("members:read")],
     )
     async def list_contacts(
-        self, request: Request, member_id: FromPath[UUID]
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
     ) -> list[schemas.Contact]:
-        return await contacts.member_contacts(member_id, current_principal(request))
+        return await contacts.member_contacts(member_id, principal)
 
     @post(
         "/members/{member_id:uuid}/contacts",
@@ -243,12 +264,15 @@ class ContactController(Controller):
         responses=problems(422),
     )
     async def add_contact(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ContactCreate]
+        self,
+        principal: NamedDependency[Principal],
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.ContactCreate],
     ) -> schemas.Contact:
         """Visits, calls, messages, complaints and requests, with outcome and next step. A
         contact logged after the next working day at 10:00 (configurable) is flagged late.
         A visit, call or message closes the member's open follow-up tasks."""
-        return await contacts.add_contact(member_id, data, current_principal(request))
+        return await contacts.add_contact(member_id, data, principal)
 
     @post(
         "/members/{member_id:uuid}/messages",
@@ -257,19 +281,24 @@ class ContactController(Controller):
         responses=problems(422),
     )
     async def message(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MessageCreate]
+        self,
+        principal: NamedDependency[Principal],
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.MessageCreate],
     ) -> schemas.Contact:
         """Through the company's channel: the portal inbox, and email or text where the member
         consented. Logged on the member as an outbound contact."""
-        return await contacts.send_message(member_id, data, current_principal(request))
+        return await contacts.send_message(member_id, data, principal)
 
     @get(
         "/members/{member_id:uuid}/views",
         summary="Who opened this archive",
         guards=[requires("audit:read")],
     )
-    async def views(self, request: Request, member_id: FromPath[UUID]) -> list[schemas.View]:
-        return await contacts.views_of(member_id, current_principal(request))
+    async def views(
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+    ) -> list[schemas.View]:
+        return await contacts.views_of(member_id, principal)
 
     @get(
         "/tasks",
@@ -277,10 +306,12 @@ class ContactController(Controller):
         guards=[requires("members:read")],
     )
     async def tasks(
-        self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
+        self,
+        principal: NamedDependency[Principal],
+        days: Annotated[int, QueryParameter(ge=0, le=90)] = 7,
     ) -> list[schemas.FollowUpTask]:
         """Due within `days`, overdue first. A rep sees their own; a manager the department's."""
-        return await follow_ups.my_tasks(current_principal(request), days)
+        return await follow_ups.my_tasks(principal, days)
 
 
 class AccountManagementController(Controller):
@@ -292,30 +323,34 @@ class AccountManagementController(Controller):
         summary="A member's stage and archive completeness",
         guards=[requires("members:read")],
     )
-    async def lifecycle(self, request: Request, member_id: FromPath[UUID]) -> schemas.Lifecycle:
+    async def lifecycle(
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+    ) -> schemas.Lifecycle:
         """Stage: prospect_with_intent, prospect_without_intent, new_customer (first three
         months after the first purchase), regular, lapsing (6-12 months without buying) or
         lost; completeness of the configured archive fields, due two months after the first
         purchase."""
-        return await performance.lifecycle(member_id, current_principal(request))
+        return await performance.lifecycle(member_id, principal)
 
     @get(
         "/incomplete-archives",
         summary="Archives still missing basic facts",
         guards=[requires("members:read")],
     )
-    async def incomplete(self, request: Request) -> list[schemas.IncompleteArchive]:
+    async def incomplete(
+        self, principal: NamedDependency[Principal]
+    ) -> list[schemas.IncompleteArchive]:
         """A rep's own members (a manager: the department's) who bought and whose archive
         lacks configured fields, with the deadline; overdue ones also become tasks."""
-        return await performance.incomplete_archives(current_principal(request))
+        return await performance.incomplete_archives(principal)
 
     @get(
         "/reassignment-flags",
         summary="Members whose tier outgrew their rep's level",
         guards=[requires("reps:assign")],
     )
-    async def flags(self, request: Request) -> list[schemas.ReassignmentFlag]:
-        return await service.reassignment_flags(current_principal(request))
+    async def flags(self, principal: NamedDependency[Principal]) -> list[schemas.ReassignmentFlag]:
+        return await service.reassignment_flags(principal)
 
     @get(
         "/scorecards",
@@ -325,14 +360,14 @@ class AccountManagementController(Controller):
     )
     async def scorecards(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         month: Month,
         department: Department = None,
     ) -> list[schemas.ScoreRow]:
         """Per rep: members gained and lost, their members' spend, purchases and tier moves,
         complaints and praise, contacts made, late logs, follow-up completion, archive
         completeness, referrals brought in. Managers see their department."""
-        return await performance.scorecard(current_principal(request), month, department)
+        return await performance.scorecard(principal, month, department)
 
     @get(
         "/scorecards.csv",
@@ -343,11 +378,11 @@ class AccountManagementController(Controller):
     )
     async def scorecards_csv(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         month: Month,
         department: Department = None,
     ) -> Response[str]:
-        rows = await performance.scorecard(current_principal(request), month, department)
+        rows = await performance.scorecard(principal, month, department)
         return csv_download(performance.scorecard_csv(rows), f"scorecards-{month}.csv")
 
 
@@ -360,8 +395,10 @@ class ServiceTeamController(Controller):
         summary="A member's service team",
         guards=[requires("members:read")],
     )
-    async def get_team(self, request: Request, member_id: FromPath[UUID]) -> schemas.ServiceTeam:
-        return await teams.service_team(member_id, current_principal(request))
+    async def get_team(
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+    ) -> schemas.ServiceTeam:
+        return await teams.service_team(member_id, principal)
 
     @put(
         "/",
@@ -370,11 +407,14 @@ class ServiceTeamController(Controller):
         responses=problems(422),
     )
     async def set_team(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ServiceTeamUpdate]
+        self,
+        principal: NamedDependency[Principal],
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.ServiceTeamUpdate],
     ) -> schemas.ServiceTeam:
         """A lead (accountable) and named colleagues for service, settlement and operations;
         all of them see the member. Replaces the team; the change is recorded."""
-        return await teams.set_service_team(member_id, data, current_principal(request))
+        return await teams.set_service_team(member_id, data, principal)
 
 
 class RotationController(Controller):
@@ -388,16 +428,18 @@ class RotationController(Controller):
         responses=problems(422),
     )
     async def propose(
-        self, request: Request, data: JSONBody[schemas.RotationCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.RotationCreate]
     ) -> schemas.RotationOut:
         """Each rep's members go to other reps of a suitable level who never served them,
         balanced by member count and value; nothing changes until it is applied."""
-        return await rotation.propose(data, current_principal(request))
+        return await rotation.propose(data, principal)
 
     @get("/{rotation_id:uuid}", summary="Preview a rotation")
-    async def preview(self, request: Request, rotation_id: FromPath[UUID]) -> schemas.RotationOut:
+    async def preview(
+        self, principal: NamedDependency[Principal], rotation_id: FromPath[UUID]
+    ) -> schemas.RotationOut:
         """Every move, and each rep's member count and value before and after."""
-        return await rotation.get_rotation(rotation_id, current_principal(request))
+        return await rotation.get_rotation(rotation_id, principal)
 
     @put(
         "/{rotation_id:uuid}/moves/{member_id:uuid}",
@@ -406,12 +448,12 @@ class RotationController(Controller):
     )
     async def adjust(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         rotation_id: FromPath[UUID],
         member_id: FromPath[UUID],
         data: JSONBody[schemas.RotationMoveUpdate],
     ) -> schemas.RotationOut:
-        return await rotation.adjust(rotation_id, member_id, data, current_principal(request))
+        return await rotation.adjust(rotation_id, member_id, data, principal)
 
     @post(
         "/{rotation_id:uuid}/apply",
@@ -419,7 +461,9 @@ class RotationController(Controller):
         summary="Apply a rotation",
         responses=problems(409),
     )
-    async def apply(self, request: Request, rotation_id: FromPath[UUID]) -> schemas.RotationOut:
+    async def apply(
+        self, principal: NamedDependency[Principal], rotation_id: FromPath[UUID]
+    ) -> schemas.RotationOut:
         """All moves in one transaction, each with an introduction task for the new rep;
         applying again changes nothing."""
-        return await rotation.apply(rotation_id, current_principal(request))
+        return await rotation.apply(rotation_id, principal)

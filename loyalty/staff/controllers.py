@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import Principal, authenticated, current_principal, requires
+from loyalty.auth import Principal, authenticated, requires
 from loyalty.http.middleware import client_address
 from loyalty.http.openapi import problems
 from loyalty.settings import Settings
@@ -54,9 +54,8 @@ class AuthController(Controller):
         await service.revoke_token(token)
 
     @get("/me", summary="Who am I", guards=[authenticated])
-    async def me(self, request: Request) -> schemas.Me:
+    async def me(self, principal: NamedDependency[Principal]) -> schemas.Me:
         """The caller's identity, role and permissions (staff) or scopes (API key)."""
-        principal: Principal = current_principal(request)
         return schemas.Me(
             kind=principal.kind,
             id=principal.id,
@@ -76,9 +75,8 @@ class StaffController(Controller):
         summary="List staff users",
         guards=[requires("staff:read")],
     )
-    async def list_staff(self, request: Request) -> list[schemas.Staff]:
+    async def list_staff(self, principal: NamedDependency[Principal]) -> list[schemas.Staff]:
         """All staff users; managers see their own department only."""
-        principal = current_principal(request)
         department = principal.department_limit
         return await service.list_staff(department=department)
 
@@ -100,13 +98,17 @@ class StaffController(Controller):
         guards=[requires("staff:manage")],
     )
     async def update_staff(
-        self, request: Request, staff_id: FromPath[UUID], data: JSONBody[schemas.StaffUpdate]
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        staff_id: FromPath[UUID],
+        data: JSONBody[schemas.StaffUpdate],
     ) -> schemas.Staff:
         """Partial update; `active: false` deactivates the user and ends all their sessions and tokens."""
         return await staff_changes.update_staff(
             staff_id,
             data,
-            actor=current_principal(request),
+            actor=principal,
             redis=request.app.state.redis,
             session_store=request.app.stores.get("sessions"),
         )
@@ -129,10 +131,9 @@ class ApiKeyController(Controller):
         responses=problems(422),
     )
     async def create_key(
-        self, request: Request, data: JSONBody[schemas.ApiKeyCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.ApiKeyCreate]
     ) -> schemas.ApiKeyCreated:
         """Create a scoped key for a POS or shop; the key is in this response only."""
-        principal = current_principal(request)
         return await service.create_api_key(
             data, created_by=principal.id if principal.is_staff else None
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, delete, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import Principal, requires
 from loyalty.errors import InvalidInput
 from loyalty.http.openapi import problems
 from loyalty.tiers import evaluation, schemas, service
@@ -36,14 +37,17 @@ class TierController(Controller):
         guards=[requires("tiers:manage")],
     )
     async def put_tier(
-        self, request: Request, code: FromPath[str], data: JSONBody[schemas.TierUpdate]
+        self,
+        principal: NamedDependency[Principal],
+        code: FromPath[str],
+        data: JSONBody[schemas.TierUpdate],
     ) -> schemas.Tier:
         """Admins only. The resulting ladder must make sense: unique ranks, the lowest
         switched-on tier at threshold 0, thresholds rising with rank; otherwise 422 names
         the field. Members move at the next evaluation."""
         if not 1 <= len(code) <= 32 or not code.replace("_", "").replace("-", "").isalnum():
             raise InvalidInput("letters, digits, - and _ only (1-32)", field="code")
-        return await service.put_tier(code.lower(), data, current_principal(request))
+        return await service.put_tier(code.lower(), data, principal)
 
     @post(
         "/simulate",
@@ -77,10 +81,10 @@ class TierSettingsController(Controller):
         guards=[requires("tiers:manage")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.TierSettingsUpdate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.TierSettingsUpdate]
     ) -> schemas.TierSettings:
         """Admins only; applies from the next purchase and evaluation."""
-        return await service.put_settings(data, current_principal(request))
+        return await service.put_settings(data, principal)
 
 
 class MemberTierController(Controller):
@@ -92,11 +96,13 @@ class MemberTierController(Controller):
         summary="A member's tier and progress",
         guards=[requires("members:read")],
     )
-    async def status(self, request: Request, member_id: FromPath[UUID]) -> schemas.MemberTier:
+    async def status(
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+    ) -> schemas.MemberTier:
         """Current tier and since when, qualifying value, the next tier and what it still
         takes, what it takes to keep the tier at the next evaluation, the service level, and
         every tier change with its reason."""
-        return await service.status(member_id, current_principal(request))
+        return await service.status(member_id, principal)
 
     @put(
         "/override",
@@ -106,13 +112,13 @@ class MemberTierController(Controller):
     )
     async def set_override(
         self,
-        request: Request,
+        principal: NamedDependency[Principal],
         member_id: FromPath[UUID],
         data: JSONBody[schemas.TierOverrideUpdate],
     ) -> schemas.MemberTier:
         """Managers and above, with a reason and an end date; when it ends the member returns
         to the tier their qualification earns."""
-        return await service.set_override(member_id, data, current_principal(request))
+        return await service.set_override(member_id, data, principal)
 
     @delete(
         "/override",
@@ -121,6 +127,8 @@ class MemberTierController(Controller):
         responses=problems(409),
         guards=[requires("tiers:override")],
     )
-    async def end_override(self, request: Request, member_id: FromPath[UUID]) -> schemas.MemberTier:
+    async def end_override(
+        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+    ) -> schemas.MemberTier:
         """The member returns at once to the tier their qualification earns."""
-        return await service.end_override(member_id, current_principal(request))
+        return await service.end_override(member_id, principal)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, get, patch, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import Principal, requires
 from loyalty.http.openapi import problems
 from loyalty.webhooks import schemas, service
 
@@ -20,12 +21,12 @@ class WebhookController(Controller):
 
     @post("/", summary="Subscribe a URL to events", responses=problems(422))
     async def create(
-        self, request: Request, data: JSONBody[schemas.SubscriptionCreate]
+        self, principal: NamedDependency[Principal], data: JSONBody[schemas.SubscriptionCreate]
     ) -> schemas.SubscriptionCreated:
         """Events: member.enrolled, points.earned, points.reversed, redemption.created,
         tier.changed, referral.rewarded, member.reassigned. The signing secret is in this
         answer only."""
-        return await service.create_subscription(data, current_principal(request))
+        return await service.create_subscription(data, principal)
 
     @get("/", summary="Webhook subscribers")
     async def list_all(self) -> list[schemas.Subscription]:
