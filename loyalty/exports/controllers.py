@@ -14,9 +14,9 @@ from litestar.response import Response, Stream
 
 from loyalty.auth import Principal, requires
 from loyalty.exports import schemas, service
-from loyalty.http.downloads import CSV, attachment, csv_download
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems
+from loyalty.http.responses import CSV, attachment, csv_download
 from loyalty.infrastructure.schemas import DECIMAL_PATTERN
 
 CostPerPoint = Annotated[

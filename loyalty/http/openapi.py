@@ -60,12 +60,14 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 def replayed(data_container: Any) -> dict[int, ResponseSpec]:
-    """The 200 of an idempotent POST sent again: the original result, nothing done twice."""
+    """What an idempotent POST answers besides its 201: 200 with the original result when
+    sent again (nothing done twice), 409 when its key was used for a different request."""
     return {
         200: ResponseSpec(
             data_container=data_container,
             description="Sent before with the same key: the original result, nothing done again",
-        )
+        ),
+        **problems(409),
     }
 
 

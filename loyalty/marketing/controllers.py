@@ -12,9 +12,9 @@ from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from loyalty.auth import Principal, requires
-from loyalty.http.downloads import csv_download
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit, PageOffset
+from loyalty.http.responses import csv_download
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.marketing import reports, schemas, segments, service, unsubscribe
 

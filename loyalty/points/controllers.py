@@ -16,6 +16,7 @@ from loyalty.auth import Principal, requires
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems, replayed
 from loyalty.http.params import PageLimit
+from loyalty.http.responses import created_or_replayed
 from loyalty.points import purchases, schemas, service
 from loyalty.workflows import returns, sales
 
@@ -27,10 +28,7 @@ class PurchaseController(Controller):
     @post(
         "/",
         summary="Post a purchase",
-        responses={
-            **replayed(schemas.Purchase),
-            **problems(409, 422),
-        },
+        responses={**replayed(schemas.Purchase), **problems(422)},
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
     )
@@ -41,7 +39,7 @@ class PurchaseController(Controller):
         purchase again answers 200 with the original result; the same `external_id` with a
         different body answers 409. The lines must add up to the total."""
         purchase = await sales.post_purchase(data, principal)
-        return Response(purchase, status_code=201 if purchase.status == "created" else 200)
+        return created_or_replayed(purchase, purchase.status == "created")
 
     @post(
         "/batch",
@@ -70,10 +68,7 @@ class PurchaseController(Controller):
     @post(
         "/{external_id:str}/returns",
         summary="Return lines of a purchase",
-        responses={
-            **replayed(schemas.Return),
-            **problems(409, 422),
-        },
+        responses={**replayed(schemas.Return), **problems(422)},
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
     )
@@ -87,7 +82,7 @@ class PurchaseController(Controller):
         returned lines are reversed, pending points first. Points already spent become a
         debt that blocks redemption until later earning repays it. Replays answer 200."""
         result = await returns.post_return(external_id, data, principal)
-        return Response(result, status_code=201 if result.status == "created" else 200)
+        return created_or_replayed(result, result.status == "created")
 
 
 class MemberPointsController(Controller):
@@ -139,7 +134,7 @@ class MemberPointsController(Controller):
     @post(
         "/adjustments",
         summary="Adjust a member's points",
-        responses={**replayed(schemas.Adjustment), **problems(409, 422)},
+        responses={**replayed(schemas.Adjustment), **problems(422)},
         guards=[requires("points:adjust")],
         status_code=HTTP_201_CREATED,
     )
@@ -152,7 +147,7 @@ class MemberPointsController(Controller):
         """Managers and above: add or deduct points with a mandatory reason. Send an
         `idempotency_key` so a retry cannot adjust twice."""
         result, created = await service.adjust(member_id, data, principal)
-        return Response(result, status_code=201 if created else 200)
+        return created_or_replayed(result, created)
 
 
 class EarningRulesController(Controller):

@@ -12,8 +12,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import Principal, authenticated, requires
-from loyalty.http.downloads import CSV, csv_download
 from loyalty.http.openapi import problems
+from loyalty.http.responses import CSV, csv_download
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.reps import (
     assignments,

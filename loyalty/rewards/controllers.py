@@ -8,10 +8,11 @@ from uuid import UUID
 from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK
 
 from loyalty.auth import Principal, requires
 from loyalty.http.openapi import problems, replayed
+from loyalty.http.responses import created_or_replayed
 from loyalty.rewards import catalog, eligibility, redemptions, schemas, vouchers
 
 
@@ -105,7 +106,7 @@ class MemberRewardController(Controller):
     @post(
         "/redemptions",
         summary="Redeem a reward",
-        responses={**replayed(schemas.Redemption), **problems(409, 422)},
+        responses={**replayed(schemas.Redemption), **problems(422)},
         guards=[requires("redemptions:write")],
     )
     async def redeem(
@@ -120,7 +121,7 @@ class MemberRewardController(Controller):
         before with the same reward and quantity, 409 if with a different one. A failed
         check changes nothing: 409 (points, debt, stock, limit) or 422 (tier, validity)."""
         redemption, created = await redemptions.redeem(member_id, data, principal)
-        return Response(redemption, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+        return created_or_replayed(redemption, created)
 
     @get(
         "/redemptions",
