@@ -8,11 +8,10 @@ from decimal import Decimal
 from typing import Annotated
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Response, Stream
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.exports import schemas, service
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems
@@ -34,7 +33,7 @@ class ExportController(Controller):
         guards=[requires("members:read")],
         media_type=CSV,
     )
-    async def members(self, principal: NamedDependency[Principal]) -> Stream:
+    async def members(self, principal: CurrentPrincipal) -> Stream:
         """Only the members the caller may see (a rep: their own; a manager: the department
         and the pool). Each exported archive is recorded as viewed."""
         return Stream(
@@ -51,7 +50,7 @@ class ExportController(Controller):
     async def ledger(
         self,
         request: Request,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
         to: Annotated[datetime | None, QueryParameter()] = None,
     ) -> Stream:
@@ -72,7 +71,7 @@ class ExportController(Controller):
         media_type=CSV,
     )
     async def liability_csv(
-        self, principal: NamedDependency[Principal], cost_per_point: CostPerPoint = None
+        self, principal: CurrentPrincipal, cost_per_point: CostPerPoint = None
     ) -> Response[str]:
         text = await service.liability_csv(principal, cost_per_point)
         return csv_download(text, "liability.csv")
@@ -84,7 +83,7 @@ class ExportController(Controller):
         responses=problems(422),
     )
     async def liability(
-        self, principal: NamedDependency[Principal], cost_per_point: CostPerPoint = None
+        self, principal: CurrentPrincipal, cost_per_point: CostPerPoint = None
     ) -> schemas.Liability:
         """Outstanding points (available + pending - owed) by tier and by expiry month, valued
         at `cost_per_point` (default LOYALTY_POINT_VALUE)."""

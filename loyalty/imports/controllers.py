@@ -9,12 +9,11 @@ from uuid import UUID, uuid4
 
 from litestar import Controller, Request, Router, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Redirect, Response, Template
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, Principal, requires
 from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.openapi import problems
@@ -67,7 +66,7 @@ class ImportController(Controller):
     async def upload(
         self,
         request: Request,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> schemas.Import:
         """Multipart form with `file` (CSV, see the README's template) and optional `kind`

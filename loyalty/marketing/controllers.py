@@ -7,11 +7,10 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit, PageOffset
 from loyalty.http.responses import csv_download
@@ -38,7 +37,7 @@ class SegmentController(Controller):
         responses=problems(422),
     )
     async def create_segment(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.SegmentCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.SegmentCreate]
     ) -> schemas.Segment:
         """A named filter: tiers, spend and purchases in a window, days since the last
         purchase, available points, referrals made, birthday months, regions, tags, consent
@@ -90,7 +89,7 @@ class SegmentController(Controller):
     )
     async def update_segment(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         segment_id: FromPath[UUID],
         data: JSONBody[schemas.SegmentUpdate],
     ) -> schemas.Segment:
@@ -122,7 +121,7 @@ class OfferController(Controller):
         guards=[requires("offers:manage")],
     )
     async def create_offer(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.OfferCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.OfferCreate]
     ) -> schemas.Offer:
         """Title and body in English and Chinese, validity, target (tiers and/or a segment)
         and an optional benefit: `voucher` (codes imported into the offer's pool, one per
@@ -148,7 +147,7 @@ class OfferController(Controller):
     )
     async def update_offer(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         offer_id: FromPath[UUID],
         data: JSONBody[schemas.OfferUpdate],
     ) -> schemas.Offer:
@@ -162,9 +161,7 @@ class OfferController(Controller):
         responses=problems(409),
         guards=[requires("offers:approve")],
     )
-    async def approve(
-        self, principal: NamedDependency[Principal], offer_id: FromPath[UUID]
-    ) -> schemas.Offer:
+    async def approve(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
         """Managers of marketing (role manager, department marketing) and admins."""
         return await service.approve(offer_id, principal)
 
@@ -175,9 +172,7 @@ class OfferController(Controller):
         responses=problems(409),
         guards=[requires("offers:manage")],
     )
-    async def cancel(
-        self, principal: NamedDependency[Principal], offer_id: FromPath[UUID]
-    ) -> schemas.Offer:
+    async def cancel(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
         return await service.cancel(offer_id, principal)
 
     @post(
@@ -247,7 +242,7 @@ class MarketingSettingsController(Controller):
         guards=[requires("offers:approve")],
     )
     async def put_settings(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.MarketingSettingsUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.MarketingSettingsUpdate]
     ) -> schemas.MarketingSettings:
         """`frequency_cap` marketing messages (email, SMS) per member in `cap_days`;
         `max_attempts` and `retry_seconds` (doubling) for failed deliveries; `churn_days`

@@ -6,11 +6,10 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from litestar import Controller, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit, PageOffset
 from loyalty.members import privacy, schemas, service
@@ -30,7 +29,7 @@ class MemberController(Controller):
         guards=[requires("members:write")],
     )
     async def create_member(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.MemberCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.MemberCreate]
     ) -> schemas.Member:
         """Enrol a person or organisation. Phone (E.164) and email (lower-cased) must be
         unused: a duplicate answers 409 naming the existing member when you may see it."""
@@ -44,7 +43,7 @@ class MemberController(Controller):
     )
     async def search(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         phone: Annotated[str | None, QueryParameter(max_length=30)] = None,
         email: Annotated[str | None, QueryParameter(max_length=254)] = None,
         number: Annotated[str | None, QueryParameter(max_length=20)] = None,
@@ -70,7 +69,7 @@ class MemberController(Controller):
         guards=[requires("members:read")],
     )
     async def get_member(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.Member:
         """The whole archive of a member you may see."""
         member = await service.get_member(member_id, principal)
@@ -87,7 +86,7 @@ class MemberController(Controller):
     )
     async def update_member(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.MemberUpdate],
     ) -> schemas.Member:
@@ -100,7 +99,7 @@ class MemberController(Controller):
         guards=[requires("members:read")],
     )
     async def changes(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> list[schemas.Change]:
         """Who changed what and when, newest first, including merges."""
         return await service.history(member_id, principal)
@@ -114,7 +113,7 @@ class MemberController(Controller):
     )
     async def merge(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.MergeCreate],
     ) -> schemas.MergeResult:
@@ -131,7 +130,7 @@ class ClosureRequestController(Controller):
     @get("/", summary="Members' requests to close their account")
     async def list_requests(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         status: Annotated[
             Literal["pending", "approved", "rejected"] | None, QueryParameter()
         ] = None,
@@ -145,7 +144,7 @@ class ClosureRequestController(Controller):
         responses=problems(409),
     )
     async def approve(
-        self, principal: NamedDependency[Principal], request_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, request_id: FromPath[UUID]
     ) -> schemas.ClosureRequest:
         """Personal fields are removed everywhere (archive, change history values, contact
         log texts, messages); points, ledger, purchases and reports stay, pointing at the
@@ -159,6 +158,6 @@ class ClosureRequestController(Controller):
         responses=problems(409),
     )
     async def reject(
-        self, principal: NamedDependency[Principal], request_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, request_id: FromPath[UUID]
     ) -> schemas.ClosureRequest:
         return await privacy.decide(request_id, False, principal)

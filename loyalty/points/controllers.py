@@ -8,11 +8,10 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems, replayed
 from loyalty.http.params import PageLimit
@@ -33,7 +32,7 @@ class PurchaseController(Controller):
         status_code=HTTP_201_CREATED,
     )
     async def post_purchase(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.PurchaseCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.PurchaseCreate]
     ) -> Response[schemas.Purchase]:
         """Post a sale with your own `external_id`. Points are earned once: sending the same
         purchase again answers 200 with the original result; the same `external_id` with a
@@ -48,7 +47,7 @@ class PurchaseController(Controller):
         status_code=HTTP_200_OK,
     )
     async def post_batch(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.PurchaseBatchCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.PurchaseBatchCreate]
     ) -> schemas.BatchResult:
         """Each purchase is applied on its own with the same exactly-once rule; the answer
         has one item per purchase with its status (201, 200 replayed, or 4xx with a problem)."""
@@ -60,7 +59,7 @@ class PurchaseController(Controller):
         guards=[requires("members:read")],
     )
     async def get_purchase(
-        self, principal: NamedDependency[Principal], external_id: FromPath[str]
+        self, principal: CurrentPrincipal, external_id: FromPath[str]
     ) -> schemas.Purchase:
         """A purchase by your `external_id`, with its points and what was returned."""
         return await purchases.get_purchase(external_id, principal)
@@ -74,7 +73,7 @@ class PurchaseController(Controller):
     )
     async def post_return(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         external_id: FromPath[str],
         data: JSONBody[schemas.ReturnCreate],
     ) -> Response[schemas.Return]:
@@ -95,7 +94,7 @@ class MemberPointsController(Controller):
         guards=[requires("members:read")],
     )
     async def balance(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.Balance:
         """Available, pending (not yet spendable), debt, lifetime earned, and the points
         expiring within 30, 60 and 90 days."""
@@ -110,7 +109,7 @@ class MemberPointsController(Controller):
     async def entries(
         self,
         request: Request,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         kind: Annotated[str | None, QueryParameter(max_length=24)] = None,
         since: Annotated[datetime | None, QueryParameter()] = None,
@@ -140,7 +139,7 @@ class MemberPointsController(Controller):
     )
     async def adjust(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.AdjustmentCreate],
     ) -> Response[schemas.Adjustment]:
@@ -170,7 +169,7 @@ class EarningRulesController(Controller):
         guards=[requires("rules:manage")],
     )
     async def put_rules(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.EarningRulesUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.EarningRulesUpdate]
     ) -> schemas.EarningRules:
         """Admins only; applies to purchases posted from now on."""
         return await service.update_rules(data, principal)

@@ -7,11 +7,10 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from litestar import Controller, get, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit
 from loyalty.referrals import schemas, service
@@ -30,7 +29,7 @@ class ReferralController(Controller):
     )
     async def list_referrals(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         status: Annotated[
             Literal["pending", "held", "rewarded", "rejected", "reversed"] | None,
             QueryParameter(),
@@ -47,7 +46,7 @@ class ReferralController(Controller):
         summary="Referral programme statistics by month",
         guards=[requires("referrals:report")],
     )
-    async def stats(self, principal: NamedDependency[Principal]) -> schemas.ProgrammeStats:
+    async def stats(self, principal: CurrentPrincipal) -> schemas.ProgrammeStats:
         """Sign-ups with a code per month, how many made their first qualifying purchase,
         were rewarded, held, rejected or reversed, and the conversion to rewards."""
         return await referral_stats.programme_stats(principal)
@@ -61,7 +60,7 @@ class ReferralController(Controller):
     )
     async def approve(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         referral_id: FromPath[UUID],
         data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
@@ -78,7 +77,7 @@ class ReferralController(Controller):
     )
     async def reject(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         referral_id: FromPath[UUID],
         data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
@@ -107,7 +106,7 @@ class ReferralSettingsController(Controller):
         guards=[requires("referrals:manage")],
     )
     async def put_settings(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.ReferralSettingsUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.ReferralSettingsUpdate]
     ) -> schemas.ReferralSettings:
         """Admins only; applies to referrals rewarded from now on."""
         return await service.put_referral_settings(data, principal)
@@ -123,7 +122,7 @@ class MemberReferralController(Controller):
         guards=[requires("members:read")],
     )
     async def member_referrals(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.MemberReferrals:
         """The code and the sign-up link to share, everyone who joined with it (invited),
         how many made their first qualifying purchase (joined), were rewarded or are held,
@@ -138,7 +137,7 @@ class MemberReferralController(Controller):
     )
     async def set_referrer(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.ReferrerUpdate],
     ) -> schemas.Referral:

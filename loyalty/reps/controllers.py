@@ -7,11 +7,10 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from litestar import Controller, Response, get, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import Principal, authenticated, requires
+from loyalty.auth import CurrentPrincipal, authenticated, requires
 from loyalty.http.openapi import problems
 from loyalty.http.responses import CSV, csv_download
 from loyalty.infrastructure.schemas import MONTH_PATTERN
@@ -58,7 +57,7 @@ class OwnershipController(Controller):
         guards=[requires("reps:configure")],
     )
     async def put_settings(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.RepSettingsUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.RepSettingsUpdate]
     ) -> schemas.RepSettings:
         return await rep_settings.put_rep_settings(data, principal)
 
@@ -69,7 +68,7 @@ class OwnershipController(Controller):
     )
     async def pool(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> list[schemas.PoolMember]:
         """Unassigned and reclaimed members (not those waiting in a handover queue)."""
@@ -83,7 +82,7 @@ class OwnershipController(Controller):
         responses=problems(409, 422),
     )
     async def assign(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.PoolAssignmentCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.PoolAssignmentCreate]
     ) -> schemas.AssignmentResult:
         """The manager of the rep's department (or above), recorded as the approval. A rep in
         their first month gets none; at most the daily cap per rep per day; all or nothing."""
@@ -97,7 +96,7 @@ class OwnershipController(Controller):
     )
     async def transfer(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.TransferCreate],
     ) -> schemas.AssignmentResult:
@@ -111,7 +110,7 @@ class OwnershipController(Controller):
         guards=[requires("members:read")],
     )
     async def assignments(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> list[schemas.AssignmentPeriod]:
         return await assignments.history(member_id, principal)
 
@@ -120,9 +119,7 @@ class OwnershipController(Controller):
         summary="Members due to return to the pool",
         guards=[requires("reps:assign")],
     )
-    async def reclaim_preview(
-        self, principal: NamedDependency[Principal]
-    ) -> list[schemas.ReclaimCandidate]:
+    async def reclaim_preview(self, principal: CurrentPrincipal) -> list[schemas.ReclaimCandidate]:
         """`protection`: may be taken back now (no service record in the protection period);
         `inactive` / `no_deal`: the date the daily job returns them to the pool."""
         return await reclaim.reclaim_preview(principal)
@@ -135,7 +132,7 @@ class OwnershipController(Controller):
         responses=problems(409),
     )
     async def take_back(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.AssignmentResult:
         return await reclaim.take_back(member_id, principal)
 
@@ -144,7 +141,7 @@ class OwnershipController(Controller):
         summary="The handover queue",
         guards=[requires("reps:assign")],
     )
-    async def handovers(self, principal: NamedDependency[Principal]) -> list[schemas.HandoverItem]:
+    async def handovers(self, principal: CurrentPrincipal) -> list[schemas.HandoverItem]:
         """Members of reps who left or moved, to reassign within the handover period."""
         return await handovers.handover_queue(principal)
 
@@ -157,7 +154,7 @@ class OwnershipController(Controller):
     )
     async def resolve(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         handover_id: FromPath[UUID],
         data: JSONBody[schemas.TransferCreate],
     ) -> schemas.AssignmentResult:
@@ -170,7 +167,7 @@ class OwnershipController(Controller):
         responses=problems(422),
     )
     async def request_swap(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.SwapCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.SwapCreate]
     ) -> schemas.Swap:
         """A rep names one of their members and one of another rep's; the manager decides."""
         return await swaps.request_swap(data, principal)
@@ -182,7 +179,7 @@ class OwnershipController(Controller):
     )
     async def swaps(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         status: Annotated[
             Literal["pending", "approved", "refused"] | None, QueryParameter()
         ] = None,
@@ -198,7 +195,7 @@ class OwnershipController(Controller):
     )
     async def approve_swap(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         swap_id: FromPath[UUID],
         data: JSONBody[schemas.SwapDecisionCreate],
     ) -> schemas.Swap:
@@ -214,7 +211,7 @@ class OwnershipController(Controller):
     )
     async def refuse_swap(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         swap_id: FromPath[UUID],
         data: JSONBody[schemas.SwapDecisionCreate],
     ) -> schemas.Swap:
@@ -222,9 +219,7 @@ class OwnershipController(Controller):
 
     @get("/notices", summary="My notices", guards=[authenticated])
     async def notices(
-        self,
-        principal: NamedDependency[Principal],
-        unread: Annotated[bool, QueryParameter()] = False,
+        self, principal: CurrentPrincipal, unread: Annotated[bool, QueryParameter()] = False
     ) -> list[schemas.Notice]:
         """Reclaim warnings, overdue handovers and follow-ups."""
         return await notices.notices(principal, unread)
@@ -239,9 +234,7 @@ class ContactController(Controller):
         summary="The visit brief",
         guards=[requires("members:read")],
     )
-    async def brief(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
-    ) -> schemas.Brief:
+    async def brief(self, principal: CurrentPrincipal, member_id: FromPath[UUID]) -> schemas.Brief:
         """Tier and service level, points, what keeps and what reaches a tier, recent
         purchases, last contacts, open follow-ups, what the member can redeem, referrals,
         household and preferences (in `member`). The view is audited."""
@@ -253,7 +246,7 @@ class ContactController(Controller):
         guards=[requires("members:read")],
     )
     async def list_contacts(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> list[schemas.Contact]:
         return await contacts.member_contacts(member_id, principal)
 
@@ -265,7 +258,7 @@ class ContactController(Controller):
     )
     async def add_contact(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.ContactCreate],
     ) -> schemas.Contact:
@@ -282,7 +275,7 @@ class ContactController(Controller):
     )
     async def message(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.MessageCreate],
     ) -> schemas.Contact:
@@ -296,7 +289,7 @@ class ContactController(Controller):
         guards=[requires("audit:read")],
     )
     async def views(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> list[schemas.View]:
         return await contacts.views_of(member_id, principal)
 
@@ -306,9 +299,7 @@ class ContactController(Controller):
         guards=[requires("members:read")],
     )
     async def tasks(
-        self,
-        principal: NamedDependency[Principal],
-        days: Annotated[int, QueryParameter(ge=0, le=90)] = 7,
+        self, principal: CurrentPrincipal, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
     ) -> list[schemas.FollowUpTask]:
         """Due within `days`, overdue first. A rep sees their own; a manager the department's."""
         return await follow_ups.my_tasks(principal, days)
@@ -324,7 +315,7 @@ class AccountManagementController(Controller):
         guards=[requires("members:read")],
     )
     async def lifecycle(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.Lifecycle:
         """Stage: prospect_with_intent, prospect_without_intent, new_customer (first three
         months after the first purchase), regular, lapsing (6-12 months without buying) or
@@ -337,9 +328,7 @@ class AccountManagementController(Controller):
         summary="Archives still missing basic facts",
         guards=[requires("members:read")],
     )
-    async def incomplete(
-        self, principal: NamedDependency[Principal]
-    ) -> list[schemas.IncompleteArchive]:
+    async def incomplete(self, principal: CurrentPrincipal) -> list[schemas.IncompleteArchive]:
         """A rep's own members (a manager: the department's) who bought and whose archive
         lacks configured fields, with the deadline; overdue ones also become tasks."""
         return await performance.incomplete_archives(principal)
@@ -349,7 +338,7 @@ class AccountManagementController(Controller):
         summary="Members whose tier outgrew their rep's level",
         guards=[requires("reps:assign")],
     )
-    async def flags(self, principal: NamedDependency[Principal]) -> list[schemas.ReassignmentFlag]:
+    async def flags(self, principal: CurrentPrincipal) -> list[schemas.ReassignmentFlag]:
         return await service.reassignment_flags(principal)
 
     @get(
@@ -359,10 +348,7 @@ class AccountManagementController(Controller):
         responses=problems(422),
     )
     async def scorecards(
-        self,
-        principal: NamedDependency[Principal],
-        month: Month,
-        department: Department = None,
+        self, principal: CurrentPrincipal, month: Month, department: Department = None
     ) -> list[schemas.ScoreRow]:
         """Per rep: members gained and lost, their members' spend, purchases and tier moves,
         complaints and praise, contacts made, late logs, follow-up completion, archive
@@ -377,10 +363,7 @@ class AccountManagementController(Controller):
         media_type=CSV,
     )
     async def scorecards_csv(
-        self,
-        principal: NamedDependency[Principal],
-        month: Month,
-        department: Department = None,
+        self, principal: CurrentPrincipal, month: Month, department: Department = None
     ) -> Response[str]:
         rows = await performance.scorecard(principal, month, department)
         return csv_download(performance.scorecard_csv(rows), f"scorecards-{month}.csv")
@@ -396,7 +379,7 @@ class ServiceTeamController(Controller):
         guards=[requires("members:read")],
     )
     async def get_team(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.ServiceTeam:
         return await teams.service_team(member_id, principal)
 
@@ -408,7 +391,7 @@ class ServiceTeamController(Controller):
     )
     async def set_team(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.ServiceTeamUpdate],
     ) -> schemas.ServiceTeam:
@@ -428,7 +411,7 @@ class RotationController(Controller):
         responses=problems(422),
     )
     async def propose(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.RotationCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.RotationCreate]
     ) -> schemas.RotationOut:
         """Each rep's members go to other reps of a suitable level who never served them,
         balanced by member count and value; nothing changes until it is applied."""
@@ -436,7 +419,7 @@ class RotationController(Controller):
 
     @get("/{rotation_id:uuid}", summary="Preview a rotation")
     async def preview(
-        self, principal: NamedDependency[Principal], rotation_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, rotation_id: FromPath[UUID]
     ) -> schemas.RotationOut:
         """Every move, and each rep's member count and value before and after."""
         return await rotation.get_rotation(rotation_id, principal)
@@ -448,7 +431,7 @@ class RotationController(Controller):
     )
     async def adjust(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         rotation_id: FromPath[UUID],
         member_id: FromPath[UUID],
         data: JSONBody[schemas.RotationMoveUpdate],
@@ -462,7 +445,7 @@ class RotationController(Controller):
         responses=problems(409),
     )
     async def apply(
-        self, principal: NamedDependency[Principal], rotation_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, rotation_id: FromPath[UUID]
     ) -> schemas.RotationOut:
         """All moves in one transaction, each with an introduction task for the new rep;
         applying again changes nothing."""

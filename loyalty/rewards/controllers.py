@@ -6,11 +6,10 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Response, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems, replayed
 from loyalty.http.responses import created_or_replayed
 from loyalty.rewards import catalog, eligibility, redemptions, schemas, vouchers
@@ -38,7 +37,7 @@ class RewardController(Controller):
         guards=[requires("rewards:manage")],
     )
     async def create_reward(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.RewardCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.RewardCreate]
     ) -> schemas.Reward:
         """Admins and marketing. Kind goods, voucher (a unique code per redemption, generated
         or from an imported pool), event_seat (limited seats: set stock) or bonus_service."""
@@ -60,7 +59,7 @@ class RewardController(Controller):
     )
     async def update_reward(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         reward_id: FromPath[UUID],
         data: JSONBody[schemas.RewardUpdate],
     ) -> schemas.Reward:
@@ -77,7 +76,7 @@ class RewardController(Controller):
     )
     async def import_vouchers(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         reward_id: FromPath[UUID],
         data: JSONBody[schemas.VoucherImportCreate],
     ) -> schemas.VoucherImportResult:
@@ -96,7 +95,7 @@ class MemberRewardController(Controller):
         guards=[requires("members:read")],
     )
     async def catalog(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.MemberCatalog:
         """Rewards on offer now. Each says whether the member may redeem it, and if not the
         reasons: not_enough_points, points_in_debt, tier_too_low, limit_reached,
@@ -111,7 +110,7 @@ class MemberRewardController(Controller):
     )
     async def redeem(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.RedemptionCreate],
     ) -> Response[schemas.Redemption]:
@@ -129,7 +128,7 @@ class MemberRewardController(Controller):
         guards=[requires("members:read")],
     )
     async def redemptions(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> list[schemas.Redemption]:
         """Newest first, with status (requested, fulfilled, cancelled) and codes."""
         return await redemptions.member_redemptions(member_id, principal)
@@ -148,7 +147,7 @@ class RedemptionController(Controller):
     )
     async def cancel(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         redemption_id: FromPath[UUID],
         data: JSONBody[schemas.CancellationCreate],
     ) -> schemas.Redemption:
@@ -164,7 +163,7 @@ class RedemptionController(Controller):
         guards=[requires("redemptions:fulfil")],
     )
     async def fulfil(
-        self, principal: NamedDependency[Principal], redemption_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, redemption_id: FromPath[UUID]
     ) -> schemas.Redemption:
         """The goods were handed over, the voucher used or the seat taken."""
         return await redemptions.fulfil(redemption_id, principal)

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import Principal, authenticated, requires
+from loyalty.auth import CurrentPrincipal, authenticated, requires
 from loyalty.http.middleware import client_address
 from loyalty.http.openapi import problems
 from loyalty.settings import Settings
@@ -54,7 +54,7 @@ class AuthController(Controller):
         await service.revoke_token(token)
 
     @get("/me", summary="Who am I", guards=[authenticated])
-    async def me(self, principal: NamedDependency[Principal]) -> schemas.Me:
+    async def me(self, principal: CurrentPrincipal) -> schemas.Me:
         """The caller's identity, role and permissions (staff) or scopes (API key)."""
         return schemas.Me(
             kind=principal.kind,
@@ -75,7 +75,7 @@ class StaffController(Controller):
         summary="List staff users",
         guards=[requires("staff:read")],
     )
-    async def list_staff(self, principal: NamedDependency[Principal]) -> list[schemas.Staff]:
+    async def list_staff(self, principal: CurrentPrincipal) -> list[schemas.Staff]:
         """All staff users; managers see their own department only."""
         department = principal.department_limit
         return await service.list_staff(department=department)
@@ -100,7 +100,7 @@ class StaffController(Controller):
     async def update_staff(
         self,
         request: Request,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         staff_id: FromPath[UUID],
         data: JSONBody[schemas.StaffUpdate],
     ) -> schemas.Staff:
@@ -131,7 +131,7 @@ class ApiKeyController(Controller):
         responses=problems(422),
     )
     async def create_key(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.ApiKeyCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.ApiKeyCreate]
     ) -> schemas.ApiKeyCreated:
         """Create a scoped key for a POS or shop; the key is in this response only."""
         return await service.create_api_key(

@@ -6,11 +6,10 @@ from __future__ import annotations
 from uuid import UUID
 
 from litestar import Controller, delete, get, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.errors import InvalidInput
 from loyalty.http.openapi import problems
 from loyalty.tiers import evaluation, schemas, service
@@ -37,10 +36,7 @@ class TierController(Controller):
         guards=[requires("tiers:manage")],
     )
     async def put_tier(
-        self,
-        principal: NamedDependency[Principal],
-        code: FromPath[str],
-        data: JSONBody[schemas.TierUpdate],
+        self, principal: CurrentPrincipal, code: FromPath[str], data: JSONBody[schemas.TierUpdate]
     ) -> schemas.Tier:
         """Admins only. The resulting ladder must make sense: unique ranks, the lowest
         switched-on tier at threshold 0, thresholds rising with rank; otherwise 422 names
@@ -81,7 +77,7 @@ class TierSettingsController(Controller):
         guards=[requires("tiers:manage")],
     )
     async def put_settings(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.TierSettingsUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.TierSettingsUpdate]
     ) -> schemas.TierSettings:
         """Admins only; applies from the next purchase and evaluation."""
         return await service.put_settings(data, principal)
@@ -97,7 +93,7 @@ class MemberTierController(Controller):
         guards=[requires("members:read")],
     )
     async def status(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.MemberTier:
         """Current tier and since when, qualifying value, the next tier and what it still
         takes, what it takes to keep the tier at the next evaluation, the service level, and
@@ -112,7 +108,7 @@ class MemberTierController(Controller):
     )
     async def set_override(
         self,
-        principal: NamedDependency[Principal],
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         data: JSONBody[schemas.TierOverrideUpdate],
     ) -> schemas.MemberTier:
@@ -128,7 +124,7 @@ class MemberTierController(Controller):
         guards=[requires("tiers:override")],
     )
     async def end_override(
-        self, principal: NamedDependency[Principal], member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.MemberTier:
         """The member returns at once to the tier their qualification earns."""
         return await service.end_override(member_id, principal)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 from litestar import Controller, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from loyalty.auth import Principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
 from loyalty.webhooks import schemas, service
 
@@ -21,7 +20,7 @@ class WebhookController(Controller):
 
     @post("/", summary="Subscribe a URL to events", responses=problems(422))
     async def create(
-        self, principal: NamedDependency[Principal], data: JSONBody[schemas.SubscriptionCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.SubscriptionCreate]
     ) -> schemas.SubscriptionCreated:
         """Events: member.enrolled, points.earned, points.reversed, redemption.created,
         tier.changed, referral.rewarded, member.reassigned. The signing secret is in this
