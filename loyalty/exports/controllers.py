@@ -15,7 +15,7 @@ from loyalty.auth import CurrentPrincipal, requires
 from loyalty.exports import schemas, service
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems
-from loyalty.http.responses import CSV, attachment, csv_download
+from loyalty.http.responses import CSV, csv_download, csv_stream
 from loyalty.infrastructure.schemas import DECIMAL_PATTERN
 
 CostPerPoint = Annotated[
@@ -36,9 +36,7 @@ class ExportController(Controller):
     async def members(self, principal: CurrentPrincipal) -> Stream:
         """Only the members the caller may see (a rep: their own; a manager: the department
         and the pool). Each exported archive is recorded as viewed."""
-        return Stream(
-            service.members_csv(principal), media_type=CSV, headers=attachment("members.csv")
-        )
+        return csv_stream(service.members_csv(principal), "members.csv")
 
     @get(
         "/ledger.csv",
@@ -57,11 +55,7 @@ class ExportController(Controller):
         """Entries recorded in [from, to), oldest first."""
         rfc3339_query(request, "from", "to")
         service._period(from_, to)
-        return Stream(
-            service.ledger_csv(principal, from_, to),
-            media_type=CSV,
-            headers=attachment("ledger.csv"),
-        )
+        return csv_stream(service.ledger_csv(principal, from_, to), "ledger.csv")
 
     @get(
         "/liability.csv",

@@ -3,9 +3,10 @@ that may be sent again."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
-from litestar.response import Response
+from litestar.response import Response, Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 CSV = "text/csv; charset=utf-8"
@@ -21,6 +22,11 @@ def attachment(filename: str) -> dict[str, str]:
 def csv_download(text: str, filename: str) -> Response[str]:
     """CSV text, downloaded as `filename`."""
     return Response(text, media_type=CSV, headers=attachment(filename))
+
+
+def csv_stream(lines: AsyncIterator[str], filename: str) -> Stream:
+    """CSV produced while it is sent (large exports), downloaded as `filename`."""
+    return Stream(lines, media_type=CSV, headers=attachment(filename))
 
 
 def created_or_replayed(result: T, created: bool) -> Response[T]:

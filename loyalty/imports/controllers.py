@@ -51,6 +51,16 @@ async def start_upload(request: Request, upload: Any, kind: str, principal: Prin
     return created
 
 
+async def _errors_file(import_id: UUID) -> Response[str]:
+    """The rows of an import that were not imported, as a CSV download."""
+    return csv_download(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+
+
+async def _conflicts_file(import_id: UUID) -> Response[str]:
+    """The values an import's duplicates offered that the survivors did not take, as CSV."""
+    return csv_download(await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv")
+
+
 class ImportController(Controller):
     path = "/api/v1/imports"
     tags = ["imports"]
@@ -97,7 +107,7 @@ class ImportController(Controller):
     )
     async def errors(self, import_id: FromPath[UUID]) -> Response:
         """CSV: row (line number in the file, the header is line 1), column, value, reason."""
-        return csv_download(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+        return await _errors_file(import_id)
 
     @get(
         "/{import_id:uuid}/conflicts.csv",
@@ -106,9 +116,7 @@ class ImportController(Controller):
     )
     async def conflicts(self, import_id: FromPath[UUID]) -> Response:
         """CSV: row, member_number (the survivor), field, kept, offered."""
-        return csv_download(
-            await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv"
-        )
+        return await _conflicts_file(import_id)
 
 
 class ImportPages(Controller):
@@ -158,14 +166,12 @@ class ImportPages(Controller):
     @get("/{import_id:uuid}/errors.csv")
     async def errors(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
-        return csv_download(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+        return await _errors_file(import_id)
 
     @get("/{import_id:uuid}/conflicts.csv")
     async def conflicts(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
-        return csv_download(
-            await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv"
-        )
+        return await _conflicts_file(import_id)
 
 
 ImportConsole = Router(
