@@ -19,6 +19,7 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler, Scope
 
+from loyalty.auth import provide_principal
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
 from loyalty.exports.controllers import ExportController
@@ -119,7 +120,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=_route_handlers(),
         on_startup=[startup],
         on_shutdown=[shutdown],
-        dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
+        dependencies={
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
         middleware=[
             request_log_middleware,
             nul_middleware,

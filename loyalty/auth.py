@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias
 from uuid import UUID
 
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from loyalty.errors import NotAuthenticated, PermissionDenied
@@ -188,6 +191,16 @@ def current_principal(connection: ASGIConnection) -> Principal:
             or "sign in, or send an Authorization: Bearer token or API key"
         )
     return principal
+
+
+def provide_principal(request: Request) -> Principal:
+    """The app-wide `principal` dependency: the caller, for handlers that act for them."""
+    return current_principal(request)
+
+
+# A handler parameter `principal: CurrentPrincipal` receives the caller (injected by name:
+# the parameter is called `principal`). Guards have already refused anonymous callers.
+CurrentPrincipal: TypeAlias = NamedDependency[Principal]
 
 
 def requires(*permissions: str) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:

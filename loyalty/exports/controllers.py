@@ -11,20 +11,16 @@ from litestar import Controller, Request, get
 from litestar.params import QueryParameter
 from litestar.response import Response, Stream
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.exports import schemas, service
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems
+from loyalty.http.responses import CSV, csv_download, csv_stream
 from loyalty.infrastructure.schemas import DECIMAL_PATTERN
 
-CSV = "text/csv; charset=utf-8"
 CostPerPoint = Annotated[
     Decimal | None, QueryParameter(schema_extra={"pattern": DECIMAL_PATTERN})
 ]  # 0 to 1000: checked by the service (422)
-
-
-def _attachment(name: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 class ExportController(Controller):
@@ -35,62 +31,54 @@ class ExportController(Controller):
         "/members.csv",
         summary="Members as CSV",
         guards=[requires("members:read")],
-        responses=problems(401, 403),
         media_type=CSV,
     )
-    async def members(self, request: Request) -> Stream:
+    async def members(self, principal: CurrentPrincipal) -> Stream:
         """Only the members the caller may see (a rep: their own; a manager: the department
         and the pool). Each exported archive is recorded as viewed."""
-        principal = current_principal(request)
-        return Stream(
-            service.members_csv(principal), media_type=CSV, headers=_attachment("members.csv")
-        )
+        return csv_stream(service.members_csv(principal), "members.csv")
 
     @get(
         "/ledger.csv",
         summary="Ledger entries for a period as CSV",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         media_type=CSV,
     )
     async def ledger(
         self,
         request: Request,
+        principal: CurrentPrincipal,
         from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
         to: Annotated[datetime | None, QueryParameter()] = None,
     ) -> Stream:
         """Entries recorded in [from, to), oldest first."""
         rfc3339_query(request, "from", "to")
-        principal = current_principal(request)
         service._period(from_, to)
-        return Stream(
-            service.ledger_csv(principal, from_, to),
-            media_type=CSV,
-            headers=_attachment("ledger.csv"),
-        )
+        return csv_stream(service.ledger_csv(principal, from_, to), "ledger.csv")
 
     @get(
         "/liability.csv",
         summary="Points liability as CSV",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         media_type=CSV,
     )
     async def liability_csv(
-        self, request: Request, cost_per_point: CostPerPoint = None
+        self, principal: CurrentPrincipal, cost_per_point: CostPerPoint = None
     ) -> Response[str]:
-        text = await service.liability_csv(current_principal(request), cost_per_point)
-        return Response(text, media_type=CSV, headers=_attachment("liability.csv"))
+        text = await service.liability_csv(principal, cost_per_point)
+        return csv_download(text, "liability.csv")
 
     @get(
         "/liability",
         summary="The points liability report",
         guards=[requires("exports:read")],
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
     )
     async def liability(
-        self, request: Request, cost_per_point: CostPerPoint = None
+        self, principal: CurrentPrincipal, cost_per_point: CostPerPoint = None
     ) -> schemas.Liability:
         """Outstanding points (available + pending - owed) by tier and by expiry month, valued
         at `cost_per_point` (default LOYALTY_POINT_VALUE)."""
-        return await service.liability(current_principal(request), cost_per_point)
+        return await service.liability(principal, cost_per_point)

@@ -46,6 +46,8 @@ class ProblemDetails(msgspec.Struct, omit_defaults=True):
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """An endpoint's own problem responses (409, 422, 429, ...). The ones every operation can
+    give (400, 401, 403, 404, 413, 503) are added to the document by `_problem_responses`."""
     specs: dict[int, Any] = {}
     for status in statuses:
         specs[status] = ResponseSpec(
@@ -58,12 +60,14 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 def replayed(data_container: Any) -> dict[int, ResponseSpec]:
-    """The 200 of an idempotent POST sent again: the original result, nothing done twice."""
+    """What an idempotent POST answers besides its 201: 200 with the original result when
+    sent again (nothing done twice), 409 when its key was used for a different request."""
     return {
         200: ResponseSpec(
             data_container=data_container,
             description="Sent before with the same key: the original result, nothing done again",
-        )
+        ),
+        **problems(409),
     }
 
 
@@ -205,7 +209,8 @@ def _problem_responses(document: dict[str, Any]) -> None:
     """Every API operation documents the problem responses the app as a whole can give:
     400 for bad input (also replacing Litestar's generic application/json 400), 401 and 403
     unless public, 404 where the path names something, 413 for bodies, 503 when a backing
-    service is down. Endpoint-specific ones (409, 422, 429) stay with the endpoints."""
+    service is down. Endpoint-specific ones (409, 422, 429) stay with the endpoints. The
+    responses are listed in status order, wherever they were stated."""
     for path, item in document.get("paths", {}).items():
         if not path.startswith("/api/"):
             continue
@@ -228,6 +233,7 @@ def _problem_responses(document: dict[str, Any]) -> None:
                 existing = responses.get(str(status), {}).get("content", {})
                 if "application/problem+json" not in existing:
                     responses[str(status)] = _problem_response(status)
+            operation["responses"] = dict(sorted(responses.items()))
 
 
 NO_NUL = "^[^\\u0000]*$"

@@ -13,13 +13,13 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Redirect, Response, Template
 
-from loyalty.auth import Principal, current_principal, requires
+from loyalty.auth import CurrentPrincipal, Principal, requires
 from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.openapi import problems
+from loyalty.http.responses import CSV, csv_download
 from loyalty.imports import records, schemas, service
 
-CSV = "text/csv; charset=utf-8"
 MAX_UPLOAD = 2 * 1024**3  # 2 GiB
 TEMPLATE = Path(__file__).with_name("template.csv")
 
@@ -51,12 +51,14 @@ async def start_upload(request: Request, upload: Any, kind: str, principal: Prin
     return created
 
 
-def _csv(text: str, name: str) -> Response:
-    return Response(
-        text,
-        media_type=CSV,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+async def _errors_file(import_id: UUID) -> Response[str]:
+    """The rows of an import that were not imported, as a CSV download."""
+    return csv_download(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+
+
+async def _conflicts_file(import_id: UUID) -> Response[str]:
+    """The values an import's duplicates offered that the survivors did not take, as CSV."""
+    return csv_download(await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv")
 
 
 class ImportController(Controller):
@@ -67,13 +69,14 @@ class ImportController(Controller):
     @post(
         "/",
         summary="Upload a file to import",
-        responses=problems(401, 403, 422),
+        responses=problems(422),
         request_max_body_size=MAX_UPLOAD,
         status_code=202,
     )
     async def upload(
         self,
         request: Request,
+        principal: CurrentPrincipal,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> schemas.Import:
         """Multipart form with `file` (CSV, see the README's template) and optional `kind`
@@ -84,14 +87,14 @@ class ImportController(Controller):
         upload = data.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("choose a CSV file to upload", field="file")
-        return await start_upload(request, upload, kind, current_principal(request))
+        return await start_upload(request, upload, kind, principal)
 
-    @get("/", summary="Recent imports", responses=problems(401, 403))
+    @get("/", summary="Recent imports")
     async def recent(self) -> schemas.ImportList:
         """The 20 newest imports with their progress and counts."""
         return schemas.ImportList(items=await records.recent_imports())
 
-    @get("/{import_id:uuid}", summary="An import's progress", responses=problems(401, 403, 404))
+    @get("/{import_id:uuid}", summary="An import's progress")
     async def progress(self, import_id: FromPath[UUID]) -> schemas.Import:
         """Status, progress (0 to 1 by bytes read) and counts: created, merged, skipped,
         errors, conflicts and opening-points entries."""
@@ -100,22 +103,20 @@ class ImportController(Controller):
     @get(
         "/{import_id:uuid}/errors.csv",
         summary="Rows that were not imported",
-        responses=problems(401, 403, 404),
         media_type=CSV,
     )
     async def errors(self, import_id: FromPath[UUID]) -> Response:
         """CSV: row (line number in the file, the header is line 1), column, value, reason."""
-        return _csv(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+        return await _errors_file(import_id)
 
     @get(
         "/{import_id:uuid}/conflicts.csv",
         summary="Values a duplicate offered that the survivor did not take",
-        responses=problems(401, 403, 404),
         media_type=CSV,
     )
     async def conflicts(self, import_id: FromPath[UUID]) -> Response:
         """CSV: row, member_number (the survivor), field, kept, offered."""
-        return _csv(await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv")
+        return await _conflicts_file(import_id)
 
 
 class ImportPages(Controller):
@@ -147,7 +148,7 @@ class ImportPages(Controller):
     @get("/template.csv")
     async def template(self, request: Request) -> Response:
         staff(request, "imports:run")
-        return _csv(TEMPLATE.read_text(encoding="utf-8"), "members-template.csv")
+        return csv_download(TEMPLATE.read_text(encoding="utf-8"), "members-template.csv")
 
     @get("/{import_id:uuid}")
     async def detail(self, request: Request, import_id: FromPath[UUID]) -> Template:
@@ -165,12 +166,12 @@ class ImportPages(Controller):
     @get("/{import_id:uuid}/errors.csv")
     async def errors(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
-        return _csv(await service.errors_csv(import_id), f"import-{import_id}-errors.csv")
+        return await _errors_file(import_id)
 
     @get("/{import_id:uuid}/conflicts.csv")
     async def conflicts(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
-        return _csv(await service.conflicts_csv(import_id), f"import-{import_id}-conflicts.csv")
+        return await _conflicts_file(import_id)
 
 
 ImportConsole = Router(

@@ -10,8 +10,10 @@ from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
+from loyalty.http.params import PageLimit, PageOffset
+from loyalty.http.responses import csv_download
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.marketing import reports, schemas, segments, service, unsubscribe
 
@@ -19,12 +21,11 @@ from loyalty.marketing import reports, schemas, segments, service, unsubscribe
 class SegmentController(Controller):
     path = "/api/v1/segments"
     tags = ["marketing"]
+    guards = [requires("segments:manage")]
 
     @get(
         "/",
         summary="Saved segments",
-        responses=problems(401, 403),
-        guards=[requires("segments:manage")],
     )
     async def list_segments(self) -> list[schemas.Segment]:
         """Every saved segment with how many members it selects now."""
@@ -33,23 +34,21 @@ class SegmentController(Controller):
     @post(
         "/",
         summary="Save a segment",
-        responses=problems(400, 401, 403, 422),
-        guards=[requires("segments:manage")],
+        responses=problems(422),
     )
     async def create_segment(
-        self, request: Request, data: JSONBody[schemas.SegmentCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.SegmentCreate]
     ) -> schemas.Segment:
         """A named filter: tiers, spend and purchases in a window, days since the last
         purchase, available points, referrals made, birthday months, regions, tags, consent
         per channel, assigned reps or departments. Every condition given must hold."""
-        return await segments.create(data, current_principal(request))
+        return await segments.create(data, principal)
 
     @post(
         "/count",
         status_code=HTTP_200_OK,
         summary="Count the members a filter selects",
-        responses=problems(400, 401, 403, 422),
-        guards=[requires("segments:manage")],
+        responses=problems(422),
     )
     async def count(self, data: JSONBody[schemas.SegmentFilter]) -> schemas.SegmentCount:
         """For a filter being edited: one SQL statement, nothing saved."""
@@ -58,8 +57,6 @@ class SegmentController(Controller):
     @get(
         "/value-groups",
         summary="Members by value: valuable, rising, declining, at risk",
-        responses=problems(400, 401, 403),
-        guards=[requires("segments:manage")],
     )
     async def value_groups(
         self, window_days: Annotated[int, QueryParameter(ge=30, le=1095)] = 365
@@ -71,8 +68,6 @@ class SegmentController(Controller):
     @get(
         "/value-groups.svg",
         summary="The value groups as a pyramid chart (SVG)",
-        responses=problems(401, 403),
-        guards=[requires("segments:manage")],
         media_type="image/svg+xml",
     )
     async def value_pyramid(
@@ -83,8 +78,6 @@ class SegmentController(Controller):
     @get(
         "/{segment_id:uuid}",
         summary="One segment",
-        responses=problems(401, 403, 404),
-        guards=[requires("segments:manage")],
     )
     async def get_segment(self, segment_id: FromPath[UUID]) -> schemas.Segment:
         return await segments.get(segment_id)
@@ -92,14 +85,16 @@ class SegmentController(Controller):
     @put(
         "/{segment_id:uuid}",
         summary="Change a segment",
-        responses=problems(400, 401, 403, 404, 422),
-        guards=[requires("segments:manage")],
+        responses=problems(422),
     )
     async def update_segment(
-        self, request: Request, segment_id: FromPath[UUID], data: JSONBody[schemas.SegmentUpdate]
+        self,
+        principal: CurrentPrincipal,
+        segment_id: FromPath[UUID],
+        data: JSONBody[schemas.SegmentUpdate],
     ) -> schemas.Segment:
         """Only the fields sent change; offers already sent keep their snapshot."""
-        return await segments.update(segment_id, data, current_principal(request))
+        return await segments.update(segment_id, data, principal)
 
 
 class OfferController(Controller):
@@ -109,25 +104,24 @@ class OfferController(Controller):
     @get(
         "/",
         summary="Offers, newest first",
-        responses=problems(400, 401, 403),
         guards=[requires("offers:manage")],
     )
     async def list_offers(
         self,
         status: Annotated[str | None, QueryParameter(max_length=16)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+        limit: PageLimit = 50,
+        offset: PageOffset = 0,
     ) -> list[schemas.Offer]:
         return await service.list_offers(status, limit, offset)
 
     @post(
         "/",
         summary="Write an offer (a draft)",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("offers:manage")],
     )
     async def create_offer(
-        self, request: Request, data: JSONBody[schemas.OfferCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.OfferCreate]
     ) -> schemas.Offer:
         """Title and body in English and Chinese, validity, target (tiers and/or a segment)
         and an optional benefit: `voucher` (codes imported into the offer's pool, one per
@@ -135,12 +129,11 @@ class OfferController(Controller):
         points, for the offer's audience only). With `auto_kind` (birthday, welcome,
         winback) it is a template the worker sends every month to members who newly
         qualify. A draft is sent only after approval by a manager of marketing."""
-        return await service.create_offer(data, current_principal(request))
+        return await service.create_offer(data, principal)
 
     @get(
         "/{offer_id:uuid}",
         summary="One offer",
-        responses=problems(401, 403, 404),
         guards=[requires("offers:manage")],
     )
     async def get_offer(self, offer_id: FromPath[UUID]) -> schemas.Offer:
@@ -149,41 +142,44 @@ class OfferController(Controller):
     @put(
         "/{offer_id:uuid}",
         summary="Change a draft offer",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("offers:manage")],
     )
     async def update_offer(
-        self, request: Request, offer_id: FromPath[UUID], data: JSONBody[schemas.OfferUpdate]
+        self,
+        principal: CurrentPrincipal,
+        offer_id: FromPath[UUID],
+        data: JSONBody[schemas.OfferUpdate],
     ) -> schemas.Offer:
         """Only the fields sent change; approved or sent offers cannot change (409)."""
-        return await service.update_offer(offer_id, data, current_principal(request))
+        return await service.update_offer(offer_id, data, principal)
 
     @post(
         "/{offer_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve an offer for sending",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("offers:approve")],
     )
-    async def approve(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
+    async def approve(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
         """Managers of marketing (role manager, department marketing) and admins."""
-        return await service.approve(offer_id, current_principal(request))
+        return await service.approve(offer_id, principal)
 
     @post(
         "/{offer_id:uuid}/cancel",
         status_code=HTTP_200_OK,
         summary="Cancel an offer that was not sent",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("offers:manage")],
     )
-    async def cancel(self, request: Request, offer_id: FromPath[UUID]) -> schemas.Offer:
-        return await service.cancel(offer_id, current_principal(request))
+    async def cancel(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
+        return await service.cancel(offer_id, principal)
 
     @post(
         "/{offer_id:uuid}/send",
         status_code=HTTP_202_ACCEPTED,
         summary="Send an approved offer",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("offers:manage")],
     )
     async def send(self, request: Request, offer_id: FromPath[UUID]) -> schemas.SendResult:
@@ -196,7 +192,6 @@ class OfferController(Controller):
     @get(
         "/{offer_id:uuid}/results",
         summary="An offer's results",
-        responses=problems(401, 403, 404),
         guards=[requires("marketing:report")],
     )
     async def results(self, offer_id: FromPath[UUID]) -> schemas.OfferResults:
@@ -208,7 +203,7 @@ class OfferController(Controller):
         "/{offer_id:uuid}/vouchers",
         status_code=HTTP_200_OK,
         summary="Import voucher codes into an offer's pool",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("offers:manage")],
     )
     async def import_vouchers(
@@ -222,7 +217,7 @@ class OfferController(Controller):
         "/{offer_id:uuid}/vouchers/use",
         status_code=HTTP_200_OK,
         summary="Record a voucher code as used",
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("members:write")],
     )
     async def use_voucher(
@@ -243,27 +238,27 @@ class MarketingSettingsController(Controller):
     @put(
         "/",
         summary="Change the marketing settings",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("offers:approve")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.MarketingSettingsUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.MarketingSettingsUpdate]
     ) -> schemas.MarketingSettings:
         """`frequency_cap` marketing messages (email, SMS) per member in `cap_days`;
         `max_attempts` and `retry_seconds` (doubling) for failed deliveries; `churn_days`
         (lost), `at_risk_days` (win-back) and `falling_ratio` for the movement report."""
-        return await service.update_settings(data, current_principal(request))
+        return await service.update_settings(data, principal)
 
 
 class MovementReportController(Controller):
     path = "/api/v1/reports/movement"
     tags = ["marketing"]
+    guards = [requires("marketing:report")]
 
     @get(
         "/{month:str}",
         summary="The monthly movement report",
-        responses=problems(400, 401, 403, 422),
-        guards=[requires("marketing:report")],
+        responses=problems(422),
     )
     async def report(
         self, month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)]
@@ -278,19 +273,14 @@ class MovementReportController(Controller):
     @get(
         "/{month:str}/csv",
         summary="The monthly movement report as CSV",
-        responses=problems(400, 401, 403, 422),
-        guards=[requires("marketing:report")],
+        responses=problems(422),
         media_type="text/csv",
     )
     async def report_csv(
         self, month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)]
     ) -> Response[str]:
         report = await reports.movement(month)
-        return Response(
-            reports.to_csv(report),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="movement-{month}.csv"'},
-        )
+        return csv_download(reports.to_csv(report), f"movement-{month}.csv")
 
 
 UNSUBSCRIBED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
+from loyalty.http.params import PageLimit, PageOffset
 from loyalty.members import privacy, schemas, service
 from loyalty.workflows.enrolment import enrol_member
 from loyalty.workflows.merging import merge_members
@@ -24,36 +25,36 @@ class MemberController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Enrol a member",
-        responses=problems(400, 401, 403, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:write")],
     )
     async def create_member(
-        self, request: Request, data: JSONBody[schemas.MemberCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.MemberCreate]
     ) -> schemas.Member:
         """Enrol a person or organisation. Phone (E.164) and email (lower-cased) must be
         unused: a duplicate answers 409 naming the existing member when you may see it."""
-        return await enrol_member(data, current_principal(request))
+        return await enrol_member(data, principal)
 
     @get(
         "/",
         summary="Look up or search members",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("members:read")],
     )
     async def search(
         self,
-        request: Request,
+        principal: CurrentPrincipal,
         phone: Annotated[str | None, QueryParameter(max_length=30)] = None,
         email: Annotated[str | None, QueryParameter(max_length=254)] = None,
         number: Annotated[str | None, QueryParameter(max_length=20)] = None,
         q: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+        limit: PageLimit = 50,
+        offset: PageOffset = 0,
     ) -> schemas.MemberList:
         """Find members by phone, email or member number, or search names with `q`. Only
         members you may see are listed."""
         return await service.search_members(
-            current_principal(request),
+            principal,
             phone=phone,
             email=email,
             number=number,
@@ -65,12 +66,12 @@ class MemberController(Controller):
     @get(
         "/{member_id:uuid}",
         summary="Get a member's archive",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
-    async def get_member(self, request: Request, member_id: FromPath[UUID]) -> schemas.Member:
+    async def get_member(
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
+    ) -> schemas.Member:
         """The whole archive of a member you may see."""
-        principal = current_principal(request)
         member = await service.get_member(member_id, principal)
         from loyalty.reps.contacts import audit_view
 
@@ -80,38 +81,45 @@ class MemberController(Controller):
     @patch(
         "/{member_id:uuid}",
         summary="Update a member's archive",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:write")],
     )
     async def update_member(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MemberUpdate]
+        self,
+        principal: CurrentPrincipal,
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.MemberUpdate],
     ) -> schemas.Member:
         """Change only the fields sent; every change is recorded with old and new values."""
-        return await service.update_member(member_id, data, current_principal(request))
+        return await service.update_member(member_id, data, principal)
 
     @get(
         "/{member_id:uuid}/changes",
         summary="A member's archive history",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
-    async def changes(self, request: Request, member_id: FromPath[UUID]) -> list[schemas.Change]:
+    async def changes(
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
+    ) -> list[schemas.Change]:
         """Who changed what and when, newest first, including merges."""
-        return await service.history(member_id, current_principal(request))
+        return await service.history(member_id, principal)
 
     @post(
         "/{member_id:uuid}/merge",
         status_code=HTTP_200_OK,
         summary="Merge a duplicate into this member",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:merge")],
     )
     async def merge(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.MergeCreate]
+        self,
+        principal: CurrentPrincipal,
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.MergeCreate],
     ) -> schemas.MergeResult:
         """Admins only. The duplicate's points, purchases and ledger history move to this
         member (the survivor); the duplicate is kept, marked merged, and the merge recorded."""
-        return await merge_members(member_id, data, current_principal(request))
+        return await merge_members(member_id, data, principal)
 
 
 class ClosureRequestController(Controller):
@@ -119,33 +127,37 @@ class ClosureRequestController(Controller):
     tags = ["privacy"]
     guards = [requires("privacy:erase")]
 
-    @get("/", summary="Members' requests to close their account", responses=problems(400, 401, 403))
+    @get("/", summary="Members' requests to close their account")
     async def list_requests(
         self,
-        request: Request,
+        principal: CurrentPrincipal,
         status: Annotated[
             Literal["pending", "approved", "rejected"] | None, QueryParameter()
         ] = None,
     ) -> list[schemas.ClosureRequest]:
-        return await privacy.closure_requests(current_principal(request), status)
+        return await privacy.closure_requests(principal, status)
 
     @post(
         "/{request_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve: erase the member's personal data",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
     )
-    async def approve(self, request: Request, request_id: FromPath[UUID]) -> schemas.ClosureRequest:
+    async def approve(
+        self, principal: CurrentPrincipal, request_id: FromPath[UUID]
+    ) -> schemas.ClosureRequest:
         """Personal fields are removed everywhere (archive, change history values, contact
         log texts, messages); points, ledger, purchases and reports stay, pointing at the
         anonymous member; consent history stays as evidence; the erasure is recorded."""
-        return await privacy.decide(request_id, True, current_principal(request))
+        return await privacy.decide(request_id, True, principal)
 
     @post(
         "/{request_id:uuid}/reject",
         status_code=HTTP_200_OK,
         summary="Reject a closure request",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(409),
     )
-    async def reject(self, request: Request, request_id: FromPath[UUID]) -> schemas.ClosureRequest:
-        return await privacy.decide(request_id, False, current_principal(request))
+    async def reject(
+        self, principal: CurrentPrincipal, request_id: FromPath[UUID]
+    ) -> schemas.ClosureRequest:
+        return await privacy.decide(request_id, False, principal)

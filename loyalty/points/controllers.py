@@ -11,9 +11,11 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems, replayed
+from loyalty.http.params import PageLimit
+from loyalty.http.responses import created_or_replayed
 from loyalty.points import purchases, schemas, service
 from loyalty.workflows import returns, sales
 
@@ -25,64 +27,61 @@ class PurchaseController(Controller):
     @post(
         "/",
         summary="Post a purchase",
-        responses={
-            **replayed(schemas.Purchase),
-            **problems(400, 401, 403, 409, 422),
-        },
+        responses={**replayed(schemas.Purchase), **problems(422)},
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
     )
     async def post_purchase(
-        self, request: Request, data: JSONBody[schemas.PurchaseCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.PurchaseCreate]
     ) -> Response[schemas.Purchase]:
         """Post a sale with your own `external_id`. Points are earned once: sending the same
         purchase again answers 200 with the original result; the same `external_id` with a
         different body answers 409. The lines must add up to the total."""
-        purchase = await sales.post_purchase(data, current_principal(request))
-        return Response(purchase, status_code=201 if purchase.status == "created" else 200)
+        purchase = await sales.post_purchase(data, principal)
+        return created_or_replayed(purchase, purchase.status == "created")
 
     @post(
         "/batch",
         summary="Post up to 1,000 purchases",
-        responses=problems(400, 401, 403, 413),
         guards=[requires("purchases:write")],
         status_code=HTTP_200_OK,
     )
     async def post_batch(
-        self, request: Request, data: JSONBody[schemas.PurchaseBatchCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.PurchaseBatchCreate]
     ) -> schemas.BatchResult:
         """Each purchase is applied on its own with the same exactly-once rule; the answer
         has one item per purchase with its status (201, 200 replayed, or 4xx with a problem)."""
-        return await sales.post_batch(data, current_principal(request))
+        return await sales.post_batch(data, principal)
 
     @get(
         "/{external_id:str}",
         summary="Get a purchase",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
-    async def get_purchase(self, request: Request, external_id: FromPath[str]) -> schemas.Purchase:
+    async def get_purchase(
+        self, principal: CurrentPrincipal, external_id: FromPath[str]
+    ) -> schemas.Purchase:
         """A purchase by your `external_id`, with its points and what was returned."""
-        return await purchases.get_purchase(external_id, current_principal(request))
+        return await purchases.get_purchase(external_id, principal)
 
     @post(
         "/{external_id:str}/returns",
         summary="Return lines of a purchase",
-        responses={
-            **replayed(schemas.Return),
-            **problems(400, 401, 403, 404, 409, 422),
-        },
+        responses={**replayed(schemas.Return), **problems(422)},
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
     )
     async def post_return(
-        self, request: Request, external_id: FromPath[str], data: JSONBody[schemas.ReturnCreate]
+        self,
+        principal: CurrentPrincipal,
+        external_id: FromPath[str],
+        data: JSONBody[schemas.ReturnCreate],
     ) -> Response[schemas.Return]:
         """Return all or part of a purchase under your own `return_id`; the points of the
         returned lines are reversed, pending points first. Points already spent become a
         debt that blocks redemption until later earning repays it. Replays answer 200."""
-        result = await returns.post_return(external_id, data, current_principal(request))
-        return Response(result, status_code=201 if result.status == "created" else 200)
+        result = await returns.post_return(external_id, data, principal)
+        return created_or_replayed(result, result.status == "created")
 
 
 class MemberPointsController(Controller):
@@ -92,36 +91,38 @@ class MemberPointsController(Controller):
     @get(
         "/",
         summary="A member's points balance",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
-    async def balance(self, request: Request, member_id: FromPath[UUID]) -> schemas.Balance:
+    async def balance(
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
+    ) -> schemas.Balance:
         """Available, pending (not yet spendable), debt, lifetime earned, and the points
         expiring within 30, 60 and 90 days."""
-        return await service.balance(member_id, current_principal(request))
+        return await service.balance(member_id, principal)
 
     @get(
         "/entries",
         summary="A member's points statement",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("members:read")],
     )
     async def entries(
         self,
         request: Request,
+        principal: CurrentPrincipal,
         member_id: FromPath[UUID],
         kind: Annotated[str | None, QueryParameter(max_length=24)] = None,
         since: Annotated[datetime | None, QueryParameter()] = None,
         until: Annotated[datetime | None, QueryParameter()] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        limit: PageLimit = 50,
     ) -> schemas.EntryPage:
         """Ledger entries newest first, filtered by kind and time; pass `next_cursor` back
         as `cursor` for the next page."""
         rfc3339_query(request, "since", "until")
         return await service.statement(
             member_id,
-            current_principal(request),
+            principal,
             kind=kind,
             since=since,
             until=until,
@@ -132,17 +133,20 @@ class MemberPointsController(Controller):
     @post(
         "/adjustments",
         summary="Adjust a member's points",
-        responses={**replayed(schemas.Adjustment), **problems(400, 401, 403, 404, 409, 422)},
+        responses={**replayed(schemas.Adjustment), **problems(422)},
         guards=[requires("points:adjust")],
         status_code=HTTP_201_CREATED,
     )
     async def adjust(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.AdjustmentCreate]
+        self,
+        principal: CurrentPrincipal,
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.AdjustmentCreate],
     ) -> Response[schemas.Adjustment]:
         """Managers and above: add or deduct points with a mandatory reason. Send an
         `idempotency_key` so a retry cannot adjust twice."""
-        result, created = await service.adjust(member_id, data, current_principal(request))
-        return Response(result, status_code=201 if created else 200)
+        result, created = await service.adjust(member_id, data, principal)
+        return created_or_replayed(result, created)
 
 
 class EarningRulesController(Controller):
@@ -152,7 +156,6 @@ class EarningRulesController(Controller):
     @get(
         "/",
         summary="Earning rules",
-        responses=problems(401, 403),
         guards=[requires("members:read")],
     )
     async def get_rules(self) -> schemas.EarningRules:
@@ -162,11 +165,11 @@ class EarningRulesController(Controller):
     @put(
         "/",
         summary="Change the earning rules",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("rules:manage")],
     )
     async def put_rules(
-        self, request: Request, data: JSONBody[schemas.EarningRulesUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.EarningRulesUpdate]
     ) -> schemas.EarningRules:
         """Admins only; applies to purchases posted from now on."""
-        return await service.update_rules(data, current_principal(request))
+        return await service.update_rules(data, principal)

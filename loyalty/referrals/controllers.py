@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from loyalty.auth import current_principal, requires
+from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
+from loyalty.http.params import PageLimit
 from loyalty.referrals import schemas, service
 from loyalty.referrals import stats as referral_stats
 
@@ -23,68 +24,65 @@ class ReferralController(Controller):
     @get(
         "/",
         summary="Referrals, newest first (the review queue with status=held)",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("referrals:review")],
     )
     async def list_referrals(
         self,
-        request: Request,
+        principal: CurrentPrincipal,
         status: Annotated[
             Literal["pending", "held", "rewarded", "rejected", "reversed"] | None,
             QueryParameter(),
         ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        limit: PageLimit = 50,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> schemas.ReferralList:
         """Held referrals carry the reasons they were held: shared_contact, shared_address,
         loop, existing_member, over_cap."""
-        return await referral_stats.list_referrals(
-            current_principal(request), status, limit, cursor
-        )
+        return await referral_stats.list_referrals(principal, status, limit, cursor)
 
     @get(
         "/stats",
         summary="Referral programme statistics by month",
-        responses=problems(401, 403),
         guards=[requires("referrals:report")],
     )
-    async def stats(self, request: Request) -> schemas.ProgrammeStats:
+    async def stats(self, principal: CurrentPrincipal) -> schemas.ProgrammeStats:
         """Sign-ups with a code per month, how many made their first qualifying purchase,
         were rewarded, held, rejected or reversed, and the conversion to rewards."""
-        return await referral_stats.programme_stats(current_principal(request))
+        return await referral_stats.programme_stats(principal)
 
     @post(
         "/{referral_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve a held referral",
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("referrals:review")],
     )
     async def approve(
         self,
-        request: Request,
+        principal: CurrentPrincipal,
         referral_id: FromPath[UUID],
         data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
         """With a reason. If the referred member already made a qualifying first purchase
         both sides are rewarded now; otherwise at that purchase."""
-        return await service.approve(referral_id, data, current_principal(request))
+        return await service.approve(referral_id, data, principal)
 
     @post(
         "/{referral_id:uuid}/reject",
         status_code=HTTP_200_OK,
         summary="Reject a held or pending referral",
-        responses=problems(400, 401, 403, 404, 409),
+        responses=problems(409),
         guards=[requires("referrals:review")],
     )
     async def reject(
         self,
-        request: Request,
+        principal: CurrentPrincipal,
         referral_id: FromPath[UUID],
         data: JSONBody[schemas.ReferralReviewCreate],
     ) -> schemas.Referral:
         """With a reason; nobody is rewarded for it."""
-        return await service.reject(referral_id, data, current_principal(request))
+        return await service.reject(referral_id, data, principal)
 
 
 class ReferralSettingsController(Controller):
@@ -94,7 +92,6 @@ class ReferralSettingsController(Controller):
     @get(
         "/",
         summary="What referrals pay",
-        responses=problems(401, 403),
         guards=[requires("members:read")],
     )
     async def get_settings(self) -> schemas.ReferralSettings:
@@ -105,14 +102,14 @@ class ReferralSettingsController(Controller):
     @put(
         "/",
         summary="Change what referrals pay",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
         guards=[requires("referrals:manage")],
     )
     async def put_settings(
-        self, request: Request, data: JSONBody[schemas.ReferralSettingsUpdate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.ReferralSettingsUpdate]
     ) -> schemas.ReferralSettings:
         """Admins only; applies to referrals rewarded from now on."""
-        return await service.put_referral_settings(data, current_principal(request))
+        return await service.put_referral_settings(data, principal)
 
 
 class MemberReferralController(Controller):
@@ -122,26 +119,28 @@ class MemberReferralController(Controller):
     @get(
         "/referrals",
         summary="A member's referral code, link, referrals and statistics",
-        responses=problems(401, 403, 404),
         guards=[requires("members:read")],
     )
     async def member_referrals(
-        self, request: Request, member_id: FromPath[UUID]
+        self, principal: CurrentPrincipal, member_id: FromPath[UUID]
     ) -> schemas.MemberReferrals:
         """The code and the sign-up link to share, everyone who joined with it (invited),
         how many made their first qualifying purchase (joined), were rewarded or are held,
         and who referred this member."""
-        return await service.member_referrals(member_id, current_principal(request))
+        return await service.member_referrals(member_id, principal)
 
     @put(
         "/referrer",
         summary="Record who referred a member",
-        responses=problems(400, 401, 403, 404, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("members:write")],
     )
     async def set_referrer(
-        self, request: Request, member_id: FromPath[UUID], data: JSONBody[schemas.ReferrerUpdate]
+        self,
+        principal: CurrentPrincipal,
+        member_id: FromPath[UUID],
+        data: JSONBody[schemas.ReferrerUpdate],
     ) -> schemas.Referral:
         """For a member who joined without giving the code. The same guards apply; a member
         who already bought before is held as an existing member. 409 if already referred."""
-        return await service.set_referrer(member_id, data, current_principal(request))
+        return await service.set_referrer(member_id, data, principal)

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from loyalty.auth import Principal, authenticated, current_principal, requires
+from loyalty.auth import CurrentPrincipal, authenticated, requires
 from loyalty.http.middleware import client_address
 from loyalty.http.openapi import problems
 from loyalty.settings import Settings
@@ -25,7 +25,7 @@ class AuthController(Controller):
         "/tokens",
         status_code=HTTP_201_CREATED,
         summary="Sign in for API use",
-        responses=problems(400, 401, 429),
+        responses=problems(401, 429),  # a public path: its 401 is a refused sign-in
     )
     async def create_token(
         self,
@@ -46,7 +46,6 @@ class AuthController(Controller):
     @delete(
         "/tokens/current",
         summary="Sign out: revoke the token used for this call",
-        responses=problems(401),
         guards=[authenticated],
     )
     async def revoke_current_token(self, request: Request) -> None:
@@ -54,10 +53,9 @@ class AuthController(Controller):
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
         await service.revoke_token(token)
 
-    @get("/me", summary="Who am I", responses=problems(401), guards=[authenticated])
-    async def me(self, request: Request) -> schemas.Me:
+    @get("/me", summary="Who am I", guards=[authenticated])
+    async def me(self, principal: CurrentPrincipal) -> schemas.Me:
         """The caller's identity, role and permissions (staff) or scopes (API key)."""
-        principal: Principal = current_principal(request)
         return schemas.Me(
             kind=principal.kind,
             id=principal.id,
@@ -75,12 +73,10 @@ class StaffController(Controller):
     @get(
         "/",
         summary="List staff users",
-        responses=problems(401, 403),
         guards=[requires("staff:read")],
     )
-    async def list_staff(self, request: Request) -> list[schemas.Staff]:
+    async def list_staff(self, principal: CurrentPrincipal) -> list[schemas.Staff]:
         """All staff users; managers see their own department only."""
-        principal = current_principal(request)
         department = principal.department_limit
         return await service.list_staff(department=department)
 
@@ -88,7 +84,7 @@ class StaffController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Create a staff user",
-        responses=problems(400, 401, 403, 409, 422),
+        responses=problems(409, 422),
         guards=[requires("staff:manage")],
     )
     async def create_staff(self, data: JSONBody[schemas.StaffCreate]) -> schemas.StaffCreated:
@@ -98,17 +94,21 @@ class StaffController(Controller):
     @patch(
         "/{staff_id:uuid}",
         summary="Change or deactivate a staff user",
-        responses=problems(400, 401, 403, 404, 422),
+        responses=problems(422),
         guards=[requires("staff:manage")],
     )
     async def update_staff(
-        self, request: Request, staff_id: FromPath[UUID], data: JSONBody[schemas.StaffUpdate]
+        self,
+        request: Request,
+        principal: CurrentPrincipal,
+        staff_id: FromPath[UUID],
+        data: JSONBody[schemas.StaffUpdate],
     ) -> schemas.Staff:
         """Partial update; `active: false` deactivates the user and ends all their sessions and tokens."""
         return await staff_changes.update_staff(
             staff_id,
             data,
-            actor=current_principal(request),
+            actor=principal,
             redis=request.app.state.redis,
             session_store=request.app.stores.get("sessions"),
         )
@@ -119,7 +119,7 @@ class ApiKeyController(Controller):
     tags = ["api keys"]
     guards = [requires("api_keys:manage")]
 
-    @get("/", summary="List integration API keys", responses=problems(401, 403))
+    @get("/", summary="List integration API keys")
     async def list_keys(self) -> list[schemas.ApiKey]:
         """Every key with its scopes and when it was last used; the secret itself is never shown again."""
         return await service.list_api_keys()
@@ -128,13 +128,12 @@ class ApiKeyController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Create an integration API key",
-        responses=problems(400, 401, 403, 422),
+        responses=problems(422),
     )
     async def create_key(
-        self, request: Request, data: JSONBody[schemas.ApiKeyCreate]
+        self, principal: CurrentPrincipal, data: JSONBody[schemas.ApiKeyCreate]
     ) -> schemas.ApiKeyCreated:
         """Create a scoped key for a POS or shop; the key is in this response only."""
-        principal = current_principal(request)
         return await service.create_api_key(
             data, created_by=principal.id if principal.is_staff else None
         )
@@ -143,7 +142,6 @@ class ApiKeyController(Controller):
         "/{key_id:uuid}",
         status_code=HTTP_200_OK,
         summary="Revoke an integration API key",
-        responses=problems(401, 403, 404),
     )
     async def revoke_key(self, key_id: FromPath[UUID]) -> schemas.ApiKey:
         """Revoke a key; calls made with it are refused from now on."""
