@@ -204,6 +204,38 @@ def socket_dir_for(data_dir: Path, kind: str, socket_name: str) -> Path:
     return Path("/tmp") / f"loyalty-{kind}-{digest}"
 
 
+def remembered(data_dir: Path, name: str) -> Path | None:
+    """A path a server's start wrote down in its data folder (see `remember`), or None."""
+    try:
+        text = (data_dir / name).read_text().strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
+def remember(data_dir: Path, name: str, value: Path) -> None:
+    with contextlib.suppress(OSError):
+        (data_dir / name).write_text(f"{value}\n")
+
+
+def socket_dir_in_use(data_dir: Path, kind: str, socket_name: str) -> Path:
+    """Where the server listens: a running one where it was told when started, even if the
+    rule of `socket_dir_for` changed since."""
+    return remembered(data_dir, "socket-dir") or socket_dir_for(data_dir, kind, socket_name)
+
+
+def new_socket_dir(
+    data_dir: Path, kind: str, socket_name: str, owner: pwd.struct_passwd | None
+) -> Path:
+    """The socket folder for a server starting now: made private when it is not data_dir
+    itself, and remembered for `socket_dir_in_use`."""
+    socket_dir = socket_dir_for(data_dir, kind, socket_name)
+    if socket_dir != data_dir:
+        prepare_private_dir(socket_dir, owner)
+    remember(data_dir, "socket-dir", socket_dir)
+    return socket_dir
+
+
 def prepare_private_dir(path: Path, owner: pwd.struct_passwd | None) -> None:
     """Create a 0700 folder owned by the server's user; refuse one planted by someone else."""
     path.mkdir(mode=0o700, exist_ok=True)

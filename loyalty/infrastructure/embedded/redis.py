@@ -19,16 +19,16 @@ from loyalty.infrastructure.embedded.processes import (
     file_size,
     locked,
     log_tail,
+    new_socket_dir,
     pid_alive,
     pid_comm,
-    prepare_private_dir,
     read_pid,
     remove_dir_if_empty,
     rotate_log,
     run,
     send_signal,
     short,
-    socket_dir_for,
+    socket_dir_in_use,
     terminate,
     wait_gone,
 )
@@ -99,14 +99,7 @@ class EmbeddedRedis:
     def socket_path(self) -> Path:
         if self._socket_path is not None:
             return self._socket_path
-        # A running server listens where it was told when started, even if the rule changed.
-        try:
-            remembered = (self.data_dir / "socket-dir").read_text().strip()
-        except OSError:
-            remembered = ""
-        if remembered:
-            return Path(remembered) / "redis.sock"
-        return socket_dir_for(self.data_dir, "redis", "redis.sock") / "redis.sock"
+        return socket_dir_in_use(self.data_dir, "redis", "redis.sock") / "redis.sock"
 
     def url(self) -> str:
         return f"unix://{self.socket_path}"
@@ -149,10 +142,7 @@ class EmbeddedRedis:
 
     def _start(self) -> None:
         binary = self._binary or _redis_server_binary()
-        socket_dir = socket_dir_for(self.data_dir, "redis", "redis.sock")
-        if socket_dir != self.data_dir:
-            prepare_private_dir(socket_dir, None)
-        (self.data_dir / "socket-dir").write_text(f"{socket_dir}\n")
+        socket_dir = new_socket_dir(self.data_dir, "redis", "redis.sock", None)
         sock = socket_dir / "redis.sock"
         self._socket_path = sock
         with contextlib.suppress(OSError):
