@@ -26,10 +26,10 @@ from loyalty.infrastructure.embedded.postgres_binaries import (
 )
 from loyalty.infrastructure.embedded.processes import (
     PG_COMMS,
+    EmbeddedServer,
     EmbeddedServiceError,
     children_of,
     file_size,
-    locked,
     log_tail,
     new_socket_dir,
     pid_alive,
@@ -78,26 +78,19 @@ class _Postmaster:
 
 
 @dataclass
-class EmbeddedPostgres:
-    data_dir: Path
+class EmbeddedPostgres(EmbeddedServer):
+    name = "postgres"
+
     bin_dirs: list[Path] | None = None
-    started_here: bool = False
     bin_dir: Path | None = None
     _socket_dir: Path | None = field(default=None, init=False, repr=False)
     _version: str | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir).expanduser().absolute()
 
     # -- paths ---------------------------------------------------------------------------
 
     @property
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"
-
-    @property
-    def log_file(self) -> Path:
-        return self.data_dir / "postgres.log"
 
     @property
     def socket_dir(self) -> Path:
@@ -144,18 +137,17 @@ class EmbeddedPostgres:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def ensure_running(self) -> str:
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with locked(self.data_dir / ".lock"):
-            info = self._postmaster()
-            if info is not None:
-                info = self._wait_ready(info)
-            if info is not None:
-                self._adopt(info)
-                return self.dsn()
-            self._start()
-            self.started_here = True
-            return self.dsn()
+    def address(self) -> str:
+        return self.dsn()
+
+    def _reuse_running(self) -> bool:
+        info = self._postmaster()
+        if info is not None:
+            info = self._wait_ready(info)
+        if info is None:
+            return False
+        self._adopt(info)
+        return True
 
     def _adopt(self, info: _Postmaster) -> None:
         if info.socket_dir:

@@ -17,8 +17,9 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 PG_COMMS = ("postgres", "postmaster")
 STOP_TIMEOUT = 10.0
@@ -311,3 +312,40 @@ def run(
         start_new_session=True,
         **extra,
     )
+
+
+@dataclass
+class EmbeddedServer:
+    """A server kept in a data folder: one already running there is reused, else one is
+    started, under the folder's lock so that two processes never start two."""
+
+    name: ClassVar[str]  # the server's log in the data folder is `<name>.log`
+
+    data_dir: Path
+    started_here: bool = False
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().absolute()
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / f"{self.name}.log"
+
+    def ensure_running(self) -> str:
+        """The server's address (see `address`), started first if none runs here."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with locked(self.data_dir / ".lock"):
+            if not self._reuse_running():
+                self._start()
+                self.started_here = True
+            return self.address()
+
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def _reuse_running(self) -> bool:
+        """Whether a server that runs on this folder answers, and is now the one used."""
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        raise NotImplementedError
