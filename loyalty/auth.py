@@ -58,43 +58,29 @@ PERMISSIONS: dict[str, str] = {
     "imports:run": "import members and purchases from files and read the import reports",
 }
 
+# What a manager may do in their department. A general manager may do the same in every
+# department, and export and import besides.
+_MANAGER_PERMISSIONS = frozenset(
+    {
+        "staff:read",
+        "members:read",
+        "members:write",
+        "points:adjust",
+        "tiers:override",
+        "referrals:review",
+        "referrals:report",
+        "redemptions:write",
+        "redemptions:fulfil",
+        "reps:assign",
+        "contacts:write",
+        "audit:read",
+    }
+)
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "general_manager": frozenset(
-        {
-            "staff:read",
-            "members:read",
-            "members:write",
-            "points:adjust",
-            "tiers:override",
-            "referrals:review",
-            "referrals:report",
-            "redemptions:write",
-            "redemptions:fulfil",
-            "reps:assign",
-            "departments:all",
-            "contacts:write",
-            "audit:read",
-            "exports:read",
-            "imports:run",
-        }
-    ),
-    "manager": frozenset(
-        {
-            "staff:read",
-            "members:read",
-            "members:write",
-            "points:adjust",
-            "tiers:override",
-            "referrals:review",
-            "referrals:report",
-            "redemptions:write",
-            "redemptions:fulfil",
-            "reps:assign",
-            "contacts:write",
-            "audit:read",
-        }
-    ),
+    "general_manager": _MANAGER_PERMISSIONS | {"departments:all", "exports:read", "imports:run"},
+    "manager": _MANAGER_PERMISSIONS,
     "rep": frozenset({"members:read", "members:write", "redemptions:write", "contacts:write"}),
     "service": frozenset(
         {

@@ -1,13 +1,4 @@
-from pathlib import Path
+from loyalty.events import tables
+from loyalty.infrastructure.db import domain_app
 
-from piccolo.conf.apps import AppConfig
-
-from loyalty.events.tables import Notification, OutboxEvent
-
-APP_CONFIG = AppConfig(
-    app_name="events",
-    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "events"),
-    table_classes=[OutboxEvent, Notification],
-    migration_dependencies=[],
-    commands=[],
-)
+APP_CONFIG = domain_app("events", tables)

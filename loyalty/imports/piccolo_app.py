@@ -1,13 +1,4 @@
-from pathlib import Path
+from loyalty.imports import tables
+from loyalty.infrastructure.db import domain_app
 
-from piccolo.conf.apps import AppConfig
-
-from loyalty.imports.tables import Import, ImportedRow, RowConflict, RowError
-
-APP_CONFIG = AppConfig(
-    app_name="imports",
-    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "imports"),
-    table_classes=[Import, ImportedRow, RowError, RowConflict],
-    migration_dependencies=["loyalty.members.piccolo_app"],
-    commands=[],
-)
+APP_CONFIG = domain_app("imports", tables, after=["members"])

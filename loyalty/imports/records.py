@@ -15,26 +15,11 @@ Progress = Callable[[schemas.Import], Awaitable[None] | None]
 
 
 def to_schema(row: Any) -> schemas.Import:
-    return schemas.Import(
-        id=row["id"],
-        kind=row["kind"],
-        file_name=row["file_name"],
-        status=row["status"],
-        bytes_total=row["bytes_total"],
-        bytes_done=row["bytes_done"],
+    return db.from_row(
+        schemas.Import,
+        row,
         progress=round(row["bytes_done"] / row["bytes_total"], 4) if row["bytes_total"] else 0.0,
-        rows_read=row["rows_read"],
-        created=row["created"],
-        merged=row["merged"],
-        skipped=row["skipped"],
-        errors=row["errors"],
-        conflicts=row["conflicts"],
-        points_entries=row["points_entries"],
         failure=row["failure"] or None,
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
     )
 
 

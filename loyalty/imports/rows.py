@@ -271,15 +271,24 @@ class RowReader:
             "tags": tags,
         }
 
+    def _past(self, cells: _Cells, name: str, not_a_date: str) -> datetime | None:
+        """The cell's date (and time), None when it is empty; one in the future, or not a
+        date, is a bad cell."""
+        if not (raw := cells.get(name)):
+            return None
+        try:
+            at = _datetime(raw)
+        except ValueError:
+            cells.bad(name, not_a_date)
+            return None
+        if at > self.now + timedelta(minutes=5):
+            cells.bad(name, "is in the future")
+        return at
+
     def _dates_and_points(self, cells: _Cells) -> dict[str, Any]:
-        registered_at = None
-        if raw := cells.get("registered_at"):
-            try:
-                registered_at = _datetime(raw)
-                if registered_at > self.now + timedelta(minutes=5):
-                    cells.bad("registered_at", "is in the future")
-            except ValueError:
-                cells.bad("registered_at", "is not a date or date and time (YYYY-MM-DD[ HH:MM])")
+        registered_at = self._past(
+            cells, "registered_at", "is not a date or date and time (YYYY-MM-DD[ HH:MM])"
+        )
         points = 0
         if raw := cells.get("opening_points"):
             text = raw.replace(",", "").replace("_", "")
@@ -287,14 +296,7 @@ class RowReader:
                 cells.bad("opening_points", f"must be a whole number from 0 to {MAX_POINTS}")
             else:
                 points = int(text)
-        points_at = None
-        if raw := cells.get("points_date"):
-            try:
-                points_at = _datetime(raw)
-                if points_at > self.now + timedelta(minutes=5):
-                    cells.bad("points_date", "is in the future")
-            except ValueError:
-                cells.bad("points_date", "is not a date (YYYY-MM-DD)")
+        points_at = self._past(cells, "points_date", "is not a date (YYYY-MM-DD)")
         return {"registered_at": registered_at, "points": points, "points_at": points_at}
 
     def _owner(self, cells: _Cells) -> dict[str, Any]:

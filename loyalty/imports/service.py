@@ -164,26 +164,28 @@ def _csv_lines(header: list[str], rows: Iterator[list[Any]]) -> Iterator[str]:
         yield buffer.getvalue()
 
 
-async def error_rows(import_id: UUID) -> list[list[Any]]:
+async def _report_rows(import_id: UUID, sql: str) -> list[list[Any]]:
+    """The rows `sql` selects for an import (which must exist), each a list of its columns."""
     await get_import(import_id)
     async with db.connection() as conn:
-        rows = await conn.fetch(
-            'SELECT row_no, "column", value, reason FROM import_errors WHERE import_id = $1 '
-            'ORDER BY row_no, "column"',
-            import_id,
-        )
-    return [[r["row_no"], r["column"], r["value"], r["reason"]] for r in rows]
+        rows = await conn.fetch(sql, import_id)
+    return [list(row.values()) for row in rows]
+
+
+async def error_rows(import_id: UUID) -> list[list[Any]]:
+    return await _report_rows(
+        import_id,
+        'SELECT row_no, "column", value, reason FROM import_errors WHERE import_id = $1 '
+        'ORDER BY row_no, "column"',
+    )
 
 
 async def conflict_rows(import_id: UUID) -> list[list[Any]]:
-    await get_import(import_id)
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT row_no, member_number, field, kept, offered FROM import_conflicts "
-            "WHERE import_id = $1 ORDER BY row_no, field",
-            import_id,
-        )
-    return [[r["row_no"], r["member_number"], r["field"], r["kept"], r["offered"]] for r in rows]
+    return await _report_rows(
+        import_id,
+        "SELECT row_no, member_number, field, kept, offered FROM import_conflicts "
+        "WHERE import_id = $1 ORDER BY row_no, field",
+    )
 
 
 ERRORS_HEADER = ["row", "column", "value", "reason"]

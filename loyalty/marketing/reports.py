@@ -130,16 +130,12 @@ async def movement(month: str) -> schemas.MovementReport:
     async with db.connection() as conn:
         rows = await conn.fetch(MOVEMENT_SQL, start, end, before, get_settings().tz.key)
     members = [
-        schemas.MovementRow(
-            movement=row["movement"],
+        db.from_row(
+            schemas.MovementRow,
+            row,
             member_id=row["member"],
             member_number=row["number"],
-            name=row["name"],
-            tier=row["tier"],
-            detail=row["detail"],
             rep_id=row["assigned_rep"],
-            rep=row["rep"],
-            department=row["department"],
             brief_url=f"/console/members/{row['member']}",
             brief_api=f"/api/v1/members/{row['member']}/brief",
         )

@@ -34,30 +34,13 @@ OFFER_FIELDS = (
 
 
 def offer_schema(row: Any, vouchers_left: int | None = None) -> schemas.Offer:
-    return schemas.Offer(
-        id=row["id"],
-        title_en=row["title_en"],
-        title_zh=row["title_zh"],
-        body_en=row["body_en"],
-        body_zh=row["body_zh"],
-        valid_from=row["valid_from"],
-        valid_until=row["valid_until"],
-        target_tiers=list(row["target_tiers"] or []),
+    return db.from_row(
+        schemas.Offer,
+        row,
+        target_tiers=row["target_tiers"] or [],
         segment_id=row["segment"],
-        benefit=row["benefit"],
-        bonus_multiplier=row["bonus_multiplier"],
         reward_id=row["reward"],
-        reward_points_cost=row["reward_points_cost"],
-        auto_kind=row["auto_kind"],
         template_id=row["template"],
-        period=row["period"],
-        status=row["status"],
-        audience_size=row["audience_size"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-        approved_by=row["approved_by"],
-        approved_at=row["approved_at"],
-        sent_at=row["sent_at"],
         vouchers_left=vouchers_left,
     )
 
@@ -124,16 +107,22 @@ async def create_offer(data: schemas.OfferCreate, principal: Principal) -> schem
     return offer_schema(row)
 
 
+async def _locked_draft(conn: Any, offer_id: UUID, done: str) -> Any:
+    """The offer's row, locked; only a draft may be `done` (changed, approved)."""
+    row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1 FOR UPDATE", offer_id)
+    if row is None:
+        raise NotFound("no such offer")
+    if row["status"] != "draft":
+        raise Conflict(f"only a draft can be {done}; this offer is {row['status']}")
+    return row
+
+
 async def update_offer(
     offer_id: UUID, data: schemas.OfferUpdate, principal: Principal
 ) -> schemas.Offer:
     changes = {k: v for k, v in _values(data).items() if v is not msgspec.UNSET}
     async with db.transaction() as conn:
-        row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1 FOR UPDATE", offer_id)
-        if row is None:
-            raise NotFound("no such offer")
-        if row["status"] != "draft":
-            raise Conflict(f"only a draft can be changed; this offer is {row['status']}")
+        row = await _locked_draft(conn, offer_id, "changed")
         values = {**dict(row), **changes}
         await _check(conn, values)
         row = await conn.fetchrow(
@@ -184,11 +173,7 @@ async def approve(offer_id: UUID, principal: Principal) -> schemas.Offer:
     if not principal.can("offers:approve"):
         raise PermissionDenied("offers are approved by a manager of marketing")
     async with db.transaction() as conn:
-        row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1 FOR UPDATE", offer_id)
-        if row is None:
-            raise NotFound("no such offer")
-        if row["status"] != "draft":
-            raise Conflict(f"only a draft can be approved; this offer is {row['status']}")
+        row = await _locked_draft(conn, offer_id, "approved")
         if row["valid_until"] <= now():
             raise Conflict("this offer's validity has already ended", field="valid_until")
         row = await conn.fetchrow(

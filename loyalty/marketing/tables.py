@@ -18,13 +18,13 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+from loyalty.infrastructure.tables import SettingsRow
 from loyalty.rewards.tables import Reward
 
 
-class MarketingSettings(Table, tablename="marketing_settings"):
-    """One row (id 1): the frequency cap, retries and the churn windows of the reports."""
+class MarketingSettings(SettingsRow, Table, tablename="marketing_settings"):
+    """The frequency cap, retries and the churn windows of the reports."""
 
-    id = Integer(primary_key=True)
     frequency_cap = Integer(default=2)  # marketing messages (email, SMS) per member...
     cap_days = Integer(default=7)  # ...in this many days
     max_attempts = Integer(default=4)  # per delivery, then it stays failed
@@ -32,8 +32,6 @@ class MarketingSettings(Table, tablename="marketing_settings"):
     churn_days = Integer(default=90)  # no purchase for this long: lost
     at_risk_days = Integer(default=60)  # no purchase for this long: at risk (win-back)
     falling_ratio = Numeric(digits=(4, 3), default=Decimal("0.5"))
-    updated_at = Timestamptz(default=TimestamptzNow())
-    updated_by = Varchar(length=120, default="system")
 
 
 class Segment(Table, tablename="segments"):

@@ -1,13 +1,4 @@
-from pathlib import Path
+from loyalty.infrastructure.db import domain_app
+from loyalty.members import tables
 
-from piccolo.conf.apps import AppConfig
-
-from loyalty.members.tables import ClosureRequest, Member, MemberChange, MemberCredential
-
-APP_CONFIG = AppConfig(
-    app_name="members",
-    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "members"),
-    table_classes=[Member, MemberChange, MemberCredential, ClosureRequest],
-    migration_dependencies=["loyalty.staff.piccolo_app"],
-    commands=[],
-)
+APP_CONFIG = domain_app("members", tables, after=["staff"])

@@ -106,17 +106,7 @@ def _check_admin(principal: Principal) -> None:
 
 
 def _request_schema(row: Any) -> schemas.ClosureRequest:
-    return schemas.ClosureRequest(
-        id=row["id"],
-        member_id=row["member"],
-        number=row["number"],
-        channel=row["channel"],
-        reason=row["reason"],
-        status=row["status"],
-        requested_at=row["requested_at"],
-        decided_by=row["decided_by"],
-        decided_at=row["decided_at"],
-    )
+    return db.from_row(schemas.ClosureRequest, row, member_id=row["member"])
 
 
 async def closure_requests(

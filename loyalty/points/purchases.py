@@ -80,17 +80,10 @@ Status = Literal["created", "replayed"]
 
 
 def purchase_schema(row: Any, rules: schemas.EarningRules, status: Status) -> schemas.Purchase:
-    return schemas.Purchase(
-        id=row["id"],
-        external_id=row["external_id"],
+    return db.from_row(
+        schemas.Purchase,
+        row,
         member_id=row["member"],
-        occurred_at=row["occurred_at"],
-        store=row["store"],
-        currency=row["currency"],
-        total=row["total"],
-        returned_amount=row["returned_amount"],
-        points=row["points"],
-        reversed_points=row["reversed_points"],
         pending_until=row["pending_until"]
         or row["occurred_at"] + timedelta(days=rules.pending_days),
         rep_id=row["rep"],

@@ -143,18 +143,7 @@ async def _balance(conn: asyncpg.Connection, member_id: UUID) -> schemas.Balance
 
 
 def _entry_schema(row: Any) -> schemas.Entry:
-    return schemas.Entry(
-        id=row["id"],
-        member_id=row["member"],
-        points=row["points"],
-        kind=row["kind"],
-        cause_type=row["cause_type"],
-        cause_id=row["cause_id"],
-        occurred_at=row["occurred_at"],
-        created_at=row["created_at"],
-        actor=row["actor"],
-        note=row["note"],
-    )
+    return db.from_row(schemas.Entry, row, member_id=row["member"])
 
 
 async def adjust(
@@ -296,31 +285,30 @@ async def statement(
 # --- background work: pending release and expiry ------------------------------------------
 
 
-async def release_pending(batch_size: int = 500, at: datetime | None = None) -> int:
-    """Make pending points available once their return window has passed. Idempotent."""
+async def _settle_lots_due(batch_size: int, at: datetime | None, *, expiry: bool) -> int:
+    """Release (or expire) the lots due at `at`, a transaction for each `batch_size`
+    members with lots due, their accounts locked, until no member has any left."""
     at = at or now()
-    released = 0
+    settle = ledger.expire_lots if expiry else ledger.release_lots
+    settled = 0
     while True:
         async with db.transaction() as conn:
-            member_ids = await ledger.members_with_lots_due(conn, at, batch_size, expiry=False)
+            member_ids = await ledger.members_with_lots_due(conn, at, batch_size, expiry=expiry)
             if not member_ids:
-                return released
+                return settled
             await ledger.lock_accounts(conn, member_ids)
-            released += await ledger.release_lots(conn, member_ids, at)
+            settled += await settle(conn, member_ids, at)
+
+
+async def release_pending(batch_size: int = 500, at: datetime | None = None) -> int:
+    """Make pending points available once their return window has passed. Idempotent."""
+    return await _settle_lots_due(batch_size, at, expiry=False)
 
 
 async def expire_points(batch_size: int = 500, at: datetime | None = None) -> int:
     """Expire what is left of lots past their expiry, oldest first. Idempotent: each lot
     expires under its own ledger key, and an expired lot has nothing left."""
-    at = at or now()
-    expired = 0
-    while True:
-        async with db.transaction() as conn:
-            member_ids = await ledger.members_with_lots_due(conn, at, batch_size, expiry=True)
-            if not member_ids:
-                return expired
-            await ledger.lock_accounts(conn, member_ids)
-            expired += await ledger.expire_lots(conn, member_ids, at)
+    return await _settle_lots_due(batch_size, at, expiry=True)
 
 
 # --- merging members ----------------------------------------------------------------------

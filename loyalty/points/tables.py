@@ -26,20 +26,18 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+from loyalty.infrastructure.tables import SettingsRow
 from loyalty.members.tables import Member
 from loyalty.staff.tables import Staff
 
 
-class EarningRules(Table, tablename="earning_rules"):
-    """One row (id 1): the earning configuration admins change through the API."""
+class EarningRules(SettingsRow, Table, tablename="earning_rules"):
+    """The earning configuration admins change through the API."""
 
-    id = Integer(primary_key=True)
     points_per_unit = Numeric(digits=(10, 4), default=Decimal(1))
     category_multipliers = JSONB(default="{}")
     pending_days = Integer(default=14)
     expiry_months = Integer(default=24)
-    updated_at = Timestamptz(default=TimestamptzNow())
-    updated_by = Varchar(length=120, default="system")
 
 
 class PointsAccount(Table, tablename="points_accounts"):

@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from loyalty.events import service as events
+from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
 from loyalty.points import ledger
 from loyalty.points.service import get_rules
@@ -24,14 +25,7 @@ from loyalty.referrals import schemas
 
 
 def settings_schema(row: Any) -> schemas.ReferralSettings:
-    return schemas.ReferralSettings(
-        referrer_points=row["referrer_points"],
-        referred_points=row["referred_points"],
-        min_purchase=Decimal(row["min_purchase"]),
-        monthly_cap=row["monthly_cap"],
-        updated_at=row["updated_at"],
-        updated_by=row["updated_by"],
-    )
+    return db.from_row(schemas.ReferralSettings, row)
 
 
 async def referral_settings(conn: asyncpg.Connection) -> schemas.ReferralSettings:

@@ -26,25 +26,12 @@ SELECT r.*, m.name AS referred_name FROM referrals r JOIN members m ON m.id = r.
 
 
 def referral_schema(row: Any) -> schemas.Referral:
-    return schemas.Referral(
-        id=row["id"],
+    return db.from_row(
+        schemas.Referral,
+        row,
         referrer_id=row["referrer"],
         referred_id=row["referred"],
-        referred_name=row["referred_name"],
-        code=row["code"],
-        channel=row["channel"],
-        status=row["status"],
-        hold_reasons=list(row["hold_reasons"]),
         assigned_rep_id=row["assigned_rep"],
-        qualified_at=row["qualified_at"],
-        referrer_points=row["referrer_points"],
-        referred_points=row["referred_points"],
-        rewarded_at=row["rewarded_at"],
-        reviewed_by=row["reviewed_by"],
-        reviewed_at=row["reviewed_at"],
-        review_reason=row["review_reason"],
-        reversed_at=row["reversed_at"],
-        created_at=row["created_at"],
     )
 
 
@@ -113,14 +100,9 @@ async def programme_stats(principal: Principal) -> schemas.ProgrammeStats:
             get_settings().timezone,
         )
     months = [
-        schemas.ProgrammeMonth(
-            month=row["month"],
-            signed_up=row["signed_up"],
-            joined=row["joined"],
-            rewarded=row["rewarded"],
-            held=row["held"],
-            rejected=row["rejected"],
-            reversed=row["reversed"],
+        db.from_row(
+            schemas.ProgrammeMonth,
+            row,
             conversion=round(row["rewarded"] / row["signed_up"], 4) if row["signed_up"] else 0.0,
         )
         for row in rows

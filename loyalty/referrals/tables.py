@@ -16,21 +16,19 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+from loyalty.infrastructure.tables import SettingsRow
 from loyalty.members.tables import Member
 from loyalty.points.tables import Purchase
 from loyalty.staff.tables import Staff
 
 
-class ReferralSettings(Table, tablename="referral_settings"):
-    """One row (id 1): what a referral pays and when it counts."""
+class ReferralSettings(SettingsRow, Table, tablename="referral_settings"):
+    """What a referral pays and when it counts."""
 
-    id = Integer(primary_key=True)
     referrer_points = Integer(default=500)
     referred_points = Integer(default=200)
     min_purchase = Numeric(digits=(12, 2), default=Decimal(100))
     monthly_cap = Integer(default=10)
-    updated_at = Timestamptz(default=TimestamptzNow())
-    updated_by = Varchar(length=120, default="system")
 
 
 class ReferralCode(Table, tablename="referral_codes"):

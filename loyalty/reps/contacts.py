@@ -7,6 +7,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
+
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput
 from loyalty.infrastructure import db, messaging
@@ -87,23 +89,7 @@ async def log_contact(
 
 
 def contact_schema(row: Any) -> schemas.Contact:
-    return schemas.Contact(
-        id=row["id"],
-        member_id=row["member"],
-        staff_id=row["staff"],
-        kind=row["kind"],
-        channel=row["channel"],
-        direction=row["direction"],
-        subject=row["subject"],
-        body=row["body"],
-        outcome=row["outcome"],
-        next_step=row["next_step"],
-        status=row["status"],
-        late=row["late"],
-        occurred_at=row["occurred_at"],
-        logged_at=row["logged_at"],
-        logged_by=row["logged_by"],
-    )
+    return db.from_row(schemas.Contact, row, member_id=row["member"], staff_id=row["staff"])
 
 
 async def add_contact(
@@ -112,19 +98,8 @@ async def add_contact(
     await members.get_member(member_id, principal)
     if data.occurred_at and data.occurred_at > now() + timedelta(minutes=5):
         raise InvalidInput("is in the future", field="occurred_at")
-    contact_id = await log_contact(
-        member_id,
-        principal,
-        kind=data.kind,
-        channel=data.channel,
-        direction=data.direction,
-        subject=data.subject,
-        body=data.body,
-        outcome=data.outcome,
-        next_step=data.next_step,
-        intent=data.intent,
-        occurred_at=data.occurred_at,
-    )
+    # A ContactCreate's fields are log_contact's keyword arguments.
+    contact_id = await log_contact(member_id, principal, **msgspec.structs.asdict(data))
     async with db.connection() as conn:
         row = await conn.fetchrow("SELECT * FROM contacts WHERE id = $1", contact_id)
     return contact_schema(row)

@@ -143,15 +143,11 @@ async def my_tasks(principal: Principal, horizon_days: int = 7) -> list[schemas.
         )
     today = local_today()
     return [
-        schemas.FollowUpTask(
-            id=row["id"],
+        db.from_row(
+            schemas.FollowUpTask,
+            row,
             member_id=row["member"],
-            number=row["number"],
-            name=row["name"],
-            tier=row["tier"],
             rep=row["username"],
-            rule=row["rule"],
-            due_on=row["due_on"],
             overdue=row["due_on"] < today,
         )
         for row in rows

@@ -69,14 +69,11 @@ async def handover_queue(principal: Principal) -> list[schemas.HandoverItem]:
             principal.department_limit,
         )
     return [
-        schemas.HandoverItem(
-            id=row["id"],
+        db.from_row(
+            schemas.HandoverItem,
+            row,
             member_id=row["member"],
-            number=row["number"],
-            name=row["name"],
             from_rep=row["username"],
-            reason=row["reason"],
-            due_at=row["due_at"],
             overdue=row["due_at"] < now(),
             escalated=row["escalated_at"] is not None,
         )

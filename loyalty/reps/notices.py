@@ -54,14 +54,4 @@ async def notices(principal: Principal, unread_only: bool = False) -> list[schem
             principal.id,
             unread_only,
         )
-    return [
-        schemas.Notice(
-            id=row["id"],
-            kind=row["kind"],
-            title=row["title"],
-            body=row["body"],
-            member_id=row["member"],
-            created_at=row["created_at"],
-        )
-        for row in rows
-    ]
+    return [db.from_row(schemas.Notice, row, member_id=row["member"]) for row in rows]

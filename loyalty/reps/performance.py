@@ -161,13 +161,11 @@ async def incomplete_archives(principal: Principal) -> list[schemas.IncompleteAr
         )
     today = now().date()
     return [
-        schemas.IncompleteArchive(
+        db.from_row(
+            schemas.IncompleteArchive,
+            row,
             member_id=row["id"],
-            number=row["number"],
-            name=row["name"],
             rep=row["username"],
-            missing=list(row["missing"]),
-            due_by=row["due_by"],
             overdue=row["due_by"] < today,
         )
         for row in rows
@@ -289,30 +287,15 @@ def _score_sql(done: str, required: int) -> str:
 
 
 def _score_row(row: Any) -> schemas.ScoreRow:
-    return schemas.ScoreRow(
-        rep=row["rep"],
-        department=row["department"],
-        members=row["members"],
-        gained=row["gained"],
-        lost=row["lost"],
-        spend=row["spend"],
-        purchases=row["purchases"],
-        buying_members=row["buying_members"],
-        upgrades=row["upgrades"],
-        downgrades=row["downgrades"],
-        complaints=row["complaints"],
-        praise=row["praise"],
-        contacts=row["contacts"],
-        late_logs=row["late_logs"],
-        follow_ups_due=row["follow_ups_due"],
-        follow_ups_done=row["follow_ups_done"],
+    return db.from_row(
+        schemas.ScoreRow,
+        row,
         follow_up_rate=round(row["follow_ups_done"] / row["follow_ups_due"], 3)
         if row["follow_ups_due"]
         else None,
         archive_completeness=round(float(row["completeness"]), 3)
         if row["completeness"] is not None
         else None,
-        referrals_brought=row["referrals_brought"],
     )
 
 

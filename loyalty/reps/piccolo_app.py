@@ -1,43 +1,4 @@
-from pathlib import Path
+from loyalty.infrastructure.db import domain_app
+from loyalty.reps import tables
 
-from piccolo.conf.apps import AppConfig
-
-from loyalty.reps.tables import (
-    Assignment,
-    Contact,
-    FollowUp,
-    Handover,
-    MemberView,
-    Reclaim,
-    RepSettings,
-    Rotation,
-    RotationMove,
-    ServiceTeamMember,
-    StaffNotice,
-    SwapRequest,
-)
-
-APP_CONFIG = AppConfig(
-    app_name="reps",
-    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "reps"),
-    table_classes=[
-        RepSettings,
-        Assignment,
-        Handover,
-        SwapRequest,
-        Reclaim,
-        Contact,
-        FollowUp,
-        StaffNotice,
-        MemberView,
-        Rotation,
-        RotationMove,
-        ServiceTeamMember,
-    ],
-    migration_dependencies=[
-        "loyalty.members.piccolo_app",
-        "loyalty.staff.piccolo_app",
-        "loyalty.tiers.piccolo_app",
-    ],
-    commands=[],
-)
+APP_CONFIG = domain_app("reps", tables, after=["members", "staff", "tiers"])

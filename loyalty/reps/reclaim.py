@@ -170,14 +170,7 @@ async def reclaim_preview(principal: Principal) -> list[schemas.ReclaimCandidate
             settings.protection_days,
         )
     return [
-        schemas.ReclaimCandidate(
-            member_id=row["member"],
-            number=row["number"],
-            name=row["name"],
-            rep=row["username"],
-            rule=row["rule"],
-            due_on=row["due_on"],
-        )
+        db.from_row(schemas.ReclaimCandidate, row, member_id=row["member"], rep=row["username"])
         for row in rows
         if principal.department_limit is None or row["department"] == principal.department_limit
     ]

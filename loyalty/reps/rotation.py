@@ -166,25 +166,18 @@ async def get_rotation(rotation_id: UUID, principal: Principal) -> schemas.Rotat
         if after is not None:
             after[2] += 1
             after[4] += value
-    return schemas.RotationOut(
-        id=rotation["id"],
-        department=rotation["department"],
-        status=rotation["status"],
-        created_by=rotation["created_by"],
-        created_at=rotation["created_at"],
-        applied_by=rotation["applied_by"],
-        applied_at=rotation["applied_at"],
+    return db.from_row(
+        schemas.RotationOut,
+        rotation,
         moves=[
-            schemas.RotationMoveOut(
+            db.from_row(
+                schemas.RotationMoveOut,
+                row,
                 member_id=row["member"],
-                number=row["number"],
-                name=row["name"],
-                tier=row["tier"],
                 value=Decimal(row["value"]),
                 from_rep=row["from_name"],
                 to_rep=row["to_name"],
                 to_rep_id=row["to_rep"],
-                note=row["note"],
             )
             for row in rows
         ],

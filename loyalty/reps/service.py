@@ -34,11 +34,10 @@ async def reassignment_flags(principal: Principal) -> list[schemas.ReassignmentF
         needed = settings.tier_min_level.get(row["tier"])
         if level_below(row["level"], needed):
             flags.append(
-                schemas.ReassignmentFlag(
+                db.from_row(
+                    schemas.ReassignmentFlag,
+                    row,
                     member_id=row["id"],
-                    number=row["number"],
-                    name=row["name"],
-                    tier=row["tier"],
                     rep=row["username"],
                     rep_level=row["level"],
                     needed_level=needed,

@@ -22,24 +22,12 @@ def level_below(level: str, needed: str | None) -> bool:
 
 
 def _settings_schema(row: Any) -> schemas.RepSettings:
-    return schemas.RepSettings(
-        protection_days=row["protection_days"],
-        inactive_months=row["inactive_months"],
-        no_deal_months=row["no_deal_months"],
+    return db.from_row(
+        schemas.RepSettings,
+        row,
         tier_no_deal_months=_json(row["tier_no_deal_months"]),
-        warning_days=row["warning_days"],
-        new_rep_days=row["new_rep_days"],
-        daily_pool_cap=row["daily_pool_cap"],
-        handover_days=row["handover_days"],
-        contact_deadline_hour=row["contact_deadline_hour"],
         tier_min_level=_json(row["tier_min_level"]),
-        refusal_retry_days=row["refusal_retry_days"],
-        completeness_fields=list(row["completeness_fields"] or []),
-        completeness_days=row["completeness_days"],
-        rotation_months=row["rotation_months"],
-        introduction_days=row["introduction_days"],
-        updated_at=row["updated_at"],
-        updated_by=row["updated_by"],
+        completeness_fields=row["completeness_fields"] or [],
     )
 
 

@@ -57,20 +57,7 @@ async def get_swap(swap_id: UUID) -> schemas.Swap:
         row = await conn.fetchrow("SELECT * FROM swap_requests WHERE id = $1", swap_id)
     if row is None:
         raise NotFound("no such swap request")
-    return schemas.Swap(
-        id=row["id"],
-        member_a=row["member_a"],
-        rep_a=row["rep_a"],
-        member_b=row["member_b"],
-        rep_b=row["rep_b"],
-        reason=row["reason"],
-        requested_by=row["requested_by"],
-        status=row["status"],
-        decided_by=row["decided_by"],
-        decided_at=row["decided_at"],
-        decision_note=row["decision_note"],
-        created_at=row["created_at"],
-    )
+    return db.from_row(schemas.Swap, row)
 
 
 async def list_swaps(principal: Principal, status: str | None) -> list[schemas.Swap]:

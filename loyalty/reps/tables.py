@@ -17,14 +17,14 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+from loyalty.infrastructure.tables import SettingsRow
 from loyalty.members.tables import Member
 from loyalty.staff.tables import Staff
 
 
-class RepSettings(Table, tablename="rep_settings"):
-    """One row (id 1): every number of the ownership rules."""
+class RepSettings(SettingsRow, Table, tablename="rep_settings"):
+    """Every number of the ownership rules."""
 
-    id = Integer(primary_key=True)
     protection_days = Integer(default=30)  # a new assignment needs a service record by then
     inactive_months = Integer(default=3)  # no purchase or referral: pool on the 1st of month 4
     no_deal_months = Integer(default=6)  # no purchase: pool on the first day of month 7
@@ -40,8 +40,6 @@ class RepSettings(Table, tablename="rep_settings"):
     completeness_days = Integer(default=61)  # archives complete within two months of buying
     rotation_months = Integer(default=6)  # books rotate this often; managers are reminded
     introduction_days = Integer(default=14)  # the new rep introduces themselves by then
-    updated_at = Timestamptz(default=TimestamptzNow())
-    updated_by = Varchar(length=120, default="system")
 
 
 class Assignment(Table, tablename="assignments"):

@@ -29,15 +29,7 @@ async def service_team(member_id: UUID, principal: Principal) -> schemas.Service
         )
     return schemas.ServiceTeam(
         member_id=member_id,
-        people=[
-            schemas.TeamPerson(
-                staff_id=row["staff"],
-                username=row["username"],
-                display_name=row["display_name"],
-                role=row["role"],
-            )
-            for row in rows
-        ],
+        people=[db.from_row(schemas.TeamPerson, row, staff_id=row["staff"]) for row in rows],
     )
 
 

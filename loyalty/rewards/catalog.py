@@ -16,24 +16,11 @@ from loyalty.tiers import service as tiers
 
 
 def reward_schema(row: Any) -> schemas.Reward:
-    return schemas.Reward(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        image_url=row["image_url"],
-        kind=row["kind"],
-        points_cost=row["points_cost"],
-        stock=row["stock"],
-        valid_from=row["valid_from"],
-        valid_until=row["valid_until"],
-        eligible_tiers=list(row["eligible_tiers"] or []),
-        per_member_limit=row["per_member_limit"],
-        event_at=row["event_at"],
-        voucher_source=row["voucher_source"],
+    return db.from_row(
+        schemas.Reward,
+        row,
+        eligible_tiers=row["eligible_tiers"] or [],
         vouchers_left=row["vouchers_left"] if row["voucher_source"] == "pool" else None,
-        active=row["active"],
-        updated_at=row["updated_at"],
-        updated_by=row["updated_by"],
     )
 
 

@@ -1,13 +1,4 @@
-from pathlib import Path
+from loyalty.infrastructure.db import domain_app
+from loyalty.rewards import tables
 
-from piccolo.conf.apps import AppConfig
-
-from loyalty.rewards.tables import Redemption, Reward, Voucher
-
-APP_CONFIG = AppConfig(
-    app_name="rewards",
-    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "rewards"),
-    table_classes=[Reward, Redemption, Voucher],
-    migration_dependencies=["loyalty.members.piccolo_app", "loyalty.points.piccolo_app"],
-    commands=[],
-)
+APP_CONFIG = domain_app("rewards", tables, after=["members", "points"])

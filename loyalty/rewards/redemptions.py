@@ -39,22 +39,12 @@ from loyalty.webhooks import service as webhooks
 
 
 def _redemption_schema(row: Any, **extra: Any) -> schemas.Redemption:
-    return schemas.Redemption(
-        id=row["id"],
+    return db.from_row(
+        schemas.Redemption,
+        row,
         member_id=row["member"],
         reward_id=row["reward"],
-        reward_name=row["reward_name"],
-        kind=row["kind"],
-        quantity=row["quantity"],
-        points=row["points"],
-        status=row["status"],
-        codes=list(row["codes"] or []),
-        requested_by=row["requested_by"],
-        created_at=row["created_at"],
-        fulfilled_at=row["fulfilled_at"],
-        cancelled_at=row["cancelled_at"],
-        cancelled_by=row["cancelled_by"],
-        cancel_reason=row["cancel_reason"],
+        codes=row["codes"] or [],
         **extra,
     )
 

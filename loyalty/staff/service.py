@@ -68,16 +68,7 @@ def generate_password() -> str:
 
 def to_schema(staff: Staff | dict) -> schemas.Staff:
     row = staff if isinstance(staff, dict) else staff.to_dict()
-    return schemas.Staff(
-        id=row["id"],
-        username=row["username"],
-        display_name=row["display_name"],
-        role=row["role"],
-        department=row["department"],
-        active=row["active"],
-        created_at=row["created_at"],
-        level=row.get("level") or "regular",
-    )
+    return db.from_row(schemas.Staff, row, level=row.get("level") or "regular")
 
 
 def _check_role(role: str) -> None:
@@ -302,15 +293,7 @@ _SCOPE_PATTERN = re.compile(r"^[a-z_]+:[a-z_]+$")
 
 
 def _api_key_schema(row: dict) -> schemas.ApiKey:
-    return schemas.ApiKey(
-        id=row["id"],
-        name=row["name"],
-        prefix=row["prefix"],
-        scopes=list(row["scopes"]),
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
+    return db.from_row(schemas.ApiKey, row)
 
 
 async def create_api_key(

@@ -1,13 +1,4 @@
-from pathlib import Path
+from loyalty.infrastructure.db import domain_app
+from loyalty.tiers import tables
 
-from piccolo.conf.apps import AppConfig
-
-from loyalty.tiers.tables import MemberTier, TierChange, TierDefinition, TierSettings
-
-APP_CONFIG = AppConfig(
-    app_name="tiers",
-    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "tiers"),
-    table_classes=[TierDefinition, TierSettings, MemberTier, TierChange],
-    migration_dependencies=["loyalty.members.piccolo_app", "loyalty.points.piccolo_app"],
-    commands=[],
-)
+APP_CONFIG = domain_app("tiers", tables, after=["members", "points"])

@@ -15,6 +15,7 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+from loyalty.infrastructure.tables import SettingsRow
 from loyalty.members.tables import Member
 
 
@@ -36,15 +37,12 @@ class TierDefinition(Table, tablename="tier_definitions"):
     updated_by = Varchar(length=120, default="system")
 
 
-class TierSettings(Table, tablename="tier_settings"):
-    """One row (id 1): how qualification is measured and how long the grace is."""
+class TierSettings(SettingsRow, Table, tablename="tier_settings"):
+    """How qualification is measured and how long the grace is."""
 
-    id = Integer(primary_key=True)
     basis = Varchar(length=32, default="net_spend")  # net_spend | points_earned
     window_months = Integer(default=12)
     grace_days = Integer(default=30)
-    updated_at = Timestamptz(default=TimestamptzNow())
-    updated_by = Varchar(length=120, default="system")
 
 
 class MemberTier(Table, tablename="member_tiers"):

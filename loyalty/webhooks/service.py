@@ -70,15 +70,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def _subscription_schema(row: Any) -> schemas.Subscription:
-    return schemas.Subscription(
-        id=row["id"],
-        url=row["url"],
-        events=list(row["events"]),
-        active=row["active"],
-        description=row["description"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-    )
+    return db.from_row(schemas.Subscription, row)
 
 
 def _check_events(names: list[str]) -> list[str]:
@@ -283,26 +275,9 @@ async def deliveries(subscription_id: UUID, limit: int = 100) -> list[schemas.De
         )
     by_delivery: dict[UUID, list[schemas.Attempt]] = {}
     for a in attempts:
-        by_delivery.setdefault(a["delivery"], []).append(
-            schemas.Attempt(
-                at=a["at"], status=a["status"], error=a["error"], duration_ms=a["duration_ms"]
-            )
-        )
+        by_delivery.setdefault(a["delivery"], []).append(db.from_row(schemas.Attempt, a))
     return [
-        schemas.Delivery(
-            id=row["id"],
-            event_id=row["event_id"],
-            topic=row["topic"],
-            status=row["status"],
-            attempts=row["attempts"],
-            next_attempt_at=row["next_attempt_at"],
-            last_status=row["last_status"],
-            last_error=row["last_error"],
-            delivered_at=row["delivered_at"],
-            created_at=row["created_at"],
-            history=by_delivery.get(row["id"], []),
-        )
-        for row in rows
+        db.from_row(schemas.Delivery, row, history=by_delivery.get(row["id"], [])) for row in rows
     ]
 
 

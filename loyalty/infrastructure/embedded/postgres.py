@@ -26,23 +26,25 @@ from loyalty.infrastructure.embedded.postgres_binaries import (
 )
 from loyalty.infrastructure.embedded.processes import (
     PG_COMMS,
+    EmbeddedServer,
     EmbeddedServiceError,
     children_of,
     file_size,
-    locked,
     log_tail,
+    new_socket_dir,
     pid_alive,
     pid_comm,
     pid_cwd,
     pid_exists,
     postgres_processes_under,
-    prepare_private_dir,
+    remember,
+    remembered,
     remove_dir_if_empty,
     rotate_log,
     run,
     send_signal,
     short,
-    socket_dir_for,
+    socket_dir_in_use,
     terminate,
     wait_gone,
 )
@@ -76,16 +78,13 @@ class _Postmaster:
 
 
 @dataclass
-class EmbeddedPostgres:
-    data_dir: Path
+class EmbeddedPostgres(EmbeddedServer):
+    name = "postgres"
+
     bin_dirs: list[Path] | None = None
-    started_here: bool = False
     bin_dir: Path | None = None
     _socket_dir: Path | None = field(default=None, init=False, repr=False)
     _version: str | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir).expanduser().absolute()
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -94,26 +93,10 @@ class EmbeddedPostgres:
         return self.data_dir / "pgdata"
 
     @property
-    def log_file(self) -> Path:
-        return self.data_dir / "postgres.log"
-
-    @property
     def socket_dir(self) -> Path:
         if self._socket_dir is not None:
             return self._socket_dir
-        remembered = self._remembered("socket-dir")
-        return remembered or socket_dir_for(self.data_dir, "pg", f".s.PGSQL.{PG_PORT}")
-
-    def _remembered(self, name: str) -> Path | None:
-        try:
-            text = (self.data_dir / name).read_text().strip()
-        except OSError:
-            return None
-        return Path(text) if text else None
-
-    def _remember(self, name: str, value: Path) -> None:
-        with contextlib.suppress(OSError):
-            (self.data_dir / name).write_text(f"{value}\n")
+        return socket_dir_in_use(self.data_dir, "pg", f".s.PGSQL.{PG_PORT}")
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{PG_SUPERUSER}@/{database}?host={self.socket_dir}"
@@ -154,32 +137,31 @@ class EmbeddedPostgres:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def ensure_running(self) -> str:
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with locked(self.data_dir / ".lock"):
-            info = self._postmaster()
-            if info is not None:
-                info = self._wait_ready(info)
-            if info is not None:
-                self._adopt(info)
-                return self.dsn()
-            self._start()
-            self.started_here = True
-            return self.dsn()
+    def address(self) -> str:
+        return self.dsn()
+
+    def _reuse_running(self) -> bool:
+        info = self._postmaster()
+        if info is not None:
+            info = self._wait_ready(info)
+        if info is None:
+            return False
+        self._adopt(info)
+        return True
 
     def _adopt(self, info: _Postmaster) -> None:
         if info.socket_dir:
             self._socket_dir = Path(info.socket_dir)
         if self.bin_dir is None:
-            remembered = self._remembered("bin-dir")
+            bin_dir = remembered(self.data_dir, "bin-dir")
             try:
                 running = Path(os.readlink(f"/proc/{info.pid}/exe")).parent
             except OSError:
                 running = None
             # Prefer the remembered spelling (e.g. via a venv symlink) when it is the same
             # folder, so describe() and comparisons match what the starter saw.
-            if running is None or (remembered and remembered.resolve() == running):
-                self.bin_dir = remembered
+            if running is None or (bin_dir and bin_dir.resolve() == running):
+                self.bin_dir = bin_dir
             else:
                 self.bin_dir = running
 
@@ -193,10 +175,7 @@ class EmbeddedPostgres:
         os.chmod(self.data_dir, 0o700)
 
         self._clear_stale_files()
-        socket_dir = socket_dir_for(self.data_dir, "pg", f".s.PGSQL.{PG_PORT}")
-        if socket_dir != self.data_dir:
-            prepare_private_dir(socket_dir, user)
-        self._remember("socket-dir", socket_dir)
+        socket_dir = new_socket_dir(self.data_dir, "pg", f".s.PGSQL.{PG_PORT}", user)
         rotate_log(self.log_file)
         if user is not None and self.log_file.exists():
             os.chown(self.log_file, user.pw_uid, user.pw_gid)
@@ -212,7 +191,7 @@ class EmbeddedPostgres:
                 reason = f"timed out running {Path(str(exc.cmd[0])).name}"
             if reason is None:
                 self._socket_dir = socket_dir
-                self._remember("bin-dir", bin_dir)
+                remember(self.data_dir, "bin-dir", bin_dir)
                 return
             failures.append(f"  - {bin_dir}: {reason}")
         listing = "\n".join(failures) or "  (no candidate folders at all)"

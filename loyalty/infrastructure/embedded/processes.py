@@ -17,8 +17,9 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 PG_COMMS = ("postgres", "postmaster")
 STOP_TIMEOUT = 10.0
@@ -204,6 +205,38 @@ def socket_dir_for(data_dir: Path, kind: str, socket_name: str) -> Path:
     return Path("/tmp") / f"loyalty-{kind}-{digest}"
 
 
+def remembered(data_dir: Path, name: str) -> Path | None:
+    """A path a server's start wrote down in its data folder (see `remember`), or None."""
+    try:
+        text = (data_dir / name).read_text().strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
+def remember(data_dir: Path, name: str, value: Path) -> None:
+    with contextlib.suppress(OSError):
+        (data_dir / name).write_text(f"{value}\n")
+
+
+def socket_dir_in_use(data_dir: Path, kind: str, socket_name: str) -> Path:
+    """Where the server listens: a running one where it was told when started, even if the
+    rule of `socket_dir_for` changed since."""
+    return remembered(data_dir, "socket-dir") or socket_dir_for(data_dir, kind, socket_name)
+
+
+def new_socket_dir(
+    data_dir: Path, kind: str, socket_name: str, owner: pwd.struct_passwd | None
+) -> Path:
+    """The socket folder for a server starting now: made private when it is not data_dir
+    itself, and remembered for `socket_dir_in_use`."""
+    socket_dir = socket_dir_for(data_dir, kind, socket_name)
+    if socket_dir != data_dir:
+        prepare_private_dir(socket_dir, owner)
+    remember(data_dir, "socket-dir", socket_dir)
+    return socket_dir
+
+
 def prepare_private_dir(path: Path, owner: pwd.struct_passwd | None) -> None:
     """Create a 0700 folder owned by the server's user; refuse one planted by someone else."""
     path.mkdir(mode=0o700, exist_ok=True)
@@ -279,3 +312,40 @@ def run(
         start_new_session=True,
         **extra,
     )
+
+
+@dataclass
+class EmbeddedServer:
+    """A server kept in a data folder: one already running there is reused, else one is
+    started, under the folder's lock so that two processes never start two."""
+
+    name: ClassVar[str]  # the server's log in the data folder is `<name>.log`
+
+    data_dir: Path
+    started_here: bool = False
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().absolute()
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / f"{self.name}.log"
+
+    def ensure_running(self) -> str:
+        """The server's address (see `address`), started first if none runs here."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with locked(self.data_dir / ".lock"):
+            if not self._reuse_running():
+                self._start()
+                self.started_here = True
+            return self.address()
+
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def _reuse_running(self) -> bool:
+        """Whether a server that runs on this folder answers, and is now the one used."""
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        raise NotImplementedError

@@ -15,20 +15,20 @@ from pathlib import Path
 
 from loyalty.infrastructure.embedded.processes import (
     STOP_TIMEOUT,
+    EmbeddedServer,
     EmbeddedServiceError,
     file_size,
-    locked,
     log_tail,
+    new_socket_dir,
     pid_alive,
     pid_comm,
-    prepare_private_dir,
     read_pid,
     remove_dir_if_empty,
     rotate_log,
     run,
     send_signal,
     short,
-    socket_dir_for,
+    socket_dir_in_use,
     terminate,
     wait_gone,
 )
@@ -74,22 +74,15 @@ def _redis_quote(value: object) -> str:
 
 
 @dataclass
-class EmbeddedRedis:
-    data_dir: Path
-    started_here: bool = False
+class EmbeddedRedis(EmbeddedServer):
+    name = "redis"
+
     _socket_path: Path | None = field(default=None, init=False, repr=False)
     _binary: Path | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir).expanduser().absolute()
 
     @property
     def pidfile(self) -> Path:
         return self.data_dir / "redis.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.data_dir / "redis.log"
 
     @property
     def config_file(self) -> Path:
@@ -99,14 +92,7 @@ class EmbeddedRedis:
     def socket_path(self) -> Path:
         if self._socket_path is not None:
             return self._socket_path
-        # A running server listens where it was told when started, even if the rule changed.
-        try:
-            remembered = (self.data_dir / "socket-dir").read_text().strip()
-        except OSError:
-            remembered = ""
-        if remembered:
-            return Path(remembered) / "redis.sock"
-        return socket_dir_for(self.data_dir, "redis", "redis.sock") / "redis.sock"
+        return socket_dir_in_use(self.data_dir, "redis", "redis.sock") / "redis.sock"
 
     def url(self) -> str:
         return f"unix://{self.socket_path}"
@@ -133,26 +119,23 @@ class EmbeddedRedis:
             time.sleep(0.02)
         return False
 
-    def ensure_running(self) -> str:
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with locked(self.data_dir / ".lock"):
-            pid = self._pid()
-            if pid is not None or _redis_call(self.socket_path, b"PING") is not None:
-                if self._wait_pong(30.0, pid):
-                    return self.url()
-                if pid is not None:
-                    # Alive but never answering on our socket: unusable, replace it.
-                    terminate(pid, signal.SIGTERM)
-            self._start()
-            self.started_here = True
-            return self.url()
+    def address(self) -> str:
+        return self.url()
+
+    def _reuse_running(self) -> bool:
+        pid = self._pid()
+        if pid is None and _redis_call(self.socket_path, b"PING") is None:
+            return False
+        if self._wait_pong(30.0, pid):
+            return True
+        if pid is not None:
+            # Alive but never answering on our socket: unusable, replace it.
+            terminate(pid, signal.SIGTERM)
+        return False
 
     def _start(self) -> None:
         binary = self._binary or _redis_server_binary()
-        socket_dir = socket_dir_for(self.data_dir, "redis", "redis.sock")
-        if socket_dir != self.data_dir:
-            prepare_private_dir(socket_dir, None)
-        (self.data_dir / "socket-dir").write_text(f"{socket_dir}\n")
+        socket_dir = new_socket_dir(self.data_dir, "redis", "redis.sock", None)
         sock = socket_dir / "redis.sock"
         self._socket_path = sock
         with contextlib.suppress(OSError):
