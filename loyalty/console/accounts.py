@@ -205,7 +205,8 @@ async def member_accounts(member_id: UUID, principal: Principal) -> dict[str, An
     return context
 
 
-TEAM_ROLES = ("service", "settlement", "operations")
+# A team's colleagues, chosen beside its lead.
+TEAM_ROLES = tuple(role for role in teams.TEAM_ROLES if role != "lead")
 TEAM_ROWS = 3
 
 

@@ -1,4 +1,4 @@
 from loyalty.events import tables
-from loyalty.infrastructure.db import domain_app
+from loyalty.infrastructure.apps import domain_app
 
 APP_CONFIG = domain_app("events", tables)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 import asyncpg
 import msgspec
-from piccolo.conf.apps import AppConfig
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.table import Table
 
 engine = PostgresEngine(config={"dsn": os.environ.get("LOYALTY_DATABASE_URL", "")})
 
@@ -21,29 +17,6 @@ engine = PostgresEngine(config={"dsn": os.environ.get("LOYALTY_DATABASE_URL", ""
 def configure_engine(database_url: str) -> None:
     """Point the engine at a database; call before the pool starts."""
     engine.config = {"dsn": database_url}
-
-
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-
-
-def domain_app(name: str, tables: ModuleType, *, after: Iterable[str] = ()) -> AppConfig:
-    """A domain's Piccolo app: every table its `tables` module defines (not the ones it
-    imports), in the order defined, migrated from migrations/<name> after the apps of the
-    domains named in `after`."""
-    table_classes = [
-        value
-        for value in vars(tables).values()
-        if isinstance(value, type)
-        and issubclass(value, Table)
-        and value.__module__ == tables.__name__
-    ]
-    return AppConfig(
-        app_name=name,
-        migrations_folder_path=str(MIGRATIONS / name),
-        table_classes=table_classes,
-        migration_dependencies=[f"loyalty.{domain}.piccolo_app" for domain in after],
-        commands=[],
-    )
 
 
 S = TypeVar("S", bound=msgspec.Struct)
