@@ -46,7 +46,13 @@ def staff(request: Request, permission: str | None = None) -> Principal:
 def page(request: Request, name: str, status: int = 200, **context: Any) -> Template:
     return Template(
         name,
-        context={"me": signed_in(request), "path": request.url.path, **context},
+        context={
+            "me": signed_in(request),
+            "path": request.url.path,
+            # Counted before the request by `notices.count_unread`, for the navigation's badge.
+            "unread_notices": getattr(request.state, "unread_notices", 0),
+            **context,
+        },
         status_code=status,
     )
 

@@ -14,7 +14,7 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.types import Empty
 
-from loyalty.console import accounts, admin, movement, team
+from loyalty.console import accounts, admin, movement, notices, team
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -316,7 +316,9 @@ ConsoleController = Router(
         accounts.AccountPages,
         movement.MovementPages,
         admin.AdminPages,
+        notices.NoticePages,
     ],
+    before_request=notices.count_unread,
     include_in_schema=False,
     exception_handlers=EXCEPTION_HANDLERS,
 )

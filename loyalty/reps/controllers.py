@@ -224,6 +224,27 @@ class OwnershipController(Controller):
         """Reclaim warnings, overdue handovers and follow-ups."""
         return await notices.notices(principal, unread)
 
+    @post(
+        "/notices/{notice_id:uuid}/read",
+        status_code=HTTP_200_OK,
+        summary="Mark a notice read",
+        guards=[authenticated],
+    )
+    async def read_notice(
+        self, principal: CurrentPrincipal, notice_id: FromPath[UUID]
+    ) -> schemas.Notice:
+        """Only the caller's own notice; marking it again keeps the first read time."""
+        return await notices.mark_read(principal, notice_id)
+
+    @post(
+        "/notices/read",
+        status_code=HTTP_200_OK,
+        summary="Mark all my notices read",
+        guards=[authenticated],
+    )
+    async def read_all_notices(self, principal: CurrentPrincipal) -> schemas.NoticesRead:
+        return schemas.NoticesRead(marked=await notices.mark_all_read(principal))
+
 
 class ContactController(Controller):
     path = "/api/v1"

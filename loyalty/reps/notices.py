@@ -1,5 +1,5 @@
 """Notices to staff (reclaim warnings, overdue handovers and follow-ups, outgrown reps): who
-is told, the one writer of a notice, and a staff user's own list."""
+is told, the one writer of a notice, a staff user's own list, and marking them read."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from loyalty.auth import Principal
+from loyalty.errors import NotFound
 from loyalty.infrastructure import db
 from loyalty.reps import schemas
 
@@ -45,6 +46,7 @@ async def notify_staff(
 
 
 async def notices(principal: Principal, unread_only: bool = False) -> list[schemas.Notice]:
+    """The caller's own notices, newest first (the last 200)."""
     async with db.connection() as conn:
         rows = await conn.fetch(
             """
@@ -55,3 +57,40 @@ async def notices(principal: Principal, unread_only: bool = False) -> list[schem
             unread_only,
         )
     return [db.from_row(schemas.Notice, row, member_id=row["member"]) for row in rows]
+
+
+async def mark_read(principal: Principal, notice_id: UUID) -> schemas.Notice:
+    """One of the caller's own notices, read. Someone else's is as unknown as a missing one,
+    so its existence is not told; marking twice keeps the first read time."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            """
+            UPDATE staff_notices SET read_at = coalesce(read_at, now())
+            WHERE id = $1 AND staff = $2 RETURNING *
+            """,
+            notice_id,
+            principal.id,
+        )
+    if row is None:
+        raise NotFound("no such notice")
+    return db.from_row(schemas.Notice, row, member_id=row["member"])
+
+
+async def mark_all_read(principal: Principal) -> int:
+    """Every unread notice of the caller's, read; how many were unread."""
+    async with db.connection() as conn:
+        status = await conn.execute(
+            "UPDATE staff_notices SET read_at = now() WHERE staff = $1 AND read_at IS NULL",
+            principal.id,
+        )
+    return int(status.split()[-1])
+
+
+async def unread_count(principal: Principal) -> int:
+    """The caller's unread notices: the badge in the console's navigation, on every page, so
+    one COUNT on the indexed `staff` column."""
+    async with db.connection() as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM staff_notices WHERE staff = $1 AND read_at IS NULL",
+            principal.id,
+        )

@@ -169,6 +169,13 @@ class Notice(msgspec.Struct):
     body: str
     member_id: UUID | None
     created_at: datetime
+    read_at: datetime | None = None
+
+
+class NoticesRead(msgspec.Struct):
+    """How many notices `POST /notices/read` marked read."""
+
+    marked: int
 
 
 class ContactCreate(Input):
