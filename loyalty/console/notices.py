@@ -34,9 +34,7 @@ class NoticePages(Controller):
     @get("/notices")
     async def notices(self, request: Request) -> Template:
         principal = staff(request)
-        return form_page(
-            request, "notices.html", SAVED, notices=await rep_notices.notices(principal)
-        )
+        return form_page(request, "notices.html", SAVED, items=await rep_notices.notices(principal))
 
     @post("/notices/{notice_id:uuid}/read")
     async def read(self, request: Request, notice_id: FromPath[UUID]) -> Redirect:
