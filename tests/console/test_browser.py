@@ -14,7 +14,7 @@ import uvicorn
 
 from tests.browser import browser_page
 from tests.helpers.purchases import purchase_body
-from tests.helpers.staff import TEST_PASSWORD, staff_past_their_first_month
+from tests.helpers.staff import TEST_PASSWORD, notice_for, staff_past_their_first_month
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
@@ -146,3 +146,42 @@ async def test_a_manager_approves_a_swap(served, client, admin, make_staff, make
 
     rows = await client.get(f"/api/v1/members/{lin['id']}/assignments", headers=admin)
     assert rows.json()[0]["rep"] == "ravi" and rows.json()[0]["kind"] == "swap"
+
+
+async def test_a_rep_reads_notices_on_a_phone(served, client, admin, make_staff):
+    ravi = await make_staff("ravi", "rep", "east")
+    chen = await member_of(client, admin, "Chen Jie", ravi.id)
+    await notice_for(
+        ravi.id,
+        "Chen Jie returns to the pool on 2026-12-15",
+        hours_ago=26,
+        member_id=chen["id"],
+        body="No purchase or referral since the assignment began.",
+    )
+    await notice_for(ravi.id, "Follow-up overdue: call Chen Jie", hours_ago=2)
+
+    async with browser_page() as page:
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await sign_in(page, served, "ravi")
+        notices_link = page.locator('nav.tabs a[href="/console/notices"]')
+        assert (await notices_link.inner_text()).split() == ["Notices", "2"]
+        await notices_link.click()
+        await page.get_by_role("heading", name="Notices").wait_for()
+        listed = page.locator("li[data-notice]")
+        assert "Follow-up overdue" in await listed.first.inner_text()  # newest first
+        assert await page.locator("li[data-unread]").count() == 2
+        # Nothing is wider than the phone.
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        await shot(page, "rep-notices")
+
+        older = page.locator("li[data-notice]", has_text="returns to the pool")
+        await older.get_by_role("button", name="Mark as read").click()
+        await page.get_by_text("The notice is marked as read.").wait_for()
+        assert (await notices_link.inner_text()).split() == ["Notices", "1"]
+        assert await page.locator("li[data-unread]").count() == 1
+
+        await page.get_by_role("link", name="中文").click()
+        assert "全部标为已读" in await page.content()
+        assert (await notices_link.inner_text()).split() == ["通知", "1"]
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        await shot(page, "rep-notices-zh")
