@@ -139,6 +139,15 @@ async def app(migrated, settings) -> AsyncIterator:
     await shutdown(application)
 
 
+@pytest.fixture
+async def served(app) -> AsyncIterator[str]:
+    """The test app on a local port for browser tests (`tests.browser`)."""
+    from tests.browser import serve
+
+    async with serve(app) as base:
+        yield base
+
+
 @pytest.fixture(scope="session")
 async def redis(app) -> Redis:
     return app.state.redis

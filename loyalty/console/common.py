@@ -3,6 +3,7 @@ shown as pages (403, 404, 409, 422) rather than problem documents."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
+from loyalty.console.navigation import navigation
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, PermissionDenied
 from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
@@ -44,13 +46,17 @@ def staff(request: Request, permission: str | None = None) -> Principal:
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> Template:
+    me = signed_in(request)
+    path = request.url.path
+    # The unread count is taken before the request by `notices.count_unread`.
+    unread = getattr(request.state, "unread_notices", 0)
     return Template(
         name,
         context={
-            "me": signed_in(request),
-            "path": request.url.path,
-            # Counted before the request by `notices.count_unread`, for the navigation's badge.
-            "unread_notices": getattr(request.state, "unread_notices", 0),
+            "me": me,
+            "path": path,
+            "nav": navigation(me, path, unread) if me else None,
+            "unread_notices": unread,
             **context,
         },
         status_code=status,
@@ -58,8 +64,15 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Temp
 
 
 def problem(exc: DomainError) -> str:
-    """An error as one line on a page: the field it is about, then what is wrong."""
-    return f"{exc.field}: {exc.detail}" if exc.field else exc.detail
+    """An error as one line on a page, in the page's language: the field it is about, then
+    what is wrong. Details a service raises are translated where the catalog has them."""
+    detail = _(exc.detail)
+    return f"{_(exc.field)}: {detail}" if exc.field else detail
+
+
+def field_errors(exc: DomainError | None) -> dict[str, str]:
+    """The error to show under its form field (`ui.field_error(name)`), translated."""
+    return {exc.field: _(exc.detail)} if exc is not None and exc.field else {}
 
 
 def saved_notice(request: Request, notices: Mapping[str, str]) -> str | None:
@@ -83,6 +96,7 @@ def form_page(
         name,
         status=error.status_code if error else status,
         error=problem(error) if error else None,
+        field_errors=field_errors(error),
         saved=saved_notice(request, notices),
         **context,
     )
@@ -121,12 +135,39 @@ async def form(request: Request) -> dict[str, Any]:
     return values
 
 
+# msgspec's reasons, as a form shows them beside the field (and the catalog translates).
+_REASONS = (
+    (re.compile(r"^Expected `(int|float|decimal)` (>=|>) "), N_("is too small")),
+    (re.compile(r"^Expected `(int|float|decimal)` (<=|<) "), N_("is too large")),
+    (re.compile(r"^Expected `(int|float|decimal)`"), N_("must be a number")),
+    (re.compile(r"^Expected `str` of length >= "), N_("is required")),
+    (re.compile(r"^Expected `str` of length <= "), N_("is too long")),
+    (re.compile(r"^Expected `str` matching regex"), N_("is not in the expected form")),
+    (re.compile(r"^Expected `(date|datetime)`"), N_("is not a date")),
+    (re.compile(r"^Invalid enum value"), N_("is not one of the choices")),
+    (re.compile(r"^Object missing required field"), N_("is required")),
+)
+_AT = re.compile(r" - at `\$\.([A-Za-z_][\w]*)")
+_MISSING = re.compile(r"^Object missing required field `(\w+)`")
+
+
+def validation_problem(exc: msgspec.ValidationError) -> InvalidInput:
+    """A msgspec validation error as the form field it is about and a reason in plain words
+    (translated when shown); the first field of a nested path names it."""
+    text = str(exc)
+    found = _AT.search(text) or _MISSING.search(text)
+    field = found.group(1) if found else None
+    reason = next((plain for pattern, plain in _REASONS if pattern.search(text)), None)
+    return InvalidInput(reason or text.split(" - at ")[0], field=field)
+
+
 def convert(values: dict[str, Any], schema: type) -> Any:
-    """Form values into an API input schema (same validation as the API), or 422."""
+    """Form values into an API input schema (same validation as the API), or 422 naming
+    the field."""
     try:
         return msgspec.convert(values, schema, strict=False)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc)) from None
+        raise validation_problem(exc) from None
 
 
 def chosen_id(value: Any, field: str) -> UUID:

@@ -4,49 +4,14 @@ main pages are saved under test-artifacts/console/."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-import uvicorn
-
-from tests.browser import browser_page
+from tests.browser import browser_page, staff_sign_in
+from tests.browser import shot as browser_shot
 from tests.helpers.purchases import purchase_body
-from tests.helpers.staff import TEST_PASSWORD, notice_for, staff_past_their_first_month
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-
-
-@pytest.fixture
-async def served(app) -> AsyncIterator[str]:
-    """The test app on a local port, in the test's own event loop (it shares the pool)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+from tests.helpers.staff import notice_for, staff_past_their_first_month
 
 
 async def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-async def sign_in(page, base: str, username: str) -> None:
-    await page.goto(f"{base}/console/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(TEST_PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(f"{base}/console")
+    await browser_shot(page, "console", name)
 
 
 async def member_of(client, admin, name: str, rep_id) -> dict:
@@ -71,7 +36,7 @@ async def test_a_reps_morning(served, client, admin, pos, make_staff):
     await plan_follow_ups()
 
     async with browser_page() as page:
-        await sign_in(page, served, "ravi")
+        await staff_sign_in(page, served, "ravi")
         assert "Follow-ups due today" in await page.content()
         await shot(page, "rep-home")
 
@@ -120,7 +85,7 @@ async def test_a_manager_approves_a_swap(served, client, admin, make_staff, make
 
     async with browser_page() as page:
         # The rep asks from the member page.
-        await sign_in(page, served, "ravi")
+        await staff_sign_in(page, served, "ravi")
         await page.goto(f"{served}/console/members/{chen['id']}")
         await page.get_by_label("The other member's number").fill(lin["number"])
         await page.get_by_label("Reason", exact=True).fill("Lin Fang lives next to my store")
@@ -130,7 +95,8 @@ async def test_a_manager_approves_a_swap(served, client, admin, make_staff, make
         await page.wait_for_url(f"{served}/console/login")
 
         # The manager approves it.
-        await sign_in(page, served, "mia")
+        await staff_sign_in(page, served, "mia")
+        await page.get_by_role("link", name="Team", exact=True).click()
         await page.get_by_role("link", name="Swaps").click()
         request = page.locator("li[data-swap]", has_text="Lin Fang lives next to my store")
         assert await request.count() == 1
@@ -162,7 +128,7 @@ async def test_a_rep_reads_notices_on_a_phone(served, client, admin, make_staff)
 
     async with browser_page() as page:
         await page.set_viewport_size({"width": 390, "height": 844})
-        await sign_in(page, served, "ravi")
+        await staff_sign_in(page, served, "ravi")
         notices_link = page.locator('nav.tabs a[href="/console/notices"]')
         assert (await notices_link.inner_text()).split() == ["Notices", "2"]
         await notices_link.click()

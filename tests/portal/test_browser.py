@@ -4,41 +4,15 @@ codes. Screenshots of the main pages are saved under test-artifacts/portal/."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-import uvicorn
 
 from tests.browser import browser_page
+from tests.browser import shot as browser_shot
 from tests.helpers.purchases import purchase_body
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "portal"
-
-
-@pytest.fixture
-async def served(app) -> AsyncIterator[str]:
-    """The test app on a local port, in the test's own event loop (it shares the pool)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
 
 
 async def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    await browser_shot(page, "portal", name)
 
 
 async def sign_in(page, base: str, mailbox, email: str) -> None:
