@@ -48,6 +48,9 @@ PERMISSIONS: dict[str, str] = {
     "reps:configure": "change the ownership rules",
     "contacts:write": "log contacts with members and message them",
     "audit:read": "see who opened a member's archive",
+    "audit:trail": "read the audit trail of every staff change",
+    "service:desk": "answer members' requests at the service desk and find any member there",
+    "jobs:run": "see the background jobs and their runs, and run one now",
     "webhooks:manage": "manage webhook subscribers and resend deliveries",
     "privacy:erase": "decide closure requests and erase members' personal data",
     "exports:read": "export the ledger and read the points liability report",
@@ -74,12 +77,14 @@ _MANAGER_PERMISSIONS = frozenset(
         "reps:assign",
         "contacts:write",
         "audit:read",
+        "service:desk",
     }
 )
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "general_manager": _MANAGER_PERMISSIONS | {"departments:all", "exports:read", "imports:run"},
+    "general_manager": _MANAGER_PERMISSIONS
+    | {"departments:all", "exports:read", "imports:run", "audit:trail"},
     "manager": _MANAGER_PERMISSIONS,
     "rep": frozenset({"members:read", "members:write", "redemptions:write", "contacts:write"}),
     "service": frozenset(
@@ -90,6 +95,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "redemptions:write",
             "redemptions:fulfil",
             "contacts:write",
+            "service:desk",
         }
     ),
     # Marketing reaches members through segments, not archives.

@@ -41,7 +41,7 @@ async def test_a_marketing_manager_sees_the_report_in_both_languages_and_downloa
     await buy(client, pos, lin, "100.00", days_ago=0.02)  # won back
 
     browser = await sign_in(make_client(), "mona")
-    assert "/console/movement" in (await browser.get("/console")).text
+    assert "/console/movement" in (await browser.get("/console/movement")).text  # its own tab
     response = await browser.get("/console/movement")
     assert response.status_code == 200, response.text[-500:]
     html = response.text
@@ -83,4 +83,4 @@ async def test_an_admin_opens_the_report_in_both_languages(make_client, team):
         )
         assert response.status_code == 200, response.text[-500:]
         assert 'value="2025-01"' in response.text
-    assert "/console/movement" in (await browser.get("/console")).text
+    assert "/console/movement" in (await browser.get("/console/movement")).text  # its own tab
