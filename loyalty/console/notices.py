@@ -11,6 +11,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from loyalty.console.common import back, form_page, signed_in, staff
+from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
 from loyalty.reps import notices as rep_notices
 
@@ -31,18 +32,20 @@ async def count_unread(request: Request) -> None:
 class NoticePages(Controller):
     path = "/"
 
-    @get("/notices")
+    @get("/notices", opt=covers("GET /api/v1/notices"))
     async def notices(self, request: Request) -> Template:
         principal = staff(request)
         return form_page(request, "notices.html", SAVED, items=await rep_notices.notices(principal))
 
-    @post("/notices/{notice_id:uuid}/read")
+    @post(
+        "/notices/{notice_id:uuid}/read", opt=covers("POST /api/v1/notices/{notice_id:uuid}/read")
+    )
     async def read(self, request: Request, notice_id: FromPath[UUID]) -> Redirect:
         # Someone else's notice is a 404 page, like the API's answer.
         await rep_notices.mark_read(staff(request), notice_id)
         return back("/console/notices?saved=read")
 
-    @post("/notices/read")
+    @post("/notices/read", opt=covers("POST /api/v1/notices/read"))
     async def read_all(self, request: Request) -> Redirect:
         await rep_notices.mark_all_read(staff(request))
         return back("/console/notices?saved=all_read")
