@@ -16,6 +16,7 @@ from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems, replayed
 from loyalty.http.params import PageLimit
 from loyalty.http.responses import created_or_replayed
+from loyalty.http.routes import integration_only
 from loyalty.points import purchases, schemas, service
 from loyalty.workflows import returns, sales
 
@@ -30,6 +31,7 @@ class PurchaseController(Controller):
         responses={**replayed(schemas.Purchase), **problems(422)},
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
+        opt=integration_only("tills and the web shop post sales; staff do not type them in"),
     )
     async def post_purchase(
         self, principal: CurrentPrincipal, data: JSONBody[schemas.PurchaseCreate]
@@ -45,6 +47,7 @@ class PurchaseController(Controller):
         summary="Post up to 1,000 purchases",
         guards=[requires("purchases:write")],
         status_code=HTTP_200_OK,
+        opt=integration_only("shops send their day's sales in batches (files go to imports)"),
     )
     async def post_batch(
         self, principal: CurrentPrincipal, data: JSONBody[schemas.PurchaseBatchCreate]
@@ -57,6 +60,9 @@ class PurchaseController(Controller):
         "/{external_id:str}",
         summary="Get a purchase",
         guards=[requires("members:read")],
+        opt=integration_only(
+            "a till looks a sale up by its own id; staff see purchases on the member's statement"
+        ),
     )
     async def get_purchase(
         self, principal: CurrentPrincipal, external_id: FromPath[str]
@@ -70,6 +76,7 @@ class PurchaseController(Controller):
         responses={**replayed(schemas.Return), **problems(422)},
         guards=[requires("purchases:write")],
         status_code=HTTP_201_CREATED,
+        opt=integration_only("returns are taken at the till that took the sale"),
     )
     async def post_return(
         self,
