@@ -66,7 +66,8 @@ async def upper_tier_members(principal: Principal, limit: int = 200) -> list[dic
     async with db.connection() as conn:
         rows = await conn.fetch(
             f"""
-            SELECT m.id, m.number, m.name, td.code AS tier, td.named_service_team,
+            SELECT * FROM (
+            SELECT m.id, m.number, m.name, td.code AS tier, td.rank, td.named_service_team,
                 td.executive_sponsor_role, r.username AS rep,
                 (SELECT s.display_name FROM service_team_members t JOIN staff s ON s.id = t.staff
                  WHERE t.member = m.id AND t.role = 'lead') AS lead,
@@ -80,7 +81,8 @@ async def upper_tier_members(principal: Principal, limit: int = 200) -> list[dic
             LEFT JOIN staff r ON r.id = m.assigned_rep
             WHERE (td.named_service_team OR td.executive_sponsor_role IS NOT NULL)
                 AND m.status = 'active' AND {seen}
-            ORDER BY lead IS NOT NULL, td.rank DESC, m.name
+            ) found
+            ORDER BY lead IS NOT NULL, rank DESC, name
             LIMIT $1
             """,
             limit,
