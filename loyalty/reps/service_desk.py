@@ -17,6 +17,7 @@ from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
+from loyalty.infrastructure.i18n import N_
 from loyalty.members import service as members
 from loyalty.members import visibility
 from loyalty.reps import contacts, schemas
@@ -98,7 +99,7 @@ async def get_request(request_id: UUID, principal: Principal) -> schemas.Service
     async with db.connection() as conn:
         row = await conn.fetchrow(sql, list(REQUEST_KINDS), request_id, *arguments)
     if row is None:
-        raise NotFound("no request with that id")
+        raise NotFound(N_("no request with that id"))
     return _request(row)
 
 
@@ -108,7 +109,7 @@ async def _claim(conn: Any, request_id: UUID, principal: Principal) -> schemas.S
     found = await get_request(request_id, principal)
     status = await conn.fetchval("SELECT status FROM contacts WHERE id = $1 FOR UPDATE", found.id)
     if status != "open":
-        raise Conflict("this request is already answered", field="status")
+        raise Conflict(N_("this request is already answered"), field="status")
     return found
 
 
