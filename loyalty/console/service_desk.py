@@ -15,7 +15,9 @@ from litestar.response import Redirect, Template
 from loyalty.console.common import back, convert, form, form_page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.routes import covers
+from loyalty.infrastructure.clock import now
 from loyalty.infrastructure.i18n import N_
+from loyalty.infrastructure.i18n import gettext as _
 from loyalty.members import service as members
 from loyalty.reps import contacts, service_desk
 from loyalty.reps import schemas as rep_schemas
@@ -25,6 +27,17 @@ SAVED = {
     "replied": N_("The reply is sent and logged on the member; the request is answered."),
     "resolved": N_("The resolution is logged; the request is resolved."),
 }
+
+
+def clock(found: rep_schemas.ServiceRequest) -> str:
+    """What is left of an open request's response time (a part hour counts as one), or how
+    many whole hours past it (at least one)."""
+    if found.answered_at is not None:
+        return ""
+    seconds = (found.due_at - now()).total_seconds()
+    if seconds >= 0:
+        return _("%(hours)s h left") % {"hours": int(-(-seconds // 3600))}
+    return _("%(hours)s h overdue") % {"hours": max(1, int(-seconds // 3600))}
 
 
 class ServiceDeskPages(Controller):
@@ -49,6 +62,8 @@ class ServiceDeskPages(Controller):
             q=q,
             results=results,
             counts=await service_desk.counts(principal),
+            soonest=(await service_desk.list_requests(principal, "open"))[:5],
+            clock=clock,
             number=members.format_number,
         )
 
@@ -66,6 +81,7 @@ class ServiceDeskPages(Controller):
             statuses=service_desk.STATUSES,
             rows=await service_desk.list_requests(principal, status),
             number=members.format_number,
+            clock=clock,
         )
 
     async def _request_page(
@@ -91,6 +107,7 @@ class ServiceDeskPages(Controller):
             consented=consented,
             form=values or {},
             number=members.format_number,
+            clock=clock,
         )
 
     @get("/service/requests/{request_id:uuid}")

@@ -168,8 +168,20 @@ async def resolve(
 
 async def counts(principal: Principal) -> dict[str, int]:
     """Open requests the caller may see, and how many of them are past their clock."""
-    waiting = await list_requests(principal, "open", limit=100_000)
-    return {"open": len(waiting), "overdue": sum(1 for r in waiting if r.overdue)}
+    _require(principal)
+    seen, arguments = visibility.condition(principal, "m", first=2)
+    sql = _REQUESTS.format(default=DEFAULT_RESPONSE_HOURS, where=f"c.status = 'open' AND {seen}")
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            f"""
+            SELECT count(*) AS open, count(*) FILTER (
+                WHERE occurred_at + make_interval(hours => response_hours) < now()) AS overdue
+            FROM ({sql}) r
+            """,
+            list(REQUEST_KINDS),
+            *arguments,
+        )
+    return {"open": row["open"], "overdue": row["overdue"]}
 
 
 async def find_members(principal: Principal, text: str, limit: int = 30) -> list[Any]:

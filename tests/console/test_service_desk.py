@@ -45,6 +45,8 @@ async def test_service_answers_a_request_and_the_member_reads_the_reply(
     assert re.search(rf'data-request="{late_id}" data-status="open" class="overdue"', html)
     assert re.search(rf'data-request="{request_id}" data-status="open">', html)
     assert "within 48 h" in html
+    assert "24 h overdue" in html and "48 h left" in html
+    assert 'data-open="2"' in (await desk.get("/console/service")).text
 
     page_url = f"/console/service/requests/{request_id}"
     empty = await post_form(
