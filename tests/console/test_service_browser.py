@@ -85,3 +85,15 @@ async def test_a_manager_moves_a_member(served, team):
         await page.get_by_role("button", name="转移会员").click()
         await page.get_by_text("该会员已有新的销售代表").wait_for()
         await shot(page, "service", "move-done-zh")
+
+        await page.goto(f"{served}/console/team/reps?lang=en")
+        rosa = page.locator('tr[data-rep="rosa"]')
+        await rosa.get_by_label("Level of rosa").select_option("senior")
+        await rosa.get_by_role("button", name="Save").click()
+        await page.get_by_text("The rep's level is saved.").wait_for()
+        assert await page.locator('tr[data-rep="rosa"][data-level="senior"]').count() == 1
+        await shot(page, "service", "reps-and-sponsors")
+
+        await page.goto(f"{served}/console/members/{chen}/views")
+        assert await page.locator('tr[data-viewer="mia"]').count() >= 1
+        await shot(page, "service", "archive-views")
