@@ -176,3 +176,20 @@ async def test_reps_levels_and_ownership_rules(make_client, team):
     rules = await ada.get("/console/rep-settings")
     assert 'id="protection_days" name="protection_days" type="number"' in rules.text
     assert 'value="45"' in rules.text
+
+
+async def test_a_manager_reaches_only_the_departments_requests(
+    client, make_client, make_staff, team, mailbox
+):
+    west = await _request(client, mailbox, "lei@example.com", "West side request")
+    east = await _request(client, mailbox, "jie@example.com", "East side request")
+    mia = await sign_in(make_client(), "mia")
+    listing = (await mia.get("/console/service/requests")).text
+    assert east in listing and west not in listing
+    url = f"/console/service/requests/{west}"
+    assert (await mia.get(url)).status_code == 404
+    form = {"channel": "portal", "subject": "Hi", "body": "Hello"}
+    assert (await post_form(mia, f"{url}/reply", form)).status_code == 404
+    assert (await post_form(mia, f"{url}/resolve", {"outcome": "done"})).status_code == 404
+    wu = await sign_in(make_client("10.2.2.2"), "wu")
+    assert 'data-status="open"' in (await wu.get(url)).text  # untouched
