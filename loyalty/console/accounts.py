@@ -29,6 +29,7 @@ from loyalty.console.common import (
     this_month,
 )
 from loyalty.errors import DomainError, InvalidInput
+from loyalty.http.routes import covers
 from loyalty.infrastructure.clock import local_today
 from loyalty.infrastructure.i18n import N_
 from loyalty.reps import performance, rotation, teams
@@ -55,7 +56,7 @@ class AccountPages(Controller):
 
     # --- scorecards ---------------------------------------------------------------------
 
-    @get("/scorecards")
+    @get("/scorecards", opt=covers("GET /api/v1/scorecards"))
     async def scorecards(
         self, request: Request, month: MonthQuery = "", department: DepartmentQuery = ""
     ) -> Template:
@@ -82,7 +83,7 @@ class AccountPages(Controller):
             error=error,
         )
 
-    @get("/scorecards.csv")
+    @get("/scorecards.csv", opt=covers("GET /api/v1/scorecards.csv"))
     async def scorecards_csv(
         self, request: Request, month: MonthQuery = "", department: DepartmentQuery = ""
     ) -> Response:
@@ -103,7 +104,7 @@ class AccountPages(Controller):
             departments=await _departments(principal),
         )
 
-    @post("/rotations")
+    @post("/rotations", opt=covers("POST /api/v1/rotations"))
     async def propose(self, request: Request) -> Template | Redirect:
         principal = staff(request, "reps:assign")
         values = await form(request)
@@ -142,11 +143,14 @@ class AccountPages(Controller):
             departments=[],
         )
 
-    @get("/rotations/{rotation_id:uuid}")
+    @get("/rotations/{rotation_id:uuid}", opt=covers("GET /api/v1/rotations/{rotation_id:uuid}"))
     async def plan(self, request: Request, rotation_id: FromPath[UUID]) -> Template:
         return await self._plan_page(request, rotation_id)
 
-    @post("/rotations/{rotation_id:uuid}/moves/{member_id:uuid}")
+    @post(
+        "/rotations/{rotation_id:uuid}/moves/{member_id:uuid}",
+        opt=covers("PUT /api/v1/rotations/{rotation_id:uuid}/moves/{member_id:uuid}"),
+    )
     async def adjust(
         self, request: Request, rotation_id: FromPath[UUID], member_id: FromPath[UUID]
     ) -> Template | Redirect:
@@ -162,7 +166,10 @@ class AccountPages(Controller):
             return await self._plan_page(request, rotation_id, exc)
         return back(f"/console/rotations/{rotation_id}?saved=adjusted")
 
-    @post("/rotations/{rotation_id:uuid}/apply")
+    @post(
+        "/rotations/{rotation_id:uuid}/apply",
+        opt=covers("POST /api/v1/rotations/{rotation_id:uuid}/apply"),
+    )
     async def apply(self, request: Request, rotation_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "reps:assign")
         values = await form(request)
@@ -176,13 +183,13 @@ class AccountPages(Controller):
 
     # --- lists --------------------------------------------------------------------------
 
-    @get("/archives")
+    @get("/archives", opt=covers("GET /api/v1/incomplete-archives"))
     async def archives(self, request: Request) -> Template:
         principal = staff(request, "members:read")
         rows = await performance.incomplete_archives(principal)
         return page(request, "archives.html", rows=rows, today=local_today())
 
-    @get("/flags")
+    @get("/flags", opt=covers("GET /api/v1/reassignment-flags"))
     async def flags(self, request: Request) -> Template:
         principal = staff(request, "reps:assign")
         return page(request, "flags.html", rows=await reps.reassignment_flags(principal))

@@ -148,9 +148,17 @@ def navigation(principal: Principal, path: str, unread_notices: int = 0) -> Navi
     )
     current_key = best[1] or (groups[0][0].key if groups else None)
 
+    # Only the longest match is the page itself (/console/service/requests, not also
+    # /console/service); /console and /console/notices are matched on their own.
+    here = max(
+        (len(link.href) for _group, links in groups for link in links if _is_at(path, link.href)),
+        default=0,
+    )
+
     def shown(link: Link) -> Shown:
         count = unread_notices if link.href == "/console/notices" else None
-        return Shown(link.href, _(link.label), "page" if _is_at(path, link.href) else None, count)
+        at = _is_at(path, link.href) and (link in ALWAYS or len(link.href) == here)
+        return Shown(link.href, _(link.label), "page" if at else None, count)
 
     top = [shown(link) for link in ALWAYS]
     if len(groups) == 1:

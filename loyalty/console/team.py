@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 from loyalty.auth import Principal
 from loyalty.console.common import back, chosen_id, convert, form, form_page, page, staff
 from loyalty.errors import DomainError, InvalidInput
+from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
 from loyalty.reps import handovers, pool, reclaim, team_figures
 from loyalty.reps import schemas as rep_schemas
@@ -59,11 +60,11 @@ class TeamPages(Controller):
             form=values or {},
         )
 
-    @get("/pool")
+    @get("/pool", opt=covers("GET /api/v1/pool"))
     async def pool(self, request: Request) -> Template:
         return await self._pool_page(request)
 
-    @post("/pool")
+    @post("/pool", opt=covers("POST /api/v1/pool/assignments"))
     async def assign(self, request: Request) -> Template | Redirect:
         principal = staff(request, "reps:assign")
         values = await form(request)
@@ -98,11 +99,14 @@ class TeamPages(Controller):
             reps=await team_reps(principal),
         )
 
-    @get("/handovers")
+    @get("/handovers", opt=covers("GET /api/v1/handovers"))
     async def handovers(self, request: Request) -> Template:
         return await self._handover_page(request)
 
-    @post("/handovers/{handover_id:uuid}")
+    @post(
+        "/handovers/{handover_id:uuid}",
+        opt=covers("POST /api/v1/handovers/{handover_id:uuid}/assign"),
+    )
     async def resolve(self, request: Request, handover_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "reps:assign")
         values = await form(request)
@@ -135,11 +139,16 @@ class TeamPages(Controller):
             names=names,
         )
 
-    @get("/swaps")
+    @get("/swaps", opt=covers("GET /api/v1/swaps"))
     async def swaps(self, request: Request) -> Template:
         return await self._swap_page(request)
 
-    @post("/swaps/{swap_id:uuid}/{decision:str}")
+    @post(
+        "/swaps/{swap_id:uuid}/{decision:str}",
+        opt=covers(
+            "POST /api/v1/swaps/{swap_id:uuid}/approve", "POST /api/v1/swaps/{swap_id:uuid}/refuse"
+        ),
+    )
     async def decide(
         self, request: Request, swap_id: FromPath[UUID], decision: FromPath[str]
     ) -> Template | Redirect:
@@ -166,11 +175,11 @@ class TeamPages(Controller):
             candidates=await reclaim.reclaim_preview(principal),
         )
 
-    @get("/reclaims")
+    @get("/reclaims", opt=covers("GET /api/v1/reclaims/preview"))
     async def reclaims(self, request: Request) -> Template:
         return await self._reclaim_page(request)
 
-    @post("/reclaims/{member_id:uuid}")
+    @post("/reclaims/{member_id:uuid}", opt=covers("POST /api/v1/members/{member_id:uuid}/reclaim"))
     async def take_back(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "reps:assign")
         try:

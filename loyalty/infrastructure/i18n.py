@@ -217,6 +217,9 @@ CONSOLE_LABELS = {
     "team_operations": N_("Operations"),
     "rotation_proposed": N_("proposed"),
     "rotation_applied": N_("applied"),
+    "request_open": N_("Open"),
+    "request_answered": N_("Answered"),
+    "request_resolved": N_("Resolved"),
 }
 
 

@@ -248,6 +248,11 @@ async def transfer(
                 field="member_id",
             )
         departments = {await department_of(conn, current_rep)}
+        if data.rep_id == current_rep:
+            # Already there (a repeated PUT, a double submit): nothing moves, nothing is logged.
+            for department in departments - {None}:
+                check_manages(principal, department)
+            return schemas.AssignmentResult(assigned=0, rep_id=current_rep)
         rep_id, kind = None, "transfer"
         if data.rep_id is not None:
             rep = await active_rep(conn, data.rep_id)

@@ -19,6 +19,7 @@ from loyalty.reps import (
     contacts,
     follow_ups,
     handovers,
+    levels,
     notices,
     performance,
     pool,
@@ -103,6 +104,32 @@ class OwnershipController(Controller):
         """Managers within their department, general managers anywhere; `rep_id: null`
         returns the member to the pool. Reps cannot move members."""
         return await assignments.transfer(member_id, data, principal)
+
+    @get(
+        "/reps",
+        summary="The department's reps and their levels",
+        guards=[requires("reps:assign")],
+    )
+    async def reps(self, principal: CurrentPrincipal) -> list[schemas.DepartmentRep]:
+        """Managers see their department's reps, general managers every rep; with each rep's
+        level and how many members they serve."""
+        return await levels.department_reps(principal)
+
+    @put(
+        "/reps/{staff_id:uuid}/level",
+        summary="Set a rep's level",
+        guards=[requires("reps:assign")],
+        responses=problems(404, 422),
+    )
+    async def rep_level(
+        self,
+        principal: CurrentPrincipal,
+        staff_id: FromPath[UUID],
+        data: JSONBody[schemas.RepLevelUpdate],
+    ) -> schemas.DepartmentRep:
+        """The level decides which tiers a rep may serve (`tier_min_level` in the ownership
+        rules). Managers set it for their department's reps, general managers for any."""
+        return await levels.set_level(staff_id, data, principal)
 
     @get(
         "/members/{member_id:uuid}/assignments",

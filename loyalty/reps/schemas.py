@@ -208,6 +208,7 @@ class Contact(msgspec.Struct):
     occurred_at: datetime
     logged_at: datetime
     logged_by: str
+    answered_at: datetime | None = None  # a request's reply or resolution stopped its clock
 
 
 class MessageCreate(Input):
@@ -401,3 +402,46 @@ class TeamPerson(msgspec.Struct):
 class ServiceTeam(msgspec.Struct):
     member_id: UUID
     people: list[TeamPerson]
+
+
+class ServiceRequest(msgspec.Struct):
+    """A member's request or complaint at the service desk, with its response clock."""
+
+    id: UUID
+    member_id: UUID
+    number: str
+    name: str
+    tier: str
+    kind: str  # request | complaint
+    channel: str
+    subject: str
+    body: str
+    status: str  # open | answered | resolved
+    received_at: datetime
+    response_hours: int  # the member's tier's service level
+    due_at: datetime
+    answered_at: datetime | None
+    outcome: str
+    overdue: bool  # open past its clock, or answered after it
+
+
+class ResolutionCreate(Input):
+    """A request closed without a reply: what was done, logged on the member."""
+
+    outcome: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+class DepartmentRep(msgspec.Struct):
+    """A rep as their manager sees them: level and book size."""
+
+    id: UUID
+    username: str
+    display_name: str
+    department: str | None
+    level: str
+    active: bool
+    members: int
+
+
+class RepLevelUpdate(Input):
+    level: Level

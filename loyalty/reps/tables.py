@@ -112,11 +112,15 @@ class Contact(Table, tablename="contacts"):
     outcome = Text(default="")
     intent = Varchar(length=16, null=True, default=None)  # intent | no_intent | refused
     next_step = Text(default="")
-    status = Varchar(length=16, default="open")  # open | closed (requests and complaints)
+    # Requests and complaints: open | answered (a reply) | resolved (a logged resolution);
+    # every other contact is closed.
+    status = Varchar(length=16, default="open")
     late = Boolean(default=False)  # logged after the next working day's deadline
     occurred_at = Timestamptz(default=TimestamptzNow())
     logged_at = Timestamptz(default=TimestamptzNow())
     logged_by = Varchar(length=120)
+    answered_at = Timestamptz(null=True, default=None)  # when a request's clock stopped
+    answered_by = UUID(null=True, default=None)  # the reply or resolution (a contact)
 
 
 class FollowUp(Table, tablename="follow_ups"):
