@@ -64,7 +64,7 @@ class PointsPages(Controller):
         try:
             amount = str(values.get("points", "")).strip().replace("+", "", 1)
             if not amount:
-                raise InvalidInput("is required", field="points")
+                raise InvalidInput(N_("is required"), field="points")
             data = convert(
                 {
                     "points": amount,

@@ -74,7 +74,7 @@ class RedemptionPages(Controller):
             "redemptions_queue.html",
             SAVED,
             rows=found,
-            status=status,
+            shown_status=status,
             statuses=redemptions.STATUSES,
             reward=reward_id,
             rewards=await catalog.list_rewards(include_inactive=True),

@@ -133,9 +133,9 @@ class ReferralPages(Controller):
             body = {name: str(values.get(name, "")).strip() for name in _SETTINGS}
             for name, text in body.items():
                 if not text:
-                    raise InvalidInput("is required", field=name)
+                    raise InvalidInput(N_("is required"), field=name)
             if not re.fullmatch(DECIMAL_PATTERN, body["min_purchase"]):
-                raise InvalidInput("must be a number", field="min_purchase")
+                raise InvalidInput(N_("must be a number"), field="min_purchase")
             data = convert(body, referral_schemas.ReferralSettingsUpdate)
             await referrals.put_referral_settings(data, principal)
         except DomainError as exc:
@@ -182,7 +182,7 @@ async def queue_page(
         SAVED,
         error,
         found=found,
-        status=status,
+        shown_status=status,
         statuses=STATUSES,
         hold_reasons=HOLD_REASONS,
         form=values or {},

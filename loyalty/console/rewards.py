@@ -70,7 +70,7 @@ async def first_submit(request: Request, principal: Principal, key: str) -> str 
     """None if this is the first submit of the form holding `key` (now claimed in Redis);
     otherwise where the first submit led ("" while it is still running)."""
     if not key or len(key) > 64:
-        raise InvalidInput("the form is out of date; reload the page", field="form_key")
+        raise InvalidInput(N_("the form is out of date; reload the page"), field="form_key")
     redis = request.app.state.redis
     if await redis.set(_once_name(principal, key), "", nx=True, ex=ONCE_SECONDS):
         return None
@@ -117,7 +117,7 @@ def reward_body(values: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         "active": values.get("active") == "on",
     }
     if not body["points_cost"]:
-        raise InvalidInput("is required", field="points_cost")
+        raise InvalidInput(N_("is required"), field="points_cost")
     if creating:
         body["kind"] = values.get("kind", "")
         body["voucher_source"] = values.get("voucher_source") or "generated"
@@ -254,22 +254,22 @@ class RewardPages(Controller):
         problems: list[str] = []
         try:
             if not isinstance(upload, UploadFile):
-                raise InvalidInput("choose a CSV file to upload", field="file")
+                raise InvalidInput(N_("choose a CSV file to upload"), field="file")
             try:
                 text = (await upload.read()).decode("utf-8-sig")
             except UnicodeDecodeError:
-                raise InvalidInput("is not UTF-8 text", field="file") from None
+                raise InvalidInput(N_("is not UTF-8 text"), field="file") from None
             codes, found = vouchers.read_codes(text)
             problems = [
                 _line_problem(p.problem, line=p.line, code=p.code, first=p.first_line)
                 for p in found
             ]
             if problems:
-                raise InvalidInput("some lines need fixing; nothing was imported", field="file")
+                raise InvalidInput(N_("some lines need fixing; nothing was imported"), field="file")
             if not codes:
-                raise InvalidInput("has no codes", field="file")
+                raise InvalidInput(N_("has no codes"), field="file")
             if len(codes) > vouchers.MAX_CODES:
-                raise InvalidInput("has more than 10,000 codes; split it", field="file")
+                raise InvalidInput(N_("has more than 10,000 codes; split it"), field="file")
             result = await vouchers.import_vouchers(
                 reward_id, reward_schemas.VoucherImportCreate(codes=codes), principal
             )
