@@ -48,9 +48,9 @@ _AFTER = {"approve": ("pending", "rewarded"), "reject": ("rejected",)}
 
 
 class ReferralPages(Controller):
-    path = "/referrals"
+    path = "/"
 
-    @get("/", opt=covers("GET /api/v1/referrals"))
+    @get("/referrals", opt=covers("GET /api/v1/referrals"))
     async def queue(
         self,
         request: Request,
@@ -82,14 +82,14 @@ class ReferralPages(Controller):
         return back(f"/console/referrals?saved={decision}d{suffix}")
 
     @post(
-        "/{referral_id:uuid}/approve",
+        "/referrals/{referral_id:uuid}/approve",
         opt=covers("POST /api/v1/referrals/{referral_id:uuid}/approve"),
     )
     async def approve(self, request: Request, referral_id: FromPath[UUID]) -> Template | Redirect:
         return await self._decide(request, referral_id, "approve")
 
     @post(
-        "/{referral_id:uuid}/reject",
+        "/referrals/{referral_id:uuid}/reject",
         opt=covers("POST /api/v1/referrals/{referral_id:uuid}/reject"),
     )
     async def reject(self, request: Request, referral_id: FromPath[UUID]) -> Template | Redirect:
@@ -120,11 +120,11 @@ class ReferralPages(Controller):
             },
         )
 
-    @get("/settings", opt=covers("GET /api/v1/referral-settings"))
+    @get("/referral-settings", opt=covers("GET /api/v1/referral-settings"))
     async def settings(self, request: Request) -> Template:
         return await self._settings_page(request)
 
-    @post("/settings", opt=covers("PUT /api/v1/referral-settings"))
+    @post("/referral-settings", opt=covers("PUT /api/v1/referral-settings"))
     async def put_settings(self, request: Request) -> Template | Redirect:
         """Every field is sent, so sending the form twice saves the same."""
         principal = staff(request, "referrals:manage")
@@ -140,11 +140,11 @@ class ReferralPages(Controller):
             await referrals.put_referral_settings(data, principal)
         except DomainError as exc:
             return await self._settings_page(request, exc, values)
-        return back("/console/referrals/settings?saved=settings")
+        return back("/console/referral-settings?saved=settings")
 
     # --- statistics ---------------------------------------------------------------------
 
-    @get("/stats", opt=covers("GET /api/v1/referrals/stats"))
+    @get("/referral-figures", opt=covers("GET /api/v1/referrals/stats"))
     async def stats(self, request: Request) -> Template:
         principal = staff(request, "referrals:report")
         figures = await referral_stats.programme_stats(principal)

@@ -158,8 +158,8 @@ async def test_who_may_open_the_catalog_and_the_queues(make_client, team, make_s
         "/console/rewards",
         "/console/redemptions",
         "/console/referrals",
-        "/console/referrals/settings",
-        "/console/referrals/stats",
+        "/console/referral-settings",
+        "/console/referral-figures",
     ):
         assert (await rep.get(url)).status_code == 403, url
     refused = await post_form(rep, "/console/rewards", {**EVENT, "form_key": "k"})
@@ -169,7 +169,7 @@ async def test_who_may_open_the_catalog_and_the_queues(make_client, team, make_s
 
     marketing = await sign_in(make_client("10.7.7.7"), "mo")
     assert (await marketing.get("/console/rewards")).status_code == 200
-    assert (await marketing.get("/console/referrals/stats")).status_code == 200
+    assert (await marketing.get("/console/referral-figures")).status_code == 200
     assert (await marketing.get("/console/redemptions")).status_code == 403
     assert (await marketing.get("/console/referrals")).status_code == 403
 
@@ -177,7 +177,7 @@ async def test_who_may_open_the_catalog_and_the_queues(make_client, team, make_s
     assert (await service.get("/console/redemptions")).status_code == 200
     assert (await service.get("/console/referrals")).status_code == 200
     assert (await service.get("/console/rewards")).status_code == 403
-    assert (await service.get("/console/referrals/settings")).status_code == 403
+    assert (await service.get("/console/referral-settings")).status_code == 403
 
 
 async def test_redemptions_are_fulfilled_and_cancelled_once_within_reach(
@@ -322,7 +322,7 @@ async def test_held_referrals_are_reviewed_with_a_reason(make_client, team, clie
 async def test_referral_settings_and_figures(make_client, team, client, admin):
     ada = await sign_in(make_client(), "ada")
     before = (await client.get("/api/v1/referral-settings", headers=admin)).json()
-    url = "/console/referrals/settings"
+    url = "/console/referral-settings"
     values = {
         "referrer_points": "600",
         "referred_points": "300",
@@ -341,10 +341,10 @@ async def test_referral_settings_and_figures(make_client, team, client, admin):
     assert after["referrer_points"] == 600 and after["min_purchase"] == "80.00"
 
     await held_referral(client, admin)
-    stats = (await ada.get("/console/referrals/stats")).text
+    stats = (await ada.get("/console/referral-figures")).text
     assert re.search(r'data-testid="signed-up">1<', stats)
     assert "Sign-ups and rewards per month" in stats and "team-row" in stats
-    chinese = await ada.get("/console/referrals/stats", headers={"Accept-Language": "zh-CN"})
+    chinese = await ada.get("/console/referral-figures", headers={"Accept-Language": "zh-CN"})
     assert chinese.status_code == 200
 
 
