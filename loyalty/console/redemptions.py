@@ -4,6 +4,7 @@ services check who may see the member: one out of reach is a 404 page."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated, Any
 from uuid import UUID
@@ -33,6 +34,30 @@ _DETAILS = (
     N_("this member was merged; redeem for the survivor"),
     N_("no such reward"),
 )
+
+# Why a member may not redeem a reward, as staff read it (the reason codes of
+# `rewards.eligibility`).
+REFUSALS = {
+    "inactive": N_("not on offer at the moment"),
+    "not_started": N_("not on offer yet"),
+    "ended": N_("no longer on offer"),
+    "tier_too_low": N_("for higher tiers"),
+    "limit_reached": N_("the member's limit for this reward is reached"),
+    "out_of_stock": N_("out of stock"),
+    "points_in_debt": N_("points owed from a return must be repaid first"),
+    "not_enough_points": N_("the member has too few available points"),
+}
+_REASON = re.compile(r"\((\w+)\)$")
+
+
+def _refusal(exc: DomainError) -> DomainError:
+    """A refused redemption's reason in words the page translates (the service's sentence
+    carries figures the catalog cannot hold)."""
+    found = _REASON.search(exc.detail)
+    if found and found.group(1) in REFUSALS:
+        exc.detail = REFUSALS[found.group(1)]
+    return exc
+
 
 # Back to the list the button was pressed on (same filters), or to the member's page.
 _RETURN_TO = ("/console/redemptions", "/console/members/")
@@ -153,7 +178,7 @@ class RedemptionPages(Controller):
             )
             redemption, _created = await redemptions.redeem(member_id, data, principal)
         except DomainError as exc:
-            return await member_redemptions_page(request, member_id, exc, values)
+            return await member_redemptions_page(request, member_id, _refusal(exc), values)
         return back(f"/console/members/{member_id}/redemptions?saved=redeemed#r-{redemption.id}")
 
 
@@ -186,6 +211,7 @@ async def member_redemptions_page(
         # A failed redeem keeps its key, so the corrected form still redeems once.
         key=values.get("key") or secrets.token_urlsafe(12),
         cancelling=cancelling,
+        refusals=REFUSALS,
         here=f"/console/members/{member_id}/redemptions",
         number=members.format_number,
     )

@@ -94,6 +94,18 @@ async def test_an_event_seat_is_added_redeemed_in_the_portal_and_fulfilled(
         assert await page.locator('li[data-status="fulfilled"]').count() == 1
         await shot(page, "member-redemptions-zh")
 
+        # At a phone's width, the member's redemptions and points fit without sideways
+        # scrolling (tables scroll inside their own box).
+        await page.set_viewport_size({"width": 390, "height": 844})
+        for url, name in (
+            (f"/console/members/{member['id']}/redemptions", "member-redemptions-phone-zh"),
+            (f"/console/members/{member['id']}/points", "member-points-phone-zh"),
+        ):
+            await page.goto(f"{served}{url}")
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390, url
+            await shot(page, name)
+        assert "积分明细" in await page.content()
+
 
 async def test_an_admin_approves_a_held_referral(served, client, admin, make_staff):
     await make_staff("ada", "admin")
