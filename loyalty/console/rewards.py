@@ -163,6 +163,10 @@ class RewardPages(Controller):
         values: dict[str, Any] | None = None,
     ) -> Template:
         staff(request, "rewards:manage")
+        # A new form is on offer by default; a failed post shows what was typed.
+        values = dict(values) if values else {"active": "on"}
+        if not values.get("form_key") or len(str(values["form_key"])) > 64:
+            values["form_key"] = new_form_key()
         return form_page(
             request,
             "rewards_catalog.html",
@@ -172,7 +176,8 @@ class RewardPages(Controller):
             ladder=(await tiers.ladder()).tiers,
             kinds=KINDS,
             sources=SOURCES,
-            form=values or {"active": "on", "form_key": new_form_key()},
+            # A failed post keeps its key (released), so the corrected form adds once.
+            form=values,
         )
 
     @get("/", opt=covers("GET /api/v1/rewards"))

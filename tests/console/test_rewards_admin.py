@@ -65,6 +65,7 @@ async def test_an_admin_adds_an_event_with_seats_once_and_edits_it(
     )
     assert late.status_code == 422  # no form key: refused before anything else
     assert field_error(late.text, "form_key")
+    assert key_of(late.text, "form_key")  # a new key: the corrected form can be sent
     late = await post_form(
         browser,
         "/console/rewards",
