@@ -35,6 +35,8 @@ _DETAILS = (
     N_("no such reward"),
 )
 
+QUEUE_LIMIT = 200  # a work list, not an archive: the oldest first, filters narrow it
+
 # Why a member may not redeem a reward, as staff read it (the reason codes of
 # `rewards.eligibility`).
 REFUSALS = {
@@ -91,7 +93,10 @@ class RedemptionPages(Controller):
         except ValueError:
             reward_id = None
         found = await redemptions.list_redemptions(
-            principal, status=None if status == "all" else status, reward_id=reward_id
+            principal,
+            status=None if status == "all" else status,
+            reward_id=reward_id,
+            limit=QUEUE_LIMIT,
         )
         query = request.url.query
         return form_page(
@@ -99,6 +104,7 @@ class RedemptionPages(Controller):
             "redemptions_queue.html",
             SAVED,
             rows=found,
+            more=len(found) == QUEUE_LIMIT,
             shown_status=status,
             statuses=redemptions.STATUSES,
             reward=reward_id,
