@@ -15,6 +15,10 @@ from litestar.response import Redirect, Template
 from litestar.types import Empty
 
 from loyalty.console import accounts, admin, managers, movement, notices, service_desk, team
+from loyalty.console import points as points_pages
+from loyalty.console import redemptions as redemption_pages
+from loyalty.console import referrals as referral_pages
+from loyalty.console import rewards as reward_pages
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -319,6 +323,10 @@ ConsoleController = Router(
         notices.NoticePages,
         service_desk.ServiceDeskPages,
         managers.ManagerPages,
+        reward_pages.RewardPages,
+        redemption_pages.RedemptionPages,
+        referral_pages.ReferralPages,
+        points_pages.PointsPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

@@ -89,6 +89,8 @@ GROUPS: tuple[Group, ...] = (
             Link("/console/rewards", N_("Rewards"), "rewards:manage"),
             Link("/console/redemptions", N_("Redemptions"), "redemptions:fulfil"),
             Link("/console/referrals", N_("Referrals"), "referrals:review"),
+            Link("/console/referral-figures", N_("Referral figures"), "referrals:report"),
+            Link("/console/referral-settings", N_("Referral settings"), "referrals:manage"),
             Link("/console/merge", N_("Merge duplicates"), "members:merge"),
             Link("/console/webhooks", N_("Webhooks"), "webhooks:manage"),
             Link("/console/privacy", N_("Closure requests"), "privacy:erase"),

@@ -10,6 +10,7 @@ with SKIP LOCKED, and the points leave through a ledger entry, oldest lots first
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -22,6 +23,7 @@ from loyalty.events import service as events
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
 from loyalty.members import service as members
+from loyalty.members import visibility
 from loyalty.points import ledger
 from loyalty.points.service import get_rules
 from loyalty.rewards import schemas
@@ -335,3 +337,49 @@ async def member_redemptions(member_id: UUID, principal: Principal) -> list[sche
             f"{_REDEMPTION_SELECT} WHERE d.member = $1 ORDER BY d.created_at DESC", member_id
         )
     return [_redemption_schema(row) for row in rows]
+
+
+STATUSES = ("requested", "fulfilled", "cancelled")
+
+
+@dataclass(frozen=True)
+class QueuedRedemption:
+    """A redemption in the work list, with the member it is for."""
+
+    redemption: schemas.Redemption
+    member_name: str
+    member_number: str
+
+
+async def list_redemptions(
+    principal: Principal,
+    *,
+    status: str | None = "requested",
+    reward_id: UUID | None = None,
+    limit: int = 200,
+) -> list[QueuedRedemption]:
+    """Redemptions to work through, oldest first (the first asked, the first served), of the
+    members `principal` may see; `status` None means every status."""
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"must be one of {', '.join(STATUSES)}", field="status")
+    visible, args = visibility.condition(principal, "m", first=4)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            f"""
+            SELECT d.*, r.name AS reward_name, r.kind, m.name AS member_name,
+                m.number AS member_number
+            FROM redemptions d JOIN rewards r ON r.id = d.reward
+            JOIN members m ON m.id = d.member
+            WHERE ($1::text IS NULL OR d.status = $1) AND ($2::uuid IS NULL OR d.reward = $2)
+              AND {visible}
+            ORDER BY d.created_at, d.id LIMIT $3
+            """,
+            status,
+            reward_id,
+            limit,
+            *args,
+        )
+    return [
+        QueuedRedemption(_redemption_schema(row), row["member_name"], row["member_number"])
+        for row in rows
+    ]

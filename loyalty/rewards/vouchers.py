@@ -3,7 +3,10 @@ redemption hands over (taken from the pool, or made up for rewards without one).
 
 from __future__ import annotations
 
+import csv
+import re
 import secrets
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +15,7 @@ import asyncpg
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.infrastructure import db
+from loyalty.infrastructure.schemas import VISIBLE
 from loyalty.rewards import schemas
 from loyalty.rewards.eligibility import EXPLANATIONS, refusal
 
@@ -87,3 +91,44 @@ async def issue_codes(
     if reward["kind"] in CODE_PREFIX:
         return [_new_code(reward["kind"]) for _ in range(quantity)]
     return []
+
+
+MAX_CODES = 10_000  # one import call's limit (VoucherImportCreate)
+_CODE = re.compile(rf"^{VISIBLE}{{1,64}}$")
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """What is wrong with one line of a voucher file (lines count from 1)."""
+
+    line: int
+    problem: str  # blank, duplicate, invalid, columns
+    first_line: int | None = None  # a duplicate: the line that has the code first
+    code: str = ""
+
+
+def read_codes(text: str) -> tuple[list[str], list[LineProblem]]:
+    """The codes of a voucher file (CSV, one code per line; a first line `code` is a header)
+    and every line's problem: blank lines, a code given twice, more than one column, a code
+    that is not 1 to 64 characters without spaces."""
+    codes: list[str] = []
+    problems: list[LineProblem] = []
+    seen: dict[str, int] = {}
+    lines = text.removeprefix("\ufeff").splitlines()
+    for number, line in enumerate(lines, 1):
+        cells = [cell.strip() for cell in next(csv.reader([line]), [])] if line.strip() else []
+        cells = cells[:1] if len(cells) > 1 and not any(cells[1:]) else cells
+        if number == 1 and [c.lower() for c in cells] == ["code"]:
+            continue
+        if not cells or not cells[0]:
+            problems.append(LineProblem(number, "blank"))
+        elif len(cells) > 1:
+            problems.append(LineProblem(number, "columns", code=line.strip()[:80]))
+        elif not _CODE.match(cells[0]):
+            problems.append(LineProblem(number, "invalid", code=cells[0][:80]))
+        elif cells[0] in seen:
+            problems.append(LineProblem(number, "duplicate", seen[cells[0]], cells[0]))
+        else:
+            seen[cells[0]] = number
+            codes.append(cells[0])
+    return codes, problems
