@@ -87,7 +87,8 @@ class Coverage:
 
 def is_staff_operation(route: Route) -> bool:
     """An API operation staff call: not a member's own (/me), not signing in."""
-    if route.path.startswith(("/api/v1/me", "/api/v1/auth")):
+    # "/api/v1/me" itself or below it; "/api/v1/members" is staff's.
+    if route.path == "/api/v1/me" or route.path.startswith(("/api/v1/me/", "/api/v1/auth")):
         return False
     return route.access in ("permission", "authenticated")
 
