@@ -169,14 +169,16 @@ class FrontPages(Controller):
             made = await keys.made()
             if made is not None:
                 return back(f"/console/members/{made}?saved=registered")
-            error = Conflict("this form was sent already; check the customer before sending again")
+            error = Conflict(
+                N_("this form was sent already; check the customer before sending again")
+            )
             return await self._register_page(request, values, error)
         try:
             data = registration_input(values)
             registrations.check_reachable(data)
             existing = await registrations.find_registered(principal, data.phone, data.email)
             if existing:
-                raise Conflict("this customer is registered already", field=existing[0].field)
+                raise Conflict(N_("this customer is registered already"), field=existing[0].field)
             member = await enrol_member(data, principal)
         except DomainError as exc:
             await keys.release()
@@ -241,19 +243,19 @@ class FrontPages(Controller):
         try:
             mine = _text(values, "member_id")
             if not mine:
-                raise InvalidInput("choose one of your members", field="member_id")
+                raise InvalidInput(N_("choose one of your members"), field="member_id")
             try:
                 member_id = UUID(mine)
             except ValueError:
-                raise InvalidInput("choose one of your members", field="member_id") from None
+                raise InvalidInput(N_("choose one of your members"), field="member_id") from None
             await members.get_member(member_id, principal)
             number = _text(values, "other_number")
             if not number:
-                raise InvalidInput("give the other member's number", field="other_number")
+                raise InvalidInput(N_("give the other member's number"), field="other_number")
             try:
                 other = await members.resolve_member_id(number=number)
             except InvalidInput:
-                raise InvalidInput("no member has this number", field="other_number") from None
+                raise InvalidInput(N_("no member has this number"), field="other_number") from None
             data = convert(
                 {"member_a": member_id, "member_b": other, "reason": _text(values, "reason")},
                 rep_schemas.SwapCreate,

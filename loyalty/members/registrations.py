@@ -20,6 +20,7 @@ from uuid import UUID
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput
 from loyalty.infrastructure import db
+from loyalty.infrastructure.i18n import N_
 from loyalty.members import schemas, service, visibility
 
 
@@ -67,7 +68,7 @@ def check_reachable(data: schemas.MemberCreate) -> None:
     """A customer registered by staff gives a phone or an email: they are how the customer
     is found again, and how a second registration of the same customer is caught."""
     if not (data.phone and data.phone.strip()) and not (data.email and data.email.strip()):
-        raise InvalidInput("give a phone or an email", field="phone")
+        raise InvalidInput(N_("give a phone or an email"), field="phone")
 
 
 async def find_registered(

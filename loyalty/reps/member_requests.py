@@ -16,6 +16,7 @@ from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import local_today
+from loyalty.infrastructure.i18n import N_
 from loyalty.members import registrations
 from loyalty.reps import notices
 
@@ -28,13 +29,13 @@ async def ask_for_member(
     """Tell the managers that `principal` asks to serve the member holding this phone or
     email; how many managers were told (0 when the same request was made today already)."""
     if not principal.is_staff or not principal.can("members:read"):
-        raise PermissionDenied("only staff serving members may ask for one")
+        raise PermissionDenied(N_("only staff serving members may ask for one"))
     note = note.strip()
     if len(note) > NOTE_LENGTH:
-        raise InvalidInput("is too long", field="note")
+        raise InvalidInput(N_("is too long"), field="note")
     member_id = await registrations.holder(phone, email)
     if member_id is None:
-        raise InvalidInput("no customer is registered with this phone or email", field="phone")
+        raise InvalidInput(N_("no customer is registered with this phone or email"), field="phone")
     async with db.transaction() as conn:
         row = await conn.fetchrow(
             """
@@ -44,7 +45,7 @@ async def ask_for_member(
             member_id,
         )
         if row["assigned_rep"] == principal.id:
-            raise Conflict("you serve this customer already", field="phone")
+            raise Conflict(N_("you serve this customer already"), field="phone")
         managers = []
         if row["assigned_rep"] is not None:
             managers = await notices.department_managers(conn, row["department"])
@@ -52,7 +53,7 @@ async def ask_for_member(
             managers = await notices.department_managers(conn, principal.department)
         managers = [manager for manager in managers if manager != principal.id]
         if not managers:
-            raise Conflict("there is no manager to ask: ask a general manager", field="phone")
+            raise Conflict(N_("there is no manager to ask: ask a general manager"), field="phone")
         who = principal.label.split(":", 1)[-1]
         key = f"member-request:{member_id}:{principal.id}:{local_today().isoformat()}"
         await notices.notify_staff(
