@@ -40,7 +40,11 @@ async def test_a_rep_registers_a_customer_into_their_own_book(make_client, team,
     assert 'href="/console/register" aria-current="page"' in form.text  # in the navigation
 
     answer = await register(
-        ravi, name="Wang Fang", phone="138 0013 8000", email="Wang.Fang@Example.com", city="Hangzhou"
+        ravi,
+        name="Wang Fang",
+        phone="138 0013 8000",
+        email="Wang.Fang@Example.com",
+        city="Hangzhou",
     )
     assert answer.status_code == 303, answer.text
     member_page = await ravi.get(answer.headers["location"])
@@ -52,9 +56,7 @@ async def test_a_rep_registers_a_customer_into_their_own_book(make_client, team,
     assert member["assigned_rep_id"] == str(team["staff"]["ravi"].id)
     assert member["registration"]["by"] == "staff:ravi"
     assert member["address"]["city"] == "Hangzhou"
-    periods = (
-        await client.get(f"/api/v1/members/{found['id']}/assignments", headers=admin)
-    ).json()
+    periods = (await client.get(f"/api/v1/members/{found['id']}/assignments", headers=admin)).json()
     assert [(p["rep"], p["kind"]) for p in periods] == [("ravi", "registration")]
 
 
@@ -90,7 +92,9 @@ async def test_bad_input_is_shown_beside_its_field_and_nothing_is_saved(
 
     bad_email = await register(ravi, name="Wang Fang", phone=PHONE, email="not-an-email")
     assert bad_email.status_code == 422
-    assert re.search(r'<p class="field-error" id="email-error">is not a valid email', bad_email.text)
+    assert re.search(
+        r'<p class="field-error" id="email-error">is not a valid email', bad_email.text
+    )
     assert 'value="Wang Fang"' in bad_email.text  # what was typed stays
 
     neither = await register(ravi, name="Wang Fang")
@@ -145,7 +149,9 @@ async def test_a_double_submit_registers_once(make_client, team, client, admin):
     assert len(await holders(client, admin)) == 1
 
 
-async def test_an_existing_customer_is_told_with_who_registered_it(make_client, team, client, admin):
+async def test_an_existing_customer_is_told_with_who_registered_it(
+    make_client, team, client, admin
+):
     ravi = await sign_in(make_client(), "ravi")
     assert (await register(ravi, name="Wang Fang", phone=PHONE)).status_code == 303
     [wang] = await holders(client, admin)
