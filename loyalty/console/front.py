@@ -82,6 +82,14 @@ def registration_input(values: dict[str, Any]) -> member_schemas.MemberCreate:
     return convert(data, member_schemas.MemberCreate)
 
 
+def _form_key(values: dict[str, Any]) -> str:
+    """The form's one-time key; a form without one (not from this page) repeats nothing."""
+    try:
+        return str(UUID(str(values.get("form_key", ""))))
+    except ValueError:
+        return str(uuid4())
+
+
 class FormKeys:
     """A registration form's one-time key (a hidden field): the first submit registers, a
     repeated one (a double click, a resubmit after a slow answer) opens the same member.
@@ -89,7 +97,7 @@ class FormKeys:
 
     def __init__(self, request: Request, principal: Principal, key: str) -> None:
         self.redis = request.app.state.redis
-        self.name = f"console:register:{principal.id}:{key[:64]}"
+        self.name = f"console:register:{principal.id}:{key}"
 
     async def claim(self) -> bool:
         return bool(await self.redis.set(self.name, "", nx=True, ex=FORM_KEY_SECONDS))
@@ -164,7 +172,7 @@ class FrontPages(Controller):
     async def register(self, request: Request) -> Template | Redirect:
         principal = staff(request, "members:write")
         values = await form(request)
-        keys = FormKeys(request, principal, str(values.get("form_key", "")))
+        keys = FormKeys(request, principal, _form_key(values))
         if not await keys.claim():
             made = await keys.made()
             if made is not None:
@@ -172,6 +180,8 @@ class FrontPages(Controller):
             error = Conflict(
                 N_("this form was sent already; check the customer before sending again")
             )
+            # A fresh key: this answer's form may be sent once more.
+            values.pop("form_key", None)
             return await self._register_page(request, values, error)
         try:
             data = registration_input(values)
@@ -188,6 +198,9 @@ class FrontPages(Controller):
                     principal, _text(values, "phone"), _text(values, "email")
                 )
             return await self._register_page(request, values, exc, existing)
+        except BaseException:
+            await keys.release()
+            raise
         await keys.remember(member.id)
         return back(f"/console/members/{member.id}?saved=registered")
 

@@ -183,6 +183,11 @@ async def test_an_existing_customer_is_told_with_who_registered_it(
             await client.get("/api/v1/members", params={"email": "wf@example.com"}, headers=admin)
         ).json()["items"] == []
 
+    # Whoever may see the member (an admin sees every member) gets the member itself.
+    ada = await sign_in(make_client(), "ada")
+    seen = await ada.get("/console/register/check", params={"phone": PHONE})
+    assert "Registered by ravi on " in seen.text and "Open Wang Fang and log a contact" in seen.text
+
     # Nothing typed that anyone holds: an empty answer.
     nobody = await ravi.get("/console/register/check", params={"phone": "13900000000"})
     assert nobody.status_code == 200 and nobody.text.strip() == ""
@@ -284,3 +289,19 @@ async def test_the_front_line_pages_need_their_permissions(make_client, team, ma
     ravi = await sign_in(make_client(), "ravi")
     home = (await ravi.get("/console")).text
     assert 'href="/console/register"' in home and 'href="/console/my-swaps"' in home
+
+
+async def test_asking_twice_for_the_same_swap_through_the_api_asks_once(client, team, bearer):
+    ravi = await bearer("rep", "ravi2", "east")
+    chen = (await client.post("/api/v1/members", json={"name": "Qin"}, headers=ravi)).json()
+    body = {
+        "member_a": chen["id"],
+        "member_b": team["members"]["Lin Fang"]["id"],
+        "reason": "Near my store",
+    }
+    first = await client.post("/api/v1/swaps", json=body, headers=ravi)
+    second = await client.post("/api/v1/swaps", json=body, headers=ravi)
+    assert first.status_code == second.status_code == 201, first.text
+    assert first.json()["id"] == second.json()["id"]
+    listed = (await client.get("/api/v1/swaps", headers=ravi)).json()
+    assert [swap["id"] for swap in listed] == [first.json()["id"]]
