@@ -289,6 +289,10 @@ async def test_the_front_line_pages_need_their_permissions(make_client, team, ma
     ravi = await sign_in(make_client(), "ravi")
     home = (await ravi.get("/console")).text
     assert 'href="/console/register"' in home and 'href="/console/my-swaps"' in home
+    for url, words in (("/console/register", "登记新客户"), ("/console/my-swaps", "我的调换")):
+        chinese = await ravi.get(url, headers={"Accept-Language": "zh-CN"})
+        assert chinese.status_code == 200 and words in chinese.text, url
+        assert "Register a customer" not in chinese.text, url
 
 
 async def test_asking_twice_for_the_same_swap_through_the_api_asks_once(client, team, bearer):
