@@ -14,7 +14,7 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.types import Empty
 
-from loyalty.console import accounts, admin, managers, movement, notices, service_desk, team
+from loyalty.console import accounts, admin, front, managers, movement, notices, service_desk, team
 from loyalty.console import points as points_pages
 from loyalty.console import redemptions as redemption_pages
 from loyalty.console import referrals as referral_pages
@@ -34,6 +34,7 @@ from loyalty.console.common import (
 )
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
 from loyalty.http.middleware import client_address
+from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.sessions import start_new_session
 from loyalty.members import schemas as member_schemas
@@ -135,7 +136,7 @@ class MemberPages(Controller):
         warning_days = (await rep_settings.get_rep_settings()).warning_days
         return page(request, "members.html", rows=rows, warning_days=warning_days)
 
-    @get("/search")
+    @get("/search", opt=covers("GET /api/v1/members"))
     async def search(
         self,
         request: Request,
@@ -155,11 +156,28 @@ class MemberPages(Controller):
             request, "search.html", q=q, by=by, results=results, error=error, fields=SEARCH_FIELDS
         )
 
-    @get("/members/{member_id:uuid}")
+    @get(
+        "/members/{member_id:uuid}",
+        opt=covers(
+            "GET /api/v1/members/{member_id:uuid}",
+            "GET /api/v1/members/{member_id:uuid}/brief",
+            "GET /api/v1/members/{member_id:uuid}/contacts",
+            "GET /api/v1/members/{member_id:uuid}/assignments",
+            "GET /api/v1/members/{member_id:uuid}/lifecycle",
+            "GET /api/v1/members/{member_id:uuid}/service-team",
+            "GET /api/v1/members/{member_id:uuid}/tier",
+            "GET /api/v1/members/{member_id:uuid}/points",
+            "GET /api/v1/members/{member_id:uuid}/referrals",
+            "GET /api/v1/members/{member_id:uuid}/rewards",
+        ),
+    )
     async def member(self, request: Request, member_id: FromPath[UUID]) -> Template:
         return await member_page(request, member_id)
 
-    @post("/members/{member_id:uuid}/contacts")
+    @post(
+        "/members/{member_id:uuid}/contacts",
+        opt=covers("POST /api/v1/members/{member_id:uuid}/contacts"),
+    )
     async def log_contact(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "contacts:write")
         values = await form(request)
@@ -173,7 +191,10 @@ class MemberPages(Controller):
             return await member_page(request, member_id, error=exc, form=values)
         return back(f"/console/members/{member_id}?saved=contact#contacts")
 
-    @post("/members/{member_id:uuid}/messages")
+    @post(
+        "/members/{member_id:uuid}/messages",
+        opt=covers("POST /api/v1/members/{member_id:uuid}/messages"),
+    )
     async def message(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "contacts:write")
         values = await form(request)
@@ -184,7 +205,7 @@ class MemberPages(Controller):
             return await member_page(request, member_id, error=exc, form=values)
         return back(f"/console/members/{member_id}?saved=message#contacts")
 
-    @post("/members/{member_id:uuid}/archive")
+    @post("/members/{member_id:uuid}/archive", opt=covers("PATCH /api/v1/members/{member_id:uuid}"))
     async def archive(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "members:write")
         values = await form(request)
@@ -213,7 +234,7 @@ class MemberPages(Controller):
             return await member_page(request, member_id, error=exc, form=values)
         return back(f"/console/members/{member_id}?saved=archive#archive")
 
-    @post("/members/{member_id:uuid}/swap")
+    @post("/members/{member_id:uuid}/swap", opt=covers("POST /api/v1/swaps"))
     async def swap(self, request: Request, member_id: FromPath[UUID]) -> Template | Redirect:
         """A rep asks to swap this member with another rep's member (given by number)."""
         principal = staff(request, "members:read")
@@ -233,7 +254,10 @@ class MemberPages(Controller):
             return await member_page(request, member_id, error=exc, form=values)
         return back(f"/console/members/{member_id}?saved=swap")
 
-    @post("/members/{member_id:uuid}/service-team")
+    @post(
+        "/members/{member_id:uuid}/service-team",
+        opt=covers("PUT /api/v1/members/{member_id:uuid}/service-team"),
+    )
     async def service_team(
         self, request: Request, member_id: FromPath[UUID]
     ) -> Template | Redirect:
@@ -246,7 +270,7 @@ class MemberPages(Controller):
             return await member_page(request, member_id, error=exc)
         return back(f"/console/members/{member_id}?saved=team#service-team")
 
-    @get("/tasks")
+    @get("/tasks", opt=covers("GET /api/v1/tasks"))
     async def tasks(
         self, request: Request, days: Annotated[int, QueryParameter(ge=0, le=90)] = 7
     ) -> Template:
@@ -277,6 +301,7 @@ SAVED = {
     "archive": N_("The archive is saved."),
     "swap": N_("Your swap request is with your manager."),
     "team": N_("The service team is saved."),
+    "registered": N_("The customer is registered."),
 }
 
 
@@ -327,6 +352,7 @@ ConsoleController = Router(
         redemption_pages.RedemptionPages,
         referral_pages.ReferralPages,
         points_pages.PointsPages,
+        front.FrontPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

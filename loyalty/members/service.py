@@ -187,6 +187,14 @@ async def search_members(
     )
 
 
+async def numbers(member_ids: list[UUID]) -> dict[UUID, str]:
+    """Member numbers alone (no archive), e.g. for a swap naming another rep's member."""
+    if not member_ids:
+        return {}
+    rows = await Member.select(Member.id, Member.number).where(Member.id.is_in(member_ids))
+    return {row["id"]: row["number"] for row in rows}
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

@@ -20,11 +20,13 @@ from loyalty.reps.settings import get_rep_settings
 
 
 async def request_swap(data: schemas.SwapCreate, principal: Principal) -> schemas.Swap:
+    """A pending request for the same two members is answered again rather than asked
+    twice (a double submit asks once): the members' rows are locked while checking."""
     async with db.transaction() as conn:
         rows = {
             row["id"]: row
             for row in await conn.fetch(
-                "SELECT id, assigned_rep FROM members WHERE id = ANY($1::uuid[])",
+                "SELECT id, assigned_rep FROM members WHERE id = ANY($1::uuid[]) FOR UPDATE",
                 [data.member_a, data.member_b],
             )
         }
@@ -36,6 +38,16 @@ async def request_swap(data: schemas.SwapCreate, principal: Principal) -> schema
         mine = principal.id in (a["assigned_rep"], b["assigned_rep"])
         if not mine and not principal.can("reps:assign"):
             raise PermissionDenied("a rep can only ask to swap one of their own members")
+        pending = await conn.fetchval(
+            """
+            SELECT id FROM swap_requests WHERE status = 'pending'
+              AND ((member_a = $1 AND member_b = $2) OR (member_a = $2 AND member_b = $1))
+            """,
+            data.member_a,
+            data.member_b,
+        )
+        if pending is not None:
+            return await get_swap(pending)
         swap_id = await conn.fetchval(
             """
             INSERT INTO swap_requests (id, member_a, rep_a, member_b, rep_b, reason,
