@@ -195,14 +195,4 @@ async def forwards():
         schema=None,
     )
 
-    async def index():
-        from loyalty.infrastructure.db import run_script
-
-        # The jobs page reads each job's newest runs; pruning keeps the newest per job.
-        await run_script(
-            "CREATE INDEX IF NOT EXISTS job_runs_job_started ON job_runs (job, started_at DESC);"
-            "CREATE INDEX IF NOT EXISTS job_runs_job_id ON job_runs (job_id);"
-        )
-
-    manager.add_raw(index)
     return manager
