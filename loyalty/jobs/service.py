@@ -16,6 +16,7 @@ from arq import Retry
 
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.infrastructure import db
+from loyalty.infrastructure.i18n import N_
 from loyalty.jobs.catalogue import BY_NAME, JOBS, Job
 
 KEEP_RUNS = 50  # per job: the page shows the newest; the frequent jobs would grow without end
@@ -53,7 +54,7 @@ class JobState(msgspec.Struct):
 def job(name: str) -> Job:
     found = BY_NAME.get(name)
     if found is None:
-        raise NotFound("no such job")
+        raise NotFound(N_("no such job"))
     return found
 
 
@@ -163,7 +164,7 @@ async def runs(name: str, limit: int = KEEP_RUNS) -> list[Run]:
 def _runnable(name: str) -> Job:
     found = job(name)
     if not found.can_run_now:
-        raise InvalidInput("this job runs when its work is queued; it cannot run by hand")
+        raise InvalidInput(N_("this job runs when its work is queued; it cannot run by hand"))
     return found
 
 
@@ -172,7 +173,7 @@ def request_key(value: Any) -> str:
     try:
         return str(UUID(str(value)))
     except ValueError:
-        raise InvalidInput("reload the page and try again", field="key") from None
+        raise InvalidInput(N_("reload the page and try again"), field="key") from None
 
 
 async def queue_now(redis: Any, name: str, key: str, source: str = "console") -> bool:
@@ -187,9 +188,7 @@ async def queue_now(redis: Any, name: str, key: str, source: str = "console") ->
     return await redis.enqueue_job(name, _job_id=job_id) is not None
 
 
-async def run_here(
-    name: str, function: Callable[..., Awaitable[Any]], ctx: dict[str, Any]
-) -> Any:
+async def run_here(name: str, function: Callable[..., Awaitable[Any]], ctx: dict[str, Any]) -> Any:
     """Run a job in this process (the command line), recorded like a worker's run; `ctx` as
     arq gives it (`redis`: the queue)."""
     _runnable(name)
