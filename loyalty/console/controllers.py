@@ -16,6 +16,7 @@ from litestar.types import Empty
 
 from loyalty.console import accounts, admin, movement, notices, team
 from loyalty.console import jobs as job_pages
+from loyalty.console import privacy as privacy_pages
 from loyalty.console import webhooks as webhook_pages
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
@@ -320,6 +321,7 @@ ConsoleController = Router(
         admin.AdminPages,
         notices.NoticePages,
         job_pages.JobPages,
+        privacy_pages.PrivacyPages,
         webhook_pages.WebhookPages,
     ],
     before_request=notices.count_unread,
