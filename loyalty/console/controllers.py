@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from litestar.types import Empty
 
 from loyalty.console import accounts, admin, movement, notices, team
+from loyalty.console import exports as export_pages
 from loyalty.console import jobs as job_pages
 from loyalty.console import privacy as privacy_pages
 from loyalty.console import webhooks as webhook_pages
@@ -321,6 +322,7 @@ ConsoleController = Router(
         admin.AdminPages,
         notices.NoticePages,
         job_pages.JobPages,
+        export_pages.ExportPages,
         privacy_pages.PrivacyPages,
         webhook_pages.WebhookPages,
     ],
