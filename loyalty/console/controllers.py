@@ -17,6 +17,7 @@ from litestar.types import Empty
 from loyalty.console import accounts, admin, movement, notices, team
 from loyalty.console import exports as export_pages
 from loyalty.console import jobs as job_pages
+from loyalty.console import merging as merge_pages
 from loyalty.console import privacy as privacy_pages
 from loyalty.console import webhooks as webhook_pages
 from loyalty.console.common import (
@@ -322,6 +323,7 @@ ConsoleController = Router(
         admin.AdminPages,
         notices.NoticePages,
         job_pages.JobPages,
+        merge_pages.MergePages,
         export_pages.ExportPages,
         privacy_pages.PrivacyPages,
         webhook_pages.WebhookPages,
