@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-
 from litestar import Controller, Request, get, post
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
