@@ -17,9 +17,9 @@ from litestar.types import Empty
 from loyalty.console import accounts, admin, movement, notices, team
 from loyalty.console import exports as export_pages
 from loyalty.console import jobs as job_pages
-from loyalty.console import tier_pages
 from loyalty.console import merging as merge_pages
 from loyalty.console import privacy as privacy_pages
+from loyalty.console import tier_pages as tier_views
 from loyalty.console import webhooks as webhook_pages
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
@@ -324,8 +324,8 @@ ConsoleController = Router(
         admin.AdminPages,
         notices.NoticePages,
         job_pages.JobPages,
-        tier_pages.SimulationPages,
-        tier_pages.OverridePages,
+        tier_views.SimulationPages,
+        tier_views.OverridePages,
         merge_pages.MergePages,
         export_pages.ExportPages,
         privacy_pages.PrivacyPages,
