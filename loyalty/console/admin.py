@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -49,15 +51,21 @@ def tier_body(values: dict[str, Any]) -> dict[str, Any]:
         "threshold": _decimal(values.get("threshold", ""), "threshold"),
         "earn_multiplier": _decimal(values.get("earn_multiplier", ""), "earn_multiplier"),
         "enabled": values.get("enabled") == "on",
-        "service_level": {
-            "contact_cadence_days": values.get("contact_cadence_days", ""),
-            "response_time_hours": values.get("response_time_hours", ""),
-            "named_service_team": values.get("named_service_team") == "on",
-            "executive_sponsor_role": sponsor or None,
-            "birthday_gift": str(values.get("birthday_gift", "")).strip(),
-            "event_invitations": values.get("event_invitations") == "on",
-            "benefits": str(values.get("benefits", "")).strip(),
-        },
+        # Converted on its own, so an error names the field ("benefits"), not "service_level".
+        "service_level": msgspec.to_builtins(
+            convert(
+                {
+                    "contact_cadence_days": values.get("contact_cadence_days", ""),
+                    "response_time_hours": values.get("response_time_hours", ""),
+                    "named_service_team": values.get("named_service_team") == "on",
+                    "executive_sponsor_role": sponsor or None,
+                    "birthday_gift": str(values.get("birthday_gift", "")).strip(),
+                    "event_invitations": values.get("event_invitations") == "on",
+                    "benefits": str(values.get("benefits", "")).strip(),
+                },
+                tier_schemas.ServiceLevel,
+            )
+        ),
     }
 
 

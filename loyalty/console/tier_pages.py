@@ -5,6 +5,7 @@ the member page. Same services as the API."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +27,14 @@ SAVED = {
     "ended": N_("The override is ended; the member is back on the tier they qualify for."),
 }
 _NESTED = re.compile(r"^tiers\[(\d+)\]\.(\w+)$")
+
+
+def _number(value: Any, field: str, kind: type) -> Any:
+    """A number typed into the simulation's table, or that cell's error."""
+    try:
+        return kind(str(value).strip())
+    except (ValueError, ArithmeticError):
+        raise InvalidInput(N_("must be a number"), field=field) from None
 
 
 class SimulationPages(Controller):
@@ -59,18 +68,20 @@ class SimulationPages(Controller):
         staff(request, "tiers:manage")
         values = await form(request)
         codes = [t.code for t in await tiers.list_tiers()]
-        body: dict[str, Any] = {
-            "tiers": [
-                {
-                    "code": code,
-                    "rank": values.get(f"rank-{code}", ""),
-                    "threshold": str(values.get(f"threshold-{code}", "")).strip(),
-                    "enabled": values.get(f"enabled-{code}") == "on",
-                }
-                for code in codes
-            ]
-        }
         try:
+            body: dict[str, Any] = {
+                "tiers": [
+                    {
+                        "code": code,
+                        "rank": _number(values.get(f"rank-{code}", ""), f"rank-{code}", int),
+                        "threshold": _number(
+                            values.get(f"threshold-{code}", ""), f"threshold-{code}", Decimal
+                        ),
+                        "enabled": values.get(f"enabled-{code}") == "on",
+                    }
+                    for code in codes
+                ]
+            }
             result = await evaluation.simulate(convert(body, tier_schemas.SimulationCreate))
         except DomainError as exc:
             # A tier's field ("tiers[1].threshold") is that tier's input ("threshold-silver").
@@ -99,7 +110,7 @@ class OverridePages(Controller):
             SAVED,
             error,
             m=await members.get_member(member_id, principal),
-            status=status,
+            tier_status=status,
             ladder=[t for t in await tiers.list_tiers() if t.enabled],
             form=values or {},
             number=members.format_number,
