@@ -9,7 +9,6 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template

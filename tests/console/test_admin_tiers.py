@@ -104,7 +104,7 @@ async def test_the_simulation_saves_nothing(client, admin, make_client, make_sta
         "threshold-normal": "0",
         "enabled-normal": "on",
         "rank-silver": "1",
-        "threshold-silver": "5000",
+        "threshold-silver": "1000",
         "enabled-silver": "on",
         "rank-gold": "2",
         "threshold-gold": "20000",
