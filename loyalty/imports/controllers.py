@@ -17,8 +17,8 @@ from loyalty.auth import CurrentPrincipal, Principal, requires
 from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.openapi import problems
-from loyalty.http.routes import covers
 from loyalty.http.responses import CSV, csv_download
+from loyalty.http.routes import covers
 from loyalty.imports import records, schemas, service
 
 MAX_UPLOAD = 2 * 1024**3  # 2 GiB
