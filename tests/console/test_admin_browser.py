@@ -146,3 +146,28 @@ async def test_an_admin_approves_a_closure_request(served, client, admin, make_s
     assert erased["name"].startswith("Erased member") and erased["email"] is None
     kept = (await client.get(f"/api/v1/members/{other['id']}", headers=admin)).json()
     assert kept["name"] == "刘洋"
+
+
+async def test_an_admin_runs_a_job_now_and_reads_the_tiers(served, make_staff, settings):
+    from loyalty.worker import create_worker
+
+    await make_staff("ada", "admin")
+    async with browser_page() as page:
+        await staff_sign_in(page, served, "ada")
+        await page.goto(f"{served}/console/jobs")
+        row = page.locator("tr[data-job=evaluate_tiers]")
+        await row.get_by_role("button", name="Run evaluate_tiers now").click()
+        await page.get_by_text("The job is queued").wait_for()
+        worker = create_worker(settings, burst=True, poll_delay=0.01, cron_jobs=[])
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        await page.reload()
+        assert await row.locator("[data-outcome=ok]").count() == 1
+        await shot(page, "jobs")
+        await page.get_by_role("link", name="中文").click()
+        await shot(page, "jobs-zh")
+        await page.goto(f"{served}/console/tiers")
+        await page.get_by_role("heading", name="定级设置").wait_for()
+        await shot(page, "tiers-zh")

@@ -73,6 +73,7 @@ async def test_run_now_refuses_bad_input_and_queued_only_jobs(make_client, make_
         browser, "/console/jobs/nope/run", {"key": "0b7e3a8e-3f4e-4c39-9d55-3b1c1a7a0c11"}
     )
     assert unknown.status_code == 404
+    assert (await browser.get("/console/jobs/nope")).status_code == 404
     assert await redis.keys("arq:job:*") == []
     no_csrf = await browser.post("/console/jobs/evaluate_tiers/run", data={"key": "x"})
     assert no_csrf.status_code == 403
