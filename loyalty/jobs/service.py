@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from loyalty.infrastructure.i18n import N_
 from loyalty.jobs.catalogue import BY_NAME, JOBS, Job
 
 KEEP_RUNS = 50  # per job: the page shows the newest; the frequent jobs would grow without end
+log = logging.getLogger("loyalty.jobs")
 TRIGGERS = {"cron": "schedule", "console": "console", "cli": "command line"}
 
 
@@ -112,20 +114,37 @@ def tracked(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
 
     @functools.wraps(function)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        run_id = await _start(name, ctx.get("job_id"))
+        # Recording never changes what the job does: without a database the job still runs
+        # and decides itself (deliver_event, for one, asks arq to retry).
+        try:
+            run_id: UUID | None = await _start(name, ctx.get("job_id"))
+        except Exception:
+            log.warning("run of %s not recorded", name, exc_info=True)
+            run_id = None
         try:
             result = await function(ctx, *args, **kwargs)
         except Retry:
-            await _finish(run_id, name, "retry", None, "retried later")
+            await _finish_quietly(run_id, name, "retry", None, "retried later")
             raise
         except (Exception, asyncio.CancelledError) as exc:
             # A timeout cancels the job: still say how it ended.
-            await asyncio.shield(_finish(run_id, name, "failed", None, repr(exc)))
+            await asyncio.shield(_finish_quietly(run_id, name, "failed", None, repr(exc)))
             raise
-        await _finish(run_id, name, "ok", plain_result(result), "")
+        await _finish_quietly(run_id, name, "ok", plain_result(result), "")
         return result
 
     return run
+
+
+async def _finish_quietly(
+    run_id: UUID | None, name: str, outcome: str, result: Any, error: str
+) -> None:
+    if run_id is None:
+        return
+    try:
+        await _finish(run_id, name, outcome, result, error)
+    except Exception:
+        log.warning("end of %s's run not recorded", name, exc_info=True)
 
 
 def _run(row: Any) -> Run:
