@@ -1,11 +1,7 @@
 """job_runs: one row per run of a background job (start, end, outcome, counts)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.column_types import JSONB
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.column_types import JSONB, UUID, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -16,13 +12,9 @@ DESCRIPTION = "job runs"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="jobs", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="jobs", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="JobRun", tablename="job_runs", schema=None, columns=None
-    )
+    manager.add_table(class_name="JobRun", tablename="job_runs", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="JobRun",

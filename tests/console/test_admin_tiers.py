@@ -66,6 +66,9 @@ async def test_bad_tier_input_is_shown_beside_its_field(client, admin, make_clie
     assert settings.status_code == 422 and 'id="window_months-error"' in settings.text
     unknown = await post_form(browser, "/console/tiers/nope", _gold_form())
     assert unknown.status_code == 404
+    no_csrf = await browser.post("/console/tiers/gold", data=_gold_form(name="Forged"))
+    assert no_csrf.status_code == 403
+    assert (await client.get("/api/v1/tiers", headers=admin)).json() == before
 
 
 async def test_add_a_tier_and_change_the_settings(client, admin, make_client, make_staff):
