@@ -14,6 +14,7 @@ import click
 
 from loyalty.imports.cli import import_group
 from loyalty.infrastructure.commands import run_with_db
+from loyalty.jobs.cli import jobs_group
 from loyalty.settings import SettingsError, get_settings
 
 
@@ -288,3 +289,4 @@ def _stop_child(child: subprocess.Popen, grace: float = 15) -> None:
 
 
 main.add_command(import_group)
+main.add_command(jobs_group)

@@ -19,6 +19,8 @@ from loyalty.events.jobs import deliver_event, deliver_events, relay_outbox
 from loyalty.imports.jobs import run_import
 from loyalty.infrastructure import db
 from loyalty.infrastructure.runtime import collect_garbage_less_often
+from loyalty.jobs.catalogue import JOBS
+from loyalty.jobs.service import tracked
 from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
@@ -27,7 +29,7 @@ from loyalty.staff.jobs import prune_expired_tokens
 from loyalty.tiers.jobs import evaluate_tiers
 from loyalty.webhooks.jobs import send_webhooks
 
-FUNCTIONS: list[Any] = [
+JOB_FUNCTIONS: list[Any] = [
     prune_expired_tokens,
     release_pending_points,
     expire_points,
@@ -44,20 +46,14 @@ FUNCTIONS: list[Any] = [
     automatic_offers,
     run_import,
 ]
-# Times are in LOYALTY_TIMEZONE. Release runs hourly so points free up the day they are due.
+# Every job records its runs (job_runs: the console's jobs page, `loyalty jobs list`).
+FUNCTIONS: list[Any] = [tracked(function) for function in JOB_FUNCTIONS]
+BY_NAME = {function.__name__: function for function in FUNCTIONS}
+# Schedules come from the catalogue (times in LOYALTY_TIMEZONE), which the console shows.
 CRON_JOBS = [
-    cron(prune_expired_tokens, hour={3}, minute={15}),
-    cron(release_pending_points, minute={5}, run_at_startup=True),
-    cron(expire_points, hour={2}, minute={30}),
-    cron(evaluate_tiers, hour={1}, minute={0}),
-    cron(reclaim_members, hour={0}, minute={30}),
-    cron(plan_follow_ups, hour={6}, minute={0}),
-    cron(escalate_handovers, minute={10}),
-    cron(retry_offer_deliveries, second={30}),  # every minute: failed deliveries now due
-    cron(automatic_offers, hour={9}, minute={0}),  # birthday, welcome and win-back offers
-    cron(send_webhooks, second=set(range(2, 60, 10)), run_at_startup=True),
-    # The outbox relay: events reach the queue within seconds, or after Redis returns.
-    cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True),
+    cron(BY_NAME[job.name], run_at_startup=job.run_at_startup, **job.schedule)
+    for job in JOBS
+    if job.schedule
 ]
 
 

@@ -3,10 +3,12 @@ earning rules. Each page needs the same permission as the matching API endpoint.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -14,7 +16,8 @@ from msgspec import UNSET
 
 from loyalty.auth import API_KEY_SCOPES, ROLES
 from loyalty.console.common import back, convert, form, form_page, staff
-from loyalty.errors import DomainError, InvalidInput
+from loyalty.errors import DomainError, InvalidInput, NotFound
+from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
 from loyalty.points import schemas as point_schemas
 from loyalty.points import service as points
@@ -30,15 +33,46 @@ SAVED = {
     "moved": N_("The department is changed."),
     "revoked": N_("The API key is revoked."),
     "tier": N_("The tier is saved."),
+    "tier_settings": N_("The qualification settings are saved."),
     "rules": N_("The earning rules are saved."),
 }
+
+
+TIER_CODE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def tier_body(values: dict[str, Any]) -> dict[str, Any]:
+    """A tier form as the API's TierUpdate body: every field, service level included."""
+    sponsor = str(values.get("executive_sponsor_role", "")).strip()
+    return {
+        "name": str(values.get("name", "")).strip(),
+        "rank": values.get("rank", ""),
+        "threshold": _decimal(values.get("threshold", ""), "threshold"),
+        "earn_multiplier": _decimal(values.get("earn_multiplier", ""), "earn_multiplier"),
+        "enabled": values.get("enabled") == "on",
+        # Converted on its own, so an error names the field ("benefits"), not "service_level".
+        "service_level": msgspec.to_builtins(
+            convert(
+                {
+                    "contact_cadence_days": values.get("contact_cadence_days", ""),
+                    "response_time_hours": values.get("response_time_hours", ""),
+                    "named_service_team": values.get("named_service_team") == "on",
+                    "executive_sponsor_role": sponsor or None,
+                    "birthday_gift": str(values.get("birthday_gift", "")).strip(),
+                    "event_invitations": values.get("event_invitations") == "on",
+                    "benefits": str(values.get("benefits", "")).strip(),
+                },
+                tier_schemas.ServiceLevel,
+            )
+        ),
+    }
 
 
 def _decimal(value: Any, field: str) -> Decimal:
     try:
         return Decimal(str(value).strip())
     except InvalidOperation:
-        raise InvalidInput("is not a number", field=field) from None
+        raise InvalidInput(N_("is not a number"), field=field) from None
 
 
 class AdminPages(Controller):
@@ -65,11 +99,11 @@ class AdminPages(Controller):
             created=created,
         )
 
-    @get("/staff")
+    @get("/staff", opt=covers("GET /api/v1/staff"))
     async def staff_list(self, request: Request) -> Template:
         return await self._staff_page(request)
 
-    @post("/staff")
+    @post("/staff", opt=covers("POST /api/v1/staff"))
     async def create_staff(self, request: Request) -> Template:
         staff(request, "staff:manage")
         values = await form(request)
@@ -88,7 +122,7 @@ class AdminPages(Controller):
             return await self._staff_page(request, exc)
         return await self._staff_page(request, created=created)
 
-    @post("/staff/{staff_id:uuid}/deactivate")
+    @post("/staff/{staff_id:uuid}/deactivate", opt=covers("PATCH /api/v1/staff/{staff_id:uuid}"))
     async def deactivate(self, request: Request, staff_id: FromPath[UUID]) -> Template | Redirect:
         principal = staff(request, "staff:manage")
         try:
@@ -129,7 +163,7 @@ class AdminPages(Controller):
     async def departments(self, request: Request) -> Template:
         return await self._department_page(request)
 
-    @post("/departments")
+    @post("/departments", opt=covers("PATCH /api/v1/staff/{staff_id:uuid}"))
     async def move(self, request: Request) -> Template | Redirect:
         """Move a staff member to a department (a rep's members go to the handover queue)."""
         principal = staff(request, "staff:manage")
@@ -174,11 +208,11 @@ class AdminPages(Controller):
             created=created,
         )
 
-    @get("/api-keys")
+    @get("/api-keys", opt=covers("GET /api/v1/api-keys"))
     async def api_keys(self, request: Request) -> Template:
         return await self._key_page(request)
 
-    @post("/api-keys")
+    @post("/api-keys", opt=covers("POST /api/v1/api-keys"))
     async def create_key(self, request: Request) -> Template:
         principal = staff(request, "api_keys:manage")
         values = await form(request)
@@ -196,7 +230,7 @@ class AdminPages(Controller):
             return await self._key_page(request, exc)
         return await self._key_page(request, created=created)
 
-    @post("/api-keys/{key_id:uuid}/revoke")
+    @post("/api-keys/{key_id:uuid}/revoke", opt=covers("DELETE /api/v1/api-keys/{key_id:uuid}"))
     async def revoke_key(self, request: Request, key_id: FromPath[UUID]) -> Redirect:
         staff(request, "api_keys:manage")
         await staff_service.revoke_api_key(key_id)
@@ -204,7 +238,13 @@ class AdminPages(Controller):
 
     # --- tiers --------------------------------------------------------------------------
 
-    async def _tier_page(self, request: Request, error: DomainError | None = None) -> Template:
+    async def _tier_page(
+        self,
+        request: Request,
+        error: DomainError | None = None,
+        failed: str | None = None,
+        values: dict | None = None,
+    ) -> Template:
         staff(request, "tiers:manage")
         ladder = await tiers.list_tiers()
         return form_page(
@@ -214,40 +254,53 @@ class AdminPages(Controller):
             error,
             ladder=ladder,
             settings=await tiers.get_settings_(),
+            failed=failed,  # the form (a tier's code, "new" or "settings") the error is about
+            form=values or {},
         )
 
-    @get("/tiers")
+    @get("/tiers", opt=covers("GET /api/v1/tiers", "GET /api/v1/tier-settings"))
     async def tier_list(self, request: Request) -> Template:
         return await self._tier_page(request)
 
-    @post("/tiers/{code:str}")
+    @post("/tiers/{code:str}", opt=covers("PUT /api/v1/tiers/{code:str}"))
     async def put_tier(self, request: Request, code: FromPath[str]) -> Template | Redirect:
+        """Change a tier (every field of the API's PUT), or create one (code "new")."""
         principal = staff(request, "tiers:manage")
         values = await form(request)
         try:
-            current = next((t for t in await tiers.list_tiers() if t.code == code), None)
-            if current is None:
-                raise InvalidInput("no such tier", field="code")
-            body = {
-                "name": values.get("name", "").strip(),
-                "rank": values.get("rank", current.rank),
-                "threshold": _decimal(values.get("threshold", ""), "threshold"),
-                "earn_multiplier": _decimal(values.get("earn_multiplier", ""), "earn_multiplier"),
-                "enabled": values.get("enabled") == "on",
-                "service_level": {
-                    **_builtins(current.service_level),
-                    "contact_cadence_days": values.get(
-                        "contact_cadence_days", current.service_level.contact_cadence_days
-                    ),
-                    "response_time_hours": values.get(
-                        "response_time_hours", current.service_level.response_time_hours
-                    ),
-                },
-            }
-            await tiers.put_tier(code, convert(body, tier_schemas.TierUpdate), principal)
+            if code == "new":
+                code = str(values.get("code", "")).strip().lower()
+                if not TIER_CODE.fullmatch(code) or code == "new":
+                    raise InvalidInput(N_("letters, digits, - and _ only (1-32)"), field="code")
+                if any(t.code == code for t in await tiers.list_tiers()):
+                    raise InvalidInput(N_("a tier with this code exists"), field="code")
+            elif not any(t.code == code for t in await tiers.list_tiers()):
+                raise NotFound(N_("no such tier"))
+            await tiers.put_tier(
+                code, convert(tier_body(values), tier_schemas.TierUpdate), principal
+            )
         except DomainError as exc:
-            return await self._tier_page(request, exc)
-        return back("/console/tiers?saved=tier")
+            failed = "new" if request.path_params["code"] == "new" else code
+            return await self._tier_page(request, exc, failed, values)
+        return back(f"/console/tiers?saved=tier#tier-{code}")
+
+    @post("/tier-settings", opt=covers("PUT /api/v1/tier-settings"))
+    async def put_tier_settings(self, request: Request) -> Template | Redirect:
+        principal = staff(request, "tiers:manage")
+        values = await form(request)
+        try:
+            data = convert(
+                {
+                    "basis": values.get("basis", ""),
+                    "window_months": values.get("window_months", ""),
+                    "grace_days": values.get("grace_days", ""),
+                },
+                tier_schemas.TierSettingsUpdate,
+            )
+            await tiers.put_settings(data, principal)
+        except DomainError as exc:
+            return await self._tier_page(request, exc, "settings", values)
+        return back("/console/tiers?saved=tier_settings")
 
     # --- earning rules ------------------------------------------------------------------
 
@@ -264,11 +317,11 @@ class AdminPages(Controller):
             form=values or {},
         )
 
-    @get("/earning")
+    @get("/earning", opt=covers("GET /api/v1/points/rules"))
     async def rules(self, request: Request) -> Template:
         return await self._rules_page(request)
 
-    @post("/earning")
+    @post("/earning", opt=covers("PUT /api/v1/points/rules"))
     async def put_rules(self, request: Request) -> Template | Redirect:
         principal = staff(request, "rules:manage")
         values = await form(request)

@@ -15,10 +15,16 @@ from litestar.response import Redirect, Template
 from litestar.types import Empty
 
 from loyalty.console import accounts, admin, front, managers, movement, notices, service_desk, team
+from loyalty.console import exports as export_pages
+from loyalty.console import jobs as job_pages
+from loyalty.console import merging as merge_pages
 from loyalty.console import points as points_pages
+from loyalty.console import privacy as privacy_pages
 from loyalty.console import redemptions as redemption_pages
 from loyalty.console import referrals as referral_pages
 from loyalty.console import rewards as reward_pages
+from loyalty.console import tier_pages as tier_views
+from loyalty.console import webhooks as webhook_pages
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -353,6 +359,13 @@ ConsoleController = Router(
         referral_pages.ReferralPages,
         points_pages.PointsPages,
         front.FrontPages,
+        job_pages.JobPages,
+        tier_views.SimulationPages,
+        tier_views.OverridePages,
+        merge_pages.MergePages,
+        export_pages.ExportPages,
+        privacy_pages.PrivacyPages,
+        webhook_pages.WebhookPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

@@ -18,6 +18,7 @@ from loyalty.console.common import EXCEPTION_HANDLERS, back, page, staff
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.openapi import problems
 from loyalty.http.responses import CSV, csv_download
+from loyalty.http.routes import covers
 from loyalty.imports import records, schemas, service
 
 MAX_UPLOAD = 2 * 1024**3  # 2 GiB
@@ -122,12 +123,12 @@ class ImportController(Controller):
 class ImportPages(Controller):
     path = "/imports"
 
-    @get("/")
+    @get("/", opt=covers("GET /api/v1/imports"))
     async def list_page(self, request: Request) -> Template:
         staff(request, "imports:run")
         return page(request, "imports.html", imports=await records.recent_imports())
 
-    @post("/", request_max_body_size=MAX_UPLOAD)
+    @post("/", request_max_body_size=MAX_UPLOAD, opt=covers("POST /api/v1/imports"))
     async def upload(self, request: Request) -> Template | Redirect:
         principal = staff(request, "imports:run")
         data = await request.form()
@@ -150,7 +151,7 @@ class ImportPages(Controller):
         staff(request, "imports:run")
         return csv_download(TEMPLATE.read_text(encoding="utf-8"), "members-template.csv")
 
-    @get("/{import_id:uuid}")
+    @get("/{import_id:uuid}", opt=covers("GET /api/v1/imports/{import_id:uuid}"))
     async def detail(self, request: Request, import_id: FromPath[UUID]) -> Template:
         staff(request, "imports:run")
         current = await service.get_import(import_id)
@@ -163,12 +164,18 @@ class ImportPages(Controller):
             conflicts=(await service.conflict_rows(import_id))[:50],
         )
 
-    @get("/{import_id:uuid}/errors.csv")
+    @get(
+        "/{import_id:uuid}/errors.csv",
+        opt=covers("GET /api/v1/imports/{import_id:uuid}/errors.csv"),
+    )
     async def errors(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
         return await _errors_file(import_id)
 
-    @get("/{import_id:uuid}/conflicts.csv")
+    @get(
+        "/{import_id:uuid}/conflicts.csv",
+        opt=covers("GET /api/v1/imports/{import_id:uuid}/conflicts.csv"),
+    )
     async def conflicts(self, request: Request, import_id: FromPath[UUID]) -> Response:
         staff(request, "imports:run")
         return await _conflicts_file(import_id)

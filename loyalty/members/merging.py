@@ -75,6 +75,13 @@ def _taken_from_duplicate(survivor: dict[str, Any], duplicate: dict[str, Any]) -
     return taken
 
 
+async def archive_changes(survivor_id: UUID, duplicate_id: UUID) -> dict[str, dict[str, Any]]:
+    """What merging would change in the survivor's archive, old and new (reads only)."""
+    before = msgspec.to_builtins(await fetch_member(survivor_id))
+    taken = _taken_from_duplicate(before, msgspec.to_builtins(await fetch_member(duplicate_id)))
+    return {f: {"old": before[f], "new": v} for f, v in taken.items()}
+
+
 async def fold_archives(
     conn: asyncpg.Connection, survivor_id: UUID, duplicate_id: UUID
 ) -> dict[str, dict[str, Any]]:

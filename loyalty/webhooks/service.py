@@ -108,6 +108,16 @@ async def list_subscriptions() -> list[schemas.Subscription]:
     return [_subscription_schema(row) for row in rows]
 
 
+async def get_subscription(subscription_id: UUID) -> schemas.Subscription:
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM webhook_subscriptions WHERE id = $1", subscription_id
+        )
+    if row is None:
+        raise NotFound("no such webhook subscription")
+    return _subscription_schema(row)
+
+
 async def update_subscription(
     subscription_id: UUID, data: schemas.SubscriptionUpdate
 ) -> schemas.Subscription:
