@@ -14,7 +14,17 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.types import Empty
 
-from loyalty.console import accounts, admin, front, managers, movement, notices, service_desk, team
+from loyalty.console import (
+    accounts,
+    admin,
+    front,
+    managers,
+    member_history,
+    movement,
+    notices,
+    service_desk,
+    team,
+)
 from loyalty.console import exports as export_pages
 from loyalty.console import jobs as job_pages
 from loyalty.console import merging as merge_pages
@@ -359,6 +369,7 @@ ConsoleController = Router(
         referral_pages.ReferralPages,
         points_pages.PointsPages,
         front.FrontPages,
+        member_history.MemberHistoryPages,
         job_pages.JobPages,
         tier_views.SimulationPages,
         tier_views.OverridePages,
