@@ -4,9 +4,8 @@ Registration runs the API's enrolment workflow; swaps the API's swap service."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from litestar import Controller, Request, get, post
 from litestar.params import QueryParameter
@@ -14,6 +13,7 @@ from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
 from loyalty.console.common import back, convert, form, form_page, staff
+from loyalty.console.once import form_key, new_key, once
 from loyalty.errors import Conflict, DomainError, InvalidInput
 from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
@@ -28,11 +28,6 @@ from loyalty.workflows.enrolment import enrol_member
 KEY_STAFF_ROWS = 3
 ORGANISATION_SECTIONS = ("company_profile", "operations", "owner", "settlement_habits")
 GENDERS = ("female", "male", "other", "undisclosed")
-# How long a registration form's key remembers the member it made (a resubmit within it
-# opens that member instead of registering again), and how long a second submit waits for
-# the first one still running.
-FORM_KEY_SECONDS = 24 * 3600
-FIRST_SUBMIT_WAIT_SECONDS = 10.0
 
 REGISTER_SAVED = {
     "asked": N_("Your managers are told that you ask for this customer."),
@@ -82,46 +77,6 @@ def registration_input(values: dict[str, Any]) -> member_schemas.MemberCreate:
     return convert(data, member_schemas.MemberCreate)
 
 
-def _form_key(values: dict[str, Any]) -> str:
-    """The form's one-time key; a form without one (not from this page) repeats nothing."""
-    try:
-        return str(UUID(str(values.get("form_key", ""))))
-    except ValueError:
-        return str(uuid4())
-
-
-class FormKeys:
-    """A registration form's one-time key (a hidden field): the first submit registers, a
-    repeated one (a double click, a resubmit after a slow answer) opens the same member.
-    Kept in Redis for a day: it only stops repeats, nothing depends on it afterwards."""
-
-    def __init__(self, request: Request, principal: Principal, key: str) -> None:
-        self.redis = request.app.state.redis
-        self.name = f"console:register:{principal.id}:{key}"
-
-    async def claim(self) -> bool:
-        return bool(await self.redis.set(self.name, "", nx=True, ex=FORM_KEY_SECONDS))
-
-    async def made(self) -> UUID | None:
-        """The member the first submit made, waiting while it is still running."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FIRST_SUBMIT_WAIT_SECONDS
-        while True:
-            value = await self.redis.get(self.name)
-            if value:
-                return UUID(value.decode() if isinstance(value, bytes) else value)
-            if value is None or loop.time() > deadline:  # the first submit failed, or hangs
-                return None
-            await asyncio.sleep(0.1)
-
-    async def remember(self, member_id: UUID) -> None:
-        await self.redis.set(self.name, str(member_id), ex=FORM_KEY_SECONDS)
-
-    async def release(self) -> None:
-        """After a failed submit: the corrected form may be sent with the same key."""
-        await self.redis.delete(self.name)
-
-
 class FrontPages(Controller):
     path = "/"
 
@@ -141,7 +96,7 @@ class FrontPages(Controller):
             error,
             status=status,
             form=values,
-            form_key=values.get("form_key") or str(uuid4()),
+            form_key=values.get("form_key") or new_key(),
             existing=existing or [],
             phone=_text(values, "phone"),
             email=_text(values, "email"),
@@ -172,37 +127,36 @@ class FrontPages(Controller):
     async def register(self, request: Request) -> Template | Redirect:
         principal = staff(request, "members:write")
         values = await form(request)
-        keys = FormKeys(request, principal, _form_key(values))
-        if not await keys.claim():
-            made = await keys.made()
-            if made is not None:
-                return back(f"/console/members/{made}?saved=registered")
-            error = Conflict(
-                N_("this form was sent already; check the customer before sending again")
-            )
-            # A fresh key: this answer's form may be sent once more.
-            values.pop("form_key", None)
-            return await self._register_page(request, values, error)
         try:
             data = registration_input(values)
             registrations.check_reachable(data)
-            existing = await registrations.find_registered(principal, data.phone, data.email)
-            if existing:
-                raise Conflict(N_("this customer is registered already"), field=existing[0].field)
-            member = await enrol_member(data, principal)
+
+            async def register_once() -> UUID:
+                existing = await registrations.find_registered(principal, data.phone, data.email)
+                if existing:
+                    raise Conflict(
+                        N_("this customer is registered already"), field=existing[0].field
+                    )
+                return (await enrol_member(data, principal)).id
+
+            member_id = await once(
+                request,
+                principal,
+                "register",
+                form_key(values.get("form_key")),
+                UUID,
+                register_once,
+            )
         except DomainError as exc:
-            await keys.release()
             existing = []
             if isinstance(exc, Conflict):
                 existing = await registrations.find_registered(
                     principal, _text(values, "phone"), _text(values, "email")
                 )
+            if exc.field == "form_key":
+                values.pop("form_key", None)  # a fresh key: the form may be sent once more
             return await self._register_page(request, values, exc, existing)
-        except BaseException:
-            await keys.release()
-            raise
-        await keys.remember(member.id)
-        return back(f"/console/members/{member.id}?saved=registered")
+        return back(f"/console/members/{member_id}?saved=registered")
 
     @post("/register/ask")
     async def ask(self, request: Request) -> Template | Redirect:

@@ -4,7 +4,6 @@ API does (admins and marketing). Redemptions are in `redemptions.py`."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,6 +15,7 @@ from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
 from loyalty.console.common import back, convert, form, form_page, local_datetime, staff
+from loyalty.console.once import form_key, new_key, once
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
@@ -50,41 +50,6 @@ _DETAILS = (
     N_("this reward does not take codes from a pool"),
     N_("no such reward"),
 )
-
-ONCE_SECONDS = 24 * 3600
-
-
-# --- a form submitted twice does one thing --------------------------------------------------
-
-
-def new_form_key() -> str:
-    """The hidden key of a form that must act once, however often it is sent."""
-    return secrets.token_urlsafe(16)
-
-
-def _once_name(principal: Principal, key: str) -> str:
-    return f"console:once:{principal.id}:{key}"
-
-
-async def first_submit(request: Request, principal: Principal, key: str) -> str | None:
-    """None if this is the first submit of the form holding `key` (now claimed in Redis);
-    otherwise where the first submit led ("" while it is still running)."""
-    if not key or len(key) > 64:
-        raise InvalidInput(N_("the form is out of date; reload the page"), field="form_key")
-    redis = request.app.state.redis
-    if await redis.set(_once_name(principal, key), "", nx=True, ex=ONCE_SECONDS):
-        return None
-    found = await redis.get(_once_name(principal, key))
-    return found.decode() if isinstance(found, bytes) else (found or "")
-
-
-async def remember_result(request: Request, principal: Principal, key: str, url: str) -> None:
-    await request.app.state.redis.set(_once_name(principal, key), url, ex=ONCE_SECONDS)
-
-
-async def forget_submit(request: Request, principal: Principal, key: str) -> None:
-    """The submit failed and saved nothing: the corrected form may be sent with the key."""
-    await request.app.state.redis.delete(_once_name(principal, key))
 
 
 # --- reading the reward form ---------------------------------------------------------------
@@ -166,7 +131,7 @@ class RewardPages(Controller):
         # A new form is on offer by default; a failed post shows what was typed.
         values = dict(values) if values else {"active": "on"}
         if not values.get("form_key") or len(str(values["form_key"])) > 64:
-            values["form_key"] = new_form_key()
+            values["form_key"] = new_key()
         return form_page(
             request,
             "rewards_catalog.html",
@@ -189,22 +154,21 @@ class RewardPages(Controller):
     async def create(self, request: Request) -> Template | Redirect:
         principal = staff(request, "rewards:manage")
         values = await form(request)
-        key = str(values.get("form_key", ""))
         try:
-            earlier = await first_submit(request, principal, key)
-            if earlier is not None:  # sent twice: the first submit adds the reward
-                return back(earlier or "/console/rewards")
-            try:
-                data = convert(reward_body(values, creating=True), reward_schemas.RewardCreate)
-                reward = await catalog.create_reward(data, principal)
-            except BaseException:
-                await forget_submit(request, principal, key)
-                raise
+            data = convert(reward_body(values, creating=True), reward_schemas.RewardCreate)
+            reward_id = await once(
+                request,
+                principal,
+                "reward",
+                form_key(values.get("form_key")),
+                UUID,
+                lambda: _created_id(data, principal),
+            )
         except DomainError as exc:
+            if exc.field == "form_key":
+                values["form_key"] = new_key()  # the corrected form can be sent
             return await self._catalog_page(request, _field_of(exc), values)
-        url = f"/console/rewards/{reward.id}?saved=created"
-        await remember_result(request, principal, key, url)
-        return back(url)
+        return back(f"/console/rewards/{reward_id}?saved=created")
 
     async def _reward_page(
         self,
@@ -285,3 +249,7 @@ class RewardPages(Controller):
 
 def _line_problem(kind: str, **values: Any) -> str:
     return _(LINE_PROBLEMS[kind]) % values
+
+
+async def _created_id(data: reward_schemas.RewardCreate, principal: Principal) -> UUID:
+    return (await catalog.create_reward(data, principal)).id

@@ -5,14 +5,14 @@ and sending one again. Same service as the API (`loyalty.webhooks.service`)."""
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from loyalty.console.common import back, convert, form, form_page, staff
-from loyalty.console.once import form_key, once
+from loyalty.console.once import form_key, new_key, once
 from loyalty.errors import DomainError, InvalidInput, NotFound
 from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
@@ -63,7 +63,7 @@ class WebhookPages(Controller):
             topics=schemas.TOPICS,
             form=values or {},
             created=created,
-            key=str(uuid4()),
+            key=new_key(),
         )
 
     async def _detail(
@@ -96,10 +96,11 @@ class WebhookPages(Controller):
         principal = staff(request, "webhooks:manage")
         values = await form(request)
         try:
-            key = form_key(values.get("key", ""))
+            key = form_key(values.get("key", ""), field="key")
             data = convert(_input(values), schemas.SubscriptionCreate)
             created = await once(
-                request.app.state.redis,
+                request,
+                principal,
                 "webhook",
                 key,
                 schemas.SubscriptionCreated,
