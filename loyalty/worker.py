@@ -19,7 +19,12 @@ from loyalty.events.jobs import deliver_event, deliver_events, relay_outbox
 from loyalty.imports.jobs import run_import
 from loyalty.infrastructure import db
 from loyalty.infrastructure.runtime import collect_garbage_less_often
-from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
+from loyalty.marketing.jobs import (
+    automatic_offers,
+    expiry_warnings,
+    retry_offer_deliveries,
+    send_offer,
+)
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
 from loyalty.settings import Settings
@@ -42,6 +47,7 @@ FUNCTIONS: list[Any] = [
     send_offer,
     retry_offer_deliveries,
     automatic_offers,
+    expiry_warnings,
     run_import,
 ]
 # Times are in LOYALTY_TIMEZONE. Release runs hourly so points free up the day they are due.
@@ -55,6 +61,7 @@ CRON_JOBS = [
     cron(escalate_handovers, minute={10}),
     cron(retry_offer_deliveries, second={30}),  # every minute: failed deliveries now due
     cron(automatic_offers, hour={9}, minute={0}),  # birthday, welcome and win-back offers
+    cron(expiry_warnings, hour={10}, minute={0}),  # points expiring within 30 days
     cron(send_webhooks, second=set(range(2, 60, 10)), run_at_startup=True),
     # The outbox relay: events reach the queue within seconds, or after Redis returns.
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True),

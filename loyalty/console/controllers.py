@@ -28,6 +28,7 @@ from loyalty.console.common import (
     staff,
     words,
 )
+from loyalty.console.expiry_warnings import ExpiryWarningPages
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
 from loyalty.http.middleware import client_address
 from loyalty.infrastructure.i18n import N_
@@ -317,6 +318,7 @@ ConsoleController = Router(
         movement.MovementPages,
         admin.AdminPages,
         notices.NoticePages,
+        ExpiryWarningPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

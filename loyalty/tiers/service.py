@@ -17,8 +17,8 @@ from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.events import service as events
 from loyalty.infrastructure import db, i18n
-from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.clock import now
+from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.money import CENT, check_amount
 from loyalty.members import service as members
 from loyalty.members import visibility
