@@ -15,7 +15,7 @@ from loyalty.marketing.unsubscribe import unsubscribe_url
 from loyalty.settings import get_settings
 
 VALID = N_("Valid %(dates)s")
-YOUR_CODE = N_("Your code: %(code)s")
+YOUR_CODE = N_("Your voucher code: %(code)s")
 STOP_EMAILS = N_("To stop these emails: %(link)s")
 UNSUBSCRIBE = N_("Unsubscribe")
 STOP_TEXTS = N_("Unsubscribe: %(link)s")

@@ -192,7 +192,7 @@ async def test_vouchers_one_per_member(client, admin, mailbox, sms):
     await approve(client, admin, offer["id"])
     await delivery.send_offer(offer["id"])
     codes = [
-        re.search(r"Your code: (\S+)", m.get_body(preferencelist=("plain",)).get_content())
+        re.search(r"Your voucher code: (\S+)", m.get_body(preferencelist=("plain",)).get_content())
         for m in mailbox.messages
     ]
     assert sorted(c.group(1) for c in codes if c) == ["A1", "A2"]
