@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from loyalty.events.jobs import deliver
 from loyalty.events.tables import OutboxEvent
+from tests.helpers.pages import csrf_from
 from tests.helpers.portal import enrol, sign_in, signed_in_browser
 from tests.helpers.purchases import purchase_body
 
@@ -98,3 +99,24 @@ async def test_tier_message_in_chinese_on_the_chinese_portal_home(
     fresh = await signed_in_browser(make_client, mailbox, "chen@example.com", address="10.7.7.8")
     messages = await fresh.get("/portal/messages", headers={"Accept-Language": "en-GB"})
     assert '<html lang="zh-Hans">' in messages.text and "欢迎成为白银会员" in messages.text
+
+
+async def test_the_preferences_page_sets_the_language_of_emails_and_texts(
+    client, admin, mailbox, make_client
+):
+    member = await enrol(client, admin)
+    browser = await signed_in_browser(make_client, mailbox, "chen@example.com")
+    page = await browser.get("/portal/preferences", headers={"Accept-Language": "en"})
+    assert 'name="language" value="en" checked' in page.text  # none chosen: the page's
+    saved = await browser.post(
+        "/portal/preferences",
+        data={
+            "channels": "email",
+            "consents": "email",
+            "language": "zh",
+            "_csrf_token": csrf_from(page.text),
+        },
+    )
+    assert saved.status_code == 200 and 'name="language" value="zh" checked' in saved.text
+    archive = (await client.get(f"/api/v1/members/{member['id']}", headers=admin)).json()
+    assert archive["contact_preferences"]["language"] == "zh"
