@@ -146,9 +146,9 @@ async def notify_member(
             event["id"],
             kind,
             title[:200],
-            body[:2000],
+            body[:5000],
             title_zh[:200] if title_zh else None,
-            body_zh[:2000] if body_zh else None,
+            body_zh[:5000] if body_zh else None,
         )
 
 

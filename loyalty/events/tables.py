@@ -29,8 +29,8 @@ class Notification(Table, tablename="member_notifications"):
     event = UUID(unique=True)  # one notification per event: delivery may run twice
     kind = Varchar(length=64)
     title = Varchar(length=200)
-    body = Varchar(length=2000)
+    body = Varchar(length=5000)  # a staff message may be 5,000 characters
     title_zh = Varchar(length=200, null=True, default=None)
-    body_zh = Varchar(length=2000, null=True, default=None)
+    body_zh = Varchar(length=5000, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     read_at = Timestamptz(null=True, default=None)

@@ -120,3 +120,17 @@ async def test_the_preferences_page_sets_the_language_of_emails_and_texts(
     assert saved.status_code == 200 and 'name="language" value="zh" checked' in saved.text
     archive = (await client.get(f"/api/v1/members/{member['id']}", headers=admin)).json()
     assert archive["contact_preferences"]["language"] == "zh"
+
+
+async def test_a_long_staff_message_reaches_the_inbox_whole(client, admin, mailbox):
+    member = await enrol(client, admin)
+    long_body = "茶" * 5000  # the longest a staff message may be
+    sent = await client.post(
+        f"/api/v1/members/{member['id']}/messages",
+        json={"channel": "portal", "subject": "Your order", "body": long_body},
+        headers=admin,
+    )
+    assert sent.status_code == 201, sent.text
+    me = await sign_in(client, mailbox, "chen@example.com")
+    [message] = (await client.get("/api/v1/me/messages", headers=me)).json()
+    assert message["body"] == long_body
