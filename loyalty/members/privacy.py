@@ -210,6 +210,9 @@ async def _erase_archive(conn: Any, member: Any, principal: Principal) -> None:
         "UPDATE closure_requests SET reason = $2 WHERE member = $1",
     ):
         await conn.execute(sql, member_id, ERASED)
+    # Where offers and expiry warnings were sent: the member's email or phone.
+    for table in ("offer_deliveries", "expiry_warnings"):
+        await conn.execute(f"UPDATE {table} SET address = NULL WHERE member = $1", member_id)
     await conn.execute("DELETE FROM member_credentials WHERE member = $1", member_id)
     await conn.execute(
         """
