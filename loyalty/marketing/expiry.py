@@ -153,8 +153,8 @@ def render(
     settings: ExpiryWarningSettings | ExpiryWarningSettingsUpdate,
     language: str,
     points_left: int,
-    first_at: datetime | Any,
-    last_at: datetime | Any,
+    first_at: datetime,
+    last_at: datetime,
 ) -> tuple[str, str]:
     """The warning's title and body in `language`, numbers and dates written its way."""
     zh = language == "zh"
