@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from loyalty.events.jobs import deliver
 from loyalty.events.tables import OutboxEvent
+from tests.helpers.members import merge
 from tests.helpers.pages import csrf_from
 from tests.helpers.portal import enrol, sign_in, signed_in_browser
 from tests.helpers.purchases import purchase_body
@@ -134,3 +135,18 @@ async def test_a_long_staff_message_reaches_the_inbox_whole(client, admin, mailb
     me = await sign_in(client, mailbox, "chen@example.com")
     [message] = (await client.get("/api/v1/me/messages", headers=me)).json()
     assert message["body"] == long_body
+
+
+async def test_a_merge_keeps_the_language_either_archive_chose(client, admin):
+    survivor = await enrol(client, admin, "Chen Jie", "chen@example.com")
+    duplicate = await enrol(
+        client,
+        admin,
+        "Chen J.",
+        "chen.j@example.com",
+        contact_preferences={"channels": ["sms"], "consents": [], "language": "zh"},
+    )
+    await merge(client, admin, survivor["id"], duplicate["id"])
+    kept = (await client.get(f"/api/v1/members/{survivor['id']}", headers=admin)).json()
+    assert kept["contact_preferences"]["language"] == "zh"
+    assert kept["contact_preferences"]["channels"] == ["sms"]
