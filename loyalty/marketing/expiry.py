@@ -6,8 +6,10 @@ The daily job walks `points.expiring_before` in member order. For each batch one
 picks each member's channel (as offers do: the first preferred channel with consent and an
 address, else the inbox alone) and inserts the warnings with `ON CONFLICT (member, month)
 DO NOTHING`; only the rows it inserted get an inbox entry (same transaction) and, after
-commit, an email or text message. A rerun, or two runs at once, tell nobody twice. Warnings
-are service messages: the marketing frequency cap does not hold them back."""
+commit, an email or text message. A rerun, or two runs at once, tell nobody twice. A failed
+email or text is tried again by the next runs (`MAX_ATTEMPTS` in all) while the points have
+not expired and the member still consents there. Warnings are service messages: the
+marketing frequency cap does not hold them back."""
 
 from __future__ import annotations
 
@@ -189,11 +191,11 @@ WITH given AS (
     FROM given g JOIN members m ON m.id = g.member AND m.status = 'active'
 )
 INSERT INTO expiry_warnings (id, member, month, points, first_at, last_at, channel, address,
-    language, status, run, created_at)
+    language, status, attempts, run, created_at)
 SELECT gen_random_uuid(), p.member, p.month, p.points, p.first_at, p.last_at, p.channel,
        CASE p.channel WHEN 'email' THEN p.email WHEN 'sms' THEN p.phone END,
        CASE WHEN p.language IN ('en', 'zh') THEN p.language ELSE $7 END,
-       CASE WHEN p.channel = 'portal' THEN 'sent' ELSE 'sending' END, $6, now()
+       CASE WHEN p.channel = 'portal' THEN 'sent' ELSE 'sending' END, 0, $6, now()
 FROM picked p
 ON CONFLICT (member, month) DO NOTHING
 RETURNING id, member, month, points, first_at, last_at, channel, address, language, status
@@ -282,6 +284,7 @@ async def _send(rows: list[dict[str, Any]], settings: ExpiryWarningSettings, sen
             UPDATE expiry_warnings w SET
                 status = CASE WHEN v.error IS NULL THEN 'sent' ELSE 'failed' END,
                 sent_at = CASE WHEN v.error IS NULL THEN now() END,
+                attempts = w.attempts + 1,
                 error = v.error
             FROM unnest($1::uuid[], $2::text[]) AS v(id, error)
             WHERE w.id = v.id AND w.status = 'sending'
@@ -293,6 +296,56 @@ async def _send(rows: list[dict[str, Any]], settings: ExpiryWarningSettings, sen
     if failed:
         log.warning("%d of %d expiry warnings failed to send", failed, len(rows))
     return failed
+
+
+# Failed warnings whose points have not expired yet, tried again while the member still
+# consents to that channel at that address (else they stay failed, for good).
+CLAIM_RETRIES_SQL = """
+WITH due AS (
+    SELECT id FROM expiry_warnings
+    WHERE status = 'failed' AND attempts < $1 AND last_at > $2 AND id > $4
+    ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
+), checked AS (
+    SELECT w.id,
+           m.status = 'active'
+           AND w.address IS NOT DISTINCT FROM
+               CASE w.channel WHEN 'email' THEN m.email WHEN 'sms' THEN m.phone END
+           AND m.contact_preferences->'consents'
+               @> jsonb_build_array(jsonb_build_object('channel', w.channel, 'granted', true))
+           AS reachable
+    FROM due JOIN expiry_warnings w ON w.id = due.id JOIN members m ON m.id = w.member
+)
+UPDATE expiry_warnings w SET
+    status = CASE WHEN c.reachable THEN 'sending' ELSE 'failed' END,
+    attempts = CASE WHEN c.reachable THEN w.attempts ELSE $1 END,
+    error = CASE WHEN c.reachable THEN w.error ELSE 'member no longer reachable there' END,
+    run = CASE WHEN c.reachable THEN $5 ELSE w.run END  -- counted in this run's figures
+FROM checked c WHERE w.id = c.id
+RETURNING w.id, w.member, w.month, w.points, w.first_at, w.last_at, w.channel, w.address,
+          w.language, w.status
+"""
+MAX_ATTEMPTS = 3
+
+
+async def _retry(
+    settings: ExpiryWarningSettings, sender: Any, at: datetime, run_id: UUID, batch_size: int
+) -> int:
+    """Send failed warnings again, once each per run (at most `MAX_ATTEMPTS` in all);
+    returns how many failed again."""
+    failed = 0
+    cursor = UUID(int=0)
+    while True:
+        async with db.transaction() as conn:
+            rows = [
+                dict(r)
+                for r in await conn.fetch(
+                    CLAIM_RETRIES_SQL, MAX_ATTEMPTS, at, batch_size, cursor, run_id
+                )
+            ]
+        if not rows:
+            return failed
+        cursor = max(r["id"] for r in rows)
+        failed += await _send(rows, settings, sender)
 
 
 async def run(
@@ -312,6 +365,7 @@ async def run(
     warned = failed = 0
     if settings.enabled:
         sender = sms_sender or messaging.sms_sender()
+        failed = await _retry(settings, sender, at, run_id, batch_size)
         before = at + timedelta(days=settings.days_before)
         cursor: UUID | None = None
         while True:

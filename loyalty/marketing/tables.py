@@ -152,6 +152,7 @@ class ExpiryWarning(Table, tablename="expiry_warnings"):
     address = Varchar(length=254, null=True, default=None)
     language = Varchar(length=8)
     status = Varchar(length=16)  # sending | sent | failed
+    attempts = Integer(default=0)  # sends tried; a failed one is tried again by the next runs
     error = Text(null=True, default=None)
     run = UUID(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())

@@ -18,6 +18,8 @@ ALTER TABLE expiry_warnings ADD CONSTRAINT expiry_warnings_channel
 ALTER TABLE expiry_warnings ADD CONSTRAINT expiry_warnings_status
     CHECK (status IN ('sending', 'sent', 'failed'));
 CREATE INDEX expiry_warnings_run ON expiry_warnings (run, status);
+-- The next runs try failed ones again.
+CREATE INDEX expiry_warnings_failed ON expiry_warnings (created_at) WHERE status = 'failed';
 CREATE INDEX expiry_warning_runs_started ON expiry_warning_runs (started_at);
 """
 

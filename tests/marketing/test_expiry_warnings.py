@@ -201,3 +201,20 @@ async def test_settings_refuse_unknown_placeholders_and_need_approval(make_staff
     marketer = staff_principal(user.id, "marketer", "marketing", None)
     with pytest.raises(PermissionDenied):
         await expiry.update_settings(expiry.ExpiryWarningSettingsUpdate(**base), marketer)
+
+
+async def test_a_failed_text_is_tried_again_by_the_next_run_and_sent_once(members, mailbox, sms):
+    at = when_points_expire_soon()
+    sms.fail = True  # the SMS gateway refuses
+    assert await expiry.run(at=at) == 3
+    assert sms.received == [] and len(mailbox.messages) == 1
+    assert (await expiry.last_runs())[0].failed == 1
+
+    sms.fail = False
+    assert await expiry.run(at=at + timedelta(days=1)) == 0  # nobody new...
+    [message] = sms.received  # ...but the failed text went out
+    assert "您有 300 积分将于" in message["text"]
+    latest = (await expiry.last_runs())[0]
+    assert (latest.texts, latest.failed) == (1, 0)
+    await expiry.run(at=at + timedelta(days=2))
+    assert len(sms.received) == 1 and len(mailbox.messages) == 1
