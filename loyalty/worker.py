@@ -21,7 +21,12 @@ from loyalty.infrastructure import db
 from loyalty.infrastructure.runtime import collect_garbage_less_often
 from loyalty.jobs.catalogue import JOBS
 from loyalty.jobs.service import tracked
-from loyalty.marketing.jobs import automatic_offers, retry_offer_deliveries, send_offer
+from loyalty.marketing.jobs import (
+    automatic_offers,
+    expiry_warnings,
+    retry_offer_deliveries,
+    send_offer,
+)
 from loyalty.points.jobs import expire_points, release_pending_points
 from loyalty.reps.jobs import escalate_handovers, plan_follow_ups, reclaim_members
 from loyalty.settings import Settings
@@ -44,6 +49,7 @@ JOB_FUNCTIONS: list[Any] = [
     send_offer,
     retry_offer_deliveries,
     automatic_offers,
+    expiry_warnings,
     run_import,
 ]
 # Every job records its runs (job_runs: the console's jobs page, `loyalty jobs list`).

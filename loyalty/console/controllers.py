@@ -48,6 +48,7 @@ from loyalty.console.common import (
     staff,
     words,
 )
+from loyalty.console.expiry_warnings import ExpiryWarningPages
 from loyalty.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
 from loyalty.http.middleware import client_address
 from loyalty.http.routes import covers
@@ -377,6 +378,7 @@ ConsoleController = Router(
         export_pages.ExportPages,
         privacy_pages.PrivacyPages,
         webhook_pages.WebhookPages,
+        ExpiryWarningPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

@@ -122,33 +122,67 @@ async def deliver(event_id: UUID, subscribers: Mapping[str, Sequence[Handler]]) 
     return len(handlers)
 
 
-async def notify_member(event: dict[str, Any], *, kind: str, title: str, body: str) -> None:
-    """Put a message in the member's portal inbox, once per event."""
+async def notify_member(
+    event: dict[str, Any],
+    *,
+    kind: str,
+    title: str,
+    body: str,
+    title_zh: str | None = None,
+    body_zh: str | None = None,
+) -> None:
+    """Put a message in the member's portal inbox, once per event: the English (or only)
+    text, and the Chinese where there is one."""
     async with db.connection() as conn:
         await conn.execute(
             """
-            INSERT INTO member_notifications (id, member, event, kind, title, body, created_at)
-            VALUES ($1, $2, $3, $4, $5, $6, now())
+            INSERT INTO member_notifications
+                (id, member, event, kind, title, body, title_zh, body_zh, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
             ON CONFLICT (event) DO NOTHING
             """,
             uuid4(),
             event["member"],
             event["id"],
             kind,
-            title,
-            body,
+            title[:200],
+            body[:5000],
+            title_zh[:200] if title_zh else None,
+            body_zh[:5000] if body_zh else None,
         )
 
 
-async def inbox(member_id: UUID, limit: int = 50) -> list[dict[str, Any]]:
-    """The member's portal messages, newest first."""
+def in_language(row: Mapping[str, Any], language: str) -> tuple[str, str]:
+    """A stored message's title and body in `language`: the Chinese text for "zh" where it
+    has one, else the English (or only) text."""
+    if language == "zh":
+        return row["title_zh"] or row["title"], row["body_zh"] or row["body"]
+    return row["title"], row["body"]
+
+
+async def inbox(member_id: UUID, language: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The member's portal messages, newest first, each in `language` (see `in_language`)."""
     async with db.connection() as conn:
         rows = await conn.fetch(
             """
-            SELECT id, kind, title, body, created_at, read_at FROM member_notifications
+            SELECT id, kind, title, body, title_zh, body_zh, created_at, read_at
+            FROM member_notifications
             WHERE member = $1 ORDER BY created_at DESC LIMIT $2
             """,
             member_id,
             limit,
         )
-    return [dict(row) for row in rows]
+    messages = []
+    for row in rows:
+        title, body = in_language(row, language)
+        messages.append(
+            {
+                "id": row["id"],
+                "kind": row["kind"],
+                "title": title,
+                "body": body,
+                "created_at": row["created_at"],
+                "read_at": row["read_at"],
+            }
+        )
+    return messages

@@ -20,13 +20,17 @@ class OutboxEvent(Table, tablename="outbox_events"):
 
 
 class Notification(Table, tablename="member_notifications"):
-    """A message for a member's portal inbox (and, later, their preferred channel)."""
+    """A message for a member's portal inbox, in both languages: `title`/`body` are the
+    English (or the only) text, `title_zh`/`body_zh` the Chinese or NULL (then the only text
+    is shown to everyone). Readers pick with `loyalty.events.service.in_language`."""
 
     id = UUID(primary_key=True)
     member = UUID(index=True)
     event = UUID(unique=True)  # one notification per event: delivery may run twice
     kind = Varchar(length=64)
     title = Varchar(length=200)
-    body = Varchar(length=2000)
+    body = Varchar(length=5000)  # a staff message may be 5,000 characters
+    title_zh = Varchar(length=200, null=True, default=None)
+    body_zh = Varchar(length=5000, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     read_at = Timestamptz(null=True, default=None)

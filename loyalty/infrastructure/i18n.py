@@ -3,6 +3,8 @@ chosen per request, with numbers, dates and money formatted for the language."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
@@ -51,6 +53,24 @@ def choose(query: str | None, cookie: str | None, accept_language: str | None) -
         if language in LANGUAGES:
             return language
     return DEFAULT
+
+
+def member_language(chosen: str | None, accept_language: str | None) -> str:
+    """The language a member's messages are shown in: the member's chosen language, else the
+    request's Accept-Language, else the platform default. The one rule, used everywhere."""
+    if chosen in LANGUAGES:
+        return chosen  # type: ignore[return-value]
+    return choose(None, None, accept_language)
+
+
+@contextmanager
+def speaking(language: str) -> Iterator[None]:
+    """Translate and format in `language` for a while (a message written for one member)."""
+    token = current.set(language if language in LANGUAGES else DEFAULT)
+    try:
+        yield
+    finally:
+        current.reset(token)
 
 
 def gettext(message: str) -> str:

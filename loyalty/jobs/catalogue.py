@@ -95,6 +95,12 @@ JOBS: tuple[Job, ...] = (
         {"hour": {9}, "minute": {0}},
     ),
     Job(
+        "expiry_warnings",
+        N_("Tell members whose points expire within 30 days"),
+        N_("daily at 10:00"),
+        {"hour": {10}, "minute": {0}},
+    ),
+    Job(
         "deliver_events",
         N_("Run the subscribers of up to 100 events"),
         N_("when the outbox relay queues events"),

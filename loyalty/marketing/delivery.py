@@ -27,7 +27,7 @@ from uuid import UUID
 from loyalty.infrastructure import db, messaging
 from loyalty.infrastructure.clock import now
 from loyalty.marketing import bonus, segments
-from loyalty.marketing.messages import email_for, inbox_text, sms_for
+from loyalty.marketing.messages import code_line, email_for, inbox_text, sms_for
 from loyalty.marketing.schemas import SegmentFilter
 
 log = logging.getLogger("loyalty.marketing")
@@ -168,7 +168,8 @@ WITH batch AS (
     SELECT a.member FROM offer_audience a
     WHERE a.offer = $1 AND a.member > $2 ORDER BY a.member LIMIT $3
 ), picked AS (
-    SELECT m.id AS member, {CHANNEL_SQL} AS channel, m.email, m.phone
+    SELECT m.id AS member, {CHANNEL_SQL} AS channel, m.email, m.phone,
+           m.contact_preferences->>'language' AS language
     FROM batch b JOIN members m ON m.id = b.member AND m.status = 'active'
 ), capped AS (
     SELECT p.*, p.channel <> 'portal' AND (
@@ -193,7 +194,9 @@ WITH batch AS (
     RETURNING id, offer, member, channel, address, status
 )
 SELECT (SELECT member FROM batch ORDER BY member DESC LIMIT 1) AS last,
-       (SELECT coalesce(json_agg(inserted), '[]'::json) FROM inserted) AS rows
+       (SELECT coalesce(json_agg(to_jsonb(i) || jsonb_build_object('language', p.language)),
+                        '[]'::json)
+        FROM inserted i JOIN picked p ON p.member = i.member) AS rows
 """
 
 VOUCHER_SQL = """
@@ -215,10 +218,14 @@ FROM taken WHERE d.id = taken.delivery
 RETURNING d.id, d.voucher_code
 """
 
+# The inbox entry in both languages (the Chinese where the offer has it), the voucher code
+# line in each.
 INBOX_SQL = """
-INSERT INTO member_notifications (id, member, event, kind, title, body, created_at)
+INSERT INTO member_notifications (id, member, event, kind, title, body, title_zh, body_zh,
+    created_at)
 SELECT gen_random_uuid(), d.member, d.id, 'offer', $2,
-       $3 || coalesce(E'\n\nYour code / 您的优惠码: ' || d.voucher_code, ''), now()
+       $3 || coalesce($6 || d.voucher_code, ''),
+       $4, $5 || coalesce($7 || d.voucher_code, ''), now()
 FROM offer_deliveries d WHERE d.id = ANY($1::uuid[])
 ON CONFLICT (event) DO NOTHING
 """
@@ -231,7 +238,7 @@ async def deliver_batch(
     entries written and the cursor moved, in one transaction. Returns (last member, rows
     to send now)."""
     settings = await _settings()
-    title, body = inbox_text(offer)
+    title, body, title_zh, body_zh = inbox_text(offer)
     async with db.transaction() as conn:
         # Two offers sending at once to one member: the second waits for the first to commit
         # (locks taken in member order, so they cannot deadlock), then counts its deliveries
@@ -266,7 +273,9 @@ async def deliver_batch(
             for row in rows:
                 row["voucher_code"] = codes.get(row["id"])
         if ids:
-            await conn.execute(INBOX_SQL, ids, title, body)
+            await conn.execute(
+                INBOX_SQL, ids, title, body, title_zh, body_zh, code_line("en"), code_line("zh")
+            )
         if last is not None:
             await conn.execute("UPDATE offers SET cursor = $2 WHERE id = $1", offer["id"], last)
     return last, [row for row in rows if row["status"] == "sending"]
@@ -329,7 +338,8 @@ WITH due AS (
            AS reachable,
            m.contact_preferences->'consents'
                @> jsonb_build_array(jsonb_build_object('channel', d.channel, 'granted', true))
-           AS consented
+           AS consented,
+           m.contact_preferences->>'language' AS language
     FROM due JOIN offer_deliveries d ON d.id = due.id JOIN members m ON m.id = d.member
 )
 UPDATE offer_deliveries d SET
@@ -338,7 +348,7 @@ UPDATE offer_deliveries d SET
     error = CASE WHEN NOT c.reachable THEN 'member no longer reachable there'
                  WHEN NOT c.consented THEN 'consent withdrawn' ELSE d.error END
 FROM checked c WHERE d.id = c.id
-RETURNING d.id, d.offer, d.member, d.channel, d.address, d.status, d.voucher_code
+RETURNING d.id, d.offer, d.member, d.channel, d.address, d.status, d.voucher_code, c.language
 """
 
 

@@ -1,11 +1,12 @@
-"""Marketing jobs: send an offer, retry failed deliveries, automatic monthly offers."""
+"""Marketing jobs: send an offer, retry failed deliveries, automatic monthly offers, points
+expiry warnings."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
 
-from loyalty.marketing import automatic, delivery
+from loyalty.marketing import automatic, delivery, expiry
 
 
 async def send_offer(ctx: dict[str, Any], offer_id: str) -> int:
@@ -18,3 +19,8 @@ async def retry_offer_deliveries(ctx: dict[str, Any]) -> int:
 
 async def automatic_offers(ctx: dict[str, Any]) -> int:
     return await automatic.run()
+
+
+async def expiry_warnings(ctx: dict[str, Any]) -> int:
+    """Tell members whose points expire soon, once per member and expiry month."""
+    return await expiry.run()

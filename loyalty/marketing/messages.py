@@ -1,5 +1,6 @@
-"""What a member receives for an offer: the portal inbox entry, the email and the text
-message, the last two with their unsubscribe link."""
+"""What a member receives: the portal inbox entry (both languages, the reader's shown), the
+email and the text message (in the member's language, with their unsubscribe link), for an
+offer or a points expiry warning."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from loyalty.infrastructure import messaging
+from loyalty.infrastructure import i18n, messaging
+from loyalty.infrastructure.i18n import N_
 from loyalty.marketing.unsubscribe import unsubscribe_url
 from loyalty.settings import get_settings
+
+VALID = N_("Valid %(dates)s")
+YOUR_CODE = N_("Your voucher code: %(code)s")
+STOP_EMAILS = N_("To stop these emails: %(link)s")
+UNSUBSCRIBE = N_("Unsubscribe")
+STOP_TEXTS = N_("Unsubscribe: %(link)s")
 
 
 def _validity(offer: Any) -> str:
@@ -20,35 +28,80 @@ def _validity(offer: Any) -> str:
     return f"{start} – {end}"
 
 
-def inbox_text(offer: Any) -> tuple[str, str]:
-    title = offer["title_en"] + (f" · {offer['title_zh']}" if offer["title_zh"] else "")
-    body = offer["body_en"] + (f"\n\n{offer['body_zh']}" if offer["body_zh"] else "")
-    return title[:200], f"{body}\n\nValid {_validity(offer)}"[:1900]
+def has_chinese(offer: Any) -> bool:
+    return bool(offer["title_zh"] or offer["body_zh"])
+
+
+def offer_text(offer: Any, language: str) -> tuple[str, str]:
+    """The offer's title and body in `language` (the English where it has no Chinese), with
+    its validity."""
+    zh = language == "zh" and has_chinese(offer)
+    title = (offer["title_zh"] or offer["title_en"]) if zh else offer["title_en"]
+    body = (offer["body_zh"] or offer["body_en"]) if zh else offer["body_en"]
+    with i18n.speaking("zh" if zh else "en"):
+        validity = i18n.gettext(VALID) % {"dates": _validity(offer)}
+    return title[:200], f"{body}\n\n{validity}"[:1900]
+
+
+def code_line(language: str) -> str:
+    """The voucher code line's words in `language`, up to the code itself."""
+    with i18n.speaking(language):
+        return "\n\n" + i18n.gettext(YOUR_CODE) % {"code": ""}
+
+
+def inbox_text(offer: Any) -> tuple[str, str, str | None, str | None]:
+    """The inbox entry: English title and body, and the Chinese ones if the offer has them."""
+    title, body = offer_text(offer, "en")
+    if not has_chinese(offer):
+        return title, body, None, None
+    title_zh, body_zh = offer_text(offer, "zh")
+    return title, body, title_zh, body_zh
+
+
+def email(to: str, subject: str, body: str, link: str, language: str) -> messaging.Email:
+    """A member's email: plain text and HTML, with the unsubscribe link in their language."""
+    with i18n.speaking(language):
+        stop = i18n.gettext(STOP_EMAILS) % {"link": link}
+        unsubscribe = i18n.gettext(UNSUBSCRIBE)
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n"))
+    page = (
+        f'<!doctype html><html lang="{"zh-Hans" if language == "zh" else "en"}"><body>'
+        f"<h1>{html.escape(subject)}</h1>{paragraphs}"
+        f'<p style="font-size:small"><a href="{html.escape(link)}">{html.escape(unsubscribe)}</a></p>'
+        "</body></html>"
+    )
+    return messaging.Email(to=to, subject=subject, text=f"{body}\n\n{stop}\n", html=page)
+
+
+def language_of(row: dict[str, Any]) -> str:
+    """A delivery's language: the member's chosen one, else the platform default (a job
+    has no request to take an Accept-Language from)."""
+    return i18n.member_language(row.get("language"), None)
 
 
 def email_for(offer: Any, row: dict[str, Any]) -> messaging.Email:
+    language = language_of(row)
     member_id = UUID(str(row["member"]))
-    link = unsubscribe_url(member_id, "email")
-    title, body = inbox_text(offer)
+    title, body = offer_text(offer, language)
     code = row.get("voucher_code")
-    code_line = f"\n\nYour code / 您的优惠码: {code}" if code else ""
-    text = f"{body}{code_line}\n\nTo stop these emails / 退订: {link}\n"
-    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n"))
-    code_html = (
-        f"<p>Your code / 您的优惠码: <strong>{html.escape(code)}</strong></p>" if code else ""
-    )
-    page = (
-        f"<!doctype html><html><body><h1>{html.escape(title)}</h1>{paragraphs}{code_html}"
-        f'<p style="font-size:small"><a href="{html.escape(link)}">Unsubscribe / 退订</a></p>'
-        "</body></html>"
-    )
-    return messaging.Email(to=row["address"], subject=title, text=text, html=page)
+    if code:
+        with i18n.speaking(language):
+            body += "\n\n" + i18n.gettext(YOUR_CODE) % {"code": code}
+    return email(row["address"], title, body, unsubscribe_url(member_id, "email"), language)
 
 
 def sms_for(offer: Any, row: dict[str, Any]) -> str:
+    language = language_of(row)
     member_id = UUID(str(row["member"]))
     code = row.get("voucher_code")
-    text = offer["title_zh"] or offer["title_en"]
+    text, _ = offer_text(offer, language)
     if code:
         text += f" {code}"
-    return f"{text} ({_validity(offer)}) 退订 STOP: {unsubscribe_url(member_id, 'sms')}"
+    return sms(f"{text} ({_validity(offer)})", member_id, language)
+
+
+def sms(text: str, member_id: UUID, language: str) -> str:
+    """A text message with the unsubscribe link in the member's language."""
+    with i18n.speaking(language):
+        stop = i18n.gettext(STOP_TEXTS) % {"link": unsubscribe_url(member_id, "sms")}
+    return f"{text} {stop}"

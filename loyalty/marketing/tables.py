@@ -8,6 +8,7 @@ from piccolo.columns import (
     UUID,
     Array,
     BigInt,
+    Boolean,
     ForeignKey,
     Integer,
     Numeric,
@@ -124,3 +125,48 @@ class OfferBonus(Table, tablename="offer_bonus_points"):
     purchase = Varchar(length=100)  # external id
     points = BigInt()
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ExpiryWarningSettings(SettingsRow, Table, tablename="expiry_warning_settings"):
+    """Points expiry warnings: on or off, how long before, and the text in both languages.
+    No row: the defaults in `loyalty.marketing.expiry` (the first save writes it)."""
+
+    enabled = Boolean(default=True)
+    days_before = Integer(default=30)
+    title_en = Varchar(length=200)
+    title_zh = Varchar(length=200)
+    body_en = Text()
+    body_zh = Text()
+
+
+class ExpiryWarning(Table, tablename="expiry_warnings"):
+    """One per (member, expiry month), unique: whatever reruns, a member is told once."""
+
+    id = UUID(primary_key=True)
+    member = UUID()
+    month = Varchar(length=7)  # YYYY-MM the points expire in
+    points = BigInt()
+    first_at = Timestamptz()
+    last_at = Timestamptz()
+    channel = Varchar(length=16)  # email | sms | portal (inbox only)
+    address = Varchar(length=254, null=True, default=None)
+    language = Varchar(length=8)
+    status = Varchar(length=16)  # sending | sent | failed
+    attempts = Integer(default=0)  # sends tried; a failed one is tried again by the next runs
+    error = Text(null=True, default=None)
+    run = UUID(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    sent_at = Timestamptz(null=True, default=None)
+
+
+class ExpiryWarningRun(Table, tablename="expiry_warning_runs"):
+    """A run of the daily job: what it found and sent (the console lists the last runs)."""
+
+    id = UUID(primary_key=True)
+    started_at = Timestamptz(default=TimestamptzNow())
+    finished_at = Timestamptz(null=True, default=None)
+    enabled = Boolean(default=True)
+    warned = Integer(default=0)
+    emails = Integer(default=0)
+    texts = Integer(default=0)
+    failed = Integer(default=0)

@@ -70,6 +70,8 @@ def _taken_from_duplicate(survivor: dict[str, Any], duplicate: dict[str, Any]) -
         "consents": mine["consents"]
         + [c for c in theirs["consents"] if c["channel"] not in consented],
     }
+    if mine.get("language") or theirs.get("language"):
+        preferences["language"] = mine.get("language") or theirs.get("language")
     if preferences != mine:
         taken["contact_preferences"] = preferences
     return taken

@@ -205,11 +205,14 @@ async def _erase_archive(conn: Any, member: Any, principal: Principal) -> None:
     for sql in (
         "UPDATE contacts SET subject = $2::text, body = $2::text, outcome = $2::text, next_step = $2::text"
         " WHERE member = $1",
-        "UPDATE member_notifications SET title = $2::text, body = $2::text"
-        " WHERE member = $1 AND kind = 'staff.message'",
+        "UPDATE member_notifications SET title = $2::text, body = $2::text, title_zh = NULL,"
+        " body_zh = NULL WHERE member = $1 AND kind = 'staff.message'",
         "UPDATE closure_requests SET reason = $2 WHERE member = $1",
     ):
         await conn.execute(sql, member_id, ERASED)
+    # Where offers and expiry warnings were sent: the member's email or phone.
+    for table in ("offer_deliveries", "expiry_warnings"):
+        await conn.execute(f"UPDATE {table} SET address = NULL WHERE member = $1", member_id)
     await conn.execute("DELETE FROM member_credentials WHERE member = $1", member_id)
     await conn.execute(
         """

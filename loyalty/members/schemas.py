@@ -11,6 +11,7 @@ from msgspec import UNSET, UnsetType
 
 from loyalty.infrastructure.schemas import Input
 
+Language = Literal["en", "zh"]
 Channel = Literal["email", "sms", "phone", "wechat", "post", "portal"]
 RegistrationChannel = Literal["staff", "portal", "integration"]
 Text100 = Annotated[str, msgspec.Meta(max_length=100)]
@@ -71,6 +72,10 @@ class Consent(msgspec.Struct, forbid_unknown_fields=True):
 class ContactPreferences(msgspec.Struct, forbid_unknown_fields=True):
     channels: Annotated[list[Channel], msgspec.Meta(max_length=6)] = []  # most preferred first
     consents: Annotated[list[Consent], msgspec.Meta(max_length=12)] = []
+    # The language the member's messages are written in (offers, tier news, expiry warnings,
+    # email and text messages). Unset: the request's Accept-Language, else the default.
+    # Leaving it out of an update keeps the one stored.
+    language: Language | UnsetType = UNSET
 
 
 class MemberCreate(Input):

@@ -4,9 +4,10 @@ span domains: `loyalty.workflows.enrolment` and `loyalty.workflows.merging` run 
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import date
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 import asyncpg
@@ -327,6 +328,8 @@ async def update_member(
             value = sorted(set(value))
         elif field == "contact_preferences":
             value = _stamp_consents(value)
+            if value.language is UNSET:  # not part of this update: the stored one stays
+                value.language = current.contact_preferences.language
         elif field == "birthday" and value and value > date.today():
             raise InvalidInput("cannot be in the future", field="birthday")
         elif field == "organisation" and value is not None and current.kind != "organisation":
@@ -388,3 +391,47 @@ async def resolve_member_id(
     if row is None:
         raise InvalidInput("no member matches", field=field)
     return row["merged_into"] or row["id"]
+
+
+async def language_of(member_id: UUID) -> str | None:
+    """The language the member chose for their messages, if any."""
+    async with db.connection() as conn:
+        return await conn.fetchval(
+            "SELECT contact_preferences->>'language' FROM members WHERE id = $1", member_id
+        )
+
+
+async def set_language(member_id: UUID, language: str, actor: str) -> bool:
+    """Record the member's language (the portal's language switch); True if it changed.
+    Recorded in the archive's change history like any other preference."""
+    if language not in get_args(schemas.Language):
+        raise InvalidInput("is not a language we write in", field="language")
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(
+            "SELECT contact_preferences->>'language' AS language FROM members"
+            " WHERE id = $1 AND status = 'active' FOR UPDATE",
+            member_id,
+        )
+        if row is None or row["language"] == language:
+            return False
+        await conn.execute(
+            """
+            UPDATE members SET updated_at = now(), contact_preferences = jsonb_set(
+                CASE WHEN jsonb_typeof(contact_preferences) = 'object'
+                     THEN contact_preferences ELSE '{}'::jsonb END,
+                '{language}', to_jsonb($2::text))
+            WHERE id = $1
+            """,
+            member_id,
+            language,
+        )
+        await conn.execute(
+            """
+            INSERT INTO member_changes (id, member, action, actor, changes, at)
+            VALUES (gen_random_uuid(), $1, 'update', $2, $3::jsonb, now())
+            """,
+            member_id,
+            actor,
+            json.dumps({"language": {"old": row["language"], "new": language}}),
+        )
+    return True

@@ -4,6 +4,7 @@ pending release and expiry. Postings go through `ledger`, inside one transaction
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -19,6 +20,7 @@ from loyalty.infrastructure.caches import Cache
 from loyalty.infrastructure.clock import now
 from loyalty.members import service as members
 from loyalty.points import ledger, schemas
+from loyalty.settings import get_settings
 
 CLOCK_SKEW = timedelta(minutes=5)
 RULES_CACHE_SECONDS = 5.0
@@ -309,6 +311,64 @@ async def expire_points(batch_size: int = 500, at: datetime | None = None) -> in
     """Expire what is left of lots past their expiry, oldest first. Idempotent: each lot
     expires under its own ledger key, and an expired lot has nothing left."""
     return await _settle_lots_due(batch_size, at, expiry=True)
+
+
+@dataclass(frozen=True)
+class ExpiringPoints:
+    """Points of one member that expire in one calendar month (business time zone)."""
+
+    member: UUID
+    month: str  # YYYY-MM
+    points: int  # what is left of every lot expiring that month
+    first_at: datetime  # the first of them expires then...
+    last_at: datetime  # ...and the last of them then
+
+
+EXPIRING_SQL = """
+WITH soon AS (
+    SELECT DISTINCT member FROM points_lots
+    WHERE remaining > 0 AND expires_at > $1 AND expires_at <= $2 AND member > $3
+    ORDER BY member LIMIT $4
+), months AS (
+    SELECT DISTINCT l.member, to_char(l.expires_at AT TIME ZONE $5, 'YYYY-MM') AS month
+    FROM points_lots l JOIN soon s ON s.member = l.member
+    WHERE l.remaining > 0 AND l.expires_at > $1 AND l.expires_at <= $2
+)
+SELECT mo.member, mo.month, sum(l.remaining) AS points,
+       min(l.expires_at) AS first_at, max(l.expires_at) AS last_at
+FROM months mo JOIN points_lots l ON l.member = mo.member
+WHERE l.remaining > 0 AND l.expires_at > $1
+  AND to_char(l.expires_at AT TIME ZONE $5, 'YYYY-MM') = mo.month
+GROUP BY mo.member, mo.month
+ORDER BY mo.member, mo.month
+"""
+
+
+async def expiring_before(
+    before: datetime, *, at: datetime | None = None, after: UUID | None = None, limit: int = 500
+) -> list[ExpiringPoints]:
+    """Members with points expiring after `at` (now) and by `before`, in member order from
+    after `after`, at most `limit` members: for each month some of them expire in, all the
+    points that expire that month (also those later than `before`) and when."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            EXPIRING_SQL,
+            at or now(),
+            before,
+            after or UUID(int=0),
+            limit,
+            get_settings().timezone,
+        )
+    return [
+        ExpiringPoints(
+            member=row["member"],
+            month=row["month"],
+            points=int(row["points"]),
+            first_at=row["first_at"],
+            last_at=row["last_at"],
+        )
+        for row in rows
+    ]
 
 
 # --- merging members ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Template
+from msgspec import UNSET
 
 from loyalty.auth import Principal
 from loyalty.errors import DomainError
@@ -56,6 +57,7 @@ class NewPassword:
 class PreferencesForm:
     channels: list[str] = field(default_factory=list)
     consents: list[str] = field(default_factory=list)
+    language: str = ""
 
 
 @dataclass
@@ -196,6 +198,7 @@ class AccountPages(Controller):
             list(dict.fromkeys(order + sorted(granted - set(order)))),
             {c: c in granted for c in CHANNELS if c in granted or c in before},
             method="portal preferences page",
+            language=data.language if data.language in i18n.LANGUAGES else UNSET,
         )
         return page("preferences", request, member=archive, channels=CHANNELS, saved=True)
 

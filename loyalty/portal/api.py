@@ -15,6 +15,7 @@ from loyalty.auth import Principal, current_principal, member_only
 from loyalty.events import service as events
 from loyalty.http.middleware import bearer_token
 from loyalty.http.openapi import problems, replayed
+from loyalty.infrastructure import i18n
 from loyalty.members import privacy
 from loyalty.members import schemas as member_schemas
 from loyalty.members import service as members
@@ -223,7 +224,14 @@ class MeController(Controller):
 
     @get("/messages", summary="My messages and offers", responses=problems(401, 403))
     async def messages(self, request: Request) -> list[schemas.Message]:
+        """Newest first, each in the member's language: the one chosen (`language` in the
+        contact preferences, or the portal's language switch), else this request's
+        Accept-Language, else English. A message written in one language only (a reply from
+        staff) is shown as written."""
         principal = current_principal(request)
+        language = i18n.member_language(
+            await members.language_of(principal.id), request.headers.get("accept-language")
+        )
         return [
             schemas.Message(
                 id=str(row["id"]),
@@ -232,7 +240,7 @@ class MeController(Controller):
                 body=row["body"],
                 created_at=row["created_at"].isoformat(),
             )
-            for row in await events.inbox(principal.id)
+            for row in await events.inbox(principal.id, language)
         ]
 
     @post(
@@ -289,14 +297,16 @@ class MeController(Controller):
     async def preferences(
         self, request: Request, data: JSONBody[member_schemas.ContactPreferences]
     ) -> member_schemas.Member:
-        """Channels in order of preference and consent per channel. The server records when
-        and how each changed consent was given (`at` and `method` sent here are ignored);
-        an unchanged consent keeps its record."""
+        """Channels in order of preference and consent per channel, and optionally the
+        `language` of my messages ("en" or "zh"; left out, the stored one stays). The server
+        records when and how each changed consent was given (`at` and `method` sent here are
+        ignored); an unchanged consent keeps its record."""
         return await service.save_preferences(
             current_principal(request),
             data.channels,
             {c.channel: c.granted for c in data.consents},
             method="member API",
+            language=data.language,
         )
 
     @post(

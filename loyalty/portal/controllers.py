@@ -11,7 +11,7 @@ from litestar import Router
 
 from loyalty.portal.account import AccountPages
 from loyalty.portal.home import MemberPages
-from loyalty.portal.pages import SignInFirst, to_sign_in
+from loyalty.portal.pages import SignInFirst, follow_member_language, to_sign_in
 from loyalty.portal.sign_in import SignInPages
 
 PortalController = Router(
@@ -19,4 +19,5 @@ PortalController = Router(
     route_handlers=[SignInPages, MemberPages, AccountPages],
     include_in_schema=False,
     exception_handlers={SignInFirst: to_sign_in},
+    before_request=follow_member_language,
 )

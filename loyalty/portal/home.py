@@ -62,7 +62,7 @@ class MemberPages(Controller):
         archive = await members.get_member(principal.id, principal)
         balance = await points.balance(principal.id, principal)
         tier = await tiers.status(principal.id, principal)
-        inbox = await events.inbox(principal.id, limit=3)
+        inbox = await events.inbox(principal.id, i18n.current.get(), limit=3)
         return page("home", request, member=archive, balance=balance, tier=tier, inbox=inbox)
 
     @get("/points")
@@ -175,5 +175,5 @@ class MemberPages(Controller):
     @get("/messages")
     async def messages(self, request: Request) -> Template:
         principal = member(request)
-        inbox = await events.inbox(principal.id, limit=50)
+        inbox = await events.inbox(principal.id, i18n.current.get(), limit=50)
         return page("messages", request, inbox=inbox)

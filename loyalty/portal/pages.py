@@ -10,7 +10,9 @@ from litestar.response import Redirect, Template
 
 from loyalty.auth import Principal
 from loyalty.errors import DomainError
+from loyalty.http.middleware import LANGUAGE_COOKIE
 from loyalty.infrastructure import i18n
+from loyalty.members import service as members
 
 SIGN_IN = "/portal/sign-in"
 CHANNELS = ("email", "sms", "wechat", "phone", "post")
@@ -32,6 +34,23 @@ def member(request: Request) -> Principal:
     if principal is None:
         raise SignInFirst
     return principal
+
+
+async def follow_member_language(request: Request) -> None:
+    """Before every portal page: the language switch (`?lang=`) is the signed-in member's
+    choice, stored for their messages (email and text messages too); with no switch and no
+    remembered choice in this browser, the page speaks the member's stored language."""
+    principal = me(request)
+    if principal is None:
+        return
+    asked = request.query_params.get("lang")
+    if asked in i18n.LANGUAGES:
+        await members.set_language(principal.id, asked, actor="portal")
+    elif LANGUAGE_COOKIE not in request.cookies:
+        stored = await members.language_of(principal.id)
+        if stored in i18n.LANGUAGES:
+            # Reset with the page's own token by the page middleware when the request ends.
+            i18n.current.set(stored)
 
 
 def to_sign_in(request: Request, _: SignInFirst) -> Redirect:

@@ -13,6 +13,7 @@ import secrets
 from uuid import UUID
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from redis.asyncio import Redis
 
 from loyalty.auth import PORTAL, Principal, member_principal
@@ -221,10 +222,16 @@ async def finish_sign_up(
 
 
 async def save_preferences(
-    principal: Principal, channels: list[str], decisions: dict[str, bool], *, method: str
+    principal: Principal,
+    channels: list[str],
+    decisions: dict[str, bool],
+    *,
+    method: str,
+    language: str | UnsetType = UNSET,
 ) -> member_schemas.Member:
-    """A member's own channel order and consent decisions. A changed or new consent is
-    recorded now, with `method`; an unchanged one keeps its original record as evidence."""
+    """A member's own channel order, consent decisions and (if given) message language. A
+    changed or new consent is recorded now, with `method`; an unchanged one keeps its
+    original record as evidence."""
     member = await members.get_member(principal.id, principal)
     consents = {c.channel: c for c in member.contact_preferences.consents}
     for channel, granted in decisions.items():
@@ -236,7 +243,9 @@ async def save_preferences(
         principal.id,
         member_schemas.MemberUpdate(
             contact_preferences=member_schemas.ContactPreferences(
-                channels=channels, consents=sorted(consents.values(), key=lambda c: c.channel)
+                channels=channels,
+                consents=sorted(consents.values(), key=lambda c: c.channel),
+                language=language,  # type: ignore[arg-type]
             )
         ),
         principal,

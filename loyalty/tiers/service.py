@@ -16,8 +16,9 @@ from uuid import UUID
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.events import service as events
-from loyalty.infrastructure import db
+from loyalty.infrastructure import db, i18n
 from loyalty.infrastructure.clock import now
+from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.money import CENT, check_amount
 from loyalty.members import service as members
 from loyalty.members import visibility
@@ -285,19 +286,39 @@ async def end_override(member_id: UUID, principal: Principal) -> schemas.MemberT
     return await status(member_id, principal)
 
 
+DOWNGRADE_TITLE = N_("Your tier is now %(tier)s")
+DOWNGRADE_BODY = N_(
+    "Your qualifying spend over the last %(months)s months is below your previous tier, so"
+    " your tier is now %(tier)s. Shop with us to rise again."
+)
+UPGRADE_TITLE = N_("Welcome to %(tier)s")
+UPGRADE_BODY = N_("Your tier is now %(tier)s. See your benefits in the portal.")
+
+
+def _tier_news(language: str, reason: str, code: str, name: str, months: int) -> tuple[str, str]:
+    """The tier change message in one language; a built-in tier's name is translated, a
+    configured one is shown as configured."""
+    with i18n.speaking(language):
+        tier = i18n.label(code) if language != "en" and code in i18n.LABELS else name
+        if reason == "downgrade":
+            title, body = DOWNGRADE_TITLE, DOWNGRADE_BODY
+        else:
+            title, body = UPGRADE_TITLE, UPGRADE_BODY
+        values = {"tier": tier, "months": months}
+        return i18n.gettext(title) % values, i18n.gettext(body) % values
+
+
 async def tell_the_member(event: dict[str, Any]) -> None:
-    """Tier changes reach the member's inbox (the portal shows it; channels come later)."""
+    """Tier changes reach the member's inbox in both languages (the portal shows the
+    member's; channels come later)."""
     payload = event["payload"]
     current = await ladder()
-    to_tier = current.by_code(payload["to_tier"])
-    name = to_tier.name if to_tier else payload["to_tier"]
-    if payload["reason"] == "downgrade":
-        title = f"Your tier is now {name}"
-        body = (
-            f"Your qualifying spend over the last {current.settings.window_months} months is"
-            f" below your previous tier, so your tier is now {name}. Shop with us to rise again."
-        )
-    else:
-        title = f"Welcome to {name}"
-        body = f"Your tier is now {name}. See your benefits in the portal."
-    await events.notify_member(event, kind="tier.changed", title=title, body=body)
+    code = payload["to_tier"]
+    to_tier = current.by_code(code)
+    name = to_tier.name if to_tier else code
+    months = current.settings.window_months
+    title, body = _tier_news("en", payload["reason"], code, name, months)
+    title_zh, body_zh = _tier_news("zh", payload["reason"], code, name, months)
+    await events.notify_member(
+        event, kind="tier.changed", title=title, body=body, title_zh=title_zh, body_zh=body_zh
+    )

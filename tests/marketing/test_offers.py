@@ -51,7 +51,7 @@ async def test_delivery_by_channel_once_with_inbox_and_unsubscribe(
         "Text Fan",
         email="text@example.com",
         phone="+8613800000002",
-        contact_preferences=consenting(["sms", "email"], ["sms"]),
+        contact_preferences={**consenting(["sms", "email"], ["sms"]), "language": "zh"},
     )
     no_consent = await enrol(
         client,
@@ -83,18 +83,20 @@ async def test_delivery_by_channel_once_with_inbox_and_unsubscribe(
     assert "Autumn tea week" in mail["Subject"]
     text = mail.get_body(preferencelist=("plain",)).get_content()
     page = mail.get_body(preferencelist=("html",)).get_content()
-    assert "Double points on tea." in text and "茶叶双倍积分" in text and "<h1>" in page
+    # In the member's language: no choice stored, so the default (English) alone.
+    assert "Double points on tea." in text and "茶叶双倍积分" not in text and "<h1>" in page
     link = re.search(r"(https?://\S+/unsubscribe/\S+)", text).group(1)
     assert link in page
     assert [m["to"] for m in sms.received] == ["+8613800000002"]
-    assert "秋茶周" in sms.received[0]["text"]
+    assert "秋茶周" in sms.received[0]["text"]  # the member chose Chinese
+    assert "Autumn" not in sms.received[0]["text"]
 
     async with db.connection() as conn:
         inbox = await conn.fetch(
             "SELECT member, kind, title FROM member_notifications WHERE kind = 'offer'"
         )
     assert {str(r["member"]) for r in inbox} == {by_email["id"], by_sms["id"], no_consent["id"]}
-    assert all("Autumn tea week" in r["title"] for r in inbox)
+    assert all(r["title"] == "Autumn tea week" for r in inbox)
 
     res = await results(client, marketing, offer["id"])
     assert res["audience"] == 3 and res["status"] == "sent"
@@ -190,7 +192,7 @@ async def test_vouchers_one_per_member(client, admin, mailbox, sms):
     await approve(client, admin, offer["id"])
     await delivery.send_offer(offer["id"])
     codes = [
-        re.search(r"您的优惠码: (\S+)", m.get_body(preferencelist=("plain",)).get_content())
+        re.search(r"Your voucher code: (\S+)", m.get_body(preferencelist=("plain",)).get_content())
         for m in mailbox.messages
     ]
     assert sorted(c.group(1) for c in codes if c) == ["A1", "A2"]

@@ -3,7 +3,11 @@ and JSON column searched), while balances, tiers and purchases stay as they were
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from loyalty.auth import member_principal
+from loyalty.infrastructure.clock import add_months, now
+from loyalty.marketing import expiry
 from loyalty.members import privacy
 from tests.helpers.members import find
 from tests.helpers.purchases import purchase_body
@@ -56,6 +60,8 @@ async def test_erasure_leaves_no_personal_data_and_keeps_the_books(client, admin
         },
         headers=admin,
     )
+    # An expiry warning by email keeps the address it went to, until the erasure.
+    assert await expiry.run(at=add_months(now(), 24) - timedelta(days=10)) == 1
     before = (await client.get(f"/api/v1/members/{member['id']}/points", headers=admin)).json()
     tier_before = (await client.get(f"/api/v1/members/{member['id']}/tier", headers=admin)).json()
     assert tier_before["tier"] == "silver"
