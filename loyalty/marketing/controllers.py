@@ -155,14 +155,45 @@ class OfferController(Controller):
         return await service.update_offer(offer_id, data, principal)
 
     @post(
+        "/{offer_id:uuid}/submit",
+        status_code=HTTP_200_OK,
+        summary="Submit a draft offer for approval",
+        responses=problems(409),
+        guards=[requires("offers:manage")],
+    )
+    async def submit(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
+        """The draft awaits approval (`submitted`) and can no longer change until a reviewer
+        approves it or sends it back."""
+        return await service.submit(offer_id, principal)
+
+    @post(
+        "/{offer_id:uuid}/send-back",
+        status_code=HTTP_200_OK,
+        summary="Send a submitted offer back to its author with a comment",
+        responses=problems(409, 422),
+        guards=[requires("offers:approve")],
+    )
+    async def send_back(
+        self,
+        principal: CurrentPrincipal,
+        offer_id: FromPath[UUID],
+        data: JSONBody[schemas.OfferSendBack],
+    ) -> schemas.Offer:
+        """The offer is a draft again, with the reviewer's `comment` (`review_comment`)."""
+        return await service.send_back(offer_id, data, principal)
+
+    @post(
         "/{offer_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve an offer for sending",
-        responses=problems(409),
+        responses=problems(403, 409),
         guards=[requires("offers:approve")],
     )
     async def approve(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
-        """Managers of marketing (role manager, department marketing) and admins."""
+        """Managers of marketing (role manager, department marketing) and admins, never the
+        offer's author (403). A draft or submitted offer whose validity has ended, that
+        reaches no member, or a voucher offer with an empty pool is refused (409, the reason
+        in `detail`)."""
         return await service.approve(offer_id, principal)
 
     @post(
