@@ -14,7 +14,7 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.types import Empty
 
-from loyalty.console import accounts, admin, movement, notices, team
+from loyalty.console import accounts, admin, movement, notices, offers, team
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -317,6 +317,7 @@ ConsoleController = Router(
         movement.MovementPages,
         admin.AdminPages,
         notices.NoticePages,
+        offers.OfferPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

@@ -187,6 +187,7 @@ class VoucherImportResult(msgspec.Struct):
     imported: int
     already_there: int
     vouchers_left: int
+    skipped: list[str] = []  # codes that were already in the pool (or repeated in the call)
 
 
 class VoucherUseCreate(Input):

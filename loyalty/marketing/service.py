@@ -87,7 +87,11 @@ def _values(data: msgspec.Struct) -> dict[str, Any]:
     return values
 
 
-async def create_offer(data: schemas.OfferCreate, principal: Principal) -> schemas.Offer:
+async def create_offer(
+    data: schemas.OfferCreate, principal: Principal, offer_id: UUID | None = None
+) -> schemas.Offer:
+    """A draft. With `offer_id` (a form's idempotency key) a repeated call returns the offer
+    the first one made."""
     values = _values(data)
     async with db.transaction() as conn:
         await _check(conn, values)
@@ -98,13 +102,18 @@ async def create_offer(data: schemas.OfferCreate, principal: Principal) -> schem
             VALUES ($1, {", ".join(f"${i}" for i in range(2, len(OFFER_FIELDS) + 2))},
                 ${len(OFFER_FIELDS) + 2}, 'draft', ${len(OFFER_FIELDS) + 3}, now(),
                 ${len(OFFER_FIELDS) + 3}, now())
+            ON CONFLICT (id) DO NOTHING
             RETURNING *
             """,
-            uuid4(),
+            offer_id or uuid4(),
             *(values[name] for name in OFFER_FIELDS),
             values["auto_kind"],
             principal.label,
         )
+        if row is None:
+            row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1", offer_id)
+            if row["created_by"] != principal.label:
+                raise Conflict("this offer id is taken")
     return offer_schema(row)
 
 
@@ -242,6 +251,15 @@ async def approval_problem(conn: Any, row: Any) -> str | None:
     return None
 
 
+async def why_not_approvable(offer_id: UUID) -> str | None:
+    """The reason approval would be refused now, for the offer's page (None: none)."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1", offer_id)
+        if row is None:
+            raise NotFound("no such offer")
+        return await approval_problem(conn, row)
+
+
 async def approve(offer_id: UUID, principal: Principal) -> schemas.Offer:
     """A manager of marketing (or an admin) approves a draft or a submitted offer, never one
     they wrote; only then can it be sent."""
@@ -328,7 +346,7 @@ async def import_vouchers(
             """
             INSERT INTO offer_vouchers (id, offer, code, imported_at)
             SELECT gen_random_uuid(), $1, code, now() FROM unnest($2::text[]) AS code
-            ON CONFLICT (offer, code) DO NOTHING RETURNING id
+            ON CONFLICT (offer, code) DO NOTHING RETURNING code
             """,
             offer_id,
             codes,
@@ -336,8 +354,12 @@ async def import_vouchers(
         left = await conn.fetchval(
             "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND member IS NULL", offer_id
         )
+    new = {r["code"] for r in inserted}
     return schemas.VoucherImportResult(
-        imported=len(inserted), already_there=len(data.codes) - len(inserted), vouchers_left=left
+        imported=len(inserted),
+        already_there=len(data.codes) - len(inserted),
+        vouchers_left=left,
+        skipped=[code for code in codes if code not in new],
     )
 
 
