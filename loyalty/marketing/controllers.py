@@ -14,6 +14,7 @@ from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit, PageOffset
 from loyalty.http.responses import csv_download
+from loyalty.http.routes import integration_only
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.marketing import reports, schemas, segments, service, unsubscribe
 
@@ -250,6 +251,7 @@ class OfferController(Controller):
         summary="Record a voucher code as used",
         responses=problems(409),
         guards=[requires("members:write")],
+        opt=integration_only("tills and the online shop report a code used at checkout"),
     )
     async def use_voucher(
         self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherUseCreate]
