@@ -124,11 +124,17 @@ async def _locked(conn: Any, offer_id: UUID) -> Any:
     return row
 
 
+ONLY_DRAFTS = {
+    "changed": N_("only a draft can be changed"),
+    "submitted": N_("only a draft can be submitted"),
+}
+
+
 async def _locked_draft(conn: Any, offer_id: UUID, done: str) -> Any:
     """The offer's row, locked; only a draft may be `done` (changed, submitted)."""
     row = await _locked(conn, offer_id)
     if row["status"] != "draft":
-        raise Conflict(f"only a draft can be {done}; this offer is {row['status']}")
+        raise Conflict(ONLY_DRAFTS[done])
     return row
 
 
@@ -212,9 +218,7 @@ async def send_back(
     async with db.transaction() as conn:
         row = await _locked(conn, offer_id)
         if row["status"] != "submitted":
-            raise Conflict(
-                f"only an offer awaiting approval can be sent back; it is {row['status']}"
-            )
+            raise Conflict(N_("only an offer awaiting approval can be sent back"))
         row = await conn.fetchrow(
             """
             UPDATE offers SET status = 'draft', review_comment = $3, reviewed_by = $2,
@@ -268,9 +272,7 @@ async def approve(offer_id: UUID, principal: Principal) -> schemas.Offer:
     async with db.transaction() as conn:
         row = await _locked(conn, offer_id)
         if row["status"] not in ("draft", "submitted"):
-            raise Conflict(
-                f"only a draft or submitted offer can be approved; it is {row['status']}"
-            )
+            raise Conflict(N_("only a draft or submitted offer can be approved"))
         if row["created_by"] == principal.label:
             raise PermissionDenied(N_("the author of an offer cannot approve it"))
         reason = await approval_problem(conn, row)
@@ -303,7 +305,7 @@ async def cancel(offer_id: UUID, principal: Principal) -> schemas.Offer:
         if row is None:
             if not await conn.fetchval("SELECT 1 FROM offers WHERE id = $1", offer_id):
                 raise NotFound("no such offer")
-            raise Conflict("an offer that is being sent or was sent cannot be cancelled")
+            raise Conflict(N_("an offer that is being sent or was sent cannot be cancelled"))
     return offer_schema(row)
 
 
@@ -316,15 +318,15 @@ async def request_send(offer_id: UUID, redis: ArqRedis) -> schemas.SendResult:
     if row is None:
         raise NotFound("no such offer")
     if row["auto_kind"] is not None and row["template"] is None:
-        raise Conflict("an automatic offer is sent by the worker every day to newcomers")
+        raise Conflict(N_("an automatic offer is sent by the worker every day to newcomers"))
     if row["status"] not in ("approved", "sending"):
-        raise Conflict(f"only an approved offer can be sent; this offer is {row['status']}")
+        raise Conflict(N_("only an approved offer can be sent"))
     if (
         row["status"] == "approved"
         and row["valid_until"] is not None
         and row["valid_until"] <= now()
     ):
-        raise Conflict("this offer's validity has ended; it can no longer be sent")
+        raise Conflict(N_("this offer's validity has ended; it can no longer be sent"))
     job = await redis.enqueue_job("send_offer", str(offer_id), _job_id=f"send_offer:{offer_id}")
     return schemas.SendResult(offer_id=offer_id, status=row["status"], queued=job is not None)
 

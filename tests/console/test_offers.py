@@ -303,3 +303,23 @@ async def test_automatic_offers_show_their_schedule_and_last_runs(people, client
     assert "09:00" in page
     zh = await people["mark"].get("/console/automatic-offers", headers={"Accept-Language": "zh-CN"})
     assert zh.status_code == 200 and "Automatic offers" not in zh.text
+
+
+async def test_cancel_before_sending_and_not_after(people, client, admin, settings, mailbox):
+    await enrol(client, admin, "Someone")
+    offer_id = await create(people["mark"])
+    url = f"/console/offers/{offer_id}"
+    for _ in range(2):  # pressed twice: the second finds it cancelled, same page
+        cancelled = await post(people["mark"], f"{url}/cancel", {}, url)
+        assert cancelled.status_code == 303
+    page = (await people["mark"].get(url)).text
+    assert 'data-status="cancelled"' in page and f'action="{url}/cancel"' not in page
+    assert f'action="{url}/submit"' not in page
+
+    sent = await create(people["mark"], title_en="Sent one")
+    sent_url = f"/console/offers/{sent}"
+    await post(people["mona"], f"{sent_url}/approve", {}, sent_url)
+    await post(people["mark"], f"{sent_url}/send", {}, sent_url)
+    await run_worker(settings)
+    refused = await post(people["mark"], f"{sent_url}/cancel", {}, sent_url)
+    assert refused.status_code == 409 and "cannot be cancelled" in refused.text
