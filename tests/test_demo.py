@@ -111,7 +111,9 @@ async def test_demo_runs_signs_in_in_a_browser_and_stops_cleanly(demo_dir):
                 for v in await page.locator(".chart-value").all()
             ]
             assert sum(counts) == 300 and counts[0] > 0
-            await page.get_by_role("link", name="Staff").click()
+            # Staff is in the Administration group's bar.
+            await page.get_by_role("link", name="Administration").click()
+            await page.get_by_role("link", name="Staff", exact=True).click()
             assert await page.locator("tr[data-username=rep2]").count() == 1
             await page.get_by_role("button", name="Sign out").click()
             await page.wait_for_url("**/console/login")
