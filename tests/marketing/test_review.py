@@ -128,3 +128,14 @@ async def test_results_by_tier_and_voucher_cost(client, admin, bearer, mailbox, 
             "points_issued": 0,
         }
     ]
+
+
+def test_text_message_length_and_parts_as_carriers_count_them():
+    from loyalty.marketing.preview import sms_parts
+
+    assert sms_parts("a" * 160) == (160, "GSM-7", 1)
+    assert sms_parts("a" * 161) == (161, "GSM-7", 2)  # 153 a part once split
+    assert sms_parts("€" * 80) == (160, "GSM-7", 1)  # extended characters count twice
+    assert sms_parts("茶" * 70) == (70, "UCS-2", 1)
+    assert sms_parts("茶" * 71) == (71, "UCS-2", 2)  # 67 a part once split
+    assert sms_parts("茶" * 135) == (135, "UCS-2", 3)
