@@ -26,8 +26,8 @@ from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
 from loyalty.marketing import (
     automatic,
+    offer_results,
     preview,
-    progress,
     schemas,
     segments,
     service,
@@ -240,7 +240,7 @@ class OfferPages(Controller):
             offer=offer,
             values=values or form_values(offer),
             preview=preview.preview(offer),
-            progress=await progress.progress(offer_id),
+            progress=await offer_results.progress(offer_id),
             approval_problem=pending,
             is_author=offer.created_by == principal.label,
             queued=request.query_params.get("saved") == "queued",
@@ -381,7 +381,7 @@ class OfferPages(Controller):
         return Template(
             "offers_progress.html",
             context={
-                "progress": await progress.progress(offer_id),
+                "progress": await offer_results.progress(offer_id),
                 "queued": queued,
                 **_labels(),
             },
@@ -391,7 +391,7 @@ class OfferPages(Controller):
     async def results(self, request: Request, offer_id: FromPath[UUID]) -> Template:
         staff(request, REPORT)
         offer = await service.get_offer(offer_id)
-        figures = await service.results(offer_id)
+        figures = await offer_results.results(offer_id)
         bars = {
             "email": figures.delivered.get("email", 0),
             "sms": figures.delivered.get("sms", 0),

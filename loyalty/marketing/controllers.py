@@ -16,7 +16,7 @@ from loyalty.http.params import PageLimit, PageOffset
 from loyalty.http.responses import csv_download
 from loyalty.http.routes import integration_only
 from loyalty.infrastructure.schemas import MONTH_PATTERN
-from loyalty.marketing import reports, schemas, segments, service, unsubscribe
+from loyalty.marketing import offer_results, reports, schemas, segments, service, unsubscribe
 
 
 class SegmentController(Controller):
@@ -229,7 +229,7 @@ class OfferController(Controller):
     async def results(self, offer_id: FromPath[UUID]) -> schemas.OfferResults:
         """Audience, delivered per channel, failed (and waiting for a retry), capped,
         opened in the portal, redeemed or used, and the points the offer added."""
-        return await service.results(offer_id)
+        return await offer_results.results(offer_id)
 
     @post(
         "/{offer_id:uuid}/vouchers",

@@ -1,6 +1,7 @@
-"""Offers: drafts, approval by a manager of marketing, the send request, voucher pools,
-results, and the marketing settings. Delivery itself is in `delivery.py`, unsubscribe links
-in `unsubscribe.py`."""
+"""Offers: drafts, review (submit, send back with a comment, approval by a manager of
+marketing other than the author), the send request, voucher pools, and the marketing
+settings. Delivery itself is in `delivery.py`, results and progress in `offer_results.py`,
+unsubscribe links in `unsubscribe.py`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
 from loyalty.infrastructure.i18n import N_
-from loyalty.marketing import bonus, delivery, progress, schemas, segments
+from loyalty.marketing import bonus, delivery, schemas, segments
 from loyalty.tiers import service as tiers
 
 OFFER_FIELDS = (
@@ -382,81 +383,6 @@ async def use_voucher(offer_id: UUID, code: str) -> None:
             offer_id,
             code,
         )
-
-
-# --- results ------------------------------------------------------------------------------
-
-
-async def results(offer_id: UUID) -> schemas.OfferResults:
-    async with db.connection() as conn:
-        offer = await conn.fetchrow(
-            "SELECT status, audience_size, benefit FROM offers WHERE id = $1", offer_id
-        )
-        if offer is None:
-            raise NotFound("no such offer")
-        counts = await conn.fetchrow(
-            """
-            SELECT
-              count(*) FILTER (WHERE status = 'sent' AND channel = 'email') AS email,
-              count(*) FILTER (WHERE status = 'sent' AND channel = 'sms') AS sms,
-              count(*) FILTER (WHERE status = 'failed') AS failed,
-              count(*) FILTER (WHERE status = 'failed' AND next_attempt_at IS NOT NULL) AS waiting,
-              count(*) FILTER (WHERE status = 'capped') AS capped,
-              count(*) FILTER (WHERE status = 'sending') AS in_flight
-            FROM offer_deliveries WHERE offer = $1
-            """,
-            offer_id,
-        )
-        inbox = await conn.fetchrow(
-            """
-            SELECT count(*) AS portal, count(n.read_at) AS opened
-            FROM offer_deliveries d JOIN member_notifications n ON n.event = d.id
-            WHERE d.offer = $1
-            """,
-            offer_id,
-        )
-        bonus_row = await conn.fetchrow(
-            """
-            SELECT count(*) AS purchases, coalesce(sum(points), 0)::bigint AS points
-            FROM offer_bonus_points WHERE offer = $1
-            """,
-            offer_id,
-        )
-        used = await conn.fetchval(
-            "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND used_at IS NOT NULL",
-            offer_id,
-        )
-        issued = await conn.fetchval(
-            "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND member IS NOT NULL",
-            offer_id,
-        )
-        tiers_rows = await progress.by_tier(conn, offer_id)
-        failures = await conn.fetch(
-            """
-            SELECT d.member, d.channel, coalesce(d.error, '') AS error FROM offer_deliveries d
-            WHERE d.offer = $1 AND d.status = 'failed' ORDER BY d.created_at DESC LIMIT 20
-            """,
-            offer_id,
-        )
-    return schemas.OfferResults(
-        offer_id=offer_id,
-        status=offer["status"],
-        audience=offer["audience_size"],
-        delivered={"email": counts["email"], "sms": counts["sms"], "portal": inbox["portal"]},
-        failed=counts["failed"],
-        waiting_retry=counts["waiting"],
-        capped=counts["capped"],
-        in_flight=counts["in_flight"],
-        opened=inbox["opened"],
-        redeemed=used + bonus_row["purchases"],
-        points_issued=bonus_row["points"],
-        failures=[
-            {"member_id": str(f["member"]), "channel": f["channel"], "error": f["error"]}
-            for f in failures
-        ],
-        by_tier=tiers_rows,
-        vouchers_issued=issued,
-    )
 
 
 # --- settings -----------------------------------------------------------------------------

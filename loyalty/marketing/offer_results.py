@@ -1,5 +1,6 @@
-"""Where an offer's send stands (queued, sent, failed per channel) and its results per
-member tier: read-only figures for the console's progress fragment and the results page."""
+"""An offer's figures: where its send stands (queued, sent, failed per channel) and its
+results (delivered per channel, opened, redeemed, what it cost, and the same per member
+tier). Read-only, for the API's results, the console's progress fragment and results page."""
 
 from __future__ import annotations
 
@@ -86,3 +87,78 @@ async def by_tier(conn: Any, offer_id: UUID) -> list[schemas.TierResult]:
     """The offer's results per member's current tier (members reached, not the snapshot)."""
     rows = await conn.fetch(BY_TIER_SQL, offer_id)
     return [db.from_row(schemas.TierResult, row) for row in rows]
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+async def results(offer_id: UUID) -> schemas.OfferResults:
+    async with db.connection() as conn:
+        offer = await conn.fetchrow(
+            "SELECT status, audience_size, benefit FROM offers WHERE id = $1", offer_id
+        )
+        if offer is None:
+            raise NotFound("no such offer")
+        counts = await conn.fetchrow(
+            """
+            SELECT
+              count(*) FILTER (WHERE status = 'sent' AND channel = 'email') AS email,
+              count(*) FILTER (WHERE status = 'sent' AND channel = 'sms') AS sms,
+              count(*) FILTER (WHERE status = 'failed') AS failed,
+              count(*) FILTER (WHERE status = 'failed' AND next_attempt_at IS NOT NULL) AS waiting,
+              count(*) FILTER (WHERE status = 'capped') AS capped,
+              count(*) FILTER (WHERE status = 'sending') AS in_flight
+            FROM offer_deliveries WHERE offer = $1
+            """,
+            offer_id,
+        )
+        inbox = await conn.fetchrow(
+            """
+            SELECT count(*) AS portal, count(n.read_at) AS opened
+            FROM offer_deliveries d JOIN member_notifications n ON n.event = d.id
+            WHERE d.offer = $1
+            """,
+            offer_id,
+        )
+        bonus_row = await conn.fetchrow(
+            """
+            SELECT count(*) AS purchases, coalesce(sum(points), 0)::bigint AS points
+            FROM offer_bonus_points WHERE offer = $1
+            """,
+            offer_id,
+        )
+        used = await conn.fetchval(
+            "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND used_at IS NOT NULL",
+            offer_id,
+        )
+        issued = await conn.fetchval(
+            "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND member IS NOT NULL",
+            offer_id,
+        )
+        tiers_rows = await by_tier(conn, offer_id)
+        failures = await conn.fetch(
+            """
+            SELECT d.member, d.channel, coalesce(d.error, '') AS error FROM offer_deliveries d
+            WHERE d.offer = $1 AND d.status = 'failed' ORDER BY d.created_at DESC LIMIT 20
+            """,
+            offer_id,
+        )
+    return schemas.OfferResults(
+        offer_id=offer_id,
+        status=offer["status"],
+        audience=offer["audience_size"],
+        delivered={"email": counts["email"], "sms": counts["sms"], "portal": inbox["portal"]},
+        failed=counts["failed"],
+        waiting_retry=counts["waiting"],
+        capped=counts["capped"],
+        in_flight=counts["in_flight"],
+        opened=inbox["opened"],
+        redeemed=used + bonus_row["purchases"],
+        points_issued=bonus_row["points"],
+        failures=[
+            {"member_id": str(f["member"]), "channel": f["channel"], "error": f["error"]}
+            for f in failures
+        ],
+        by_tier=tiers_rows,
+        vouchers_issued=issued,
+    )
