@@ -13,7 +13,12 @@ from uuid import UUID
 from rich.progress import Progress
 
 from loyalty.auth import Principal, staff_principal
+from loyalty.errors import Conflict
 from loyalty.infrastructure import db
+from loyalty.marketing import automatic, delivery
+from loyalty.marketing import schemas as marketing_schemas
+from loyalty.marketing import segments as marketing_segments
+from loyalty.marketing import service as offers
 from loyalty.members import schemas as member_schemas
 from loyalty.points import schemas as points_schemas
 from loyalty.referrals import service as referral_service
@@ -63,6 +68,7 @@ DEMO_STAFF = [
     ("rep2", "rep", "east", "Rosa Rep"),
     ("service", "service", "service", "Sam Service"),
     ("marketing", "marketing", "marketing", "Mei Marketing"),
+    ("mktmanager", "manager", "marketing", "Mona Marketing Manager"),
 ]
 
 
@@ -121,6 +127,7 @@ async def seed_members(count: int, seed: int = 2026) -> None:
 
     await tier_evaluation.evaluate()
     await seed_rewards(enrolers[-1])
+    await seed_marketing(staff)
 
 
 async def _enrol_demo_member(
@@ -244,3 +251,91 @@ async def seed_rewards(admin: Principal) -> None:
                 ),
                 admin,
             )
+
+
+async def seed_marketing(staff: dict[str, Any]) -> None:
+    """Saved segments, and offers in each state: a draft, one awaiting approval, one sent
+    (with its results), and an automatic birthday offer that has run this month."""
+    author, approver = (
+        staff_principal(row["id"], row["username"], row["role"], row["department"])
+        for row in (staff["marketing"], staff["mktmanager"])
+    )
+    Filter = marketing_schemas.SegmentFilter
+    gold = None
+    for name, description, f in (
+        ("Gold members", "Every gold member.", Filter(tiers=["gold"])),
+        (
+            "Lapsing big spenders",
+            "Spent CNY 2,000 in a year, nothing for 90 days.",
+            Filter(spend_min=Decimal("2000"), days_since_purchase_min=90),
+        ),
+        ("Email subscribers", "Members who agreed to email.", Filter(consents=["email"])),
+    ):
+        segment = await marketing_segments.create(
+            marketing_schemas.SegmentCreate(name=name, description=description, filter=f), author
+        )
+        gold = gold or segment
+    now = datetime.now(UTC)
+
+    def offer(title: str, title_zh: str, body: str, body_zh: str, **fields: Any):
+        return marketing_schemas.OfferCreate(
+            title_en=title,
+            title_zh=title_zh,
+            body_en=body,
+            body_zh=body_zh,
+            valid_from=fields.pop("valid_from", now - timedelta(hours=1)),
+            valid_until=fields.pop("valid_until", now + timedelta(days=30)),
+            **fields,
+        )
+
+    await offers.create_offer(
+        offer(
+            "Autumn wine weekend",
+            "秋季葡萄酒周末",
+            "Double points on every wine this weekend.",
+            "本周末所有葡萄酒双倍积分。",
+            benefit="bonus_points",
+            bonus_multiplier=Decimal("2"),
+        ),
+        author,
+    )
+    waiting = await offers.create_offer(
+        offer(
+            "Silver tea tasting",
+            "银卡会员品茶会",
+            "Silver members are invited to a tea tasting in store.",
+            "诚邀银卡会员到店品茶。",
+            target_tiers=["silver"],
+        ),
+        author,
+    )
+    await offers.submit(waiting.id, author)
+    sent = await offers.create_offer(
+        offer(
+            "Gold members' pu'er preview",
+            "金卡会员普洱新品抢先看",
+            "Taste this year's pu'er before anyone else, with 20% off.",
+            "抢先品鉴今年的普洱新品，享八折优惠。",
+            segment_id=gold.id if gold else None,
+        ),
+        author,
+    )
+    await offers.submit(sent.id, author)
+    try:
+        await offers.approve(sent.id, approver)
+        await delivery.send_offer(sent.id)
+    except Conflict:
+        pass  # no gold member in this seed: it stays awaiting approval
+    birthday = await offers.create_offer(
+        offer(
+            "Happy birthday",
+            "生日快乐",
+            "A birthday gift is waiting for you in store this month.",
+            "本月到店即可领取您的生日礼物。",
+            auto_kind="birthday",
+            valid_until=now + timedelta(days=365),
+        ),
+        author,
+    )
+    await offers.approve(birthday.id, approver)
+    await automatic.run()

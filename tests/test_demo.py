@@ -111,7 +111,9 @@ async def test_demo_runs_signs_in_in_a_browser_and_stops_cleanly(demo_dir):
                 for v in await page.locator(".chart-value").all()
             ]
             assert sum(counts) == 300 and counts[0] > 0
-            await page.get_by_role("link", name="Staff").click()
+            # Staff is in the Administration group's bar.
+            await page.get_by_role("link", name="Administration").click()
+            await page.get_by_role("link", name="Staff", exact=True).click()
             assert await page.locator("tr[data-username=rep2]").count() == 1
             await page.get_by_role("button", name="Sign out").click()
             await page.wait_for_url("**/console/login")
@@ -132,7 +134,25 @@ async def test_demo_runs_signs_in_in_a_browser_and_stops_cleanly(demo_dir):
         )
         assert token.status_code == 201
         logins_file = json.loads((demo_dir / "demo-logins.json").read_text())
-        assert len(logins_file) == 7
+        assert len(logins_file) == 8
+        # The marketing workspace has something to show: segments, offers in each state.
+        manager = next(x for x in logins_file if x["username"] == "mktmanager")
+        assert manager["role"] == "manager"
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/tokens",
+            json={"username": "mktmanager", "password": manager["password"]},
+        ).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        offers = httpx.get(f"http://127.0.0.1:{port}/api/v1/offers", headers=headers).json()
+        assert {"draft", "submitted", "sent"} <= {o["status"] for o in offers}
+        assert any(o["auto_kind"] == "birthday" and o["template_id"] is None for o in offers)
+        sent = next(o for o in offers if o["status"] == "sent" and o["template_id"] is None)
+        results = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/offers/{sent['id']}/results", headers=headers
+        ).json()
+        assert results["audience"] > 0 and results["delivered"]["portal"] == results["audience"]
+        segments = httpx.get(f"http://127.0.0.1:{port}/api/v1/segments", headers=headers)
+        assert len(segments.json()) >= 3
     finally:
         assert again.interrupt() == 0
     assert processes_using(demo_dir) == []

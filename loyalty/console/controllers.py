@@ -22,6 +22,7 @@ from loyalty.console import (
     member_history,
     movement,
     notices,
+    offers,
     service_desk,
     team,
 )
@@ -379,6 +380,7 @@ ConsoleController = Router(
         privacy_pages.PrivacyPages,
         webhook_pages.WebhookPages,
         ExpiryWarningPages,
+        offers.OfferPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

@@ -186,3 +186,18 @@ async def inbox(member_id: UUID, language: str, limit: int = 50) -> list[dict[st
             }
         )
     return messages
+
+
+async def mark_read(member_id: UUID, ids: list[UUID]) -> int:
+    """The member saw these inbox entries (the portal's messages page): an offer's results
+    count them as opened. Already read ones keep their first time."""
+    async with db.connection() as conn:
+        done = await conn.execute(
+            """
+            UPDATE member_notifications SET read_at = now()
+            WHERE member = $1 AND id = ANY($2::uuid[]) AND read_at IS NULL
+            """,
+            member_id,
+            ids,
+        )
+    return int(done.split()[-1])

@@ -111,3 +111,38 @@ async def run(at: datetime | None = None, *, sms: Any = None) -> int:
         instance = await ensure_instance(template, at)
         sent += await delivery.send_offer(instance, sms=sms)
     return sent
+
+
+SCHEDULE = "09:00"  # the worker's daily `automatic_offers` cron (loyalty/worker.py)
+
+
+async def overview(runs: int = 3) -> list[dict[str, Any]]:
+    """Every automatic template (newest first) with its last `runs` monthly instances:
+    members reached, messages sent and failed, opened in the portal."""
+    async with db.connection() as conn:
+        templates = await conn.fetch(
+            """
+            SELECT * FROM offers WHERE auto_kind IS NOT NULL AND template IS NULL
+            ORDER BY created_at DESC, id
+            """
+        )
+        instances = await conn.fetch(
+            """
+            SELECT i.template, i.id, i.period, i.status, coalesce(i.audience_size, 0) AS audience,
+                   count(d.id) FILTER (WHERE d.status = 'sent' AND d.channel <> 'portal') AS sent,
+                   count(d.id) FILTER (WHERE d.status = 'failed') AS failed,
+                   count(n.read_at) AS opened
+            FROM offers i
+            LEFT JOIN offer_deliveries d ON d.offer = i.id
+            LEFT JOIN member_notifications n ON n.event = d.id
+            WHERE i.template = ANY($1::uuid[])
+            GROUP BY i.id ORDER BY i.period DESC
+            """,
+            [t["id"] for t in templates],
+        )
+    by_template: dict[UUID, list[dict[str, Any]]] = {}
+    for row in instances:
+        found = by_template.setdefault(row["template"], [])
+        if len(found) < runs:
+            found.append(dict(row))
+    return [{"template": t, "runs": by_template.get(t["id"], [])} for t in templates]

@@ -14,8 +14,9 @@ from loyalty.auth import CurrentPrincipal, requires
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit, PageOffset
 from loyalty.http.responses import csv_download
+from loyalty.http.routes import integration_only
 from loyalty.infrastructure.schemas import MONTH_PATTERN
-from loyalty.marketing import reports, schemas, segments, service, unsubscribe
+from loyalty.marketing import offer_results, reports, schemas, segments, service, unsubscribe
 
 
 class SegmentController(Controller):
@@ -155,14 +156,45 @@ class OfferController(Controller):
         return await service.update_offer(offer_id, data, principal)
 
     @post(
+        "/{offer_id:uuid}/submit",
+        status_code=HTTP_200_OK,
+        summary="Submit a draft offer for approval",
+        responses=problems(409),
+        guards=[requires("offers:manage")],
+    )
+    async def submit(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
+        """The draft awaits approval (`submitted`) and can no longer change until a reviewer
+        approves it or sends it back."""
+        return await service.submit(offer_id, principal)
+
+    @post(
+        "/{offer_id:uuid}/send-back",
+        status_code=HTTP_200_OK,
+        summary="Send a submitted offer back to its author with a comment",
+        responses=problems(409, 422),
+        guards=[requires("offers:approve")],
+    )
+    async def send_back(
+        self,
+        principal: CurrentPrincipal,
+        offer_id: FromPath[UUID],
+        data: JSONBody[schemas.OfferSendBack],
+    ) -> schemas.Offer:
+        """The offer is a draft again, with the reviewer's `comment` (`review_comment`)."""
+        return await service.send_back(offer_id, data, principal)
+
+    @post(
         "/{offer_id:uuid}/approve",
         status_code=HTTP_200_OK,
         summary="Approve an offer for sending",
-        responses=problems(409),
+        responses=problems(403, 409),
         guards=[requires("offers:approve")],
     )
     async def approve(self, principal: CurrentPrincipal, offer_id: FromPath[UUID]) -> schemas.Offer:
-        """Managers of marketing (role manager, department marketing) and admins."""
+        """Managers of marketing (role manager, department marketing) and admins, never the
+        offer's author (403). A draft or submitted offer whose validity has ended, that
+        reaches no member, or a voucher offer with an empty pool is refused (409, the reason
+        in `detail`)."""
         return await service.approve(offer_id, principal)
 
     @post(
@@ -197,7 +229,7 @@ class OfferController(Controller):
     async def results(self, offer_id: FromPath[UUID]) -> schemas.OfferResults:
         """Audience, delivered per channel, failed (and waiting for a retry), capped,
         opened in the portal, redeemed or used, and the points the offer added."""
-        return await service.results(offer_id)
+        return await offer_results.results(offer_id)
 
     @post(
         "/{offer_id:uuid}/vouchers",
@@ -219,6 +251,7 @@ class OfferController(Controller):
         summary="Record a voucher code as used",
         responses=problems(409),
         guards=[requires("members:write")],
+        opt=integration_only("tills and the online shop report a code used at checkout"),
     )
     async def use_voucher(
         self, offer_id: FromPath[UUID], data: JSONBody[schemas.VoucherUseCreate]

@@ -165,6 +165,15 @@ class Offer(msgspec.Struct):
     approved_at: datetime | None
     sent_at: datetime | None
     vouchers_left: int | None = None
+    submitted_by: str | None = None  # awaiting approval since submitted_at
+    submitted_at: datetime | None = None
+    review_comment: str | None = None  # why a reviewer sent it back (a draft again)
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+
+
+class OfferSendBack(Input):
+    comment: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
 class VoucherImportCreate(Input):
@@ -178,6 +187,7 @@ class VoucherImportResult(msgspec.Struct):
     imported: int
     already_there: int
     vouchers_left: int
+    skipped: list[str] = []  # codes that were already in the pool (or repeated in the call)
 
 
 class VoucherUseCreate(Input):
@@ -203,6 +213,36 @@ class OfferResults(msgspec.Struct):
     redeemed: int  # vouchers used, rewards redeemed at the offer price, purchases with bonus
     points_issued: int  # extra points the offer added to purchases
     failures: list[dict[str, str]]  # the latest failed deliveries (member, channel, error)
+    by_tier: list[TierResult] = []  # the same figures per member's tier now
+    vouchers_issued: int = 0  # codes handed to members (the pool's cost)
+
+
+class TierResult(msgspec.Struct):
+    tier: str  # the member's tier now ("" for none)
+    audience: int
+    delivered: int  # by email or text message
+    portal: int  # inbox entries
+    opened: int
+    redeemed: int
+    points_issued: int
+
+
+class ChannelProgress(msgspec.Struct):
+    channel: str  # email | sms | portal
+    sent: int
+    failed: int
+    in_flight: int
+
+
+class OfferProgress(msgspec.Struct):
+    """Where a send stands: members not reached yet (queued) and per channel."""
+
+    offer_id: UUID
+    status: str
+    audience: int | None
+    queued: int  # in the snapshot with no delivery yet
+    channels: list[ChannelProgress]
+    capped: int
 
 
 class MarketingSettingsUpdate(Input):

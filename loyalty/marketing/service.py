@@ -1,6 +1,7 @@
-"""Offers: drafts, approval by a manager of marketing, the send request, voucher pools,
-results, and the marketing settings. Delivery itself is in `delivery.py`, unsubscribe links
-in `unsubscribe.py`."""
+"""Offers: drafts, review (submit, send back with a comment, approval by a manager of
+marketing other than the author), the send request, voucher pools, and the marketing
+settings. Delivery itself is in `delivery.py`, results and progress in `offer_results.py`,
+unsubscribe links in `unsubscribe.py`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.infrastructure import db
 from loyalty.infrastructure.clock import now
-from loyalty.marketing import bonus, schemas
+from loyalty.infrastructure.i18n import N_
+from loyalty.marketing import bonus, delivery, schemas, segments
 from loyalty.tiers import service as tiers
 
 OFFER_FIELDS = (
@@ -47,7 +49,7 @@ def offer_schema(row: Any, vouchers_left: int | None = None) -> schemas.Offer:
 
 async def _check(conn: Any, values: dict[str, Any]) -> None:
     if values["valid_until"] <= values["valid_from"]:
-        raise InvalidInput("must be after valid_from", field="valid_until")
+        raise InvalidInput(N_("must be after valid_from"), field="valid_until")
     known = {t.code for t in (await tiers.ladder()).tiers}
     for i, code in enumerate(values["target_tiers"] or []):
         if code not in known:
@@ -55,24 +57,24 @@ async def _check(conn: Any, values: dict[str, Any]) -> None:
     if values["segment"] is not None and not await conn.fetchval(
         "SELECT 1 FROM segments WHERE id = $1", values["segment"]
     ):
-        raise InvalidInput("no such segment", field="segment_id")
+        raise InvalidInput(N_("no such segment"), field="segment_id")
     benefit = values["benefit"]
     multiplier = values["bonus_multiplier"]
     if multiplier is not None and not (1 < multiplier <= 20):
-        raise InvalidInput("must be above 1 and at most 20", field="bonus_multiplier")
+        raise InvalidInput(N_("must be above 1 and at most 20"), field="bonus_multiplier")
     if (benefit == "bonus_points") != (values["bonus_multiplier"] is not None):
         raise InvalidInput(
-            "a bonus_points offer needs a bonus_multiplier, and only it", field="bonus_multiplier"
+            N_("a bonus points offer needs a multiplier, and only it"), field="bonus_multiplier"
         )
     if benefit == "reward_price":
         if values["reward"] is None or values["reward_points_cost"] is None:
             raise InvalidInput(
-                "a reward_price offer names a reward and its cost", field="reward_id"
+                N_("a lower reward price offer names a reward and its cost"), field="reward_id"
             )
         if not await conn.fetchval("SELECT 1 FROM rewards WHERE id = $1", values["reward"]):
-            raise InvalidInput("no such reward", field="reward_id")
+            raise InvalidInput(N_("no such reward"), field="reward_id")
     elif values["reward"] is not None or values["reward_points_cost"] is not None:
-        raise InvalidInput("only a reward_price offer names a reward", field="reward_id")
+        raise InvalidInput(N_("only a lower reward price offer names a reward"), field="reward_id")
 
 
 def _values(data: msgspec.Struct) -> dict[str, Any]:
@@ -86,7 +88,11 @@ def _values(data: msgspec.Struct) -> dict[str, Any]:
     return values
 
 
-async def create_offer(data: schemas.OfferCreate, principal: Principal) -> schemas.Offer:
+async def create_offer(
+    data: schemas.OfferCreate, principal: Principal, offer_id: UUID | None = None
+) -> schemas.Offer:
+    """A draft. With `offer_id` (a form's idempotency key) a repeated call returns the offer
+    the first one made."""
     values = _values(data)
     async with db.transaction() as conn:
         await _check(conn, values)
@@ -97,23 +103,39 @@ async def create_offer(data: schemas.OfferCreate, principal: Principal) -> schem
             VALUES ($1, {", ".join(f"${i}" for i in range(2, len(OFFER_FIELDS) + 2))},
                 ${len(OFFER_FIELDS) + 2}, 'draft', ${len(OFFER_FIELDS) + 3}, now(),
                 ${len(OFFER_FIELDS) + 3}, now())
+            ON CONFLICT (id) DO NOTHING
             RETURNING *
             """,
-            uuid4(),
+            offer_id or uuid4(),
             *(values[name] for name in OFFER_FIELDS),
             values["auto_kind"],
             principal.label,
         )
+        if row is None:
+            row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1", offer_id)
+            if row["created_by"] != principal.label:
+                raise Conflict("this offer id is taken")
     return offer_schema(row)
 
 
-async def _locked_draft(conn: Any, offer_id: UUID, done: str) -> Any:
-    """The offer's row, locked; only a draft may be `done` (changed, approved)."""
+async def _locked(conn: Any, offer_id: UUID) -> Any:
     row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1 FOR UPDATE", offer_id)
     if row is None:
         raise NotFound("no such offer")
+    return row
+
+
+ONLY_DRAFTS = {
+    "changed": N_("only a draft can be changed"),
+    "submitted": N_("only a draft can be submitted"),
+}
+
+
+async def _locked_draft(conn: Any, offer_id: UUID, done: str) -> Any:
+    """The offer's row, locked; only a draft may be `done` (changed, submitted)."""
+    row = await _locked(conn, offer_id)
     if row["status"] != "draft":
-        raise Conflict(f"only a draft can be {done}; this offer is {row['status']}")
+        raise Conflict(ONLY_DRAFTS[done])
     return row
 
 
@@ -168,17 +190,14 @@ async def list_offers(status: str | None, limit: int, offset: int) -> list[schem
     return [offer_schema(row) for row in rows]
 
 
-async def approve(offer_id: UUID, principal: Principal) -> schemas.Offer:
-    """A manager of marketing (or an admin) approves a draft; only then can it be sent."""
-    if not principal.can("offers:approve"):
-        raise PermissionDenied("offers are approved by a manager of marketing")
+async def submit(offer_id: UUID, principal: Principal) -> schemas.Offer:
+    """The author asks for approval: the draft is locked (awaiting approval) until a reviewer
+    approves it or sends it back."""
     async with db.transaction() as conn:
-        row = await _locked_draft(conn, offer_id, "approved")
-        if row["valid_until"] <= now():
-            raise Conflict("this offer's validity has already ended", field="valid_until")
+        await _locked_draft(conn, offer_id, "submitted")
         row = await conn.fetchrow(
             """
-            UPDATE offers SET status = 'approved', approved_by = $2, approved_at = now(),
+            UPDATE offers SET status = 'submitted', submitted_by = $2, submitted_at = now(),
                 updated_by = $2, updated_at = now()
             WHERE id = $1 RETURNING *
             """,
@@ -188,13 +207,98 @@ async def approve(offer_id: UUID, principal: Principal) -> schemas.Offer:
     return offer_schema(row)
 
 
+async def send_back(
+    offer_id: UUID, data: schemas.OfferSendBack, principal: Principal
+) -> schemas.Offer:
+    """A reviewer returns a submitted offer to its author with a comment: a draft again."""
+    if not principal.can("offers:approve"):
+        raise PermissionDenied("offers are reviewed by a manager of marketing")
+    comment = data.comment.strip()
+    if not comment:
+        raise InvalidInput(N_("say what should change"), field="comment")
+    async with db.transaction() as conn:
+        row = await _locked(conn, offer_id)
+        if row["status"] != "submitted":
+            raise Conflict(N_("only an offer awaiting approval can be sent back"))
+        row = await conn.fetchrow(
+            """
+            UPDATE offers SET status = 'draft', review_comment = $3, reviewed_by = $2,
+                reviewed_at = now(), updated_by = $2, updated_at = now()
+            WHERE id = $1 RETURNING *
+            """,
+            offer_id,
+            principal.label,
+            comment,
+        )
+    return offer_schema(row)
+
+
+async def _audience_size(conn: Any, row: Any) -> int:
+    """How many members the offer would reach now (the send takes its own snapshot)."""
+    f = await delivery.offer_filter(conn, row)
+    q = delivery.audience_query(row, f, start=1)
+    return await conn.fetchval(
+        f"SELECT count(*) FROM {segments.from_clause(q)} WHERE {q.where}", *q.params
+    )
+
+
+async def approval_problem(conn: Any, row: Any) -> str | None:
+    """Why the offer cannot be approved now (None: it can). Shown on its page too."""
+    if row["valid_until"] <= row["valid_from"]:
+        return N_("the offer ends before it starts")
+    if row["valid_until"] <= now():
+        return N_("this offer's validity has already ended")
+    if row["benefit"] == "voucher" and not await _vouchers_left(conn, row):
+        return N_("the voucher pool is empty: upload codes first")
+    # An automatic offer's audience is who newly qualifies each month, often nobody today.
+    if row["auto_kind"] is None and await _audience_size(conn, row) == 0:
+        return N_("the offer reaches no member: change its tiers or segment")
+    return None
+
+
+async def why_not_approvable(offer_id: UUID) -> str | None:
+    """The reason approval would be refused now, for the offer's page (None: none)."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM offers WHERE id = $1", offer_id)
+        if row is None:
+            raise NotFound("no such offer")
+        return await approval_problem(conn, row)
+
+
+async def approve(offer_id: UUID, principal: Principal) -> schemas.Offer:
+    """A manager of marketing (or an admin) approves a draft or a submitted offer, never one
+    they wrote; only then can it be sent."""
+    if not principal.can("offers:approve"):
+        raise PermissionDenied("offers are approved by a manager of marketing")
+    async with db.transaction() as conn:
+        row = await _locked(conn, offer_id)
+        if row["status"] not in ("draft", "submitted"):
+            raise Conflict(N_("only a draft or submitted offer can be approved"))
+        if row["created_by"] == principal.label:
+            raise PermissionDenied(N_("the author of an offer cannot approve it"))
+        reason = await approval_problem(conn, row)
+        if reason is not None:
+            raise Conflict(reason)
+        row = await conn.fetchrow(
+            """
+            UPDATE offers SET status = 'approved', approved_by = $2, approved_at = now(),
+                review_comment = NULL, updated_by = $2, updated_at = now()
+            WHERE id = $1 RETURNING *
+            """,
+            offer_id,
+            principal.label,
+        )
+    return offer_schema(row)
+
+
 async def cancel(offer_id: UUID, principal: Principal) -> schemas.Offer:
-    """A draft or approved offer that was not sent; a template stops its monthly instances."""
+    """An offer that was not sent (draft, submitted, approved); a template stops its monthly
+    instances."""
     async with db.transaction() as conn:
         row = await conn.fetchrow(
             """
             UPDATE offers SET status = 'cancelled', updated_by = $2, updated_at = now()
-            WHERE id = $1 AND status IN ('draft', 'approved') RETURNING *
+            WHERE id = $1 AND status IN ('draft', 'submitted', 'approved') RETURNING *
             """,
             offer_id,
             principal.label,
@@ -202,7 +306,7 @@ async def cancel(offer_id: UUID, principal: Principal) -> schemas.Offer:
         if row is None:
             if not await conn.fetchval("SELECT 1 FROM offers WHERE id = $1", offer_id):
                 raise NotFound("no such offer")
-            raise Conflict("an offer that is being sent or was sent cannot be cancelled")
+            raise Conflict(N_("an offer that is being sent or was sent cannot be cancelled"))
     return offer_schema(row)
 
 
@@ -215,15 +319,15 @@ async def request_send(offer_id: UUID, redis: ArqRedis) -> schemas.SendResult:
     if row is None:
         raise NotFound("no such offer")
     if row["auto_kind"] is not None and row["template"] is None:
-        raise Conflict("an automatic offer is sent by the worker every day to newcomers")
+        raise Conflict(N_("an automatic offer is sent by the worker every day to newcomers"))
     if row["status"] not in ("approved", "sending"):
-        raise Conflict(f"only an approved offer can be sent; this offer is {row['status']}")
+        raise Conflict(N_("only an approved offer can be sent"))
     if (
         row["status"] == "approved"
         and row["valid_until"] is not None
         and row["valid_until"] <= now()
     ):
-        raise Conflict("this offer's validity has ended; it can no longer be sent")
+        raise Conflict(N_("this offer's validity has ended; it can no longer be sent"))
     job = await redis.enqueue_job("send_offer", str(offer_id), _job_id=f"send_offer:{offer_id}")
     return schemas.SendResult(offer_id=offer_id, status=row["status"], queued=job is not None)
 
@@ -240,12 +344,12 @@ async def import_vouchers(
         if row is None:
             raise NotFound("no such offer")
         if row["benefit"] != "voucher":
-            raise InvalidInput("only a voucher offer takes codes", field="codes")
+            raise InvalidInput(N_("only a voucher offer takes codes"), field="codes")
         inserted = await conn.fetch(
             """
             INSERT INTO offer_vouchers (id, offer, code, imported_at)
             SELECT gen_random_uuid(), $1, code, now() FROM unnest($2::text[]) AS code
-            ON CONFLICT (offer, code) DO NOTHING RETURNING id
+            ON CONFLICT (offer, code) DO NOTHING RETURNING code
             """,
             offer_id,
             codes,
@@ -253,8 +357,12 @@ async def import_vouchers(
         left = await conn.fetchval(
             "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND member IS NULL", offer_id
         )
+    new = {r["code"] for r in inserted}
     return schemas.VoucherImportResult(
-        imported=len(inserted), already_there=len(data.codes) - len(inserted), vouchers_left=left
+        imported=len(inserted),
+        already_there=len(data.codes) - len(inserted),
+        vouchers_left=left,
+        skipped=[code for code in codes if code not in new],
     )
 
 
@@ -275,74 +383,6 @@ async def use_voucher(offer_id: UUID, code: str) -> None:
             offer_id,
             code,
         )
-
-
-# --- results ------------------------------------------------------------------------------
-
-
-async def results(offer_id: UUID) -> schemas.OfferResults:
-    async with db.connection() as conn:
-        offer = await conn.fetchrow(
-            "SELECT status, audience_size, benefit FROM offers WHERE id = $1", offer_id
-        )
-        if offer is None:
-            raise NotFound("no such offer")
-        counts = await conn.fetchrow(
-            """
-            SELECT
-              count(*) FILTER (WHERE status = 'sent' AND channel = 'email') AS email,
-              count(*) FILTER (WHERE status = 'sent' AND channel = 'sms') AS sms,
-              count(*) FILTER (WHERE status = 'failed') AS failed,
-              count(*) FILTER (WHERE status = 'failed' AND next_attempt_at IS NOT NULL) AS waiting,
-              count(*) FILTER (WHERE status = 'capped') AS capped,
-              count(*) FILTER (WHERE status = 'sending') AS in_flight
-            FROM offer_deliveries WHERE offer = $1
-            """,
-            offer_id,
-        )
-        inbox = await conn.fetchrow(
-            """
-            SELECT count(*) AS portal, count(n.read_at) AS opened
-            FROM offer_deliveries d JOIN member_notifications n ON n.event = d.id
-            WHERE d.offer = $1
-            """,
-            offer_id,
-        )
-        bonus_row = await conn.fetchrow(
-            """
-            SELECT count(*) AS purchases, coalesce(sum(points), 0)::bigint AS points
-            FROM offer_bonus_points WHERE offer = $1
-            """,
-            offer_id,
-        )
-        used = await conn.fetchval(
-            "SELECT count(*) FROM offer_vouchers WHERE offer = $1 AND used_at IS NOT NULL",
-            offer_id,
-        )
-        failures = await conn.fetch(
-            """
-            SELECT d.member, d.channel, coalesce(d.error, '') AS error FROM offer_deliveries d
-            WHERE d.offer = $1 AND d.status = 'failed' ORDER BY d.created_at DESC LIMIT 20
-            """,
-            offer_id,
-        )
-    return schemas.OfferResults(
-        offer_id=offer_id,
-        status=offer["status"],
-        audience=offer["audience_size"],
-        delivered={"email": counts["email"], "sms": counts["sms"], "portal": inbox["portal"]},
-        failed=counts["failed"],
-        waiting_retry=counts["waiting"],
-        capped=counts["capped"],
-        in_flight=counts["in_flight"],
-        opened=inbox["opened"],
-        redeemed=used + bonus_row["purchases"],
-        points_issued=bonus_row["points"],
-        failures=[
-            {"member_id": str(f["member"]), "channel": f["channel"], "error": f["error"]}
-            for f in failures
-        ],
-    )
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -63,7 +63,8 @@ class Offer(Table, tablename="offers"):
     auto_kind = Varchar(length=16, null=True, default=None)  # birthday | welcome | winback
     template = UUID(null=True, default=None)  # an automatic offer's monthly instance: its template
     period = Varchar(length=7, null=True, default=None)  # YYYY-MM of an instance
-    # draft | approved | sending | sent | cancelled (templates stay approved)
+    # draft | submitted (awaiting approval) | approved | sending | sent | cancelled (templates
+    # stay approved); a reviewer sending a submitted offer back makes it a draft again
     status = Varchar(length=16, default="draft")
     audience_filter = JSONB(null=True, default=None)  # what the snapshot selected
     audience_size = Integer(null=True, default=None)
@@ -73,6 +74,11 @@ class Offer(Table, tablename="offers"):
     created_at = Timestamptz(default=TimestamptzNow())
     updated_by = Varchar(length=120)
     updated_at = Timestamptz(default=TimestamptzNow())
+    submitted_by = Varchar(length=120, null=True, default=None)
+    submitted_at = Timestamptz(null=True, default=None)
+    review_comment = Text(null=True, default=None)  # why it was sent back (the last time)
+    reviewed_by = Varchar(length=120, null=True, default=None)
+    reviewed_at = Timestamptz(null=True, default=None)
     approved_by = Varchar(length=120, null=True, default=None)
     approved_at = Timestamptz(null=True, default=None)
     sent_at = Timestamptz(null=True, default=None)

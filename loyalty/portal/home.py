@@ -176,4 +176,6 @@ class MemberPages(Controller):
     async def messages(self, request: Request) -> Template:
         principal = member(request)
         inbox = await events.inbox(principal.id, i18n.current.get(), limit=50)
+        # Shown here means opened: an offer's results count it (unread ones still look new).
+        await events.mark_read(principal.id, [m["id"] for m in inbox if m["read_at"] is None])
         return page("messages", request, inbox=inbox)

@@ -20,3 +20,9 @@ async def sms(monkeypatch):
     )
     yield endpoint
     server.close()
+
+
+@pytest.fixture
+async def author(bearer):
+    """A marketer's headers: offers they write are approved by someone else (`admin`)."""
+    return await bearer("marketing")

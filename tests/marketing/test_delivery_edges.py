@@ -16,7 +16,9 @@ from tests.helpers.members import merge
 from tests.helpers.purchases import purchase_body
 
 
-async def test_a_member_erased_after_a_failed_send_is_not_retried(client, admin, bearer, sms):
+async def test_a_member_erased_after_a_failed_send_is_not_retried(
+    client, author, admin, bearer, sms
+):
     """README (Sending): failures are retried, but not for a member who withdrew consent;
     an erased member's personal data is removed everywhere, so the retry must not text the
     phone number the member had before erasure."""
@@ -27,7 +29,7 @@ async def test_a_member_erased_after_a_failed_send_is_not_retried(client, admin,
         phone="+8613800000077",
         contact_preferences=consenting(["sms"], ["sms"]),
     )
-    offer = await make_offer(client, admin)
+    offer = await make_offer(client, author)
     await approve(client, admin, offer["id"])
     sms.fail = True
     await delivery.send_offer(offer["id"])
@@ -51,6 +53,7 @@ async def test_a_member_erased_after_a_failed_send_is_not_retried(client, admin,
 
 async def test_a_merged_duplicate_is_not_retried_so_the_person_gets_the_offer_once(
     client,
+    author,
     admin,
     bearer,
     mailbox,
@@ -72,7 +75,7 @@ async def test_a_merged_duplicate_is_not_retried_so_the_person_gets_the_offer_on
         phone="+8613800000088",
         contact_preferences=consenting(["sms"], ["sms"]),
     )
-    offer = await make_offer(client, admin)
+    offer = await make_offer(client, author)
     await approve(client, admin, offer["id"])
     sms.fail = True
     await delivery.send_offer(offer["id"])
@@ -113,7 +116,7 @@ async def test_points_max_selects_members_whose_balance_is_negative(client, admi
     assert await count(client, marketing, points_max=100) == 1
 
 
-async def test_an_offer_whose_validity_has_ended_is_not_delivered(client, admin, mailbox):
+async def test_an_offer_whose_validity_has_ended_is_not_delivered(client, author, admin, mailbox):
     """DESIGN: offers carry a validity. Approval refuses an ended validity; a send after the
     validity ended (the offer approved earlier, sent late) must not mail members an offer
     that can no longer be used, nor put it in their portal inbox."""
@@ -124,7 +127,7 @@ async def test_an_offer_whose_validity_has_ended_is_not_delivered(client, admin,
         email="late@example.com",
         contact_preferences=consenting(["email"], ["email"]),
     )
-    offer = await make_offer(client, admin)
+    offer = await make_offer(client, author)
     await approve(client, admin, offer["id"])
     # Time passes: the offer's validity ends before anyone sends it.
     async with db.connection() as conn:

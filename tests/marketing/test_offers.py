@@ -13,7 +13,8 @@ from loyalty.marketing import delivery
 from tests.helpers.marketing import approve, consenting, enrol, make_offer, results
 
 
-async def test_approval_needs_a_manager_of_marketing(client, bearer):
+async def test_approval_needs_a_manager_of_marketing(client, bearer, admin):
+    await enrol(client, admin, "Someone")  # an offer that reaches nobody is not approved
     marketing = await bearer("marketing")
     other_manager = await bearer("manager", department="sales")
     marketing_manager = await bearer("manager", department="marketing")
@@ -123,7 +124,7 @@ async def test_delivery_by_channel_once_with_inbox_and_unsubscribe(
 
 
 async def test_frequency_cap_holds_back_messages_but_not_the_inbox(
-    client, admin, bearer, mailbox, sms
+    client, author, admin, bearer, mailbox, sms
 ):
     await enrol(
         client,
@@ -134,7 +135,7 @@ async def test_frequency_cap_holds_back_messages_but_not_the_inbox(
     )
     ids = []
     for i in range(3):
-        offer = await make_offer(client, admin, title_en=f"Offer {i}")
+        offer = await make_offer(client, author, title_en=f"Offer {i}")
         await approve(client, admin, offer["id"])
         await delivery.send_offer(offer["id"])
         ids.append(offer["id"])
@@ -144,7 +145,7 @@ async def test_frequency_cap_holds_back_messages_but_not_the_inbox(
 
 
 async def test_failed_deliveries_are_retried_with_backoff_and_reported(
-    client, admin, bearer, mailbox, sms
+    client, author, admin, bearer, mailbox, sms
 ):
     await enrol(
         client,
@@ -153,7 +154,7 @@ async def test_failed_deliveries_are_retried_with_backoff_and_reported(
         phone="+8613800000009",
         contact_preferences=consenting(["sms"], ["sms"]),
     )
-    offer = await make_offer(client, admin)
+    offer = await make_offer(client, author)
     await approve(client, admin, offer["id"])
     sms.fail = True
     await delivery.send_offer(offer["id"])
@@ -175,7 +176,7 @@ async def test_failed_deliveries_are_retried_with_backoff_and_reported(
     assert res["failed"] == 0 and res["delivered"]["sms"] == 1
 
 
-async def test_vouchers_one_per_member(client, admin, mailbox, sms):
+async def test_vouchers_one_per_member(client, author, admin, mailbox, sms):
     for i in range(3):
         await enrol(
             client,
@@ -184,7 +185,7 @@ async def test_vouchers_one_per_member(client, admin, mailbox, sms):
             email=f"v{i}@example.com",
             contact_preferences=consenting(["email"], ["email"]),
         )
-    offer = await make_offer(client, admin, benefit="voucher")
+    offer = await make_offer(client, author, benefit="voucher")
     imported = await client.post(
         f"/api/v1/offers/{offer['id']}/vouchers", json={"codes": ["A1", "A2"]}, headers=admin
     )
@@ -203,7 +204,9 @@ async def test_vouchers_one_per_member(client, admin, mailbox, sms):
     assert (await results(client, admin, offer["id"]))["redeemed"] == 1
 
 
-async def test_a_send_waits_for_another_send_to_the_same_member(client, admin, mailbox, sms):
+async def test_a_send_waits_for_another_send_to_the_same_member(
+    client, author, admin, mailbox, sms
+):
     """The cap is counted under a per-member lock: while another send holds it (here a raw
     connection standing in for a concurrent send), this one waits, then counts what the
     other one sent."""
@@ -220,7 +223,7 @@ async def test_a_send_waits_for_another_send_to_the_same_member(client, admin, m
     )
     offers = []
     for i in range(3):
-        offer = await make_offer(client, admin, title_en=f"Offer {i}")
+        offer = await make_offer(client, author, title_en=f"Offer {i}")
         await approve(client, admin, offer["id"])
         offers.append(offer["id"])
     await delivery.send_offer(offers[0])

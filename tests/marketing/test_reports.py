@@ -58,7 +58,9 @@ async def test_movement_report_and_csv(client, admin, pos, bearer):
     ).status_code == 403
 
 
-async def test_birthday_offer_goes_once_a_month_to_members_born_this_month(client, admin, mailbox):
+async def test_birthday_offer_goes_once_a_month_to_members_born_this_month(
+    client, author, admin, mailbox
+):
     now = datetime.now(UTC)
     local = now.astimezone(get_settings().tz)
     prefs = {"channels": ["email"], "consents": [{"channel": "email", "granted": True}]}
@@ -81,7 +83,7 @@ async def test_birthday_offer_goes_once_a_month_to_members_born_this_month(clien
     )
     template = await make_offer(
         client,
-        admin,
+        author,
         auto_kind="birthday",
         title_en="Happy birthday",
         valid_until=(now + timedelta(days=400)).isoformat(),

@@ -17,7 +17,7 @@ async def give(client, admin, member_id: str, points: int) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_targeted_members_redeem_for_the_offer_price(client, admin, mailbox):
+async def test_targeted_members_redeem_for_the_offer_price(client, author, admin, mailbox):
     targeted = await enrol(client, admin, "Targeted")
     other = await enrol(client, admin, "Other")
     reward = (
@@ -35,7 +35,7 @@ async def test_targeted_members_redeem_for_the_offer_price(client, admin, mailbo
         )
     offer = await make_offer(
         client,
-        admin,
+        author,
         target_tiers=["silver"],
         benefit="reward_price",
         reward_id=reward["id"],

@@ -140,6 +140,11 @@ async def test_redis_outage_keeps_purchases_and_delivers_events_after(
         _cli, env, "create-staff", "--username", "outageadmin", "--role", "admin"
     )
     password = re.search(r"password \(shown once\): (\S+)", created).group(1)
+    # An offer's author never approves it: a marketer writes it, the admin approves.
+    created = await asyncio.to_thread(
+        _cli, env, "create-staff", "--username", "outagemarketer", "--role", "marketing"
+    )
+    marketer_password = re.search(r"password \(shown once\): (\S+)", created).group(1)
 
     web = WebServer(env, tmp_path / "serve.log")
     worker = Worker(env, tmp_path / "worker.log")
@@ -157,6 +162,12 @@ async def test_redis_outage_keeps_purchases_and_delivers_events_after(
             )
             assert signed_in.status_code == 201, signed_in.text
             admin = {"Authorization": f"Bearer {signed_in.json()['token']}"}
+            signed_in = await http.post(
+                "/api/v1/auth/tokens",
+                json={"username": "outagemarketer", "password": marketer_password},
+            )
+            assert signed_in.status_code == 201, signed_in.text
+            marketer = {"Authorization": f"Bearer {signed_in.json()['token']}"}
             made_key = await http.post(
                 "/api/v1/api-keys",
                 json={
@@ -183,7 +194,7 @@ async def test_redis_outage_keeps_purchases_and_delivers_events_after(
                     "valid_from": now.isoformat(),
                     "valid_until": (now + timedelta(days=7)).isoformat(),
                 },
-                headers=admin,
+                headers=marketer,
             )
             assert offer.status_code == 201, offer.text
             offer_id = offer.json()["id"]
