@@ -239,7 +239,7 @@ class OfferPages(Controller):
             _field_only(error) if error else None,
             offer=offer,
             values=values or form_values(offer),
-            preview=preview.preview(offer),
+            previews=[preview.preview(offer, language) for language in ("en", "zh")],
             progress=await offer_results.progress(offer_id),
             approval_problem=pending,
             is_author=offer.created_by == principal.label,

@@ -97,7 +97,8 @@ def sms_for(offer: Any, row: dict[str, Any]) -> str:
     text, _ = offer_text(offer, language)
     if code:
         text += f" {code}"
-    return sms(f"{text} ({_validity(offer)})", member_id, language)
+    # A plain hyphen: one en dash would turn an English text into UCS-2, 70 characters a part.
+    return sms(f"{text} ({_validity(offer).replace('–', '-')})", member_id, language)
 
 
 def sms(text: str, member_id: UUID, language: str) -> str:

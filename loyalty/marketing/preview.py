@@ -1,6 +1,6 @@
 """An offer as each channel will show it, made by the same functions that render it for
-delivery (`messages.py`), for a sample member: the email (subject, text, HTML), the text
-message with its length and parts, and the portal card."""
+delivery (`messages.py`), for a sample member who reads `language`: the email (subject,
+text, HTML), the text message with its length and parts, and the portal card."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ GSM_7_EXTENDED = set("^{}\\[~]|€")
 
 
 class Preview(msgspec.Struct):
+    language: str
     email_subject: str
     email_text: str
     email_html: str
@@ -58,20 +59,18 @@ def _row(offer: schemas.Offer) -> dict[str, Any]:
     return values
 
 
-def preview(offer: schemas.Offer) -> Preview:
+def preview(offer: schemas.Offer, language: str) -> Preview:
     row = _row(offer)
     code = SAMPLE_CODE if offer.benefit == "voucher" else None
-    email = messages.email_for(
-        row, {"member": SAMPLE_MEMBER, "address": SAMPLE_EMAIL, "voucher_code": code}
-    )
-    sms = messages.sms_for(
-        row, {"member": SAMPLE_MEMBER, "address": SAMPLE_PHONE, "voucher_code": code}
-    )
-    title, body = messages.inbox_text(row)
-    if code:  # the inbox entry carries the code the same way (delivery.INBOX_SQL)
-        body += f"\n\nYour code / 您的优惠码: {code}"
+    member = {"member": SAMPLE_MEMBER, "voucher_code": code, "language": language}
+    email = messages.email_for(row, {**member, "address": SAMPLE_EMAIL})
+    sms = messages.sms_for(row, {**member, "address": SAMPLE_PHONE})
+    title, body = messages.offer_text(row, language)
+    if code:  # the inbox entry carries the code the same way (delivery's inbox insert)
+        body += messages.code_line(language) + code
     length, encoding, parts = sms_parts(sms)
     return Preview(
+        language=language,
         email_subject=email.subject,
         email_text=email.text,
         email_html=email.html or "",

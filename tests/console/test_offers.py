@@ -123,12 +123,19 @@ async def test_a_double_submitted_new_offer_is_saved_once_and_previewed(people, 
     assert page.status_code == 200
     html = page.text
     assert 'data-status="draft"' in html and "The offer is saved as a draft." in html
-    portal = html.split('id="preview-portal"')[1].split("</article>")[0]
-    assert "Gold tea week · 金卡茶叶周" in portal and "金卡会员茶叶双倍积分。" in portal
-    sms = html.split('id="preview-sms"')[1].split("</article>")[0]
-    assert "金卡茶叶周" in sms and "UCS-2" in sms and 'data-sms-parts="' in sms
-    email = html.split('id="preview-email"')[1].split("</article>")[0]
-    assert "srcdoc=" in email and "&lt;h1&gt;Gold tea week" in email and "退订" in email
+    # Each channel as a member reading English, then one reading Chinese, will see it.
+    portal = html.split('id="preview-portal-en"')[1].split("</article>")[0]
+    assert "Gold tea week" in portal and "金卡茶叶周" not in portal
+    portal_zh = html.split('id="preview-portal-zh"')[1].split("</article>")[0]
+    assert "金卡茶叶周" in portal_zh and "金卡会员茶叶双倍积分。" in portal_zh
+    sms = html.split('id="preview-sms-en"')[1].split("</article>")[0]
+    assert "Gold tea week" in sms and "GSM-7" in sms and 'data-sms-parts="' in sms
+    sms_zh = html.split('id="preview-sms-zh"')[1].split("</article>")[0]
+    assert "金卡茶叶周" in sms_zh and "UCS-2" in sms_zh
+    email = html.split('id="preview-email-en"')[1].split("</article>")[0]
+    assert "srcdoc=" in email and "&lt;h1&gt;Gold tea week" in email
+    email_zh = html.split('id="preview-email-zh"')[1].split("</article>")[0]
+    assert "&lt;h1&gt;金卡茶叶周" in email_zh and "退订" in email_zh
 
 
 async def test_a_marketer_cannot_approve_and_a_manager_never_approves_their_own(

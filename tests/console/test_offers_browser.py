@@ -62,11 +62,9 @@ async def test_a_gold_offer_from_draft_to_results(
         await page.get_by_text("The offer is saved as a draft.").wait_for()
         offer_url = page.url.split("?")[0]
         offer_id = offer_url.rsplit("/", 1)[1]
-        assert "金卡普洱抢先品" in await page.locator("#preview-sms").inner_text()
-        email_preview = page.frame_locator("iframe.email-html")
-        assert (
-            await email_preview.locator("h1").inner_text() == "Gold pu'er preview · 金卡普洱抢先品"
-        )
+        assert "金卡普洱抢先品" in await page.locator("#preview-sms-zh").inner_text()
+        email_preview = page.frame_locator("#preview-email-en iframe.email-html")
+        assert await email_preview.locator("h1").inner_text() == "Gold pu'er preview"
         await shot(page, "offer-draft")
         await page.get_by_role("button", name="Submit for approval").click()
         await page.get_by_text("The offer is submitted for approval.").wait_for()

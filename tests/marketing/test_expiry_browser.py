@@ -75,7 +75,7 @@ async def test_marketing_edits_the_expiry_warnings_in_english_and_chinese(
 
 
 async def test_a_chinese_member_reads_an_offer_and_an_expiry_warning_in_chinese(
-    served, client, admin, pos, mailbox, sms
+    served, client, admin, author, pos, mailbox, sms
 ):
     member = await enrol(
         client,
@@ -86,7 +86,7 @@ async def test_a_chinese_member_reads_an_offer_and_an_expiry_warning_in_chinese(
         contact_preferences={**consenting(["sms"], ["sms"]), "language": "zh"},
     )
     await buy(client, pos, member["id"], "640.00")
-    offer = await make_offer(client, admin)
+    offer = await make_offer(client, author)
     await approve(client, admin, offer["id"])
     await delivery.send_offer(offer["id"])
     await expiry.run(at=add_months(now(), 24) - timedelta(days=10))
