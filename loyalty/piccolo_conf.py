@@ -17,6 +17,7 @@ APP_REGISTRY = AppRegistry(
         "loyalty.webhooks.piccolo_app",
         "loyalty.marketing.piccolo_app",
         "loyalty.imports.piccolo_app",
+        "loyalty.audit.piccolo_app",
     ]
 )
 

@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.infrastructure.clock import now
@@ -142,4 +143,12 @@ async def record_merge(
             actor_staff=actor_staff,
             changes={"survivor_id": str(survivor_id), "reason": data.reason},
         ),
+    )
+    await audit.record(
+        "members.merge",
+        "member",
+        survivor_id,
+        before={"duplicate_id": duplicate["id"], "duplicate_number": duplicate["number"]},
+        after=details,
+        summary=data.reason,
     )
