@@ -144,11 +144,16 @@ async def record_merge(
             changes={"survivor_id": str(survivor_id), "reason": data.reason},
         ),
     )
+    # Ids, counts and field names only: the trail is append-only, so it must hold nothing an
+    # erasure would have to remove (the values stay in member_changes, which erasure scrubs).
     await audit.record(
         "members.merge",
         "member",
         survivor_id,
         before={"duplicate_id": duplicate["id"], "duplicate_number": duplicate["number"]},
-        after=details,
-        summary=data.reason,
+        after={
+            "points_moved": details.get("points_moved"),
+            "purchases_moved": details.get("purchases_moved"),
+            "fields_taken": sorted(details.get("fields") or ()),
+        },
     )
