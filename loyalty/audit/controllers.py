@@ -4,7 +4,7 @@ that records who acts and every staff write no service recorded in detail."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get
 from litestar.params import QueryParameter
@@ -17,7 +17,7 @@ from loyalty.http.middleware import rfc3339_query
 from loyalty.http.openapi import problems
 from loyalty.http.params import PageLimit, PageOffset
 from loyalty.http.responses import CSV, csv_download
-from loyalty.http.routes import INTEGRATION_ONLY
+from loyalty.http.routes import INTEGRATION_ONLY, describe
 from loyalty.infrastructure import actor
 
 FilterText = Annotated[str | None, QueryParameter(max_length=200)]
@@ -87,12 +87,30 @@ NOT_CHANGES = (
 READS = frozenset({"POST /api/v1/segments/count", "POST /api/v1/tiers/simulate"})
 
 
+_GENERIC: dict[int, bool] = {}
+
+
+def _gets_generic_record(handler: Any) -> bool:
+    """Whether a successful write through `handler` gets a generic record: not for operations
+    marked integration-only, nor for sales (posting purchases and returns: each is a record
+    of its own, with its sender's id, and the till's hot path)."""
+    if handler is None:
+        return True
+    known = _GENERIC.get(id(handler))
+    if known is None:
+        _, permissions = describe(handler)
+        known = INTEGRATION_ONLY not in (handler.opt or {}) and "purchases:write" not in (
+            permissions
+        )
+        _GENERIC[id(handler)] = known
+    return known
+
+
 def audit_middleware(app: ASGIApp) -> ASGIApp:
     """After the caller is known: act as them for the request (`loyalty.infrastructure.actor`),
     and after a successful write by staff or an API key that no service recorded, add a
-    generic record naming the operation and the ids in its path. Operations marked
-    integration-only (posting purchases and the like) are machine traffic with records of
-    their own, and are left out."""
+    generic record naming the operation and the ids in its path (see `_gets_generic_record`
+    for what is left out)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get("user")
@@ -117,11 +135,8 @@ def audit_middleware(app: ASGIApp) -> ASGIApp:
                 and principal.kind in ("staff", "api_key")
                 and not scope["path"].startswith(NOT_CHANGES)
             ):
-                handler = scope.get("route_handler")
                 operation = f"{scope['method']} {scope.get('path_template') or scope['path']}"
-                if operation not in READS and INTEGRATION_ONLY not in (
-                    getattr(handler, "opt", None) or {}
-                ):
+                if operation not in READS and _gets_generic_record(scope.get("route_handler")):
                     subject_type, subject_id = service.subject_of(scope.get("path_params") or {})
                     await service.record(
                         operation,

@@ -14,6 +14,7 @@ from loyalty.auth import member_principal
 from loyalty.infrastructure import db
 from loyalty.members import privacy
 from tests.helpers.members import merge
+from tests.helpers.purchases import purchase_body
 from tests.helpers.rewards import add_reward
 
 
@@ -247,3 +248,12 @@ async def test_general_manager_reads_the_trail(client, bearer):
     headers = await bearer("general_manager")
     assert (await client.get("/api/v1/audit", headers=headers)).status_code == 200
     assert (await client.get("/api/v1/audit")).status_code == 401
+
+
+async def test_an_api_key_is_the_actor_and_sales_get_no_generic_record(client, admin, pos):
+    member = (await client.post("/api/v1/members", json={"name": "Till"}, headers=pos)).json()
+    [entry] = await trail(client, admin, action="POST /api/v1/members")
+    assert (entry["actor_kind"], entry["actor_label"]) == ("api_key", "api_key:POS")
+    sold = await client.post("/api/v1/purchases", json=purchase_body(member["id"]), headers=pos)
+    assert sold.status_code == 201, sold.text
+    assert await trail(client, admin, action="POST /api/v1/purchases") == []
