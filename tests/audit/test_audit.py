@@ -257,3 +257,27 @@ async def test_an_api_key_is_the_actor_and_sales_get_no_generic_record(client, a
     sold = await client.post("/api/v1/purchases", json=purchase_body(member["id"]), headers=pos)
     assert sold.status_code == 201, sold.text
     assert await trail(client, admin, action="POST /api/v1/purchases") == []
+
+
+async def test_odd_filters_are_answered_never_a_500(client, admin):
+    for params in (
+        {"actor": "%"},
+        {"actor": "_\\"},
+        {"action": "' OR 1=1 --"},
+        {"subject": "x" * 200},
+        {"from": "2026-01-01T00:00:00+08:00", "to": "2026-01-01T00:00:00+08:00"},
+        {"limit": "0"},
+        {"offset": "100001"},
+        {"actor": "x" * 201},
+        {"to": "10000-01-01T00:00:00Z"},
+    ):
+        for path in ("/api/v1/audit", "/api/v1/audit.csv"):
+            response = await client.get(path, params=params, headers=admin)
+            assert response.status_code in (200, 400, 422), (path, params, response.text)
+    assert await trail(client, admin, actor="%") == []  # a literal percent sign: nobody
+    same = await client.get(
+        "/api/v1/audit",
+        params={"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        headers=admin,
+    )
+    assert same.status_code == 422 and same.json()["field"] == "to"
