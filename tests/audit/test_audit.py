@@ -281,3 +281,23 @@ async def test_odd_filters_are_answered_never_a_500(client, admin):
         headers=admin,
     )
     assert same.status_code == 422 and same.json()["field"] == "to"
+
+
+async def test_a_job_acts_as_the_system(client, admin, bearer):
+    from datetime import UTC, date, datetime
+
+    from loyalty.reps import reclaim
+
+    rep = await bearer("rep", username="quietrep", department="east")
+    member = (await client.post("/api/v1/members", json={"name": "Quiet"}, headers=rep)).json()
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE assignments SET started_at = $2 WHERE member = $1::uuid",
+            member["id"],
+            datetime(2026, 1, 10, 3, tzinfo=UTC),
+        )
+    assert (await reclaim.reclaim_members(date(2026, 4, 1))).reclaimed == 1
+    [entry] = await trail(client, admin, action="assignments.")
+    assert (entry["actor_kind"], entry["actor_label"]) == ("system", "system")
+    assert entry["subject_id"] == member["id"] and entry["after"]["rep"] is None
+    assert entry["before"] == {member["id"]: member["assigned_rep_id"]}
