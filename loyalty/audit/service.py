@@ -25,6 +25,7 @@ from loyalty.infrastructure import actor, db
 # Columns that hold secrets or their hashes never reach the trail: only that they changed.
 HIDDEN = frozenset({"password_hash", "key_hash", "token_hash", "secret"})
 HIDDEN_VALUE = "(hidden)"
+CHANGED_VALUE = "(changed)"
 
 
 def snapshot(value: Any) -> Any:
@@ -54,12 +55,30 @@ async def record(
 ) -> None:
     """Add one record, in the caller's transaction (`conn`, else the current one)."""
     acting = actor.current()
+    states = _states(before, after)
     if conn is None:
         async with db.connection() as conn:
-            await _insert(conn, acting, action, subject_type, subject_id, before, after, summary)
+            await _insert(conn, acting, action, subject_type, subject_id, *states, summary)
     else:
-        await _insert(conn, acting, action, subject_type, subject_id, before, after, summary)
+        await _insert(conn, acting, action, subject_type, subject_id, *states, summary)
     actor.note_recorded()
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    if isinstance(value, msgspec.Struct):
+        return msgspec.structs.asdict(value)
+    return dict(value)
+
+
+def _states(before: Any, after: Any) -> tuple[Any, Any]:
+    """Both states as data; a hidden value that changed (a new password) says so."""
+    shown_before, shown_after = snapshot(before), snapshot(after)
+    if isinstance(shown_before, dict) and isinstance(shown_after, dict):
+        raw_before, raw_after = _fields(before), _fields(after)
+        for key in HIDDEN & raw_before.keys() & raw_after.keys():
+            if raw_before[key] != raw_after[key]:
+                shown_after[key] = CHANGED_VALUE
+    return shown_before, shown_after
 
 
 async def _insert(
@@ -72,8 +91,7 @@ async def _insert(
     after: Any,
     summary: str,
 ) -> None:
-    def as_json(value: Any) -> str | None:
-        state = snapshot(value)
+    def as_json(state: Any) -> str | None:
         return None if state is None else msgspec.json.encode(state).decode()
 
     await conn.execute(

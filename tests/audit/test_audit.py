@@ -97,6 +97,15 @@ async def test_staff_and_api_key_changes_hide_secrets(client, admin):
     await client.patch(f"/api/v1/staff/{staff_id}", json={"role": "service"}, headers=admin)
     entry = await only(client, admin, "staff.update")
     assert (entry["before"]["role"], entry["after"]["role"]) == ("rep", "service")
+    assert entry["after"]["password_hash"] == "(hidden)"  # unchanged
+    await client.patch(
+        f"/api/v1/staff/{staff_id}", json={"password": "a new long passphrase 42"}, headers=admin
+    )
+    [entry, _] = await trail(client, admin, action="staff.update")
+    assert (entry["before"]["password_hash"], entry["after"]["password_hash"]) == (
+        "(hidden)",
+        "(changed)",
+    )
     await client.patch(f"/api/v1/staff/{staff_id}", json={"active": False}, headers=admin)
     entry = await only(client, admin, "staff.deactivate")
     assert (entry["before"]["active"], entry["after"]["active"]) == (True, False)
