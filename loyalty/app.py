@@ -19,6 +19,7 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler, Scope
 
+from loyalty.audit.controllers import AuditController, audit_middleware
 from loyalty.auth import provide_principal
 from loyalty.console.controllers import ConsoleController
 from loyalty.errors import exception_handlers
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             page_middleware,
             session_config.middleware,
             authentication_middleware,
+            audit_middleware,
         ],
         stores={"sessions": RedisStore(redis, namespace="sessions")},
         csrf_config=_csrf_config(settings),
@@ -176,6 +178,7 @@ def _route_handlers() -> list[ControllerRouterHandler]:
         RotationController,
         ServiceTeamController,
         ExportController,
+        AuditController,
         ClosureRequestController,
         WebhookController,
         ContactController,

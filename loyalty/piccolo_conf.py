@@ -18,6 +18,7 @@ APP_REGISTRY = AppRegistry(
         "loyalty.marketing.piccolo_app",
         "loyalty.imports.piccolo_app",
         "loyalty.jobs.piccolo_app",
+        "loyalty.audit.piccolo_app",
     ]
 )
 

@@ -36,6 +36,7 @@ from loyalty.console import referrals as referral_pages
 from loyalty.console import rewards as reward_pages
 from loyalty.console import tier_pages as tier_views
 from loyalty.console import webhooks as webhook_pages
+from loyalty.console.audit import AuditPages
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -381,6 +382,7 @@ ConsoleController = Router(
         webhook_pages.WebhookPages,
         ExpiryWarningPages,
         offers.OfferPages,
+        AuditPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

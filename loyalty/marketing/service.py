@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import msgspec
 from arq.connections import ArqRedis
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.infrastructure import db
@@ -403,13 +404,14 @@ async def update_settings(
         raise InvalidInput("must be between 0 and 1", field="falling_ratio")
     if data.at_risk_days >= data.churn_days:
         raise InvalidInput("must be shorter than churn_days", field="at_risk_days")
-    async with db.connection() as conn:
-        await conn.execute(
+    async with db.transaction() as conn:
+        before = await conn.fetchrow("SELECT * FROM marketing_settings WHERE id = 1 FOR UPDATE")
+        after = await conn.fetchrow(
             """
             UPDATE marketing_settings SET frequency_cap = $1, cap_days = $2, max_attempts = $3,
                 retry_seconds = $4, churn_days = $5, at_risk_days = $6, falling_ratio = $7,
                 updated_at = now(), updated_by = $8
-            WHERE id = 1
+            WHERE id = 1 RETURNING *
             """,
             data.frequency_cap,
             data.cap_days,
@@ -419,6 +421,9 @@ async def update_settings(
             data.at_risk_days,
             data.falling_ratio,
             principal.label,
+        )
+        await audit.record(
+            "marketing_settings.update", "marketing_settings", 1, before=before, after=after
         )
     bonus.forget()
     return await get_settings_row()

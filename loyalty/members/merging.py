@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loyalty.infrastructure.clock import now
@@ -151,4 +152,17 @@ async def record_merge(
             actor_staff=actor_staff,
             changes={"survivor_id": str(survivor_id), "reason": data.reason},
         ),
+    )
+    # Ids, counts and field names only: the trail is append-only, so it must hold nothing an
+    # erasure would have to remove (the values stay in member_changes, which erasure scrubs).
+    await audit.record(
+        "members.merge",
+        "member",
+        survivor_id,
+        before={"duplicate_id": duplicate["id"], "duplicate_number": duplicate["number"]},
+        after={
+            "points_moved": details.get("points_moved"),
+            "purchases_moved": details.get("purchases_moved"),
+            "fields_taken": sorted(details.get("fields") or ()),
+        },
     )

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, NotFound, PermissionDenied
 from loyalty.infrastructure import db, i18n
@@ -151,6 +152,13 @@ async def decide(request_id: UUID, approve: bool, principal: Principal) -> schem
             "SELECT c.*, m.number FROM closure_requests c JOIN members m ON m.id = c.member"
             " WHERE c.id = $1",
             request_id,
+        )
+        await audit.record(
+            "closures.approve" if approve else "closures.reject",
+            "closure_request",
+            request_id,
+            before={"status": request["status"], "member": request["member"]},
+            after={"status": row["status"], "member": row["member"]},
         )
     return _request_schema(row)
 

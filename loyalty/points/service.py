@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.infrastructure import db
@@ -79,7 +80,8 @@ async def update_rules(
             raise InvalidInput(
                 "must be between 0 and 100", field=f"category_multipliers.{category}"
             )
-    async with db.connection() as conn:
+    async with db.transaction() as conn:
+        before = await conn.fetchrow("SELECT * FROM earning_rules WHERE id = 1 FOR UPDATE")
         row = await conn.fetchrow(
             """
             INSERT INTO earning_rules (id, points_per_unit, category_multipliers, pending_days,
@@ -100,6 +102,7 @@ async def update_rules(
             data.expiry_months,
             principal.label,
         )
+        await audit.record("earning_rules.update", "earning_rules", 1, before=before, after=row)
     _rules_cache.clear()
     return _rules_from_row(row)
 
@@ -209,6 +212,9 @@ async def adjust(
                 "SELECT * FROM points_ledger WHERE idempotency_key = $1", key
             )
             created = True
+            await audit.record(
+                "points.adjust", "member", member_id, after=entry, summary=data.reason
+            )
         result = schemas.Adjustment(
             entry=_entry_schema(entry),
             balance=await _balance(conn, member_id),

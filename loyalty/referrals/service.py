@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, NotFound
 from loyalty.events import service as events
@@ -51,6 +52,7 @@ async def put_referral_settings(
     check_money(data.min_purchase, "min_purchase")
     async with db.transaction() as conn:
         await referral_settings(conn)
+        before = await conn.fetchrow("SELECT * FROM referral_settings WHERE id = 1 FOR UPDATE")
         row = await conn.fetchrow(
             """
             UPDATE referral_settings SET referrer_points = $1, referred_points = $2,
@@ -62,6 +64,9 @@ async def put_referral_settings(
             data.min_purchase,
             data.monthly_cap,
             principal.label,
+        )
+        await audit.record(
+            "referral_settings.update", "referral_settings", 1, before=before, after=row
         )
     return settings_schema(row)
 

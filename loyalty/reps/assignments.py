@@ -13,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.events import service as events
@@ -79,6 +80,15 @@ async def reassign(
     )
     await _record_reassignment(
         conn, previous, rep_id, kind=kind, reason=reason, by=by, approved_by=approved_by
+    )
+    await audit.record(
+        f"assignments.{kind}",
+        "member",
+        member_ids[0] if len(member_ids) == 1 else None,
+        before={str(row["id"]): row["assigned_rep"] for row in previous},
+        after={"rep": rep_id, "members": member_ids, "approved_by": approved_by},
+        summary=reason,
+        conn=conn,
     )
 
 

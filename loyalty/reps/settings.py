@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.infrastructure import db
 from loyalty.reps import schemas
@@ -58,6 +59,7 @@ async def put_rep_settings(
 ) -> schemas.RepSettings:
     async with db.transaction() as conn:
         await get_rep_settings(conn)
+        before = await conn.fetchrow("SELECT * FROM rep_settings WHERE id = 1 FOR UPDATE")
         row = await conn.fetchrow(
             """
             UPDATE rep_settings SET protection_days = $1, inactive_months = $2,
@@ -86,4 +88,5 @@ async def put_rep_settings(
             data.rotation_months,
             data.introduction_days,
         )
+        await audit.record("rep_settings.update", "rep_settings", 1, before=before, after=row)
     return _settings_schema(row)

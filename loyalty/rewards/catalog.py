@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 
 import msgspec
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.infrastructure import db
@@ -80,6 +81,8 @@ async def create_reward(data: schemas.RewardCreate, principal: Principal) -> sch
             values["active"],
             principal.label,
         )
+        after = await conn.fetchrow("SELECT * FROM rewards WHERE id = $1", reward_id)
+        await audit.record("rewards.create", "reward", reward_id, after=after)
     return await get_reward(reward_id)
 
 
@@ -108,6 +111,8 @@ async def update_reward(
                 *changes.values(),
                 principal.label,
             )
+        after = await conn.fetchrow("SELECT * FROM rewards WHERE id = $1", reward_id)
+        await audit.record("rewards.update", "reward", reward_id, before=row, after=after)
     return await get_reward(reward_id)
 
 

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.infrastructure import db
@@ -51,6 +52,13 @@ async def import_vouchers(
             "UPDATE rewards SET updated_at = now(), updated_by = $2 WHERE id = $1",
             reward_id,
             principal.label,
+        )
+        # The codes themselves are secrets: only how many came in.
+        await audit.record(
+            "rewards.vouchers_import",
+            "reward",
+            reward_id,
+            after={"imported": len(inserted), "sent": len(data.codes), "vouchers_left": left},
         )
     return schemas.VoucherImportResult(
         imported=len(inserted), already_there=len(data.codes) - len(inserted), vouchers_left=left

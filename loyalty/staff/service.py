@@ -17,6 +17,7 @@ from litestar.stores.base import Store
 from msgspec import UNSET
 from redis.asyncio import Redis
 
+from loyalty.audit import service as audit
 from loyalty.auth import API_KEY_SCOPES, ROLES, Principal, staff_principal
 from loyalty.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
 from loyalty.infrastructure import db, ratelimit
@@ -92,7 +93,9 @@ async def create_staff(data: schemas.StaffCreate) -> schemas.StaffCreated:
         level=data.level,
         password_hash=password_hasher.hash(password),
     )
-    await staff.save()
+    async with db.transaction():
+        await staff.save()
+        await audit.record("staff.create", "staff", staff.id, after=staff.to_dict())
     return schemas.StaffCreated(staff=to_schema(staff), password=password if generated else None)
 
 
@@ -154,7 +157,19 @@ async def apply_update(
     # A new password or a role change also ends old sessions: they carried the old trust.
     ends_access = ends_access or Staff.password_hash in changes or Staff.role in changes
     if changes:
-        await Staff.update(changes).where(Staff.id == staff_id)
+        async with db.transaction():
+            after = (
+                await Staff.update(changes)
+                .where(Staff.id == staff_id)
+                .returning(*Staff.all_columns())
+            )
+            await audit.record(
+                "staff.deactivate" if ends_access and Staff.active in changes else "staff.update",
+                "staff",
+                staff_id,
+                before=staff.to_dict(),
+                after=after[0] if after else None,
+            )
     return StaffChange(
         before=staff,
         leaving=Staff.active in changes and not data.active,
@@ -314,7 +329,9 @@ async def create_api_key(
         scopes=scopes,
         created_by=created_by,
     )
-    await row.save()
+    async with db.transaction():
+        await row.save()
+        await audit.record("api_keys.create", "api_key", row.id, after=row.to_dict())
     return schemas.ApiKeyCreated(api_key=_api_key_schema(row.to_dict()), key=key)
 
 
@@ -324,11 +341,14 @@ async def list_api_keys() -> list[schemas.ApiKey]:
 
 
 async def revoke_api_key(key_id: UUID) -> schemas.ApiKey:
-    rows = (
-        await ApiKey.update({ApiKey.revoked_at: now()})
-        .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
-        .returning(*ApiKey.all_columns())
-    )
+    async with db.transaction():
+        rows = (
+            await ApiKey.update({ApiKey.revoked_at: now()})
+            .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
+            .returning(*ApiKey.all_columns())
+        )
+        if rows:
+            await audit.record("api_keys.revoke", "api_key", key_id, after=rows[0])
     _api_key_checks.clear()  # this process stops taking it at once
     if not rows:
         row = await ApiKey.select().where(ApiKey.id == key_id).first()

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import Conflict, InvalidInput, PermissionDenied
 from loyalty.events import service as events
@@ -56,6 +57,7 @@ async def put_tier(code: str, data: schemas.TierUpdate, principal: Principal) ->
         ]
         proposed.append((code, data.rank, data.threshold, data.enabled))
         validate_ladder(proposed)
+        before = await conn.fetchrow("SELECT * FROM tier_definitions WHERE code = $1", code)
         level = data.service_level
         row = await conn.fetchrow(
             """
@@ -91,6 +93,7 @@ async def put_tier(code: str, data: schemas.TierUpdate, principal: Principal) ->
             level.benefits,
             principal.label,
         )
+        await audit.record("tiers.update", "tier", code, before=before, after=row)
     forget_cache()
     return tier_from_row(row)
 
@@ -102,20 +105,23 @@ async def get_settings_() -> schemas.TierSettings:
 async def put_settings(
     data: schemas.TierSettingsUpdate, principal: Principal
 ) -> schemas.TierSettings:
-    async with db.connection() as conn:
-        await conn.execute(
+    async with db.transaction() as conn:
+        before = await conn.fetchrow("SELECT * FROM tier_settings WHERE id = 1 FOR UPDATE")
+        after = await conn.fetchrow(
             """
             INSERT INTO tier_settings (id, basis, window_months, grace_days, updated_at, updated_by)
             VALUES (1, $1, $2, $3, now(), $4)
             ON CONFLICT (id) DO UPDATE SET basis = excluded.basis,
                 window_months = excluded.window_months, grace_days = excluded.grace_days,
                 updated_at = excluded.updated_at, updated_by = excluded.updated_by
+            RETURNING *
             """,
             data.basis,
             data.window_months,
             data.grace_days,
             principal.label,
         )
+        await audit.record("tier_settings.update", "tier_settings", 1, before=before, after=after)
     forget_cache()
     return await get_settings_()
 

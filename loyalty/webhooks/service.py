@@ -29,6 +29,7 @@ from uuid import UUID
 
 import httpx
 
+from loyalty.audit import service as audit
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.infrastructure import db
@@ -85,7 +86,7 @@ async def create_subscription(
 ) -> schemas.SubscriptionCreated:
     """The secret is shown once, here."""
     secret = "whsec_" + secrets.token_urlsafe(32)
-    async with db.connection() as conn:
+    async with db.transaction() as conn:
         row = await conn.fetchrow(
             """
             INSERT INTO webhook_subscriptions (id, url, events, secret, active, description,
@@ -98,6 +99,7 @@ async def create_subscription(
             data.description,
             principal.label,
         )
+        await audit.record("webhooks.create", "webhook", row["id"], after=row)
     forget_subscriptions()
     return schemas.SubscriptionCreated(subscription=_subscription_schema(row), secret=secret)
 
@@ -121,7 +123,10 @@ async def get_subscription(subscription_id: UUID) -> schemas.Subscription:
 async def update_subscription(
     subscription_id: UUID, data: schemas.SubscriptionUpdate
 ) -> schemas.Subscription:
-    async with db.connection() as conn:
+    async with db.transaction() as conn:
+        before = await conn.fetchrow(
+            "SELECT * FROM webhook_subscriptions WHERE id = $1 FOR UPDATE", subscription_id
+        )
         row = await conn.fetchrow(
             """
             UPDATE webhook_subscriptions SET url = coalesce($2, url),
@@ -135,6 +140,10 @@ async def update_subscription(
             data.active,
             data.description,
         )
+        if row is not None:
+            await audit.record(
+                "webhooks.update", "webhook", subscription_id, before=before, after=row
+            )
     if row is None:
         raise NotFound("no such webhook subscription")
     forget_subscriptions()
