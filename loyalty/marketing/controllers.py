@@ -41,7 +41,8 @@ class SegmentController(Controller):
     ) -> schemas.Segment:
         """A named filter: tiers, spend and purchases in a window, days since the last
         purchase, available points, referrals made, birthday months, regions, tags, consent
-        per channel, assigned reps or departments. Every condition given must hold."""
+        per channel, assigned reps or departments, value groups, lifecycle stages. Every
+        condition given must hold."""
         return await segments.create(data, principal)
 
     @post(
@@ -50,9 +51,15 @@ class SegmentController(Controller):
         summary="Count the members a filter selects",
         responses=problems(422),
     )
-    async def count(self, data: JSONBody[schemas.SegmentFilter]) -> schemas.SegmentCount:
-        """For a filter being edited: one SQL statement, nothing saved."""
-        return await segments.count(data)
+    async def count(
+        self,
+        data: JSONBody[schemas.SegmentFilter],
+        breakdown: Annotated[bool, QueryParameter()] = False,
+    ) -> schemas.SegmentCount:
+        """For a filter being edited: one SQL statement, nothing saved. With
+        `?breakdown=true`, also the members by tier and by the channel an offer would reach
+        them on (`email`, `sms`, or `portal` alone): counts only, never who."""
+        return await segments.count(data, breakdown)
 
     @get(
         "/value-groups",

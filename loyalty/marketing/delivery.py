@@ -150,18 +150,7 @@ async def _settings() -> Any:
 
 
 # The channel: the first preferred channel with consent and an address, else the inbox.
-CHANNEL_SQL = """
-coalesce((
-    SELECT c.ch FROM jsonb_array_elements_text(
-        CASE WHEN jsonb_typeof(m.contact_preferences->'channels') = 'array'
-             THEN m.contact_preferences->'channels' ELSE '[]'::jsonb END
-    ) WITH ORDINALITY AS c(ch, i)
-    WHERE ((c.ch = 'email' AND m.email IS NOT NULL) OR (c.ch = 'sms' AND m.phone IS NOT NULL))
-      AND m.contact_preferences->'consents'
-          @> jsonb_build_array(jsonb_build_object('channel', c.ch, 'granted', true))
-    ORDER BY c.i LIMIT 1
-), 'portal')
-"""
+CHANNEL_SQL = segments.CHANNEL_SQL
 
 BATCH_SQL = f"""
 WITH batch AS (

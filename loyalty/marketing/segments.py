@@ -57,6 +57,7 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
     _points_and_referral_conditions(q, f)
     _archive_conditions(q, f)
     _rep_conditions(q, f)
+    _value_conditions(q, f, at)
     return q
 
 
@@ -155,6 +156,86 @@ def _rep_conditions(q: Query, f: schemas.SegmentFilter) -> None:
         q.add("m.assigned_rep IS NOT NULL")
 
 
+def scored_sql(window: str) -> str:
+    """Each active member who bought since `window` (a parameter) with their RFM value group
+    (`grp`), spend, purchases and last purchase. Members with no purchase in the window are
+    not in it: they are at risk."""
+    return f"""
+    WITH s AS (
+        SELECT member, max(occurred_at) AS last_purchase, count(*) AS purchases,
+               sum(total - returned_amount) AS spend
+        FROM purchases WHERE occurred_at >= {window} GROUP BY member
+    ), scored AS (
+        SELECT s.*,
+               ntile(5) OVER (ORDER BY last_purchase) AS r,
+               ntile(5) OVER (ORDER BY purchases) AS f,
+               ntile(5) OVER (ORDER BY spend) AS mo
+        FROM s JOIN members m ON m.id = s.member AND m.status = 'active'
+    )
+    SELECT member, CASE
+             WHEN r >= 4 AND (f + mo) >= 7 THEN 'valuable'
+             WHEN r >= 4 THEN 'rising'
+             WHEN r = 3 OR (f + mo) >= 7 THEN 'declining'
+             ELSE 'at_risk'
+           END AS grp, spend, purchases, last_purchase
+    FROM scored"""
+
+
+# The lifecycle stage of member `m` (as reps.performance's STAGE_CTE computes it) at $at.
+def _stage_sql(at: str) -> str:
+    return f"""(SELECT CASE
+        WHEN max(p.occurred_at) IS NULL THEN
+            CASE WHEN (SELECT c.intent FROM contacts c WHERE c.member = m.id
+                       AND c.intent IS NOT NULL ORDER BY c.occurred_at DESC LIMIT 1) = 'intent'
+                 THEN 'prospect_with_intent' ELSE 'prospect_without_intent' END
+        WHEN min(p.occurred_at) >= {at} - interval '3 months' THEN 'new_customer'
+        WHEN max(p.occurred_at) >= {at} - interval '6 months' THEN 'regular'
+        WHEN max(p.occurred_at) >= {at} - interval '12 months' THEN 'lapsing'
+        ELSE 'lost' END
+    FROM purchases p WHERE p.member = m.id)"""
+
+
+def _value_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
+    """Value group, lifecycle stage and the fixed member list."""
+    if f.value_groups:
+        window = q.param(at - timedelta(days=f.window_days), "::timestamptz")
+        groups = q.param(list(f.value_groups), "::text[]")
+        condition = (
+            f"m.id IN (SELECT v.member FROM ({scored_sql(window)}) v WHERE v.grp = ANY({groups}))"
+        )
+        if "at_risk" in f.value_groups:
+            # No purchase in the window: at risk without a score.
+            condition = (
+                f"({condition} OR NOT EXISTS (SELECT 1 FROM purchases p"
+                f" WHERE p.member = m.id AND p.occurred_at >= {window}))"
+            )
+        q.add(condition)
+    if f.lifecycle_stages:
+        at_param = q.param(at, "::timestamptz")
+        q.add(f"{_stage_sql(at_param)} = ANY({q.param(list(f.lifecycle_stages), '::text[]')})")
+    if f.member_list is not None:
+        q.add(
+            "EXISTS (SELECT 1 FROM segment_members sm WHERE sm.member = m.id"
+            f" AND sm.segment = {q.param(f.member_list, '::uuid')})"
+        )
+
+
+# The channel an offer reaches member `m` on: the first preferred channel with consent and
+# an address, else the portal inbox alone (delivery uses the same expression).
+CHANNEL_SQL = """
+coalesce((
+    SELECT c.ch FROM jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(m.contact_preferences->'channels') = 'array'
+             THEN m.contact_preferences->'channels' ELSE '[]'::jsonb END
+    ) WITH ORDINALITY AS c(ch, i)
+    WHERE ((c.ch = 'email' AND m.email IS NOT NULL) OR (c.ch = 'sms' AND m.phone IS NOT NULL))
+      AND m.contact_preferences->'consents'
+          @> jsonb_build_array(jsonb_build_object('channel', c.ch, 'granted', true))
+    ORDER BY c.i LIMIT 1
+), 'portal')
+"""
+
+
 def from_clause(q: Query) -> str:
     """`members m`, with the purchase statistics when a condition needs them."""
     if not q.stats:
@@ -189,16 +270,39 @@ async def _check(f: schemas.SegmentFilter) -> None:
             raise InvalidInput(f"must not be below {lo}", field=f"filter.{hi}")
 
 
-async def count(f: schemas.SegmentFilter) -> schemas.SegmentCount:
-    """How many members the filter selects now: one statement."""
+async def count(f: schemas.SegmentFilter, breakdown: bool = False) -> schemas.SegmentCount:
+    """How many members the filter selects now: one statement. With `breakdown`, the same
+    statement groups them by tier and by the channel an offer would reach them on."""
     await _check(f)
     q = where_clause(f, now())
     started = time.perf_counter()
     async with db.connection() as conn:
-        members = await conn.fetchval(
-            f"SELECT count(*) FROM {from_clause(q)} WHERE {q.where}", *q.params
+        if not breakdown:
+            members = await conn.fetchval(
+                f"SELECT count(*) FROM {from_clause(q)} WHERE {q.where}", *q.params
+            )
+            took = (time.perf_counter() - started) * 1000
+            return schemas.SegmentCount(members=members, took_ms=took)
+        rows = await conn.fetch(
+            f"""
+            SELECT t.tier, {CHANNEL_SQL} AS channel, count(*) AS members
+            FROM {from_clause(q)} LEFT JOIN member_tiers t ON t.member = m.id
+            WHERE {q.where} GROUP BY 1, 2
+            """,
+            *q.params,
         )
-    return schemas.SegmentCount(members=members, took_ms=(time.perf_counter() - started) * 1000)
+    by_tier: dict[str, int] = {}
+    by_channel: dict[str, int] = {}
+    for row in rows:
+        tier = row["tier"] or ""
+        by_tier[tier] = by_tier.get(tier, 0) + row["members"]
+        by_channel[row["channel"]] = by_channel.get(row["channel"], 0) + row["members"]
+    return schemas.SegmentCount(
+        members=sum(by_tier.values()),
+        took_ms=(time.perf_counter() - started) * 1000,
+        by_tier=by_tier,
+        by_channel=by_channel,
+    )
 
 
 def decode_filter(value: Any) -> schemas.SegmentFilter:
@@ -282,6 +386,41 @@ async def list_segments() -> list[schemas.Segment]:
     return [await _segment(row) for row in rows]
 
 
+async def list_segment(
+    key: str, name: str, description: str, member_ids: list[UUID], principal: Principal
+) -> tuple[schemas.Segment, int]:
+    """The segment made once for `key`, selecting a fixed list of members; each member is
+    added to it once, however often this runs. Returns it and how many members were new."""
+    new_id = uuid4()
+    async with db.transaction() as conn:
+        segment_id = await conn.fetchval(
+            """
+            INSERT INTO segments (id, name, description, filter, created_by, created_at,
+                updated_by, updated_at, key)
+            VALUES ($1, $2, $3, $4::jsonb, $5, now(), $5, now(), $6)
+            ON CONFLICT (key) DO NOTHING RETURNING id
+            """,
+            new_id,
+            name,
+            description,
+            encode_filter(schemas.SegmentFilter(member_list=new_id)),
+            principal.label,
+            key,
+        )
+        if segment_id is None:
+            row = await conn.fetchrow("SELECT id, filter FROM segments WHERE key = $1", key)
+            segment_id = row["id"]
+        added = await conn.fetch(
+            """
+            INSERT INTO segment_members (segment, member, added_at)
+            SELECT $1, unnest($2::uuid[]), now() ON CONFLICT DO NOTHING RETURNING member
+            """,
+            segment_id,
+            member_ids,
+        )
+    return await get(segment_id), len(added)
+
+
 async def load_filter(conn: Any, segment_id: UUID) -> schemas.SegmentFilter:
     value = await conn.fetchval("SELECT filter FROM segments WHERE id = $1", segment_id)
     if value is None:
@@ -297,26 +436,8 @@ GROUPS = ("valuable", "rising", "declining", "at_risk")
 # window; frequency and spend averaged into one value score. Valuable: recent and high
 # value; rising: recent, lower value so far; declining: no longer recent (or fading) but
 # valuable; at risk: the rest, and everyone with no purchase in the window.
-VALUE_GROUPS_SQL = """
-WITH s AS (
-    SELECT member, max(occurred_at) AS last_purchase, count(*) AS purchases,
-           sum(total - returned_amount) AS spend
-    FROM purchases WHERE occurred_at >= $1 GROUP BY member
-), scored AS (
-    SELECT s.*,
-           ntile(5) OVER (ORDER BY last_purchase) AS r,
-           ntile(5) OVER (ORDER BY purchases) AS f,
-           ntile(5) OVER (ORDER BY spend) AS mo
-    FROM s JOIN members m ON m.id = s.member AND m.status = 'active'
-), grouped AS (
-    SELECT CASE
-             WHEN r >= 4 AND (f + mo) >= 7 THEN 'valuable'
-             WHEN r >= 4 THEN 'rising'
-             WHEN r = 3 OR (f + mo) >= 7 THEN 'declining'
-             ELSE 'at_risk'
-           END AS grp, spend, purchases, last_purchase
-    FROM scored
-)
+VALUE_GROUPS_SQL = f"""
+WITH grouped AS ({scored_sql("$1")})
 SELECT grp, count(*) AS members, coalesce(avg(spend), 0) AS avg_spend,
        coalesce(avg(purchases), 0)::float8 AS avg_purchases,
        avg(extract(epoch FROM $2 - last_purchase) / 86400)::float8 AS avg_days
