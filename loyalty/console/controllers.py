@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from litestar.types import Empty
 
 from loyalty.console import accounts, admin, movement, notices, team
+from loyalty.console import segments as segment_pages
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
     LOGIN_PATH,
@@ -317,6 +318,7 @@ ConsoleController = Router(
         movement.MovementPages,
         admin.AdminPages,
         notices.NoticePages,
+        segment_pages.SegmentPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

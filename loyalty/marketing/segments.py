@@ -8,6 +8,7 @@ needs them, from the covering index `purchases_member_time`.
 from __future__ import annotations
 
 import time
+from html import escape
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -330,21 +331,28 @@ async def _segment(row: Any) -> schemas.Segment:
     )
 
 
-async def create(data: schemas.SegmentCreate, principal: Principal) -> schemas.Segment:
+async def create(
+    data: schemas.SegmentCreate, principal: Principal, segment_id: UUID | None = None
+) -> schemas.Segment:
+    """A new segment; given `segment_id` (a form's idempotency key), a second call with the
+    same id returns the segment the first one saved."""
     await _check(data.filter)
     async with db.connection() as conn:
         row = await conn.fetchrow(
             """
             INSERT INTO segments (id, name, description, filter, created_by, created_at,
                 updated_by, updated_at)
-            VALUES ($1, $2, $3, $4::jsonb, $5, now(), $5, now()) RETURNING *
+            VALUES ($1, $2, $3, $4::jsonb, $5, now(), $5, now())
+            ON CONFLICT (id) DO NOTHING RETURNING *
             """,
-            uuid4(),
+            segment_id or uuid4(),
             data.name,
             data.description,
             encode_filter(data.filter),
             principal.label,
         )
+        if row is None:
+            row = await conn.fetchrow("SELECT * FROM segments WHERE id = $1", segment_id)
     return await _segment(row)
 
 
@@ -484,8 +492,9 @@ async def value_groups(window_days: int = 365) -> schemas.ValueGroups:
     return schemas.ValueGroups(window_days=window_days, groups=groups, members=total)
 
 
-def pyramid_svg(data: schemas.ValueGroups) -> str:
-    """The value groups as a pyramid: valuable at the top, widths by share of members."""
+def pyramid_svg(data: schemas.ValueGroups, labels: dict[str, str] | None = None) -> str:
+    """The value groups as a pyramid: valuable at the top, widths by share of members;
+    `labels` names the groups in the reader's language."""
     colours = {
         "valuable": "#1b7f5b",
         "rising": "#3a86c8",
@@ -496,6 +505,7 @@ def pyramid_svg(data: schemas.ValueGroups) -> str:
     width, height, gap = 600, 60, 6
     for i, group in enumerate(data.groups):
         # Each layer is wider than the one above; its label carries the real count.
+        name = (labels or {}).get(group.group) or group.group.replace("_", " ")
         w = width * (i + 1) / len(data.groups)
         x = (width - w) / 2
         y = i * (height + gap)
@@ -504,7 +514,7 @@ def pyramid_svg(data: schemas.ValueGroups) -> str:
             f' fill="{colours[group.group]}"/>'
             f'<text x="{width / 2:.0f}" y="{y + height / 2 + 5}" text-anchor="middle"'
             f' fill="#fff" font-family="sans-serif" font-size="15">'
-            f"{group.group.replace('_', ' ')}: {group.members} ({group.share:.0%})</text>"
+            f"{escape(name)}: {group.members} ({group.share:.0%})</text>"
         )
     total_h = len(data.groups) * (height + gap)
     return (
