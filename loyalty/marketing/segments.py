@@ -8,9 +8,9 @@ needs them, from the covering index `purchases_member_time`.
 from __future__ import annotations
 
 import time
-from html import escape
 from datetime import datetime, timedelta
 from decimal import Decimal
+from html import escape
 from typing import Any
 from uuid import UUID, uuid4
 
