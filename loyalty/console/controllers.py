@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from litestar.types import Empty
 
 from loyalty.console import accounts, admin, movement, notices, team
+from loyalty.console import marketing as marketing_pages
 from loyalty.console import segments as segment_pages
 from loyalty.console.common import (
     EXCEPTION_HANDLERS,
@@ -118,6 +119,7 @@ class SignInPages(Controller):
             due_today=len(tasks),
             overdue=sum(1 for task in tasks if task.overdue),
             notices=notices,
+            marketing=await marketing_pages.marketing_home(principal),
         )
 
 
@@ -319,6 +321,7 @@ ConsoleController = Router(
         admin.AdminPages,
         notices.NoticePages,
         segment_pages.SegmentPages,
+        marketing_pages.MarketingPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

@@ -278,4 +278,3 @@ async def builder(
 
 def checked(values: dict[str, Any], name: str, option: Any) -> bool:
     return str(option) in _listed(values.get(name))
-
