@@ -27,7 +27,7 @@ from loyalty.console.common import (
 )
 from loyalty.errors import DomainError
 from loyalty.http.routes import covers
-from loyalty.infrastructure.i18n import N_, staff_label
+from loyalty.infrastructure.i18n import LABELS, N_, label, staff_label
 from loyalty.marketing import schemas, segments
 from loyalty.tiers import service as tiers
 
@@ -236,8 +236,13 @@ class SegmentPages(Controller):
         )
 
 
+def _tier_names(ladder: list[Any]) -> dict[str, str]:
+    """Tier names in the reader's language: the catalog's word for the standard tiers."""
+    return {t.code: label(t.code) if t.code in LABELS else t.name for t in ladder}
+
+
 async def _ladder_names() -> dict[str, str]:
-    return {t.code: t.name for t in (await tiers.ladder()).tiers}
+    return _tier_names((await tiers.ladder()).tiers)
 
 
 async def builder(
@@ -262,9 +267,9 @@ async def builder(
         segment=segment,
         values=values,
         key=values.get("key") or str(uuid4()),
-        tier_names={t.code: t.name for t in ladder},
+        tier_names=_tier_names(ladder),
         options={
-            "tiers": [(t.code, t.name) for t in ladder],
+            "tiers": list(_tier_names(ladder).items()),
             "value_groups": [(g, staff_label(f"group_{g}")) for g in segments.GROUPS],
             "lifecycle_stages": [(s, staff_label(f"stage_{s}")) for s in STAGES],
             "birthday_months": [(m, str(m)) for m in range(1, 13)],

@@ -74,7 +74,9 @@ async def test_a_marketing_manager_changes_the_settings_a_marketer_only_reads_th
     assert "营销设置" in zh.text and "Frequency cap" not in zh.text
 
 
-async def test_the_movement_actions_from_the_report_page(make_client, make_staff, team, client, pos):
+async def test_the_movement_actions_from_the_report_page(
+    make_client, make_staff, team, client, pos
+):
     await make_staff("mona", "manager", "marketing")
     chen = team["members"]["Chen Jie"]["id"]
     await buy(client, pos, chen, "6000.00", days_ago=40)

@@ -36,7 +36,7 @@ async def declining(client, pos, team) -> tuple[str, str]:
 
 
 async def test_the_segment_is_made_once_a_month_and_lists_each_member_once(client, pos, team):
-    chen, _ = await declining(client, pos, team)
+    await declining(client, pos, team)
     month = this_month()
     first = await movement_actions.declining_segment(month, MARKETER)
     assert first.members == 1 and first.added == 1
@@ -50,10 +50,8 @@ async def test_the_segment_is_made_once_a_month_and_lists_each_member_once(clien
     assert (await segments.count(first.segment.filter)).members == 1
 
 
-async def test_each_rep_gets_one_task_a_month_even_after_closing_it(
-    client, pos, team, make_client
-):
-    chen, lin = await declining(client, pos, team)
+async def test_each_rep_gets_one_task_a_month_even_after_closing_it(client, pos, team, make_client):
+    chen, _ = await declining(client, pos, team)
     month = this_month()
     done = await movement_actions.declining_follow_ups(month, 5, MARKETER)
     assert (done.members, done.created) == (1, 1)
