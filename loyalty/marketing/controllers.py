@@ -57,8 +57,9 @@ class SegmentController(Controller):
         breakdown: Annotated[bool, QueryParameter()] = False,
     ) -> schemas.SegmentCount:
         """For a filter being edited: one SQL statement, nothing saved. With
-        `?breakdown=true`, also the members by tier and by the channel an offer would reach
-        them on (`email`, `sms`, or `portal` alone): counts only, never who."""
+        `?breakdown=true`, also the members by tier, and how many are reachable by `email`,
+        by `sms` (preferred, consented, with an address) and by the portal inbox alone
+        (`portal_only`): counts only, never who."""
         return await segments.count(data, breakdown)
 
     @get(

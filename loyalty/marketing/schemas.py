@@ -89,8 +89,9 @@ class Segment(msgspec.Struct):
 class SegmentCount(msgspec.Struct):
     members: int
     took_ms: float
-    # With `breakdown`: members by tier, and by the channel an offer would reach them on
-    # (the first preferred channel with consent and an address; else only the portal).
+    # With `breakdown`: members by tier; and how many are reachable by `email` and by `sms`
+    # (a preferred channel with consent and an address: a member may count in both), and
+    # how many by the portal inbox alone (`portal_only`).
     by_tier: dict[str, int] | None = None
     by_channel: dict[str, int] | None = None
 

@@ -182,18 +182,18 @@ def scored_sql(window: str) -> str:
     FROM scored"""
 
 
-# The lifecycle stage of member `m` (as reps.performance's STAGE_CTE computes it) at $at.
+# The lifecycle stage of member `m` (as reps.performance's STAGE_CTE computes it) at `at`,
+# from the purchase statistics `s`; the contacts are read only for members who never bought.
 def _stage_sql(at: str) -> str:
-    return f"""(SELECT CASE
-        WHEN max(p.occurred_at) IS NULL THEN
+    return f"""(CASE
+        WHEN s.last_purchase IS NULL THEN
             CASE WHEN (SELECT c.intent FROM contacts c WHERE c.member = m.id
                        AND c.intent IS NOT NULL ORDER BY c.occurred_at DESC LIMIT 1) = 'intent'
                  THEN 'prospect_with_intent' ELSE 'prospect_without_intent' END
-        WHEN min(p.occurred_at) >= {at} - interval '3 months' THEN 'new_customer'
-        WHEN max(p.occurred_at) >= {at} - interval '6 months' THEN 'regular'
-        WHEN max(p.occurred_at) >= {at} - interval '12 months' THEN 'lapsing'
-        ELSE 'lost' END
-    FROM purchases p WHERE p.member = m.id)"""
+        WHEN s.first_purchase >= {at} - interval '3 months' THEN 'new_customer'
+        WHEN s.last_purchase >= {at} - interval '6 months' THEN 'regular'
+        WHEN s.last_purchase >= {at} - interval '12 months' THEN 'lapsing'
+        ELSE 'lost' END)"""
 
 
 def _value_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
@@ -212,6 +212,9 @@ def _value_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
             )
         q.add(condition)
     if f.lifecycle_stages:
+        if not q.stats:  # the stage reads the purchase statistics
+            q.stats = True
+            q.window_param = q.param(at - timedelta(days=f.window_days), "::timestamptz")
         at_param = q.param(at, "::timestamptz")
         q.add(f"{_stage_sql(at_param)} = ANY({q.param(list(f.lifecycle_stages), '::text[]')})")
     if f.member_list is not None:
@@ -221,20 +224,15 @@ def _value_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
         )
 
 
-# The channel an offer reaches member `m` on: the first preferred channel with consent and
-# an address, else the portal inbox alone (delivery uses the same expression).
-CHANNEL_SQL = """
-coalesce((
-    SELECT c.ch FROM jsonb_array_elements_text(
-        CASE WHEN jsonb_typeof(m.contact_preferences->'channels') = 'array'
-             THEN m.contact_preferences->'channels' ELSE '[]'::jsonb END
-    ) WITH ORDINALITY AS c(ch, i)
-    WHERE ((c.ch = 'email' AND m.email IS NOT NULL) OR (c.ch = 'sms' AND m.phone IS NOT NULL))
+# Reachable on a channel: it is among the member's preferred channels, consent is granted
+# and the address is known (what delivery asks of a channel). Plain expressions on the row,
+# so a breakdown costs no subquery per member.
+REACHABLE = {
+    channel: f"""(m.{column} IS NOT NULL AND m.contact_preferences->'channels' ? '{channel}'
       AND m.contact_preferences->'consents'
-          @> jsonb_build_array(jsonb_build_object('channel', c.ch, 'granted', true))
-    ORDER BY c.i LIMIT 1
-), 'portal')
-"""
+          @> '[{{"channel": "{channel}", "granted": true}}]'::jsonb)"""
+    for channel, column in (("email", "email"), ("sms", "phone"))
+}
 
 
 def from_clause(q: Query) -> str:
@@ -246,7 +244,7 @@ def from_clause(q: Query) -> str:
         SELECT member,
                sum(total - returned_amount) FILTER (WHERE occurred_at >= {w}) AS spend,
                count(*) FILTER (WHERE occurred_at >= {w}) AS purchases,
-               max(occurred_at) AS last_purchase
+               max(occurred_at) AS last_purchase, min(occurred_at) AS first_purchase
         FROM purchases GROUP BY member
     ) s ON s.member = m.id"""
 
@@ -273,7 +271,8 @@ async def _check(f: schemas.SegmentFilter) -> None:
 
 async def count(f: schemas.SegmentFilter, breakdown: bool = False) -> schemas.SegmentCount:
     """How many members the filter selects now: one statement. With `breakdown`, the same
-    statement groups them by tier and by the channel an offer would reach them on."""
+    statement counts them by tier, and how many are reachable by email, by SMS, and by the
+    portal inbox alone."""
     await _check(f)
     q = where_clause(f, now())
     started = time.perf_counter()
@@ -286,18 +285,20 @@ async def count(f: schemas.SegmentFilter, breakdown: bool = False) -> schemas.Se
             return schemas.SegmentCount(members=members, took_ms=took)
         rows = await conn.fetch(
             f"""
-            SELECT t.tier, {CHANNEL_SQL} AS channel, count(*) AS members
+            SELECT t.tier, count(*) AS members,
+                   count(*) FILTER (WHERE {REACHABLE["email"]}) AS email,
+                   count(*) FILTER (WHERE {REACHABLE["sms"]}) AS sms,
+                   count(*) FILTER (WHERE NOT ({REACHABLE["email"]} OR {REACHABLE["sms"]}))
+                       AS portal_only
             FROM {from_clause(q)} LEFT JOIN member_tiers t ON t.member = m.id
-            WHERE {q.where} GROUP BY 1, 2
+            WHERE {q.where} GROUP BY 1
             """,
             *q.params,
         )
-    by_tier: dict[str, int] = {}
-    by_channel: dict[str, int] = {}
-    for row in rows:
-        tier = row["tier"] or ""
-        by_tier[tier] = by_tier.get(tier, 0) + row["members"]
-        by_channel[row["channel"]] = by_channel.get(row["channel"], 0) + row["members"]
+    by_tier = {row["tier"] or "": row["members"] for row in rows}
+    by_channel = {
+        channel: sum(row[channel] for row in rows) for channel in ("email", "sms", "portal_only")
+    }
     return schemas.SegmentCount(
         members=sum(by_tier.values()),
         took_ms=(time.perf_counter() - started) * 1000,

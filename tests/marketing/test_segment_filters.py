@@ -66,6 +66,6 @@ async def test_the_breakdown_counts_by_tier_and_reachable_channel(client, admin,
     assert data["members"] == 3
     assert data["by_tier"] == {"silver": 1, "normal": 2}
     # Consent without an address, or an address without consent: the portal only.
-    assert data["by_channel"] == {"email": 1, "portal": 2}
+    assert data["by_channel"] == {"email": 1, "sms": 0, "portal_only": 2}
     plain = (await client.post("/api/v1/segments/count", json={}, headers=marketing)).json()
     assert plain["members"] == 3 and plain.get("by_tier") is None
