@@ -118,10 +118,11 @@ def _points_and_referral_conditions(q: Query, f: schemas.SegmentFilter) -> None:
             "EXISTS (SELECT 1 FROM points_accounts a WHERE a.member = m.id"
             f" AND ({lo} IS NULL OR a.total >= {lo}) AND ({hi} IS NULL OR a.total <= {hi}))"
         )
-    if f.referrals_min is not None:
+    if f.referrals_min:  # at least 0 holds for everyone
+        # The few referrers, grouped once, rather than a count per member.
         q.add(
-            "(SELECT count(*) FROM referrals r WHERE r.referrer = m.id"
-            f" AND r.status <> 'rejected') >= {q.param(f.referrals_min, '::bigint')}"
+            "m.id IN (SELECT r.referrer FROM referrals r WHERE r.status <> 'rejected'"
+            f" GROUP BY r.referrer HAVING count(*) >= {q.param(f.referrals_min, '::bigint')})"
         )
 
 
