@@ -69,3 +69,17 @@ async def test_the_breakdown_counts_by_tier_and_reachable_channel(client, admin,
     assert data["by_channel"] == {"email": 1, "sms": 0, "portal_only": 2}
     plain = (await client.post("/api/v1/segments/count", json={}, headers=marketing)).json()
     assert plain["members"] == 3 and plain.get("by_tier") is None
+
+
+async def test_referrals_made_select_the_referrers(client, admin, bearer):
+    marketing = await bearer("marketing")
+    host = await enrol(client, admin, "Host")
+    code = (await client.get(f"/api/v1/members/{host['id']}/referrals", headers=admin)).json()[
+        "code"
+    ]
+    for name in ("Friend One", "Friend Two"):
+        await enrol(client, admin, name, referral_code=code)
+    assert await count(client, marketing, referrals_min=1) == 1
+    assert await count(client, marketing, referrals_min=2) == 1
+    assert await count(client, marketing, referrals_min=3) == 0
+    assert await count(client, marketing, referrals_min=0) == 3
