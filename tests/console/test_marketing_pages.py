@@ -152,3 +152,20 @@ async def test_the_home_page_shows_a_marketer_offers_sends_and_movement(
     assert 'id="marketing-home"' not in (await rep.get("/console")).text
     zh = await browser.get("/console", headers={"Accept-Language": "zh-CN"})
     assert "drafts awaiting approval" not in zh.text
+
+
+async def test_a_marketer_reads_the_movement_report_without_names(
+    make_client, make_staff, team, client, pos
+):
+    await make_staff("mark", "marketing", "marketing")
+    chen = team["members"]["Chen Jie"]
+    await buy(client, pos, chen["id"], "6000.00", days_ago=0.01)  # up a tier
+    browser = await sign_in(make_client(), "mark")
+    page = await browser.get("/console/movement")
+    assert page.status_code == 200
+    up = page.text.split('id="movement-up"')[1].split("</section>")[0]
+    assert chen["number"] in up and "Chen Jie" not in page.text
+    assert f"/console/members/{chen['id']}" not in page.text
+    download = await browser.get("/console/movement.csv")
+    assert chen["number"] in download.text and "Chen Jie" not in download.text
+    assert "chen@example.com" not in page.text + download.text
