@@ -215,6 +215,12 @@ class SegmentPages(Controller):
         """The builder's live count: a fragment of HTML the page's script puts in place."""
         staff(request, PERMISSION)
         values = await form(request)
+        if request.headers.get("x-requested-with") != "fetch":
+            # The Count button without JavaScript: the whole builder, counted.
+            segment = None
+            if values.get("segment_id"):
+                segment = await segments.get(chosen_id(values["segment_id"], "segment_id"))
+            return await builder(request, values, segment)
         try:
             counted = await _count(filter_from(values))
         except DomainError as exc:

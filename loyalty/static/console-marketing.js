@@ -18,7 +18,10 @@
       method: "POST",
       body: body,
       credentials: "same-origin",
-      headers: token ? { "X-CSRFToken": token.value } : {},
+      // The fragment, not the whole page the Count button (without JavaScript) gets.
+      headers: token
+        ? { "X-CSRFToken": token.value, "X-Requested-With": "fetch" }
+        : { "X-Requested-With": "fetch" },
     })
       .then(function (response) { return response.text(); })
       .then(function (html) {

@@ -58,8 +58,9 @@ async def test_the_count_fragment_follows_the_filter_with_its_breakdown(
     assert '<strong data-count="3">' in builder.text  # everyone, before any condition
     token = csrf_from(builder.text)
 
+    fetch = {"X-Requested-With": "fetch"}  # as the page's script asks
     gold = await browser.post(
-        "/console/segments/count", data={"_csrf_token": token, "tiers": "gold"}
+        "/console/segments/count", data={"_csrf_token": token, "tiers": "gold"}, headers=fetch
     )
     assert gold.status_code == 200, gold.text[-500:]
     assert "<html" not in gold.text  # a fragment, not a page
@@ -68,14 +69,21 @@ async def test_the_count_fragment_follows_the_filter_with_its_breakdown(
     both = await browser.post(
         "/console/segments/count",
         data={"_csrf_token": token, "tiers": ["gold", "silver"], "spend_min": "1000"},
+        headers=fetch,
     )
     assert '<strong data-count="2">' in both.text
     assert '<tr data-tier="silver">' in both.text
 
     bad = await browser.post(
-        "/console/segments/count", data={"_csrf_token": token, "spend_min": "lots"}
+        "/console/segments/count", data={"_csrf_token": token, "spend_min": "lots"}, headers=fetch
     )
     assert bad.status_code == 422 and "spend_min" in bad.text and "data-count" not in bad.text
+    # Without JavaScript, the Count button gets the whole builder with the count, as typed.
+    whole = await browser.post(
+        "/console/segments/count", data={"_csrf_token": token, "tiers": "gold", "name": "G"}
+    )
+    assert whole.status_code == 200 and "<html" in whole.text
+    assert '<strong data-count="1">' in whole.text and 'value="gold" checked' in whole.text
     never_shows_who(builder.text + gold.text + both.text, made)
 
 
