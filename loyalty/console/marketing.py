@@ -56,7 +56,7 @@ class MarketingPages(Controller):
             return await settings_page(request, exc, values)
         return back("/console/marketing-settings?saved=settings")
 
-    @post("/movement/segment")
+    @post("/movement/segment", opt=covers("POST /api/v1/reports/movement/{month:str}/segment"))
     async def movement_segment(self, request: Request) -> Template | Redirect:
         """The month's declining and at-risk valuable members as a segment (once a month)."""
         principal = staff(request, "segments:manage")
@@ -71,7 +71,10 @@ class MarketingPages(Controller):
             f"&members={done.members}&segment={done.segment.id}#movement-actions"
         )
 
-    @post("/movement/follow-ups")
+    @post(
+        "/movement/follow-ups",
+        opt=covers("POST /api/v1/reports/movement/{month:str}/follow-ups"),
+    )
     async def movement_follow_ups(self, request: Request) -> Template | Redirect:
         """A task for each declining valuable member's rep, due in the days given."""
         principal = staff(request, "marketing:report")

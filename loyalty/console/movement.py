@@ -24,6 +24,7 @@ from loyalty.console.common import (
     this_month,
 )
 from loyalty.errors import DomainError, InvalidInput
+from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import N_
 from loyalty.infrastructure.i18n import gettext as _
 from loyalty.marketing import reports
@@ -44,12 +45,12 @@ CATEGORIES = {
 class MovementPages(Controller):
     path = "/"
 
-    @get("/movement")
+    @get("/movement", opt=covers("GET /api/v1/reports/movement/{month:str}"))
     async def movement(self, request: Request, month: MonthQuery = "") -> Template:
         staff(request, PERMISSION)
         return await movement_page(request, report_month(month))
 
-    @get("/movement.csv")
+    @get("/movement.csv", opt=covers("GET /api/v1/reports/movement/{month:str}/csv"))
     async def movement_csv(self, request: Request, month: MonthQuery = "") -> Response:
         principal = staff(request, PERMISSION)
         month = report_month(month)

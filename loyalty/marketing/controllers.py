@@ -16,6 +16,7 @@ from loyalty.http.params import PageLimit, PageOffset
 from loyalty.http.responses import csv_download
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.marketing import reports, schemas, segments, service, unsubscribe
+from loyalty.workflows import movement_actions
 
 
 class SegmentController(Controller):
@@ -289,6 +290,41 @@ class MovementReportController(Controller):
     ) -> Response[str]:
         report = await reports.movement(month)
         return csv_download(reports.to_csv(report), f"movement-{month}.csv")
+
+    @post(
+        "/{month:str}/segment",
+        status_code=HTTP_200_OK,
+        summary="A segment of the month's declining valuable members",
+        responses=problems(422),
+        guards=[requires("segments:manage")],
+    )
+    async def declining_segment(
+        self,
+        principal: CurrentPrincipal,
+        month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)],
+    ) -> movement_actions.SegmentAction:
+        """Members above the lowest tier who spent less or moved down a tier in the month,
+        or bought nothing for `at_risk_days` (not yet `churn_days`): the segment
+        "Declining valuable members YYYY-MM", made once for the month, each member added
+        once however often this is called (`added`: new by this call)."""
+        return await movement_actions.declining_segment(month, principal)
+
+    @post(
+        "/{month:str}/follow-ups",
+        status_code=HTTP_200_OK,
+        summary="Follow-up tasks for the reps of the month's declining valuable members",
+        responses=problems(422),
+    )
+    async def declining_follow_ups(
+        self,
+        principal: CurrentPrincipal,
+        month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)],
+        data: JSONBody[movement_actions.FollowUpActionCreate],
+    ) -> movement_actions.FollowUpAction:
+        """Each member's rep gets a task ("valuable member declining: call") due in `days`
+        (1-60, 7), once a month per member: a task closed by a contact is not made again
+        that month; members without a rep get none (`created`: tasks made by this call)."""
+        return await movement_actions.declining_follow_ups(month, data.days, principal)
 
 
 UNSUBSCRIBED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

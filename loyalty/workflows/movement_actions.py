@@ -6,17 +6,23 @@ nobody twice."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 import msgspec
 
 from loyalty.auth import Principal
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.infrastructure.clock import local_today
+from loyalty.infrastructure.schemas import Input
 from loyalty.marketing import reports, segments
 from loyalty.marketing.schemas import Segment
 from loyalty.reps import follow_ups
 
 FOLLOW_UP_RULE = "valuable_declining"
+
+
+class FollowUpActionCreate(Input):
+    days: Annotated[int, msgspec.Meta(ge=1, le=60)] = 7  # call within this many days
 
 
 class SegmentAction(msgspec.Struct):

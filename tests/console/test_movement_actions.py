@@ -88,3 +88,28 @@ async def test_bad_days_and_missing_permissions_are_refused(team):
         await movement_actions.declining_segment(this_month(), rep)
     with pytest.raises(PermissionDenied):
         await movement_actions.declining_follow_ups(this_month(), 5, rep)
+
+
+async def test_the_actions_through_the_api(client, pos, team, bearer):
+    await declining(client, pos, team)
+    month = this_month()
+    marketing = await bearer("marketing")
+    rep = await bearer("rep")
+    url = f"/api/v1/reports/movement/{month}"
+    made = await client.post(f"{url}/segment", headers=marketing)
+    assert made.status_code == 200, made.text
+    assert made.json()["members"] == 1 and made.json()["added"] == 1
+    again = (await client.post(f"{url}/segment", headers=marketing)).json()
+    assert again["added"] == 0 and again["segment"]["id"] == made.json()["segment"]["id"]
+    tasks = await client.post(f"{url}/follow-ups", json={"days": 3}, headers=marketing)
+    assert tasks.status_code == 200 and tasks.json()["created"] == 1
+    assert (await client.post(f"{url}/follow-ups", json={}, headers=marketing)).json()[
+        "created"
+    ] == 0
+    bad = await client.post(f"{url}/follow-ups", json={"days": 61}, headers=marketing)
+    assert bad.status_code in (400, 422) and "days" in bad.text
+    assert (
+        await client.post("/api/v1/reports/movement/2026-13/segment", headers=marketing)
+    ).status_code in (400, 422)
+    for action in ("segment", "follow-ups"):
+        assert (await client.post(f"{url}/{action}", json={}, headers=rep)).status_code == 403
