@@ -28,12 +28,14 @@ from loyalty.console import (
 )
 from loyalty.console import exports as export_pages
 from loyalty.console import jobs as job_pages
+from loyalty.console import marketing as marketing_pages
 from loyalty.console import merging as merge_pages
 from loyalty.console import points as points_pages
 from loyalty.console import privacy as privacy_pages
 from loyalty.console import redemptions as redemption_pages
 from loyalty.console import referrals as referral_pages
 from loyalty.console import rewards as reward_pages
+from loyalty.console import segments as segment_pages
 from loyalty.console import tier_pages as tier_views
 from loyalty.console import webhooks as webhook_pages
 from loyalty.console.audit import AuditPages
@@ -141,6 +143,7 @@ class SignInPages(Controller):
             due_today=len(tasks),
             overdue=sum(1 for task in tasks if task.overdue),
             notices=notices,
+            marketing=await marketing_pages.marketing_home(principal),
         )
 
 
@@ -383,6 +386,8 @@ ConsoleController = Router(
         ExpiryWarningPages,
         offers.OfferPages,
         AuditPages,
+        segment_pages.SegmentPages,
+        marketing_pages.MarketingPages,
     ],
     before_request=notices.count_unread,
     include_in_schema=False,

@@ -17,6 +17,7 @@ from loyalty.http.responses import csv_download
 from loyalty.http.routes import integration_only
 from loyalty.infrastructure.schemas import MONTH_PATTERN
 from loyalty.marketing import offer_results, reports, schemas, segments, service, unsubscribe
+from loyalty.workflows import movement_actions
 
 
 class SegmentController(Controller):
@@ -42,7 +43,8 @@ class SegmentController(Controller):
     ) -> schemas.Segment:
         """A named filter: tiers, spend and purchases in a window, days since the last
         purchase, available points, referrals made, birthday months, regions, tags, consent
-        per channel, assigned reps or departments. Every condition given must hold."""
+        per channel, assigned reps or departments, value groups, lifecycle stages. Every
+        condition given must hold."""
         return await segments.create(data, principal)
 
     @post(
@@ -51,9 +53,16 @@ class SegmentController(Controller):
         summary="Count the members a filter selects",
         responses=problems(422),
     )
-    async def count(self, data: JSONBody[schemas.SegmentFilter]) -> schemas.SegmentCount:
-        """For a filter being edited: one SQL statement, nothing saved."""
-        return await segments.count(data)
+    async def count(
+        self,
+        data: JSONBody[schemas.SegmentFilter],
+        breakdown: Annotated[bool, QueryParameter()] = False,
+    ) -> schemas.SegmentCount:
+        """For a filter being edited: one SQL statement, nothing saved. With
+        `?breakdown=true`, also the members by tier, and how many are reachable by `email`,
+        by `sms` (preferred, consented, with an address) and by the portal inbox alone
+        (`portal_only`): counts only, never who."""
+        return await segments.count(data, breakdown)
 
     @get(
         "/value-groups",
@@ -314,6 +323,41 @@ class MovementReportController(Controller):
     ) -> Response[str]:
         report = await reports.movement(month)
         return csv_download(reports.to_csv(report), f"movement-{month}.csv")
+
+    @post(
+        "/{month:str}/segment",
+        status_code=HTTP_200_OK,
+        summary="A segment of the month's declining valuable members",
+        responses=problems(422),
+        guards=[requires("segments:manage")],
+    )
+    async def declining_segment(
+        self,
+        principal: CurrentPrincipal,
+        month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)],
+    ) -> movement_actions.SegmentAction:
+        """Members above the lowest tier who spent less or moved down a tier in the month,
+        or bought nothing for `at_risk_days` (not yet `churn_days`): the segment
+        "Declining valuable members YYYY-MM", made once for the month, each member added
+        once however often this is called (`added`: new by this call)."""
+        return await movement_actions.declining_segment(month, principal)
+
+    @post(
+        "/{month:str}/follow-ups",
+        status_code=HTTP_200_OK,
+        summary="Follow-up tasks for the reps of the month's declining valuable members",
+        responses=problems(422),
+    )
+    async def declining_follow_ups(
+        self,
+        principal: CurrentPrincipal,
+        month: Annotated[str, PathParameter(pattern=MONTH_PATTERN)],
+        data: JSONBody[movement_actions.FollowUpActionCreate],
+    ) -> movement_actions.FollowUpAction:
+        """Each member's rep gets a task ("valuable member declining: call") due in `days`
+        (1-60, 7), once a month per member: a task closed by a contact is not made again
+        that month; members without a rep get none (`created`: tasks made by this call)."""
+        return await movement_actions.declining_follow_ups(month, data.days, principal)
 
 
 UNSUBSCRIBED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

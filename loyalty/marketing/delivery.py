@@ -68,7 +68,7 @@ async def snapshot(offer_id: UUID) -> int:
             return 0  # its validity ended before it was sent: nobody is offered it now
         f = await offer_filter(conn, offer)
         q = audience_query(offer, f)
-        await conn.execute(
+        status = await conn.execute(
             f"""
             INSERT INTO offer_audience (offer, member)
             SELECT $1, m.id FROM {segments.from_clause(q)} WHERE {q.where}
@@ -77,7 +77,13 @@ async def snapshot(offer_id: UUID) -> int:
             offer_id,
             *q.params,
         )
-        size = await conn.fetchval("SELECT count(*) FROM offer_audience WHERE offer = $1", offer_id)
+        if offer["snapshot_at"] is None:
+            # The first snapshot (in this transaction): its size is what it inserted.
+            size = int(status.split()[-1])
+        else:  # an automatic offer's instance grows month by month
+            size = await conn.fetchval(
+                "SELECT count(*) FROM offer_audience WHERE offer = $1", offer_id
+            )
         await conn.execute(
             """
             UPDATE offers SET status = 'sending', audience_filter = $2::jsonb,

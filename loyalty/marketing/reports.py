@@ -8,9 +8,11 @@ import io
 import re
 from datetime import date, datetime
 from typing import Any
+from uuid import UUID
 
 from loyalty.errors import InvalidInput
 from loyalty.infrastructure import db
+from loyalty.infrastructure.clock import now
 from loyalty.marketing import schemas
 from loyalty.settings import get_settings
 
@@ -92,6 +94,27 @@ ORDER BY r.movement, m.name, m.id
 """
 
 
+# The month's declining and at-risk valuable members. Valuable: above the lowest tier now.
+# Declining: the report's "falling" (spending less) or "down" (moved down a tier). At risk:
+# no purchase for at_risk_days but not yet churn_days, at the month's end (or now).
+DECLINING_VALUABLE_SQL = f"""
+WITH lowest AS (SELECT min(rank) AS rank FROM tier_definitions WHERE enabled),
+valuable AS (
+    SELECT t.member FROM member_tiers t JOIN tier_definitions d ON d.code = t.tier
+    WHERE d.rank > (SELECT rank FROM lowest)
+)
+SELECT r.member FROM ({MOVEMENT_SQL}) r
+WHERE r.movement IN ('falling', 'down') AND r.member IN (SELECT member FROM valuable)
+UNION
+SELECT m.id FROM members m
+JOIN marketing_settings ms ON ms.id = 1
+WHERE m.status = 'active' AND m.id IN (SELECT member FROM valuable)
+  AND (SELECT max(p.occurred_at) FROM purchases p WHERE p.member = m.id AND p.occurred_at < $5)
+      BETWEEN $5 - make_interval(days => ms.churn_days)
+          AND $5 - make_interval(days => ms.at_risk_days)
+"""
+
+
 def month_bounds(month: str) -> tuple[datetime, datetime, datetime]:
     """(start, end, start of the three months before) in LOYALTY_TIMEZONE."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
@@ -150,6 +173,16 @@ async def movement(month: str) -> schemas.MovementReport:
         by_rep=_grouped(rows, "rep"),
         members=members,
     )
+
+
+async def declining_valuable(month: str) -> list[UUID]:
+    """The month's declining and at-risk valuable members (see DECLINING_VALUABLE_SQL)."""
+    start, end, before = month_bounds(month)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            DECLINING_VALUABLE_SQL, start, end, before, get_settings().tz.key, min(end, now())
+        )
+    return sorted(row["member"] for row in rows)
 
 
 def to_csv(report: schemas.MovementReport) -> str:

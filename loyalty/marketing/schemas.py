@@ -21,6 +21,15 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 Days = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
 Month = Annotated[int, msgspec.Meta(ge=1, le=12)]
 MarketingChannel = Literal["email", "sms", "phone", "wechat", "post", "portal"]
+ValueGroupName = Literal["valuable", "rising", "declining", "at_risk"]
+LifecycleStage = Literal[
+    "prospect_with_intent",
+    "prospect_without_intent",
+    "new_customer",
+    "regular",
+    "lapsing",
+    "lost",
+]
 
 
 class SegmentFilter(Input, omit_defaults=True):
@@ -45,6 +54,12 @@ class SegmentFilter(Input, omit_defaults=True):
     departments: Annotated[list[Short], msgspec.Meta(max_length=50)] = []
     unassigned: bool | None = None  # true: pool members only; false: assigned only
     tier_joined_within_days: Days | None = None  # entered the current tier recently
+    # The RFM value group over `window_days` (see GET /segments/value-groups): any of them.
+    value_groups: Annotated[list[ValueGroupName], msgspec.Meta(max_length=4)] = []
+    # The lifecycle stage (GET /members/{id}/lifecycle): any of them.
+    lifecycle_stages: Annotated[list[LifecycleStage], msgspec.Meta(max_length=6)] = []
+    # Members on a fixed list kept by the platform (the movement report's action segments).
+    member_list: UUID | None = None
 
 
 class SegmentCreate(Input):
@@ -74,6 +89,11 @@ class Segment(msgspec.Struct):
 class SegmentCount(msgspec.Struct):
     members: int
     took_ms: float
+    # With `breakdown`: members by tier; and how many are reachable by `email` and by `sms`
+    # (a preferred channel with consent and an address: a member may count in both), and
+    # how many by the portal inbox alone (`portal_only`).
+    by_tier: dict[str, int] | None = None
+    by_channel: dict[str, int] | None = None
 
 
 class ValueGroup(msgspec.Struct):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
+from html import escape
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -57,6 +58,7 @@ def where_clause(f: schemas.SegmentFilter, at: datetime, start: int = 1) -> Quer
     _points_and_referral_conditions(q, f)
     _archive_conditions(q, f)
     _rep_conditions(q, f)
+    _value_conditions(q, f, at)
     return q
 
 
@@ -116,10 +118,11 @@ def _points_and_referral_conditions(q: Query, f: schemas.SegmentFilter) -> None:
             "EXISTS (SELECT 1 FROM points_accounts a WHERE a.member = m.id"
             f" AND ({lo} IS NULL OR a.total >= {lo}) AND ({hi} IS NULL OR a.total <= {hi}))"
         )
-    if f.referrals_min is not None:
+    if f.referrals_min:  # at least 0 holds for everyone
+        # The few referrers, grouped once, rather than a count per member.
         q.add(
-            "(SELECT count(*) FROM referrals r WHERE r.referrer = m.id"
-            f" AND r.status <> 'rejected') >= {q.param(f.referrals_min, '::bigint')}"
+            "m.id IN (SELECT r.referrer FROM referrals r WHERE r.status <> 'rejected'"
+            f" GROUP BY r.referrer HAVING count(*) >= {q.param(f.referrals_min, '::bigint')})"
         )
 
 
@@ -155,6 +158,84 @@ def _rep_conditions(q: Query, f: schemas.SegmentFilter) -> None:
         q.add("m.assigned_rep IS NOT NULL")
 
 
+def scored_sql(window: str) -> str:
+    """Each active member who bought since `window` (a parameter) with their RFM value group
+    (`grp`), spend, purchases and last purchase. Members with no purchase in the window are
+    not in it: they are at risk."""
+    return f"""
+    WITH s AS (
+        SELECT member, max(occurred_at) AS last_purchase, count(*) AS purchases,
+               sum(total - returned_amount) AS spend
+        FROM purchases WHERE occurred_at >= {window} GROUP BY member
+    ), scored AS (
+        SELECT s.*,
+               ntile(5) OVER (ORDER BY last_purchase) AS r,
+               ntile(5) OVER (ORDER BY purchases) AS f,
+               ntile(5) OVER (ORDER BY spend) AS mo
+        FROM s JOIN members m ON m.id = s.member AND m.status = 'active'
+    )
+    SELECT member, CASE
+             WHEN r >= 4 AND (f + mo) >= 7 THEN 'valuable'
+             WHEN r >= 4 THEN 'rising'
+             WHEN r = 3 OR (f + mo) >= 7 THEN 'declining'
+             ELSE 'at_risk'
+           END AS grp, spend, purchases, last_purchase
+    FROM scored"""
+
+
+# The lifecycle stage of member `m` (as reps.performance's STAGE_CTE computes it) at `at`,
+# from the purchase statistics `s`; the contacts are read only for members who never bought.
+def _stage_sql(at: str) -> str:
+    return f"""(CASE
+        WHEN s.last_purchase IS NULL THEN
+            CASE WHEN (SELECT c.intent FROM contacts c WHERE c.member = m.id
+                       AND c.intent IS NOT NULL ORDER BY c.occurred_at DESC LIMIT 1) = 'intent'
+                 THEN 'prospect_with_intent' ELSE 'prospect_without_intent' END
+        WHEN s.first_purchase >= {at} - interval '3 months' THEN 'new_customer'
+        WHEN s.last_purchase >= {at} - interval '6 months' THEN 'regular'
+        WHEN s.last_purchase >= {at} - interval '12 months' THEN 'lapsing'
+        ELSE 'lost' END)"""
+
+
+def _value_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
+    """Value group, lifecycle stage and the fixed member list."""
+    if f.value_groups:
+        window = q.param(at - timedelta(days=f.window_days), "::timestamptz")
+        groups = q.param(list(f.value_groups), "::text[]")
+        condition = (
+            f"m.id IN (SELECT v.member FROM ({scored_sql(window)}) v WHERE v.grp = ANY({groups}))"
+        )
+        if "at_risk" in f.value_groups:
+            # No purchase in the window: at risk without a score.
+            condition = (
+                f"({condition} OR NOT EXISTS (SELECT 1 FROM purchases p"
+                f" WHERE p.member = m.id AND p.occurred_at >= {window}))"
+            )
+        q.add(condition)
+    if f.lifecycle_stages:
+        if not q.stats:  # the stage reads the purchase statistics
+            q.stats = True
+            q.window_param = q.param(at - timedelta(days=f.window_days), "::timestamptz")
+        at_param = q.param(at, "::timestamptz")
+        q.add(f"{_stage_sql(at_param)} = ANY({q.param(list(f.lifecycle_stages), '::text[]')})")
+    if f.member_list is not None:
+        q.add(
+            "EXISTS (SELECT 1 FROM segment_members sm WHERE sm.member = m.id"
+            f" AND sm.segment = {q.param(f.member_list, '::uuid')})"
+        )
+
+
+# Reachable on a channel: it is among the member's preferred channels, consent is granted
+# and the address is known (what delivery asks of a channel). Plain expressions on the row,
+# so a breakdown costs no subquery per member.
+REACHABLE = {
+    channel: f"""(m.{column} IS NOT NULL AND m.contact_preferences->'channels' ? '{channel}'
+      AND m.contact_preferences->'consents'
+          @> '[{{"channel": "{channel}", "granted": true}}]'::jsonb)"""
+    for channel, column in (("email", "email"), ("sms", "phone"))
+}
+
+
 def from_clause(q: Query) -> str:
     """`members m`, with the purchase statistics when a condition needs them."""
     if not q.stats:
@@ -164,7 +245,7 @@ def from_clause(q: Query) -> str:
         SELECT member,
                sum(total - returned_amount) FILTER (WHERE occurred_at >= {w}) AS spend,
                count(*) FILTER (WHERE occurred_at >= {w}) AS purchases,
-               max(occurred_at) AS last_purchase
+               max(occurred_at) AS last_purchase, min(occurred_at) AS first_purchase
         FROM purchases GROUP BY member
     ) s ON s.member = m.id"""
 
@@ -189,16 +270,42 @@ async def _check(f: schemas.SegmentFilter) -> None:
             raise InvalidInput(f"must not be below {lo}", field=f"filter.{hi}")
 
 
-async def count(f: schemas.SegmentFilter) -> schemas.SegmentCount:
-    """How many members the filter selects now: one statement."""
+async def count(f: schemas.SegmentFilter, breakdown: bool = False) -> schemas.SegmentCount:
+    """How many members the filter selects now: one statement. With `breakdown`, the same
+    statement counts them by tier, and how many are reachable by email, by SMS, and by the
+    portal inbox alone."""
     await _check(f)
     q = where_clause(f, now())
     started = time.perf_counter()
     async with db.connection() as conn:
-        members = await conn.fetchval(
-            f"SELECT count(*) FROM {from_clause(q)} WHERE {q.where}", *q.params
+        if not breakdown:
+            members = await conn.fetchval(
+                f"SELECT count(*) FROM {from_clause(q)} WHERE {q.where}", *q.params
+            )
+            took = (time.perf_counter() - started) * 1000
+            return schemas.SegmentCount(members=members, took_ms=took)
+        rows = await conn.fetch(
+            f"""
+            SELECT t.tier, count(*) AS members,
+                   count(*) FILTER (WHERE {REACHABLE["email"]}) AS email,
+                   count(*) FILTER (WHERE {REACHABLE["sms"]}) AS sms,
+                   count(*) FILTER (WHERE NOT ({REACHABLE["email"]} OR {REACHABLE["sms"]}))
+                       AS portal_only
+            FROM {from_clause(q)} LEFT JOIN member_tiers t ON t.member = m.id
+            WHERE {q.where} GROUP BY 1
+            """,
+            *q.params,
         )
-    return schemas.SegmentCount(members=members, took_ms=(time.perf_counter() - started) * 1000)
+    by_tier = {row["tier"] or "": row["members"] for row in rows}
+    by_channel = {
+        channel: sum(row[channel] for row in rows) for channel in ("email", "sms", "portal_only")
+    }
+    return schemas.SegmentCount(
+        members=sum(by_tier.values()),
+        took_ms=(time.perf_counter() - started) * 1000,
+        by_tier=by_tier,
+        by_channel=by_channel,
+    )
 
 
 def decode_filter(value: Any) -> schemas.SegmentFilter:
@@ -226,21 +333,28 @@ async def _segment(row: Any) -> schemas.Segment:
     )
 
 
-async def create(data: schemas.SegmentCreate, principal: Principal) -> schemas.Segment:
+async def create(
+    data: schemas.SegmentCreate, principal: Principal, segment_id: UUID | None = None
+) -> schemas.Segment:
+    """A new segment; given `segment_id` (a form's idempotency key), a second call with the
+    same id returns the segment the first one saved."""
     await _check(data.filter)
     async with db.connection() as conn:
         row = await conn.fetchrow(
             """
             INSERT INTO segments (id, name, description, filter, created_by, created_at,
                 updated_by, updated_at)
-            VALUES ($1, $2, $3, $4::jsonb, $5, now(), $5, now()) RETURNING *
+            VALUES ($1, $2, $3, $4::jsonb, $5, now(), $5, now())
+            ON CONFLICT (id) DO NOTHING RETURNING *
             """,
-            uuid4(),
+            segment_id or uuid4(),
             data.name,
             data.description,
             encode_filter(data.filter),
             principal.label,
         )
+        if row is None:
+            row = await conn.fetchrow("SELECT * FROM segments WHERE id = $1", segment_id)
     return await _segment(row)
 
 
@@ -282,6 +396,41 @@ async def list_segments() -> list[schemas.Segment]:
     return [await _segment(row) for row in rows]
 
 
+async def list_segment(
+    key: str, name: str, description: str, member_ids: list[UUID], principal: Principal
+) -> tuple[schemas.Segment, int]:
+    """The segment made once for `key`, selecting a fixed list of members; each member is
+    added to it once, however often this runs. Returns it and how many members were new."""
+    new_id = uuid4()
+    async with db.transaction() as conn:
+        segment_id = await conn.fetchval(
+            """
+            INSERT INTO segments (id, name, description, filter, created_by, created_at,
+                updated_by, updated_at, key)
+            VALUES ($1, $2, $3, $4::jsonb, $5, now(), $5, now(), $6)
+            ON CONFLICT (key) DO NOTHING RETURNING id
+            """,
+            new_id,
+            name,
+            description,
+            encode_filter(schemas.SegmentFilter(member_list=new_id)),
+            principal.label,
+            key,
+        )
+        if segment_id is None:
+            row = await conn.fetchrow("SELECT id, filter FROM segments WHERE key = $1", key)
+            segment_id = row["id"]
+        added = await conn.fetch(
+            """
+            INSERT INTO segment_members (segment, member, added_at)
+            SELECT $1, unnest($2::uuid[]), now() ON CONFLICT DO NOTHING RETURNING member
+            """,
+            segment_id,
+            member_ids,
+        )
+    return await get(segment_id), len(added)
+
+
 async def load_filter(conn: Any, segment_id: UUID) -> schemas.SegmentFilter:
     value = await conn.fetchval("SELECT filter FROM segments WHERE id = $1", segment_id)
     if value is None:
@@ -297,26 +446,8 @@ GROUPS = ("valuable", "rising", "declining", "at_risk")
 # window; frequency and spend averaged into one value score. Valuable: recent and high
 # value; rising: recent, lower value so far; declining: no longer recent (or fading) but
 # valuable; at risk: the rest, and everyone with no purchase in the window.
-VALUE_GROUPS_SQL = """
-WITH s AS (
-    SELECT member, max(occurred_at) AS last_purchase, count(*) AS purchases,
-           sum(total - returned_amount) AS spend
-    FROM purchases WHERE occurred_at >= $1 GROUP BY member
-), scored AS (
-    SELECT s.*,
-           ntile(5) OVER (ORDER BY last_purchase) AS r,
-           ntile(5) OVER (ORDER BY purchases) AS f,
-           ntile(5) OVER (ORDER BY spend) AS mo
-    FROM s JOIN members m ON m.id = s.member AND m.status = 'active'
-), grouped AS (
-    SELECT CASE
-             WHEN r >= 4 AND (f + mo) >= 7 THEN 'valuable'
-             WHEN r >= 4 THEN 'rising'
-             WHEN r = 3 OR (f + mo) >= 7 THEN 'declining'
-             ELSE 'at_risk'
-           END AS grp, spend, purchases, last_purchase
-    FROM scored
-)
+VALUE_GROUPS_SQL = f"""
+WITH grouped AS ({scored_sql("$1")})
 SELECT grp, count(*) AS members, coalesce(avg(spend), 0) AS avg_spend,
        coalesce(avg(purchases), 0)::float8 AS avg_purchases,
        avg(extract(epoch FROM $2 - last_purchase) / 86400)::float8 AS avg_days
@@ -363,8 +494,9 @@ async def value_groups(window_days: int = 365) -> schemas.ValueGroups:
     return schemas.ValueGroups(window_days=window_days, groups=groups, members=total)
 
 
-def pyramid_svg(data: schemas.ValueGroups) -> str:
-    """The value groups as a pyramid: valuable at the top, widths by share of members."""
+def pyramid_svg(data: schemas.ValueGroups, labels: dict[str, str] | None = None) -> str:
+    """The value groups as a pyramid: valuable at the top, widths by share of members;
+    `labels` names the groups in the reader's language."""
     colours = {
         "valuable": "#1b7f5b",
         "rising": "#3a86c8",
@@ -375,6 +507,7 @@ def pyramid_svg(data: schemas.ValueGroups) -> str:
     width, height, gap = 600, 60, 6
     for i, group in enumerate(data.groups):
         # Each layer is wider than the one above; its label carries the real count.
+        name = (labels or {}).get(group.group) or group.group.replace("_", " ")
         w = width * (i + 1) / len(data.groups)
         x = (width - w) / 2
         y = i * (height + gap)
@@ -383,7 +516,7 @@ def pyramid_svg(data: schemas.ValueGroups) -> str:
             f' fill="{colours[group.group]}"/>'
             f'<text x="{width / 2:.0f}" y="{y + height / 2 + 5}" text-anchor="middle"'
             f' fill="#fff" font-family="sans-serif" font-size="15">'
-            f"{group.group.replace('_', ' ')}: {group.members} ({group.share:.0%})</text>"
+            f"{escape(name)}: {group.members} ({group.share:.0%})</text>"
         )
     total_h = len(data.groups) * (height + gap)
     return (

@@ -44,6 +44,16 @@ class Segment(Table, tablename="segments"):
     created_at = Timestamptz(default=TimestamptzNow())
     updated_by = Varchar(length=120)
     updated_at = Timestamptz(default=TimestamptzNow())
+    # Set on segments the platform makes (e.g. "movement:2026-12"): made once per key.
+    key = Varchar(length=100, null=True, default=None, unique=True)
+
+
+class SegmentMember(Table, tablename="segment_members"):
+    """The fixed list of a segment whose filter names it (`member_list`): each member once."""
+
+    segment = UUID()
+    member = UUID()
+    added_at = Timestamptz(default=TimestamptzNow())
 
 
 class Offer(Table, tablename="offers"):

@@ -4,6 +4,7 @@ escalated to the rep's manager, and a rep's (or department's) open tasks."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from uuid import UUID
 
 from loyalty.auth import Principal
 from loyalty.infrastructure import db
@@ -121,6 +122,28 @@ async def plan_follow_ups(today: date | None = None, horizon_days: int = 7) -> s
                 member_id=row["member"],
             )
     return schemas.FollowUpRun(created=len(created), escalated=len(overdue), day=today)
+
+
+async def add_keyed_tasks(member_ids: list[UUID], rule: str, key: str, due_on: date) -> int:
+    """A task for each member's rep (members without a rep get none), once per `key` and
+    member however often this runs, and never beside another open task of the same rule.
+    Returns how many tasks were made."""
+    async with db.transaction() as conn:
+        made = await conn.fetch(
+            """
+            INSERT INTO follow_ups (id, member, rep, rule, due_on, created_at, key)
+            SELECT gen_random_uuid(), m.id, m.assigned_rep, $2, $3, now(), $4
+            FROM members m
+            WHERE m.id = ANY($1::uuid[]) AND m.status = 'active' AND m.assigned_rep IS NOT NULL
+            ON CONFLICT DO NOTHING
+            RETURNING id
+            """,
+            member_ids,
+            rule,
+            due_on,
+            key,
+        )
+    return len(made)
 
 
 async def my_tasks(principal: Principal, horizon_days: int = 7) -> list[schemas.FollowUpTask]:

@@ -133,6 +133,8 @@ class FollowUp(Table, tablename="follow_ups"):
     closed_at = Timestamptz(null=True, default=None)
     closed_by_contact = UUID(null=True, default=None)
     escalated_at = Timestamptz(null=True, default=None)
+    # Tasks made by an action that runs once per key and member (e.g. "movement:2026-12").
+    key = Varchar(length=100, null=True, default=None)
 
 
 class StaffNotice(Table, tablename="staff_notices"):
