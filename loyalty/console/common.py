@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 import msgspec
@@ -56,6 +57,10 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Temp
             "me": me,
             "path": path,
             "nav": navigation(me, path, unread) if me else None,
+            # The language switch keeps the page's filters (everything but `lang`).
+            "kept_query": urlencode(
+                [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+            ),
             "unread_notices": unread,
             **context,
         },
