@@ -241,6 +241,7 @@ CONSOLE_LABELS = {
     "team_service": N_("Service"),
     "team_settlement": N_("Settlement"),
     "team_operations": N_("Operations"),
+    "team_sponsor": N_("Executive sponsor"),
     "rotation_proposed": N_("proposed"),
     "rotation_applied": N_("applied"),
     "request_open": N_("Open"),

@@ -384,7 +384,7 @@ class RotationMoveUpdate(Input):
 
 class TeamPersonCreate(Input):
     staff_id: UUID
-    role: Literal["service", "settlement", "operations"]
+    role: Literal["sponsor", "service", "settlement", "operations"]
 
 
 class ServiceTeamUpdate(Input):

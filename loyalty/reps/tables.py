@@ -190,6 +190,6 @@ class ServiceTeamMember(Table, tablename="service_team_members"):
     id = UUID(primary_key=True)
     member = ForeignKey(references=Member, index=True)
     staff = ForeignKey(references=Staff, index=True)
-    role = Varchar(length=16)  # lead | service | settlement | operations
+    role = Varchar(length=16)  # lead | sponsor | service | settlement | operations
     added_by = Varchar(length=120)
     added_at = Timestamptz(default=TimestamptzNow())

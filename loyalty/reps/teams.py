@@ -12,7 +12,9 @@ from loyalty.infrastructure import db
 from loyalty.members import service as members
 from loyalty.reps import schemas
 
-TEAM_ROLES = ("lead", "service", "settlement", "operations")
+# The sponsor is the executive the top tier promises (the tier names the role, a manager the
+# person).
+TEAM_ROLES = ("lead", "sponsor", "service", "settlement", "operations")
 
 
 async def service_team(member_id: UUID, principal: Principal) -> schemas.ServiceTeam:
@@ -22,7 +24,7 @@ async def service_team(member_id: UUID, principal: Principal) -> schemas.Service
             """
             SELECT t.staff, t.role, s.username, s.display_name FROM service_team_members t
             JOIN staff s ON s.id = t.staff WHERE t.member = $1
-            ORDER BY array_position(ARRAY['lead', 'service', 'settlement', 'operations'],
+            ORDER BY array_position(ARRAY['lead', 'sponsor', 'service', 'settlement', 'operations'],
                                     t.role::text), s.username
             """,
             member_id,

@@ -327,6 +327,23 @@ async def test_a_service_team_sees_its_member_and_appears_on_the_brief(client, a
     ).json()
     assert [p["role"] for p in brief["service_team"]] == ["lead", "settlement"]
     assert brief["executive_sponsor"] == "Sales director"
+    # The manager names the executive sponsor the tier promises; the brief shows them.
+    named = await client.put(
+        f"/api/v1/members/{gold['id']}/service-team",
+        json={
+            "lead_id": ids["senior"],
+            "members": [
+                {"staff_id": ids["mgr"], "role": "sponsor"},
+                {"staff_id": ids["junior"], "role": "settlement"},
+            ],
+        },
+        headers=headers["manager"],
+    )
+    assert named.status_code == 200, named.text
+    brief = (
+        await client.get(f"/api/v1/members/{gold['id']}/brief", headers=headers["junior"])
+    ).json()
+    assert [p["role"] for p in brief["service_team"]] == ["lead", "sponsor", "settlement"]
     denied = await client.put(
         f"/api/v1/members/{gold['id']}/service-team",
         json={"lead_id": ids["junior"]},
