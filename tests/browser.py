@@ -79,3 +79,14 @@ async def staff_sign_in(page, base: str, username: str) -> None:
     await page.get_by_label("Password").fill(TEST_PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(f"{base}/console")
+
+
+async def member_sign_in(page, base: str, mailbox, email: str) -> None:
+    """Sign in to the portal with the code the test SMTP server caught."""
+    await page.goto(f"{base}/portal/sign-in")
+    await page.get_by_label("Phone or email").first.fill(email)
+    await page.get_by_role("button", name="Send me a code").click()
+    await page.get_by_label("Code", exact=True).wait_for()
+    await page.get_by_label("Code", exact=True).fill(mailbox.last_code(email))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{base}/portal")

@@ -8,11 +8,6 @@ VERSION = "1.38.0"
 DESCRIPTION = "offer review: submitted status, send back with a comment"
 
 STATEMENTS = """
-ALTER TABLE offers ADD COLUMN submitted_by VARCHAR(120);
-ALTER TABLE offers ADD COLUMN submitted_at TIMESTAMPTZ;
-ALTER TABLE offers ADD COLUMN review_comment TEXT;
-ALTER TABLE offers ADD COLUMN reviewed_by VARCHAR(120);
-ALTER TABLE offers ADD COLUMN reviewed_at TIMESTAMPTZ;
 ALTER TABLE offers DROP CONSTRAINT offers_status;
 ALTER TABLE offers ADD CONSTRAINT offers_status CHECK (
     status IN ('draft', 'submitted', 'approved', 'sending', 'sent', 'cancelled'));

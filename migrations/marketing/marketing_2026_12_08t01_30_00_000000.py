@@ -7,14 +7,12 @@ VERSION = "1.38.0"
 DESCRIPTION = "segment keys and member lists"
 
 STATEMENTS = """
-ALTER TABLE segments ADD COLUMN key varchar(100) NULL DEFAULT NULL;
-ALTER TABLE segments ADD CONSTRAINT segments_key_key UNIQUE (key);
-CREATE TABLE segment_members (
-    id serial PRIMARY KEY,
-    segment uuid NOT NULL REFERENCES segments (id) ON DELETE CASCADE,
-    member uuid NOT NULL REFERENCES members (id),
-    added_at timestamptz NOT NULL DEFAULT now()
-);
+ALTER TABLE segment_members
+    ALTER COLUMN segment SET NOT NULL,
+    ALTER COLUMN member SET NOT NULL,
+    ADD CONSTRAINT segment_members_segment FOREIGN KEY (segment)
+        REFERENCES segments (id) ON DELETE CASCADE,
+    ADD CONSTRAINT segment_members_member FOREIGN KEY (member) REFERENCES members (id);
 -- Each member once per list, however often the action runs; the filter looks up by member.
 CREATE UNIQUE INDEX segment_members_once ON segment_members (segment, member);
 CREATE INDEX segment_members_member ON segment_members (member);

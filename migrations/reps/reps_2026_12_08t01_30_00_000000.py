@@ -1,4 +1,4 @@
-"""Members' requests and complaints remember when and how they were answered."""
+"""Open requests found by when they came in (the columns: the previous migration)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
@@ -15,8 +15,6 @@ async def forwards():
 
         await run_script(
             """
-            ALTER TABLE contacts ADD COLUMN answered_at timestamptz NULL;
-            ALTER TABLE contacts ADD COLUMN answered_by uuid NULL;
             CREATE INDEX contacts_open_requests ON contacts (occurred_at)
                 WHERE status = 'open';
             """

@@ -1,4 +1,4 @@
-"""Follow-up tasks made by an action that runs once per key and member."""
+"""Follow-up tasks made by an action run once per key and member (the column: 01:29)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
@@ -7,7 +7,6 @@ VERSION = "1.38.0"
 DESCRIPTION = "follow-up keys"
 
 STATEMENTS = """
-ALTER TABLE follow_ups ADD COLUMN key varchar(100) NULL DEFAULT NULL;
 CREATE UNIQUE INDEX follow_ups_key_once ON follow_ups (member, key) WHERE key IS NOT NULL;
 """
 

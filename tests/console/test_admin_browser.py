@@ -12,7 +12,7 @@ from loyalty.webhooks import service as webhooks
 from tests.browser import browser_page, staff_sign_in
 from tests.browser import shot as browser_shot
 from tests.helpers.purchases import purchase_body
-from tests.webhooks.test_webhooks import Receiver, deliver_outbox
+from tests.helpers.webhooks import Receiver, deliver_outbox
 
 
 async def shot(page, name: str) -> None:

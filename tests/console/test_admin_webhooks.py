@@ -9,7 +9,7 @@ import pytest
 
 from loyalty.webhooks import service as webhooks
 from tests.helpers.console import post_form, sign_in
-from tests.webhooks.test_webhooks import Receiver, deliver_outbox
+from tests.helpers.webhooks import Receiver, deliver_outbox
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from loyalty.console.common import this_month
 from loyalty.marketing import segments, service
-from tests.console.test_movement import this_month
 from tests.helpers.console import post_form, sign_in
 from tests.helpers.marketing import buy
 from tests.helpers.pages import csrf_from

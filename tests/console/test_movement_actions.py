@@ -8,10 +8,10 @@ from uuid import uuid4
 import pytest
 
 from loyalty.auth import ROLE_PERMISSIONS, Principal
+from loyalty.console.common import this_month
 from loyalty.errors import InvalidInput, PermissionDenied
 from loyalty.marketing import segments
 from loyalty.workflows import movement_actions
-from tests.console.test_movement import this_month
 from tests.helpers.console import post_form, sign_in
 from tests.helpers.marketing import buy
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from loyalty.settings import get_settings
-from tests.browser import browser_page, staff_sign_in
+from tests.browser import browser_page, member_sign_in, staff_sign_in
 from tests.browser import shot as browser_shot
 from tests.helpers.marketing import buy, consenting, enrol
-from tests.portal.test_browser import sign_in as member_sign_in
 
 
 async def shot(page, name: str) -> None:

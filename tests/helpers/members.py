@@ -7,6 +7,13 @@ from httpx import AsyncClient
 from loyalty.infrastructure import db
 
 
+async def enrol(client: AsyncClient, headers: dict, name: str = "Chen Jie", **fields) -> dict:
+    """Enrol a member through the API (201) as `headers`; the member."""
+    response = await client.post("/api/v1/members", json={"name": name, **fields}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 async def merge(
     client: AsyncClient, admin: dict[str, str], survivor_id: str, duplicate_id: str
 ) -> dict:

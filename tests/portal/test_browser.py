@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import re
 
-from tests.browser import browser_page
+from tests.browser import browser_page, member_sign_in
 from tests.browser import shot as browser_shot
 from tests.helpers.purchases import purchase_body
 
 
 async def shot(page, name: str) -> None:
     await browser_shot(page, "portal", name)
-
-
-async def sign_in(page, base: str, mailbox, email: str) -> None:
-    await page.goto(f"{base}/portal/sign-in")
-    await page.get_by_label("Phone or email").first.fill(email)
-    await page.get_by_role("button", name="Send me a code").click()
-    await page.get_by_label("Code", exact=True).wait_for()
-    await page.get_by_label("Code", exact=True).fill(mailbox.last_code(email))
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(f"{base}/portal")
 
 
 async def test_sign_up_with_a_referral_link_then_earn_redeem_and_switch_language(
@@ -104,7 +94,7 @@ async def test_sign_in_with_a_code_and_change_email_with_verification(
         "/api/v1/members", json={"name": "Chen Jie", "email": "chen@example.com"}, headers=admin
     )
     async with browser_page() as page:
-        await sign_in(page, served, mailbox, "chen@example.com")
+        await member_sign_in(page, served, mailbox, "chen@example.com")
         await page.get_by_role("link", name="Profile").click()
         await page.get_by_label("Change my").select_option("email")
         await page.get_by_label("New phone or email").fill("chen.new@example.com")
@@ -123,7 +113,7 @@ async def test_sign_in_with_a_code_and_change_email_with_verification(
         await page.get_by_role("button", name="Send me a code").click()
         assert "a code is on its way" in await page.content()
         assert len(mailbox.to("chen@example.com")) == sent_before
-        await sign_in(page, served, mailbox, "chen.new@example.com")
+        await member_sign_in(page, served, mailbox, "chen.new@example.com")
 
 
 async def test_a_second_member_cannot_open_the_first_members_pages(served, client, admin, mailbox):
@@ -155,7 +145,7 @@ async def test_a_second_member_cannot_open_the_first_members_pages(served, clien
         )
     ).json()
     async with browser_page() as page:
-        await sign_in(page, served, mailbox, "li@example.com")
+        await member_sign_in(page, served, mailbox, "li@example.com")
         response = await page.goto(f"{served}/portal/redemptions/{theirs['id']}")
         assert response.status == 404
         content = await page.content()

@@ -12,10 +12,10 @@ from loyalty.auth import staff_principal
 from loyalty.errors import Conflict, NotFound, PermissionDenied
 from loyalty.infrastructure import db
 from loyalty.reps import contacts, schemas, service_desk
-from tests.reps.test_ownership import enrol, team  # noqa: F401 (the fixture)
+from tests.helpers.members import enrol
 
 
-async def test_moving_a_member_to_their_own_rep_changes_nothing(client, team):  # noqa: F811
+async def test_moving_a_member_to_their_own_rep_changes_nothing(client, team):
     member = await enrol(client, team["headers"]["rep"])
     body = {"rep_id": team["ids"]["rep_east2"], "reason": "closer"}
     url = f"/api/v1/members/{member['id']}/assignment"
@@ -30,7 +30,7 @@ async def test_moving_a_member_to_their_own_rep_changes_nothing(client, team):  
     assert [h["rep"] for h in history] == ["rep_east2", "rep_east"]
 
 
-async def test_managers_set_their_own_reps_levels(client, team):  # noqa: F811
+async def test_managers_set_their_own_reps_levels(client, team):
     manager = team["headers"]["manager"]
     listed = (await client.get("/api/v1/reps", headers=manager)).json()
     assert {r["username"] for r in listed} == {"rep_east", "rep_east2"}
@@ -56,7 +56,7 @@ async def test_the_clock_follows_the_tier_and_a_request_is_answered_once(
     client,
     admin,
     make_staff,
-    team,  # noqa: F811
+    team,
 ):
     member = await enrol(client, team["headers"]["rep"], email="chen@example.com")
     async with db.transaction() as conn:
