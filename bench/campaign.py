@@ -160,6 +160,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @dataclass
 class Bench(common.Bench):
     token: str = ""
+    approver_token: str = ""  # another admin: an offer's author cannot approve it
     tiers: list[str] = field(default_factory=list)
     smtp_port: int = 0
 
@@ -237,17 +238,22 @@ async def seed(bench: Bench) -> None:
 
 
 def sign_in(bench: Bench) -> None:
+    bench.token = admin_token(bench, f"bench-{bench.run_id}")
+    bench.approver_token = admin_token(bench, f"bench-{bench.run_id}-approver")
+
+
+def admin_token(bench: Bench, username: str) -> str:
     output = common.loyalty_cli(
-        bench.env(), "create-staff", "--username", f"bench-{bench.run_id}", "--role", "admin"
+        bench.env(), "create-staff", "--username", username, "--role", "admin"
     )
     match = re.search(r"password \(shown once\): (\S+)", output)
     if match is None:
         raise BenchError(f"no password in the output of loyalty create-staff:\n{output}")
-    login = {"username": f"bench-{bench.run_id}", "password": match.group(1)}
+    login = {"username": username, "password": match.group(1)}
     with httpx.Client(base_url=bench.base_url, timeout=30) as client:
-        bench.token = common.expect(
-            client.post("/api/v1/auth/tokens", json=login), 201, "signing in"
-        )["token"]
+        return common.expect(client.post("/api/v1/auth/tokens", json=login), 201, "signing in")[
+            "token"
+        ]
 
 
 def approved_offer(client: httpx.Client, bench: Bench, name: str, flt: dict[str, Any]) -> str:
@@ -269,7 +275,8 @@ def approved_offer(client: httpx.Client, bench: Bench, name: str, flt: dict[str,
         client.post("/api/v1/offers", json=offer, headers=headers), 201, "offer"
     )
     url = f"/api/v1/offers/{created['id']}/approve"
-    common.expect(client.post(url, headers=headers), 200, "approving")
+    approver = {"Authorization": f"Bearer {bench.approver_token}"}
+    common.expect(client.post(url, headers=approver), 200, "approving")
     return created["id"]
 
 
