@@ -24,6 +24,7 @@ from loyalty.jobs.service import tracked
 from loyalty.marketing.jobs import (
     automatic_offers,
     expiry_warnings,
+    refresh_segment_facts,
     retry_offer_deliveries,
     send_offer,
 )
@@ -50,6 +51,7 @@ JOB_FUNCTIONS: list[Any] = [
     retry_offer_deliveries,
     automatic_offers,
     expiry_warnings,
+    refresh_segment_facts,
     run_import,
 ]
 # Every job records its runs (job_runs: the console's jobs page, `loyalty jobs list`).

@@ -28,7 +28,7 @@ from loyalty.console.common import (
 from loyalty.errors import DomainError
 from loyalty.http.routes import covers
 from loyalty.infrastructure.i18n import LABELS, N_, label, staff_label
-from loyalty.marketing import schemas, segments
+from loyalty.marketing import schemas, segment_facts, segments
 from loyalty.tiers import service as tiers
 
 PERMISSION = "segments:manage"
@@ -117,7 +117,7 @@ def _field(exc: DomainError) -> DomainError:
 
 
 async def _count(f: schemas.SegmentFilter) -> schemas.SegmentCount:
-    return await segments.count(f, breakdown=True)
+    return await segment_facts.count(f, breakdown=True)
 
 
 class SegmentPages(Controller):

@@ -59,6 +59,13 @@ JOBS: tuple[Job, ...] = (
         {"second": {30}},
     ),
     Job(
+        "refresh_segment_facts",
+        N_("Rebuild the segment facts the segment builder counts from"),
+        N_("every 5 minutes, and at worker start"),
+        {"minute": set(range(1, 60, 5))},
+        run_at_startup=True,
+    ),
+    Job(
         "reclaim_members",
         N_("Return neglected members to the pool"),
         N_("daily at 00:30"),

@@ -94,6 +94,15 @@ class SegmentCount(msgspec.Struct):
     # how many by the portal inbox alone (`portal_only`).
     by_tier: dict[str, int] | None = None
     by_channel: dict[str, int] | None = None
+    # Counted from the segment facts built at this time (rebuilt every 5 minutes); absent:
+    # counted now from the live tables.
+    as_of: datetime | None = None
+
+
+class SegmentFactsBuild(msgspec.Struct):
+    built_at: datetime
+    members: int
+    took_ms: int
 
 
 class ValueGroup(msgspec.Struct):

@@ -185,7 +185,7 @@ def scored_sql(window: str) -> str:
 
 # The lifecycle stage of member `m` (as reps.performance's STAGE_CTE computes it) at `at`,
 # from the purchase statistics `s`; the contacts are read only for members who never bought.
-def _stage_sql(at: str) -> str:
+def stage_sql(at: str) -> str:
     return f"""(CASE
         WHEN s.last_purchase IS NULL THEN
             CASE WHEN (SELECT c.intent FROM contacts c WHERE c.member = m.id
@@ -217,7 +217,7 @@ def _value_conditions(q: Query, f: schemas.SegmentFilter, at: datetime) -> None:
             q.stats = True
             q.window_param = q.param(at - timedelta(days=f.window_days), "::timestamptz")
         at_param = q.param(at, "::timestamptz")
-        q.add(f"{_stage_sql(at_param)} = ANY({q.param(list(f.lifecycle_stages), '::text[]')})")
+        q.add(f"{stage_sql(at_param)} = ANY({q.param(list(f.lifecycle_stages), '::text[]')})")
     if f.member_list is not None:
         q.add(
             "EXISTS (SELECT 1 FROM segment_members sm WHERE sm.member = m.id"
@@ -240,7 +240,12 @@ def from_clause(q: Query) -> str:
     """`members m`, with the purchase statistics when a condition needs them."""
     if not q.stats:
         return "members m"
-    w = q.window_param
+    return from_clause_with(q.window_param)
+
+
+def from_clause_with(w: str) -> str:
+    """`members m` with the purchase statistics `s` (spend and purchases since `w`, a
+    parameter; the last and first purchase ever)."""
     return f"""members m LEFT JOIN (
         SELECT member,
                sum(total - returned_amount) FILTER (WHERE occurred_at >= {w}) AS spend,
@@ -250,7 +255,7 @@ def from_clause(q: Query) -> str:
     ) s ON s.member = m.id"""
 
 
-async def _check(f: schemas.SegmentFilter) -> None:
+async def check(f: schemas.SegmentFilter) -> None:
     for name in ("spend_min", "spend_max"):
         value = getattr(f, name)
         if value is not None and not (0 <= value <= Decimal("9999999999.99")):
@@ -274,7 +279,7 @@ async def count(f: schemas.SegmentFilter, breakdown: bool = False) -> schemas.Se
     """How many members the filter selects now: one statement. With `breakdown`, the same
     statement counts them by tier, and how many are reachable by email, by SMS, and by the
     portal inbox alone."""
-    await _check(f)
+    await check(f)
     q = where_clause(f, now())
     started = time.perf_counter()
     async with db.connection() as conn:
@@ -338,7 +343,7 @@ async def create(
 ) -> schemas.Segment:
     """A new segment; given `segment_id` (a form's idempotency key), a second call with the
     same id returns the segment the first one saved."""
-    await _check(data.filter)
+    await check(data.filter)
     async with db.connection() as conn:
         row = await conn.fetchrow(
             """
@@ -362,7 +367,7 @@ async def update(
     segment_id: UUID, data: schemas.SegmentUpdate, principal: Principal
 ) -> schemas.Segment:
     if data.filter is not msgspec.UNSET:
-        await _check(data.filter)
+        await check(data.filter)
     async with db.transaction() as conn:
         row = await conn.fetchrow("SELECT * FROM segments WHERE id = $1 FOR UPDATE", segment_id)
         if row is None:

@@ -186,3 +186,38 @@ class ExpiryWarningRun(Table, tablename="expiry_warning_runs"):
     emails = Integer(default=0)
     texts = Integer(default=0)
     failed = Integer(default=0)
+
+
+class SegmentFact(Table, tablename="segment_facts"):
+    """What the segment builder's counts read: one narrow row per active member, rebuilt
+    set-based by `segment_facts.rebuild` (its only writer) every few minutes. Counts only;
+    the audience snapshot at send time reads the live tables."""
+
+    member = UUID(primary_key=True)
+    tier = Varchar(length=32, null=True, default=None)
+    tier_since = Timestamptz(null=True, default=None)
+    region = Text(null=True, default=None)
+    birthday_month = Integer(null=True, default=None)
+    tags = Array(base_column=Varchar(length=50), null=True, default=None)
+    consents = Array(base_column=Text(), default=list)  # channels with consent granted
+    email = Boolean(null=True, default=None)  # reachable (segments.REACHABLE; null counts nowhere)
+    sms = Boolean(null=True, default=None)
+    rep = UUID(null=True, default=None)
+    department = Text(null=True, default=None)
+    points = BigInt(null=True, default=None)  # null: no points account
+    referrals = Integer(default=0)
+    spend = Numeric(default=Decimal(0))  # in the build's window
+    purchases = Integer(default=0)  # in the build's window
+    last_purchase = Timestamptz(null=True, default=None)  # ever
+    value_group = Text(default="at_risk")
+    stage = Text(default="")
+
+
+class SegmentFactsBuild(Table, tablename="segment_facts_builds"):
+    """The one row saying when the facts were built and over which purchase window."""
+
+    id = Integer(primary_key=True)
+    built_at = Timestamptz()
+    window_days = Integer()
+    members = Integer()
+    took_ms = Integer()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from loyalty.marketing import segments
+from loyalty.marketing import segment_facts, segments
 from tests.helpers.console import sign_in
 from tests.helpers.marketing import buy
 from tests.helpers.pages import csrf_from
@@ -211,3 +211,25 @@ async def test_a_rep_cannot_open_segments_and_a_marketer_sees_no_archives(
     for language, heading in (("en", "Segments"), ("zh-CN", "人群细分")):
         response = await marketer.get("/console/segments", headers={"Accept-Language": language})
         assert heading in response.text
+
+
+async def test_a_count_from_the_segment_facts_says_how_fresh_it_is(
+    make_client, make_staff, client, admin, pos
+):
+    await people(client, admin, pos)
+    await make_staff("mara", "marketing", "marketing")
+    browser = await sign_in(make_client(), "mara")
+    token = csrf_from((await browser.get("/console/segments/new")).text)
+    fetch = {"X-Requested-With": "fetch"}
+    live = await browser.post("/console/segments/count", data={"_csrf_token": token}, headers=fetch)
+    assert "Counted in" in live.text and "data-as-of" not in live.text
+
+    await segment_facts.rebuild()
+    for language, words in (("en", "As of "), ("zh-CN", "截至 ")):
+        counted = await browser.post(
+            "/console/segments/count",
+            data={"_csrf_token": token, "tiers": "gold"},
+            headers={**fetch, "Accept-Language": language},
+        )
+        assert '<strong data-count="1">' in counted.text
+        assert "data-as-of=" in counted.text and words in counted.text, counted.text
