@@ -41,7 +41,7 @@ async def test_an_event_seat_is_added_redeemed_in_the_portal_and_fulfilled(
         await page.get_by_role("link", name="Administration").click()
         await page.get_by_role("link", name="Rewards", exact=True).click()
         await page.get_by_label("Kind").select_option("event_seat")
-        await page.get_by_label("Name", exact=True).fill("Autumn tea tasting")
+        await page.get_by_label("Reward name", exact=True).fill("Autumn tea tasting")
         await page.get_by_label("Points", exact=True).fill("300")
         await page.get_by_label("Stock (blank: unlimited)").fill("12")
         await page.get_by_label("Event date and time (event seats)").fill("2031-10-01T19:00")
